@@ -1,0 +1,35 @@
+"""Language of a message, restricted to the languages the desk works in (lingua)."""
+
+from __future__ import annotations
+
+from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+from classifiers.result import Label
+
+MAX_CHARS = 2000
+MIN_CHARS = 12
+
+
+class LanguageClassifier:
+    """Detects one of ``languages`` (ISO 639-1 codes); the first one is the fallback."""
+
+    def __init__(self, languages: tuple[str, ...]) -> None:
+        self.fallback = languages[0]
+        self._languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in languages]
+        if len(self._languages) == 1:
+            self._detector = None
+        else:
+            self._detector = LanguageDetectorBuilder.from_languages(*self._languages).with_preloaded_language_models().build()
+
+    def classify(self, text: str) -> Label:
+        sample = text[:MAX_CHARS].strip()
+        if self._detector is None:
+            return Label(self.fallback, 1.0, ("the desk works in one language",))
+        if len(sample) < MIN_CHARS:
+            return Label(self.fallback, 0.0, (f"too little text; assumed {self.fallback}",))
+        values = self._detector.compute_language_confidence_values(sample)
+        if not values:
+            return Label(self.fallback, 0.0, (f"no language recognised; assumed {self.fallback}",))
+        best = values[0]
+        code = best.language.iso_code_639_1.name.lower()
+        return Label(code, round(best.value, 3), (f"lingua: {code} {best.value:.2f}",))

@@ -1,0 +1,205 @@
+"""The desk's own configuration files — taxonomy, organisations, teams, routing.
+
+Each file is validated on load and cross-checked against the others (a routing
+rule naming an unknown team or type is an error at start-up, not a surprise
+at the first ticket). The result is one frozen ``DeskConfig`` passed to the
+classifiers and the router.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from config.errors import ConfigFileError
+from config.settings import Settings
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EnquiryType(_Frozen):
+    description: str
+    cues: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+
+class Sector(_Frozen):
+    description: str
+
+
+class DomainPattern(_Frozen):
+    pattern: str
+    sector: str
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class Taxonomy(_Frozen):
+    version: int
+    default_type: str
+    types: dict[str, EnquiryType]
+    sectors: dict[str, Sector]
+    domain_patterns: tuple[DomainPattern, ...] = ()
+    free_mail_domains: frozenset[str] = frozenset()
+
+    @field_validator("free_mail_domains")
+    @classmethod
+    def _lower(cls, value: frozenset[str]) -> frozenset[str]:
+        return frozenset(domain.lower() for domain in value)
+
+
+class Organisation(_Frozen):
+    domain: str
+    name: str
+    sector: str
+
+
+class OrganisationRegistry(_Frozen):
+    version: int
+    organisations: tuple[Organisation, ...] = ()
+
+
+class Member(_Frozen):
+    key: str
+    name: str
+    email: str | None = None
+    slack_user: str | None = None
+    timezone: str = "UTC"
+
+
+class Team(_Frozen):
+    name: str
+    slack_channel: str | None = None
+    members: tuple[Member, ...] = ()
+
+
+class Teams(_Frozen):
+    version: int
+    teams: dict[str, Team]
+
+
+class RuleConditions(_Frozen):
+    type: tuple[str, ...] | None = None
+    sector: tuple[str, ...] | None = None
+    language: tuple[str, ...] | None = None
+    channel: tuple[str, ...] | None = None
+    domain: tuple[str, ...] | None = None
+    keywords: tuple[str, ...] | None = None
+    needs_triage: bool | None = None
+
+
+class RoutingRule(_Frozen):
+    name: str
+    when: RuleConditions = RuleConditions()
+    team: str
+    priority: str = "normal"
+    tags: tuple[str, ...] = ()
+
+
+class RoutingDefault(_Frozen):
+    team: str
+    priority: str = "normal"
+
+
+class Routing(_Frozen):
+    version: int
+    default: RoutingDefault
+    rules: tuple[RoutingRule, ...] = ()
+
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+CHANNELS = ("email", "slack", "x", "web")
+
+
+class DeskConfig(_Frozen):
+    taxonomy: Taxonomy
+    organisations: OrganisationRegistry
+    teams: Teams
+    routing: Routing
+    languages: tuple[str, ...]
+
+
+def load_desk(settings: Settings) -> DeskConfig:
+    """Load and cross-check the four desk files named in ``settings``.
+
+    Raises ConfigFileError listing every problem found.
+    """
+    desk = DeskConfig(
+        taxonomy=_load(settings.taxonomy_file, Taxonomy),
+        organisations=_load(settings.organisations_file, OrganisationRegistry),
+        teams=_load(settings.teams_file, Teams),
+        routing=_load(settings.routing_file, Routing),
+        languages=settings.languages,
+    )
+    problems = _cross_check(desk)
+    if problems:
+        raise ConfigFileError("desk configuration is inconsistent:\n  - " + "\n  - ".join(problems))
+    return desk
+
+
+def _load(path: Path, model: type[_Frozen]) -> Any:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigFileError(f"{path}: {details}") from exc
+
+
+def _cross_check(desk: DeskConfig) -> list[str]:
+    tax, routing = desk.taxonomy, desk.routing
+    problems: list[str] = []
+    if tax.default_type not in tax.types:
+        problems.append(f"taxonomy: default_type {tax.default_type!r} is not a type")
+    if "unknown" not in tax.sectors:
+        problems.append("taxonomy: the sector 'unknown' is required")
+    for pattern in tax.domain_patterns:
+        if pattern.sector not in tax.sectors:
+            problems.append(f"taxonomy: domain pattern {pattern.pattern!r} names unknown sector {pattern.sector!r}")
+    for name, etype in tax.types.items():
+        for lang in etype.cues:
+            if lang not in desk.languages:
+                problems.append(f"taxonomy: type {name!r} has cues for {lang!r}, not a configured language")
+    for org in desk.organisations.organisations:
+        if org.sector not in tax.sectors:
+            problems.append(f"organisations: {org.domain} names unknown sector {org.sector!r}")
+    teams = desk.teams.teams
+    if routing.default.team not in teams:
+        problems.append(f"routing: default team {routing.default.team!r} is not in the teams file")
+    if routing.default.priority not in PRIORITIES:
+        problems.append(f"routing: default priority must be one of {PRIORITIES}")
+    seen: set[str] = set()
+    for rule in routing.rules:
+        problems.extend(_check_rule(rule, desk, seen))
+    return problems
+
+
+def _check_rule(rule: RoutingRule, desk: DeskConfig, seen: set[str]) -> list[str]:
+    where = f"routing rule {rule.name!r}"
+    problems = []
+    if rule.name in seen:
+        problems.append(f"{where}: the name is used twice")
+    seen.add(rule.name)
+    if rule.team not in desk.teams.teams:
+        problems.append(f"{where}: unknown team {rule.team!r} (teams: {', '.join(desk.teams.teams)})")
+    if rule.priority not in PRIORITIES:
+        problems.append(f"{where}: priority {rule.priority!r} is not one of {PRIORITIES}")
+    allowed = {
+        "type": desk.taxonomy.types,
+        "sector": desk.taxonomy.sectors,
+        "language": desk.languages,
+        "channel": CHANNELS,
+    }
+    for field, values in allowed.items():
+        for value in getattr(rule.when, field) or ():
+            if value not in values:
+                problems.append(f"{where}: unknown {field} {value!r}")
+    return problems

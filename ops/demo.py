@@ -1,0 +1,99 @@
+"""`helpdesk demo`: the whole pipeline on the embedded defaults, with a bundled sample of enquiries.
+
+It runs only on the embedded set-up (SQLite + embedded Redis in the data
+folder) and only in a data folder that is empty or holds an earlier demo, so
+it can never disturb a real desk's data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from config.broker import stop_embedded_redis
+from config.errors import SettingsError
+from config.settings import Settings
+from ops.runtime import Runtime, prepare_worker
+from ops.views import render_matrix, report_data, render_tickets, ticket_rows
+
+SAMPLES = Path(__file__).resolve().parent / "samples" / "enquiries"
+MARKER = ".helpdesk-demo"
+
+
+def run_demo(settings: Settings, console: Console, *, reset: bool = True) -> dict:
+    if not settings.embedded_redis or settings.database_url:
+        raise SettingsError("the demo runs on the embedded defaults only: unset HELPDESK_DATABASE_URL and HELPDESK_REDIS_URL")
+    _prepare_folder(settings.data_dir, reset)
+    console.rule("[bold]helpdesk demo")
+    console.print(f"data folder: [bold]{settings.data_dir.resolve()}[/bold] (SQLite + embedded Redis, append-only)")
+    started = time.monotonic()
+    with Runtime(settings) as runtime:
+        prepare_worker(runtime)
+        from ops.cli import import_paths  # noqa: PLC0415 - shares the CLI's progress display
+
+        imported = import_paths(runtime, [SAMPLES], label="queueing sample e-mails")
+        _drain(runtime, console, imported.queued + imported.rejected)
+        data = report_data(runtime, None, None)
+        rows = ticket_rows(runtime)
+    elapsed = time.monotonic() - started
+    _summarise(console, data, rows, settings, elapsed)
+    return data
+
+
+def _prepare_folder(data_dir: Path, reset: bool) -> None:
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / MARKER).exists():
+            raise SettingsError(
+                f"{data_dir} holds data that did not come from a demo; run the demo elsewhere, "
+                f"e.g. HELPDESK_DATA_DIR=./demo-data helpdesk demo"
+            )
+        if reset:
+            stop_embedded_redis(data_dir)
+            shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / MARKER).write_text("created by `helpdesk demo`; the demo may wipe this folder\n")
+
+
+def _drain(runtime: Runtime, console: Console, total: int) -> None:
+    from workers.actors import QUEUES  # noqa: PLC0415
+    from workers.runner import run_worker  # noqa: PLC0415
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    with progress:
+        task = progress.add_task("processing (dedupe, thread, classify, route, store)", total=total)
+        run_worker(
+            runtime.broker,
+            QUEUES,
+            threads=runtime.settings.worker_threads,
+            until_idle=True,
+            on_poll=lambda unfinished: progress.update(task, completed=max(0, total - unfinished)),
+            stop_event=threading.Event(),
+        )
+        progress.update(task, completed=total)
+
+
+def _summarise(console: Console, data: dict, rows: list[dict], settings: Settings, elapsed: float) -> None:
+    render_tickets(console, rows[:12][::-1])
+    if len(rows) > 12:
+        console.print(f"… and {len(rows) - 12} more: [bold]helpdesk tickets[/bold]")
+    render_matrix(console, "Tickets by enquiry type × enquirer sector", data["type_by_sector"])
+    teams = ", ".join(f"{team} {count}" for team, count in data["by_team"].items())
+    languages = ", ".join(f"{lang} {count}" for lang, count in data["by_language"].items())
+    automated = ", ".join(f"{kind} {count}" for kind, count in data["automated_by_kind"].items()) or "none"
+    quarantined = ", ".join(f"{reason} {count}" for reason, count in data["quarantined_by_reason"].items()) or "none"
+    console.print(f"[bold]{data['tickets']}[/bold] tickets from [bold]{data['messages']}[/bold] stored messages in {elapsed:.1f} s")
+    console.print(f"  by team:            {teams}")
+    console.print(f"  by language:        {languages}")
+    console.print(f"  replies threaded:   {data['threaded']}")
+    console.print(f"  duplicates dropped: {data['duplicates']}")
+    console.print(f"  automated (no ticket): {data['automated']} ({automated})")
+    console.print(f"  quarantined:        {data['quarantined']} ({quarantined})")
+    console.print(f"  needs triage:       {data['needs_triage']}")
+    folder = settings.data_dir.resolve()
+    console.print(f"data: database {folder / 'helpdesk.db'}, Redis {folder / 'redis'}, raw mail {folder / 'raw'}")
+    console.print("next: [bold]helpdesk tickets[/bold] · [bold]helpdesk tickets --json[/bold] · [bold]helpdesk report[/bold] · [bold]helpdesk status[/bold]")

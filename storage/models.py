@@ -1,0 +1,197 @@
+"""The tables. Unique constraints, not hopes, make every effect happen once.
+
+- ``message``: one row per (channel, external_id) — the dedupe key;
+- ``contact_identity``: one contact per (channel, address);
+- ``organisation``: one per registrable domain;
+- ``metric_event``: append-only, one row per idempotency ``key``;
+- ``quarantine``: one row per rejected input or dead letter ``key``.
+
+Timestamps are stored in UTC; SQLite forgets the zone, so ``UTCDateTime``
+puts it back on read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store aware UTC timestamps only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _json() -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+def _text() -> Any:
+    return Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+
+
+class Organisation(SQLModel, table=True):
+    __tablename__ = "organisation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    domain: str = Field(max_length=255, unique=True)
+    name: str | None = Field(default=None, max_length=255)
+    sector: str | None = Field(default=None, max_length=40)
+    created_at: datetime = _ts()
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contact"
+
+    id: int | None = Field(default=None, primary_key=True)
+    display_name: str = Field(default="", max_length=512)
+    organisation_id: int | None = Field(default=None, foreign_key="organisation.id", index=True)
+    created_at: datetime = _ts()
+
+
+class ContactIdentity(SQLModel, table=True):
+    """How a contact appears on one channel: an e-mail address, a Slack user id, an X handle."""
+
+    __tablename__ = "contact_identity"
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_contact_identity_channel_address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    channel: str = Field(max_length=20)
+    address: str = Field(max_length=512)
+    created_at: datetime = _ts()
+
+
+class Ticket(SQLModel, table=True):
+    """One conversation with one enquirer. ``id`` is the human number (HD-<id>)."""
+
+    __tablename__ = "ticket"
+    __table_args__ = (Index("ix_ticket_created_at", "created_at"), Index("ix_ticket_team_status", "team", "status"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="new", max_length=20, index=True)
+    subject: str = Field(default="", max_length=2000)
+    channel: str = Field(max_length=20)
+    contact_id: int | None = Field(default=None, foreign_key="contact.id", index=True)
+    organisation_id: int | None = Field(default=None, foreign_key="organisation.id", index=True)
+    type: str = Field(max_length=40)
+    type_confidence: float = 0.0
+    sector: str = Field(max_length=40)
+    sector_confidence: float = 0.0
+    language: str = Field(max_length=8)
+    language_confidence: float = 0.0
+    needs_triage: bool = False
+    classification: dict | None = _json()
+    team: str = Field(max_length=64)
+    assignee: str | None = Field(default=None, max_length=64)
+    priority: str = Field(default="normal", max_length=16)
+    routing_rule: str | None = Field(default=None, max_length=128)
+    routing: dict | None = _json()
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    first_response_at: datetime | None = _ts(nullable=True)
+    resolved_at: datetime | None = _ts(nullable=True)
+
+
+class Message(SQLModel, table=True):
+    """A message in or out. Automated mail that belongs to no ticket keeps ``ticket_id`` empty."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_message_channel_external_id"),
+        Index("ix_message_channel_message_id", "channel", "message_id"),
+        Index("ix_message_channel_thread_key", "channel", "thread_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    channel: str = Field(max_length=20)
+    external_id: str = Field(max_length=998)
+    direction: str = Field(default="in", max_length=3)
+    kind: str = Field(default="enquiry", max_length=20)
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    sender_address: str = Field(default="", max_length=512)
+    sender_name: str = Field(default="", max_length=512)
+    subject: str = Field(default="", max_length=2000)
+    text: str = _text()
+    html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    language: str | None = Field(default=None, max_length=8)
+    message_id: str | None = Field(default=None, max_length=998)
+    thread_key: str | None = Field(default=None, max_length=512)
+    refs: list | None = _json()
+    thread_rule: str | None = Field(default=None, max_length=40)
+    thread_reason: str | None = Field(default=None, max_length=1000)
+    automated_kind: str | None = Field(default=None, max_length=20)
+    automated_reason: str | None = Field(default=None, max_length=500)
+    content_hash: str = Field(max_length=64)
+    raw_ref: str | None = Field(default=None, max_length=64)
+    attachments: list | None = _json()
+    recipients: list | None = _json()
+    defects: list | None = _json()
+    truncated: bool = False
+    source: str = Field(default="", max_length=2000)
+    delivery_id: str | None = Field(default=None, max_length=64)
+    sent_at: datetime | None = _ts(nullable=True)
+    received_at: datetime = _ts()
+    stored_at: datetime = _ts()
+
+
+class MetricEvent(SQLModel, table=True):
+    """Append-only facts for management information; ``key`` makes each fact count once."""
+
+    __tablename__ = "metric_event"
+    __table_args__ = (Index("ix_metric_event_kind_at", "kind", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    kind: str = Field(max_length=40)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    channel: str | None = Field(default=None, max_length=20)
+    at: datetime = _ts()
+    data: dict | None = _json()
+
+
+class Quarantine(SQLModel, table=True):
+    """Input that could not become a ticket, with the reason; visible to operators, replayable."""
+
+    __tablename__ = "quarantine"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    kind: str = Field(max_length=20)  # rejected (unparseable input) | dead_letter (failed in a worker)
+    channel: str | None = Field(default=None, max_length=20)
+    reason: str = Field(max_length=100)
+    detail: str = _text()
+    source: str = Field(default="", max_length=2000)
+    raw_ref: str | None = Field(default=None, max_length=64)
+    payload: dict | None = _json()
+    received_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+
+
+TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine]

@@ -1,0 +1,103 @@
+"""Read-side queries: ticket listings and management-information counts.
+
+Definitions used in reports:
+- ``tickets``: conversations opened by a person's enquiry (automated mail never opens one);
+- ``messages``: inbound messages stored, every kind;
+- ``duplicates``: deliveries of a message already stored (dropped, counted once per delivery);
+- ``threaded``: inbound messages attached to an existing ticket (replies);
+- ``automated``: auto-replies, bounces, list and bulk mail, recognised and kept out of tickets;
+- ``quarantined``: input that could not be parsed or processed (rejected + dead letters).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from storage.intake_store import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
+
+
+def _count(connection: Connection, table: Any, *where: Any) -> int:
+    return connection.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def _group(connection: Connection, column: Any, *where: Any) -> dict[str, int]:
+    rows = connection.execute(select(column, func.count()).where(*where).group_by(column).order_by(func.count().desc(), column))
+    return {str(key): count for key, count in rows}
+
+
+def summary(connection: Connection, since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    """Counts for ``helpdesk report``; ``since``/``until`` bound ticket creation and message receipt."""
+    ticket_window = _window(TICKET.c.created_at, since, until)
+    message_window = _window(MESSAGE.c.received_at, since, until)
+    event_window = _window(EVENT.c.at, since, until)
+    inbound = MESSAGE.c.direction == "in"
+    return {
+        "tickets": _count(connection, TICKET, *ticket_window),
+        "messages": _count(connection, MESSAGE, inbound, *message_window),
+        "duplicates": _count(connection, EVENT, EVENT.c.kind == "duplicate", *event_window),
+        "threaded": _count(connection, MESSAGE, inbound, MESSAGE.c.kind == "reply", *message_window),
+        "automated": _count(connection, MESSAGE, MESSAGE.c.kind == "automated", *message_window),
+        "quarantined": _count(connection, QUARANTINE, *_window(QUARANTINE.c.created_at, since, until)),
+        "needs_triage": _count(connection, TICKET, TICKET.c.needs_triage.is_(True), *ticket_window),
+        "by_type": _group(connection, TICKET.c.type, *ticket_window),
+        "by_sector": _group(connection, TICKET.c.sector, *ticket_window),
+        "by_team": _group(connection, TICKET.c.team, *ticket_window),
+        "by_channel": _group(connection, TICKET.c.channel, *ticket_window),
+        "by_language": _group(connection, TICKET.c.language, *ticket_window),
+        "by_status": _group(connection, TICKET.c.status, *ticket_window),
+        "automated_by_kind": _group(connection, MESSAGE.c.automated_kind, MESSAGE.c.kind == "automated", *message_window),
+        "quarantined_by_reason": _group(connection, QUARANTINE.c.reason, *_window(QUARANTINE.c.created_at, since, until)),
+        "type_by_sector": type_by_sector(connection, ticket_window),
+    }
+
+
+def type_by_sector(connection: Connection, where: list[Any]) -> dict[str, dict[str, int]]:
+    rows = connection.execute(
+        select(TICKET.c.type, TICKET.c.sector, func.count()).where(*where).group_by(TICKET.c.type, TICKET.c.sector)
+    )
+    table: dict[str, dict[str, int]] = {}
+    for etype, sector, count in rows:
+        table.setdefault(etype, {})[sector] = count
+    return table
+
+
+def _window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
+    clauses = []
+    if since is not None:
+        clauses.append(column >= since)
+    if until is not None:
+        clauses.append(column < until)
+    return clauses
+
+
+def list_tickets(connection: Connection, limit: int | None = None) -> list[dict[str, Any]]:
+    """One row per ticket with its enquirer, newest first."""
+    first_identity = (
+        select(IDENTITY.c.contact_id, func.min(IDENTITY.c.address).label("address")).group_by(IDENTITY.c.contact_id).subquery()
+    )
+    stmt = (
+        select(
+            TICKET,
+            CONTACT.c.display_name.label("contact_name"),
+            first_identity.c.address.label("contact_address"),
+            ORGANISATION.c.domain.label("organisation"),
+            ORGANISATION.c.name.label("organisation_name"),
+            select(func.count()).where(MESSAGE.c.ticket_id == TICKET.c.id).scalar_subquery().label("messages"),
+        )
+        .select_from(TICKET)
+        .outerjoin(CONTACT, CONTACT.c.id == TICKET.c.contact_id)
+        .outerjoin(first_identity, first_identity.c.contact_id == TICKET.c.contact_id)
+        .outerjoin(ORGANISATION, ORGANISATION.c.id == TICKET.c.organisation_id)
+        .order_by(TICKET.c.id.desc())
+    )
+    if limit:
+        stmt = stmt.limit(limit)
+    return [dict(row._mapping) for row in connection.execute(stmt)]
+
+
+def list_quarantine(connection: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    stmt = select(QUARANTINE).order_by(QUARANTINE.c.id.desc()).limit(limit)
+    return [dict(row._mapping) for row in connection.execute(stmt)]

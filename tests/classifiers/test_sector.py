@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from classifiers.sector import SectorClassifier
+from config.desk import load_desk
+from config.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def sectors() -> SectorClassifier:
+    desk = load_desk(load_settings(environ={}))
+    return SectorClassifier(desk.taxonomy, desk.organisations)
+
+
+@pytest.mark.parametrize(
+    ("address", "sector", "organisation"),
+    [
+        ("a@finance.gov.uk", "government", "finance.gov.uk"),
+        ("a@mail.finance.gov.uk", "government", "finance.gov.uk"),
+        ("a@hacienda.gob.mx", "government", "hacienda.gob.mx"),
+        ("a@minhacienda.gob.cl", "government", "minhacienda.gob.cl"),
+        ("a@economie.gouv.fr", "government", "economie.gouv.fr"),
+        ("a@treasury.go.ke", "government", "treasury.go.ke"),
+        ("a@planejamento.gov.br", "government", "planejamento.gov.br"),
+        ("a@county.gov", "government", "county.gov"),
+        ("a@stanford.edu", "academia", "stanford.edu"),
+        ("a@ucl.ac.uk", "academia", "ucl.ac.uk"),
+        ("a@usp.edu.br", "academia", "usp.edu.br"),
+        ("a@who.int", "multilateral_donor", "who.int"),
+        ("a@opengovwatch.org", "civil_society", "opengovwatch.org"),
+        ("a@procuresoft.com", "private_sector", "procuresoft.com"),
+        ("a@data.worldbank.org", "multilateral_donor", "worldbank.org"),
+        ("a@theguardian.com", "media", "theguardian.com"),
+    ],
+)
+def test_domain_evidence(sectors: SectorClassifier, address: str, sector: str, organisation: str) -> None:
+    result = sectors.classify(address)
+    assert result.label.value == sector
+    assert result.organisation_domain == organisation
+    assert result.label.reasons and address.split("@")[1] in result.label.reasons[0]
+
+
+def test_registry_beats_generic_patterns(sectors: SectorClassifier) -> None:
+    # worldbank.org would be civil_society by the generic .org hint
+    result = sectors.classify("x@worldbank.org")
+    assert result.label.value == "multilateral_donor" and result.label.confidence > 0.9
+    assert result.organisation_name == "World Bank"
+
+
+@pytest.mark.parametrize("address", ["someone@gmail.com", "x@hotmail.com", "y@yahoo.fr", "z@outlook.com"])
+def test_free_mail_is_no_organisation(sectors: SectorClassifier, address: str) -> None:
+    result = sectors.classify(address)
+    assert result.organisation_domain is None
+    assert result.label.value == "individual"
+    assert "free-mail" in result.label.reasons[0]
+
+
+def test_pattern_needs_an_organisation_label(sectors: SectorClassifier) -> None:
+    # "gov.uk" itself is not an organisation under gov.uk
+    assert sectors.classify("a@gov.uk").label.value == "unknown"
+
+
+def test_unknown_domain(sectors: SectorClassifier) -> None:
+    result = sectors.classify("a@example.xyz")
+    assert result.label.value == "unknown"

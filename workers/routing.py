@@ -1,0 +1,81 @@
+"""Routing: the first rule whose every condition holds decides team and priority — and says why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from classifiers.text import fold, phrase_pattern
+from config.desk import Routing, RoutingRule
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """What routing may look at."""
+
+    type: str
+    sector: str
+    language: str
+    channel: str
+    domain: str | None
+    text: str
+    needs_triage: bool
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    team: str
+    priority: str
+    rule: str
+    reasons: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {"team": self.team, "priority": self.priority, "rule": self.rule, "reasons": list(self.reasons), "tags": list(self.tags)}
+
+
+class Router:
+    def __init__(self, routing: Routing) -> None:
+        self.routing = routing
+        self._keywords = {
+            rule.name: phrase_pattern([fold(k) for k in rule.when.keywords]) for rule in routing.rules if rule.when.keywords
+        }
+
+    def route(self, facts: RouteFacts) -> RouteDecision:
+        folded_text: str | None = None
+        for rule in self.routing.rules:
+            if rule.when.keywords and folded_text is None:
+                folded_text = fold(facts.text[:6000])
+            reasons = self._match(rule, facts, folded_text or "")
+            if reasons is not None:
+                return RouteDecision(rule.team, rule.priority, rule.name, tuple(reasons) or ("unconditional rule",), rule.tags)
+        default = self.routing.default
+        return RouteDecision(default.team, default.priority, "default", ("no rule matched: default team",))
+
+    def _match(self, rule: RoutingRule, facts: RouteFacts, folded_text: str) -> list[str] | None:
+        """The reasons every condition holds, or None at the first that does not."""
+        when = rule.when
+        reasons: list[str] = []
+        for field in ("type", "sector", "language", "channel"):
+            allowed = getattr(when, field)
+            if allowed is None:
+                continue
+            value = getattr(facts, field)
+            if value not in allowed:
+                return None
+            reasons.append(f"{field} {value} ∈ [{', '.join(allowed)}]")
+        if when.domain is not None:
+            domain = facts.domain or ""
+            hit = next((d for d in when.domain if domain == d or domain.endswith("." + d)), None)
+            if hit is None:
+                return None
+            reasons.append(f"domain {domain} under {hit}")
+        if when.needs_triage is not None:
+            if facts.needs_triage != when.needs_triage:
+                return None
+            reasons.append("needs triage" if facts.needs_triage else "confidently classified")
+        if when.keywords:
+            found = self._keywords[rule.name].search(folded_text)
+            if found is None:
+                return None
+            reasons.append(f"keyword {found.group(0)!r}")
+        return [f"rule {rule.name}: " + "; ".join(reasons)] if reasons else []
