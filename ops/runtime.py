@@ -67,9 +67,13 @@ class Runtime:
 def prepare_worker(runtime: Runtime) -> None:
     """Add the worker-side middleware and register every actor on the runtime's broker."""
     from workers.actors import build_services, register_actors  # noqa: PLC0415 - workers are not needed to enqueue
+    from dramatiq.middleware import Retries  # noqa: PLC0415
+
     from workers.middleware import DeadLetters, LogContext  # noqa: PLC0415
 
     services = build_services(runtime.settings, runtime.broker, runtime.engine)
-    runtime.broker.add_middleware(LogContext())
-    runtime.broker.add_middleware(DeadLetters(services.store, services.inflight))
+    # dramatiq runs "after" hooks in reverse order: placed before Retries, these see its verdict
+    # (retry or dead-letter) on a failed message.
+    runtime.broker.add_middleware(LogContext(), before=Retries)
+    runtime.broker.add_middleware(DeadLetters(services.store, services.inflight), before=Retries)
     register_actors(runtime.broker, services)

