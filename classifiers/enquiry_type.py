@@ -1,30 +1,25 @@
 """Enquiry type from the cues in the taxonomy: the rule layer (and the keyword baseline).
 
-Each type's cues, in every configured language, are compiled into one regex.
-A distinct cue found in the body scores 1, in the subject 2 (a subject states
-the topic); repeats add a little. Confidence is the winner's share of all
-scores, damped so that a single weak cue cannot look certain.
+Every type's cues, in every configured language, go into one phrase index
+scanned once per message. A distinct cue found in the body scores 1, in the
+subject 2 (a subject states the topic); repeats add a little. Confidence is
+the winner's share of all scores, damped so that one weak cue cannot look
+certain.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter, defaultdict
 
 from classifiers.result import Label
-from classifiers.text import fold, phrase_pattern
+from classifiers.text import PhraseIndex, words
 from config.desk import Taxonomy
 
 SUBJECT_WEIGHT = 2.0
 REPEAT_WEIGHT = 0.25
 MAX_REPEAT_BONUS = 1.0
 DAMPING = 1.0
-MAX_CHARS = 6000
-
-
-@dataclass(frozen=True)
-class _TypeCues:
-    name: str
-    pattern: object  # re.Pattern[str]
+MAX_CHARS = 4000
 
 
 class KeywordTypeClassifier:
@@ -32,34 +27,38 @@ class KeywordTypeClassifier:
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.default_type = taxonomy.default_type
-        self._cues: list[_TypeCues] = []
+        phrases: dict[str, set[str]] = defaultdict(set)
         for name, etype in taxonomy.types.items():
-            phrases = [fold(cue) for cues in etype.cues.values() for cue in cues]
-            pattern = phrase_pattern(phrases)
-            if pattern is not None:
-                self._cues.append(_TypeCues(name, pattern))
+            for cues in etype.cues.values():
+                for cue in cues:
+                    phrases[cue].add(name)
+        self.index = PhraseIndex(phrases)
 
     def scores(self, subject: str, text: str) -> dict[str, tuple[float, list[str]]]:
         """Score and matched cues per type (types without a match are left out)."""
-        folded_subject = fold(subject)
-        folded_text = fold(text[:MAX_CHARS])
+        in_subject: dict[str, set[str]] = defaultdict(set)
+        for phrase, types in self.index.find(words(subject)):
+            for etype in types:
+                in_subject[etype].add(phrase)
+        body_hits: dict[str, Counter[str]] = defaultdict(Counter)
+        for phrase, types in self.index.find(words(text[:MAX_CHARS])):
+            for etype in types:
+                body_hits[etype][phrase] += 1
         found: dict[str, tuple[float, list[str]]] = {}
-        for cues in self._cues:
-            in_subject = set(cues.pattern.findall(folded_subject))
-            body_hits = cues.pattern.findall(folded_text)
-            in_body = set(body_hits) - in_subject
-            if not in_subject and not in_body:
-                continue
-            repeats = min(MAX_REPEAT_BONUS, REPEAT_WEIGHT * (len(body_hits) - len(set(body_hits))))
-            score = SUBJECT_WEIGHT * len(in_subject) + len(in_body) + repeats
-            found[cues.name] = (score, sorted(in_subject) + sorted(in_body))
+        for etype in in_subject.keys() | body_hits.keys():
+            subject_cues = in_subject.get(etype, set())
+            hits = body_hits.get(etype, Counter())
+            body_cues = set(hits) - subject_cues
+            repeats = min(MAX_REPEAT_BONUS, REPEAT_WEIGHT * (sum(hits.values()) - len(hits)))
+            score = SUBJECT_WEIGHT * len(subject_cues) + len(body_cues) + repeats
+            found[etype] = (score, sorted(subject_cues) + sorted(body_cues))
         return found
 
     def classify(self, subject: str, text: str) -> Label:
         scores = self.scores(subject, text)
         if not scores:
             return Label(self.default_type, 0.2, ("no cue of any enquiry type matched",))
-        ranked = sorted(scores.items(), key=lambda item: item[1][0], reverse=True)
+        ranked = sorted(scores.items(), key=lambda item: (-item[1][0], item[0]))
         best, (best_score, cues) = ranked[0]
         total = sum(score for score, _ in scores.values())
         confidence = best_score / (total + DAMPING)

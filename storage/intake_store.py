@@ -11,12 +11,13 @@ the other sees the winner's row once it commits.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.models import Contact, ContactIdentity, Message, MetricEvent, Organisation, Quarantine, Ticket
@@ -30,11 +31,8 @@ EVENT = MetricEvent.__table__
 QUARANTINE = Quarantine.__table__
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """The message row was inserted: this delivery owns it."""
-
-    message_pk: int
+class LostRace(Exception):
+    """Another transaction stored the same (channel, external_id) first; roll back and look again."""
 
 
 @dataclass(frozen=True)
@@ -47,142 +45,215 @@ class AlreadyStored:
     delivery_id: str | None
 
 
+class _Statements:
+    """Every statement of the hot path, built once; values are bound at execution.
+
+    Building a statement per call with ``.values(**row)`` costs more than the
+    database round trip (SQLAlchemy coerces and cache-keys every value);
+    prepared constants hit the compiled cache.
+    """
+
+    def __init__(self, insert_factory: Any) -> None:
+        p = bindparam
+        self.claim = (
+            insert_factory(MESSAGE).on_conflict_do_nothing(index_elements=["channel", "external_id"]).returning(MESSAGE.c.id)
+        )
+        self.existing = select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id).where(
+            MESSAGE.c.channel == p("channel"), MESSAGE.c.external_id == p("external_id")
+        )
+        self.by_message_ids = select(MESSAGE.c.message_id, MESSAGE.c.ticket_id).where(
+            MESSAGE.c.channel == p("channel"),
+            MESSAGE.c.message_id.in_(p("ids", expanding=True)),
+            MESSAGE.c.ticket_id.is_not(None),
+        )
+        self.by_thread_key = (
+            select(MESSAGE.c.ticket_id)
+            .where(MESSAGE.c.channel == p("channel"), MESSAGE.c.thread_key == p("thread_key"), MESSAGE.c.ticket_id.is_not(None))
+            .order_by(MESSAGE.c.id)
+            .limit(1)
+        )
+        self.ticket_exists = select(TICKET.c.id).where(TICKET.c.id == p("ticket_id"))
+        self.ticket_status = select(TICKET.c.status).where(TICKET.c.id == p("ticket_id"))
+        self.participants = select(MESSAGE.c.sender_address, MESSAGE.c.recipients).where(MESSAGE.c.ticket_id == p("ticket_id"))
+        self.org_insert = (
+            insert_factory(ORGANISATION).on_conflict_do_nothing(index_elements=["domain"]).returning(ORGANISATION.c.id)
+        )
+        self.org_id = select(ORGANISATION.c.id).where(ORGANISATION.c.domain == p("domain"))
+        self.contact_for = (
+            select(IDENTITY.c.contact_id, CONTACT.c.organisation_id)
+            .join(CONTACT, CONTACT.c.id == IDENTITY.c.contact_id)
+            .where(IDENTITY.c.channel == p("channel"), IDENTITY.c.address == p("address"))
+        )
+        self.contact_insert = insert(CONTACT).returning(CONTACT.c.id)
+        self.contact_set_org = (
+            update(CONTACT)
+            .where(CONTACT.c.id == p("contact_pk"), CONTACT.c.organisation_id.is_(None))
+            .values(organisation_id=p("org_pk"))
+        )
+        self.contact_delete = delete(CONTACT).where(CONTACT.c.id == p("contact_pk"))
+        self.identity_insert = (
+            insert_factory(IDENTITY).on_conflict_do_nothing(index_elements=["channel", "address"]).returning(IDENTITY.c.id)
+        )
+        self.ticket_insert = insert(TICKET).returning(TICKET.c.id)
+        self.event_insert = insert_factory(EVENT).on_conflict_do_nothing(index_elements=["key"])
+        self.quarantine_insert = (
+            insert_factory(QUARANTINE).on_conflict_do_nothing(index_elements=["key"]).returning(QUARANTINE.c.id)
+        )
+
+
 class IntakeStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         dialect = engine.dialect.name
         if dialect not in {"sqlite", "postgresql"}:
             raise ValueError(f"unsupported database dialect {dialect!r}")
-        self._insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        self.statements = _Statements(sqlite.insert if dialect == "sqlite" else postgresql.insert)
+        # SQLite has one writer at a time. Threads of one process queue on this lock, which
+        # wakes them at once, instead of on SQLite's busy handler, which sleeps in steps of
+        # milliseconds; other processes still wait through the busy timeout.
+        self._write_lock = threading.Lock() if dialect == "sqlite" else contextlib.nullcontext()
+        self.known = _KnownIds()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["IntakeTx"]:
         """One write transaction (BEGIN IMMEDIATE on SQLite); rolled back if the block raises."""
-        with self.engine.begin() as connection:
-            yield IntakeTx(connection, self._insert)
+        with self._write_lock:
+            with self.engine.begin() as connection:
+                tx = IntakeTx(connection, self.statements, self.known)
+                yield tx
+            self.known.merge(tx.learned)  # only what was committed
+
+
+class _KnownIds:
+    """Ids of organisations and contacts known to be committed, so returning senders cost no lookups.
+
+    Rows of these tables are never deleted (a contact that lost an insert race was
+    never committed), so a committed id stays valid. Bounded: cleared when full.
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self.organisations: dict[str, int] = {}
+        self.contacts: dict[tuple[str, str], tuple[int, int | None]] = {}
+        self._lock = threading.Lock()
+
+    def merge(self, learned: "_KnownIds") -> None:
+        with self._lock:
+            if len(self.contacts) + len(self.organisations) > self.LIMIT:
+                self.organisations.clear()
+                self.contacts.clear()
+            self.organisations.update(learned.organisations)
+            self.contacts.update(learned.contacts)
+
+    def forget_contact(self, channel: str, address: str) -> None:
+        """Call when an identity is moved to another contact (merging people)."""
+        with self._lock:
+            self.contacts.pop((channel, address), None)
 
 
 class IntakeTx:
     """The statements the pipeline needs, inside one transaction."""
 
-    def __init__(self, connection: Connection, insert_factory: Any) -> None:
+    def __init__(self, connection: Connection, statements: _Statements, known: _KnownIds | None = None) -> None:
         self.c = connection
-        self._insert = insert_factory
+        self.s = statements
+        self.known = known or _KnownIds()
+        self.learned = _KnownIds()
 
     # -- dedupe ----------------------------------------------------------------
-    def claim_message(self, row: dict[str, Any]) -> Claimed | AlreadyStored:
-        stmt = (
-            self._insert(MESSAGE)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=["channel", "external_id"])
-            .returning(MESSAGE.c.id)
-        )
-        inserted = self.c.execute(stmt).scalar()
-        if inserted is not None:
-            return Claimed(inserted)
-        existing = self.c.execute(
-            select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id).where(
-                MESSAGE.c.channel == row["channel"], MESSAGE.c.external_id == row["external_id"]
-            )
-        ).one()
-        return AlreadyStored(existing.id, existing.ticket_id, existing.content_hash, existing.delivery_id)
+    def find_message(self, channel: str, external_id: str) -> AlreadyStored | None:
+        found = self.c.execute(self.s.existing, {"channel": channel, "external_id": external_id}).first()
+        return None if found is None else AlreadyStored(found.id, found.ticket_id, found.content_hash, found.delivery_id)
+
+    def insert_message(self, row: dict[str, Any]) -> int:
+        """Insert the message row; raises LostRace if its key was stored meanwhile.
+
+        The unique constraint decides: on PostgreSQL a concurrent insert of the
+        same key waits for the other transaction and then does nothing.
+        """
+        inserted = self.c.execute(self.s.claim, row).scalar()
+        if inserted is None:
+            raise LostRace(f"{row['channel']}:{row['external_id']}")
+        return inserted
 
     # -- threading lookups -----------------------------------------------------
     def tickets_by_message_ids(self, channel: str, ids: Sequence[str]) -> dict[str, int]:
         if not ids:
             return {}
-        rows = self.c.execute(
-            select(MESSAGE.c.message_id, MESSAGE.c.ticket_id).where(
-                MESSAGE.c.channel == channel, MESSAGE.c.message_id.in_(list(ids)[:200]), MESSAGE.c.ticket_id.is_not(None)
-            )
-        )
+        rows = self.c.execute(self.s.by_message_ids, {"channel": channel, "ids": list(ids)[:200]})
         return {row.message_id: row.ticket_id for row in rows}
 
     def ticket_by_thread_key(self, channel: str, thread_key: str) -> int | None:
-        return self.c.execute(
-            select(MESSAGE.c.ticket_id)
-            .where(MESSAGE.c.channel == channel, MESSAGE.c.thread_key == thread_key, MESSAGE.c.ticket_id.is_not(None))
-            .order_by(MESSAGE.c.id)
-            .limit(1)
-        ).scalar()
+        return self.c.execute(self.s.by_thread_key, {"channel": channel, "thread_key": thread_key}).scalar()
 
     def ticket_exists(self, ticket_id: int) -> bool:
-        return self.c.execute(select(TICKET.c.id).where(TICKET.c.id == ticket_id)).scalar() is not None
+        return self.c.execute(self.s.ticket_exists, {"ticket_id": ticket_id}).scalar() is not None
 
     def ticket_participants(self, ticket_id: int) -> set[str]:
         """Addresses that wrote or were written to on the ticket."""
         found: set[str] = set()
-        rows = self.c.execute(
-            select(MESSAGE.c.sender_address, MESSAGE.c.recipients).where(MESSAGE.c.ticket_id == ticket_id)
-        )
-        for row in rows:
+        for row in self.c.execute(self.s.participants, {"ticket_id": ticket_id}):
             found.add(row.sender_address)
             found.update(r.get("address", "") for r in row.recipients or [])
         return {address for address in found if address}
 
     # -- contacts and organisations ---------------------------------------------
     def upsert_organisation(self, domain: str, name: str | None, sector: str | None, at: datetime) -> int:
-        self.c.execute(
-            self._insert(ORGANISATION)
-            .values(domain=domain, name=name, sector=sector, created_at=at)
-            .on_conflict_do_nothing(index_elements=["domain"])
-        )
-        return self.c.execute(select(ORGANISATION.c.id).where(ORGANISATION.c.domain == domain)).scalar_one()
+        found = self.known.organisations.get(domain) or self.c.execute(self.s.org_id, {"domain": domain}).scalar()
+        if found is None:
+            found = self.c.execute(self.s.org_insert, {"domain": domain, "name": name, "sector": sector, "created_at": at}).scalar()
+            if found is None:  # inserted concurrently by another transaction
+                found = self.c.execute(self.s.org_id, {"domain": domain}).scalar_one()
+        self.learned.organisations[domain] = found
+        return found
 
     def upsert_contact(self, channel: str, address: str, display_name: str, organisation_id: int | None, at: datetime) -> int:
-        found = self._contact_for(channel, address)
-        if found is not None:
-            if organisation_id is not None:  # a contact first seen without an organisation gains it now
-                self.c.execute(
-                    update(CONTACT)
-                    .where(CONTACT.c.id == found, CONTACT.c.organisation_id.is_(None))
-                    .values(organisation_id=organisation_id)
-                )
-            return found
+        """The contact of (channel, address), created if new; a contact without an organisation gains ``organisation_id``."""
+        key = (channel, address)
+        known = self.known.contacts.get(key)
+        if known is None:
+            found = self.c.execute(self.s.contact_for, {"channel": channel, "address": address}).first()
+            known = (found.contact_id, found.organisation_id) if found is not None else None
+        if known is None:
+            known = (self._create_contact(channel, address, display_name, organisation_id, at), organisation_id)
+        elif known[1] is None and organisation_id is not None:
+            self.c.execute(self.s.contact_set_org, {"contact_pk": known[0], "org_pk": organisation_id})
+            known = (known[0], organisation_id)
+        self.learned.contacts[key] = known
+        return known[0]
+
+    def _create_contact(self, channel: str, address: str, display_name: str, organisation_id: int | None, at: datetime) -> int:
         contact_id = self.c.execute(
-            insert(CONTACT).values(display_name=display_name, organisation_id=organisation_id, created_at=at).returning(CONTACT.c.id)
+            self.s.contact_insert, {"display_name": display_name, "organisation_id": organisation_id, "created_at": at}
         ).scalar_one()
         won = self.c.execute(
-            self._insert(IDENTITY)
-            .values(contact_id=contact_id, channel=channel, address=address, created_at=at)
-            .on_conflict_do_nothing(index_elements=["channel", "address"])
-            .returning(IDENTITY.c.id)
+            self.s.identity_insert, {"contact_id": contact_id, "channel": channel, "address": address, "created_at": at}
         ).scalar()
         if won is None:  # a concurrent transaction created this identity first: use its contact
-            self.c.execute(delete(CONTACT).where(CONTACT.c.id == contact_id))
-            return self._contact_for(channel, address)  # type: ignore[return-value]
+            self.c.execute(self.s.contact_delete, {"contact_pk": contact_id})
+            return self.c.execute(self.s.contact_for, {"channel": channel, "address": address}).first().contact_id
         return contact_id
-
-    def _contact_for(self, channel: str, address: str) -> int | None:
-        return self.c.execute(
-            select(IDENTITY.c.contact_id).where(IDENTITY.c.channel == channel, IDENTITY.c.address == address)
-        ).scalar()
 
     # -- tickets and messages ---------------------------------------------------
     def create_ticket(self, values: dict[str, Any]) -> int:
-        return self.c.execute(insert(TICKET).values(**values).returning(TICKET.c.id)).scalar_one()
-
-    def attach_message(self, message_pk: int, values: dict[str, Any]) -> None:
-        self.c.execute(update(MESSAGE).where(MESSAGE.c.id == message_pk).values(**values))
+        return self.c.execute(self.s.ticket_insert, values).scalar_one()
 
     def ticket_status(self, ticket_id: int) -> str | None:
-        return self.c.execute(select(TICKET.c.status).where(TICKET.c.id == ticket_id)).scalar()
+        return self.c.execute(self.s.ticket_status, {"ticket_id": ticket_id}).scalar()
 
     def update_ticket(self, ticket_id: int, values: dict[str, Any]) -> None:
-        self.c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**values))
+        self.c.execute(update(TICKET).where(TICKET.c.id == bindparam("ticket_pk")), {"ticket_pk": ticket_id, **values})
 
     # -- facts -------------------------------------------------------------------
     def add_events(self, events: Iterable[dict[str, Any]]) -> None:
         rows = list(events)
         if rows:
-            self.c.execute(self._insert(EVENT).values(rows).on_conflict_do_nothing(index_elements=["key"]))
+            self.c.execute(self.s.event_insert, rows)
 
     def quarantine(self, row: dict[str, Any]) -> bool:
         """Record a quarantine entry; False if its key was recorded before."""
-        inserted = self.c.execute(
-            self._insert(QUARANTINE).values(**row).on_conflict_do_nothing(index_elements=["key"]).returning(QUARANTINE.c.id)
-        ).scalar()
-        return inserted is not None
+        return self.c.execute(self.s.quarantine_insert, row).scalar() is not None
 
 
 def count_rows(connection: Connection, table: Any, *where: Any) -> int:

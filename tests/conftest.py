@@ -133,3 +133,15 @@ def broker(settings: Settings):  # noqa: ANN201 - RedisBroker
     broker = create_broker(settings)
     yield broker
     close_broker(broker)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In strict mode (CI) a skipped test is a failure: nothing may silently not run."""
+    if not STRICT:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if skipped:
+        if reporter is not None:
+            reporter.write_line(f"HDTEST_STRICT: {skipped} test(s) were skipped; failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

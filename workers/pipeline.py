@@ -19,7 +19,7 @@ from classifiers.pipeline import EnquiryClassifier
 from classifiers.result import Classification
 from intake.message import InboundMessage
 from intake.queue import InflightRegistry, message_ids
-from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx
+from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx, LostRace
 from storage.models import utcnow
 from workers.conversation import Threader, ThreadLink
 from workers.routing import RouteDecision, RouteFacts, Router
@@ -33,6 +33,16 @@ class Outcome:
     ticket_id: int | None
     message_pk: int
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Everything decided about a message without the database: made before the write
+    transaction, so the transaction (one writer at a time on SQLite) holds only database work."""
+
+    verdict: Verdict | None
+    labels: Classification | None  # None for automated mail
+    route: RouteDecision | None
 
 
 class ParentInFlight(Exception):
@@ -56,32 +66,48 @@ class Pipeline:
 
     def process(self, message: InboundMessage, delivery_id: str, *, wait_for_parent: bool = True) -> Outcome:
         """Store ``message`` exactly once. Raises ParentInFlight when it should wait for its parent."""
-        verdict = detect_automated(message.sender.address, message.subject, message.signals) if message.channel == "email" else None
-        now = utcnow()
-        with self.store.transaction() as tx:
-            outcome = self._process(tx, message, delivery_id, verdict, now, wait_for_parent)
-        if self.inflight is not None:
+        decisions = self.decide(message)
+        for _attempt in range(3):
+            try:
+                with self.store.transaction() as tx:
+                    outcome = self._process(tx, message, delivery_id, decisions, utcnow(), wait_for_parent)
+                break
+            except LostRace:
+                continue  # a concurrent delivery stored it first; the next attempt sees its row
+        else:
+            raise RuntimeError(f"{message.channel}:{message.external_id}: lost the race three times")
+        if outcome.ticket_id is None and self.inflight is not None:
+            # Replies find a stored parent through its ticket; one that opened none must say it has landed.
             self.inflight.clear(message.channel, message_ids(message))
         return outcome
 
+    def decide(self, message: InboundMessage) -> Decisions:
+        """Automated or not; type, sector and language; the route a new ticket would take. Pure."""
+        verdict = detect_automated(message.sender.address, message.subject, message.signals) if message.channel == "email" else None
+        if verdict is not None:
+            return Decisions(verdict, None, None)
+        labels = self.classifier.classify(subject=message.subject, text=message.text, sender=message.sender.address)
+        return Decisions(None, labels, self.router.route(_route_facts(message, labels)))
+
     def _process(
-        self, tx: IntakeTx, message: InboundMessage, delivery_id: str, verdict: Verdict | None, now: datetime, wait: bool
+        self, tx: IntakeTx, message: InboundMessage, delivery_id: str, decisions: Decisions, now: datetime, wait: bool
     ) -> Outcome:
-        claim = tx.claim_message(_message_row(message, delivery_id, verdict, now))
-        if isinstance(claim, AlreadyStored):
-            if claim.content_hash != message.content_hash:
+        stored = tx.find_message(message.channel, message.external_id)
+        if stored is not None:
+            if stored.content_hash != message.content_hash:
                 # The same id for different content (a sender reusing Message-IDs): keep both.
                 variant = message.model_copy(update={"external_id": f"{message.external_id}#{message.content_hash[:16]}"})
-                return self._process(tx, variant, delivery_id, verdict, now, wait)
-            return self._duplicate(tx, message, claim, delivery_id, now)
+                return self._process(tx, variant, delivery_id, decisions, now, wait)
+            return self._duplicate(tx, message, stored, delivery_id, now)
         link = self.threader.link(message, tx)
         if link.ticket_id is None and wait and self._parent_in_flight(message):
             raise ParentInFlight(f"{message.channel}:{message.external_id} replies to a message still in the queue")
-        if verdict is not None:
-            return self._automated(tx, message, claim.message_pk, link, verdict, now)
+        if decisions.verdict is not None:
+            return self._automated(tx, message, delivery_id, link, decisions.verdict, now)
+        assert decisions.labels is not None and decisions.route is not None
         if link.ticket_id is not None:
-            return self._threaded(tx, message, claim.message_pk, link, now)
-        return self._new_ticket(tx, message, claim.message_pk, link, now)
+            return self._threaded(tx, message, delivery_id, link, decisions.labels, now)
+        return self._new_ticket(tx, message, delivery_id, link, decisions.labels, decisions.route, now)
 
     def _parent_in_flight(self, message: InboundMessage) -> bool:
         refs = message.thread.referenced_ids()
@@ -94,30 +120,24 @@ class Pipeline:
         return Outcome("duplicate", claim.ticket_id, claim.message_pk, f"already stored as message {claim.message_pk}")
 
     def _automated(
-        self, tx: IntakeTx, message: InboundMessage, message_pk: int, link: ThreadLink, verdict: Verdict, now: datetime
+        self, tx: IntakeTx, message: InboundMessage, delivery_id: str, link: ThreadLink, verdict: Verdict, now: datetime
     ) -> Outcome:
         # Robots do not become contacts: a bounce's sender is a mail server, not an enquirer.
-        tx.attach_message(
-            message_pk,
-            {
-                "ticket_id": link.ticket_id,
-                "kind": "automated",
-                "thread_rule": link.rule,
-                "thread_reason": link.reason,
-            },
+        message_pk = tx.insert_message(
+            _message_row(message, delivery_id, now, ticket_id=link.ticket_id, kind="automated", link=link, verdict=verdict)
         )
         data = {"kind": verdict.kind, "reason": verdict.reason}
         tx.add_events([_event(f"automated:{message_pk}", "automated", link.ticket_id, message.channel, now, data)])
         return Outcome("automated", link.ticket_id, message_pk, verdict.reason)
 
-    def _threaded(self, tx: IntakeTx, message: InboundMessage, message_pk: int, link: ThreadLink, now: datetime) -> Outcome:
+    def _threaded(
+        self, tx: IntakeTx, message: InboundMessage, delivery_id: str, link: ThreadLink, labels: Classification, now: datetime
+    ) -> Outcome:
         assert link.ticket_id is not None
         contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, None, now)
-        language = self.classifier.languages.classify(message.text).value
-        tx.attach_message(
-            message_pk,
-            {"ticket_id": link.ticket_id, "contact_id": contact_id, "kind": "reply", "language": language,
-             "thread_rule": link.rule, "thread_reason": link.reason},
+        message_pk = tx.insert_message(
+            _message_row(message, delivery_id, now, ticket_id=link.ticket_id, kind="reply", link=link,
+                         contact_id=contact_id, language=labels.language.value)
         )
         events = [_event(f"threaded:{message_pk}", "threaded", link.ticket_id, message.channel, now, {"rule": link.rule})]
         changes: dict[str, Any] = {"updated_at": now}
@@ -128,19 +148,25 @@ class Pipeline:
         tx.add_events(events)
         return Outcome("threaded", link.ticket_id, message_pk, link.reason)
 
-    def _new_ticket(self, tx: IntakeTx, message: InboundMessage, message_pk: int, link: ThreadLink, now: datetime) -> Outcome:
-        labels = self.classifier.classify(subject=message.subject, text=message.text, sender=message.sender.address)
-        route = self.router.route(_route_facts(message, labels))
+    def _new_ticket(
+        self,
+        tx: IntakeTx,
+        message: InboundMessage,
+        delivery_id: str,
+        link: ThreadLink,
+        labels: Classification,
+        route: RouteDecision,
+        now: datetime,
+    ) -> Outcome:
         organisation_id = None
         if labels.organisation:
             organisation_id = tx.upsert_organisation(labels.organisation, labels.organisation_name, labels.sector.value, now)
         contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, organisation_id, now)
         opened_at = _opened_at(message)
         ticket_id = tx.create_ticket(_ticket_row(message, labels, route, contact_id, organisation_id, opened_at, now))
-        tx.attach_message(
-            message_pk,
-            {"ticket_id": ticket_id, "contact_id": contact_id, "kind": "enquiry", "language": labels.language.value,
-             "thread_rule": link.rule, "thread_reason": link.reason},
+        message_pk = tx.insert_message(
+            _message_row(message, delivery_id, now, ticket_id=ticket_id, kind="enquiry", link=link,
+                         contact_id=contact_id, language=labels.language.value)
         )
         data = {
             "type": labels.type.value,
@@ -182,12 +208,28 @@ def _opened_at(message: InboundMessage) -> datetime:
     return received.astimezone(timezone.utc)
 
 
-def _message_row(message: InboundMessage, delivery_id: str, verdict: Verdict | None, now: datetime) -> dict[str, Any]:
+def _message_row(
+    message: InboundMessage,
+    delivery_id: str,
+    now: datetime,
+    *,
+    ticket_id: int | None,
+    kind: str,
+    link: ThreadLink,
+    contact_id: int | None = None,
+    language: str | None = None,
+    verdict: Verdict | None = None,
+) -> dict[str, Any]:
     return {
+        "ticket_id": ticket_id,
         "channel": message.channel,
         "external_id": message.external_id,
         "direction": "in",
-        "kind": "automated" if verdict else "enquiry",
+        "kind": kind,
+        "contact_id": contact_id,
+        "language": language,
+        "thread_rule": link.rule,
+        "thread_reason": link.reason,
         "sender_address": message.sender.address,
         "sender_name": message.sender.name,
         "subject": message.subject,

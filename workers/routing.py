@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from classifiers.text import fold, phrase_pattern
+from classifiers.text import PhraseIndex, words
 from config.desk import Routing, RoutingRule
 
 
@@ -37,21 +37,21 @@ class Router:
     def __init__(self, routing: Routing) -> None:
         self.routing = routing
         self._keywords = {
-            rule.name: phrase_pattern([fold(k) for k in rule.when.keywords]) for rule in routing.rules if rule.when.keywords
+            rule.name: PhraseIndex({k: {k} for k in rule.when.keywords}) for rule in routing.rules if rule.when.keywords
         }
 
     def route(self, facts: RouteFacts) -> RouteDecision:
-        folded_text: str | None = None
+        tokens: list[str] | None = None
         for rule in self.routing.rules:
-            if rule.when.keywords and folded_text is None:
-                folded_text = fold(facts.text[:6000])
-            reasons = self._match(rule, facts, folded_text or "")
+            if rule.when.keywords and tokens is None:
+                tokens = words(facts.text[:6000])
+            reasons = self._match(rule, facts, tokens or [])
             if reasons is not None:
                 return RouteDecision(rule.team, rule.priority, rule.name, tuple(reasons) or ("unconditional rule",), rule.tags)
         default = self.routing.default
         return RouteDecision(default.team, default.priority, "default", ("no rule matched: default team",))
 
-    def _match(self, rule: RoutingRule, facts: RouteFacts, folded_text: str) -> list[str] | None:
+    def _match(self, rule: RoutingRule, facts: RouteFacts, tokens: list[str]) -> list[str] | None:
         """The reasons every condition holds, or None at the first that does not."""
         when = rule.when
         reasons: list[str] = []
@@ -74,8 +74,8 @@ class Router:
                 return None
             reasons.append("needs triage" if facts.needs_triage else "confidently classified")
         if when.keywords:
-            found = self._keywords[rule.name].search(folded_text)
-            if found is None:
+            found = self._keywords[rule.name].find(tokens)
+            if not found:
                 return None
-            reasons.append(f"keyword {found.group(0)!r}")
+            reasons.append(f"keyword {found[0][0]!r}")
         return [f"rule {rule.name}: " + "; ".join(reasons)] if reasons else []

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from sqlalchemy import Engine, func, select
 
-from storage.intake_store import CONTACT, IDENTITY, MESSAGE, AlreadyStored, Claimed, IntakeStore
+from storage.intake_store import CONTACT, IDENTITY, MESSAGE, IntakeStore, LostRace
 from storage.models import utcnow
 from storage import schema
 
@@ -22,26 +24,32 @@ def test_migrations_are_current(engine: Engine) -> None:
     schema.upgrade(engine)  # a second run is a no-op
 
 
-def test_claim_is_idempotent(engine: Engine) -> None:
+def test_the_unique_key_refuses_a_second_insert(engine: Engine) -> None:
     store = IntakeStore(engine)
     with store.transaction() as tx:
-        first = tx.claim_message(_row())
+        assert tx.find_message("email", "m1") is None
+        first = tx.insert_message(_row())
+    with pytest.raises(LostRace):
+        with store.transaction() as tx:
+            tx.insert_message(_row(delivery="d2"))
     with store.transaction() as tx:
-        second = tx.claim_message(_row(delivery="d2"))
-    assert isinstance(first, Claimed)
-    assert isinstance(second, AlreadyStored) and second.message_pk == first.message_pk and second.delivery_id == "d1"
+        found = tx.find_message("email", "m1")
+    assert found is not None and found.message_pk == first and found.delivery_id == "d1"
 
 
-def test_concurrent_claims_have_exactly_one_winner(engine: Engine) -> None:
-    # Given eight threads claiming the same key at once
+def test_concurrent_inserts_have_exactly_one_winner(engine: Engine) -> None:
+    # Given eight threads inserting the same key at once
     store = IntakeStore(engine)
     results: list[object] = []
     barrier = threading.Barrier(8)
 
     def claim(i: int) -> None:
         barrier.wait()
-        with store.transaction() as tx:
-            results.append(tx.claim_message(_row(delivery=f"d{i}")))
+        try:
+            with store.transaction() as tx:
+                results.append(tx.insert_message(_row(delivery=f"d{i}")))
+        except LostRace as exc:
+            results.append(exc)
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
     for t in threads:
@@ -49,8 +57,8 @@ def test_concurrent_claims_have_exactly_one_winner(engine: Engine) -> None:
     for t in threads:
         t.join()
     # Then one claimed it and seven found it taken; one row exists
-    assert sum(isinstance(r, Claimed) for r in results) == 1
-    assert sum(isinstance(r, AlreadyStored) for r in results) == 7
+    assert sum(isinstance(r, int) for r in results) == 1
+    assert sum(isinstance(r, LostRace) for r in results) == 7
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(MESSAGE)).scalar_one() == 1
 
@@ -97,7 +105,7 @@ def test_events_and_quarantine_are_keyed(engine: Engine) -> None:
 def test_timestamps_come_back_aware_utc(engine: Engine) -> None:
     store = IntakeStore(engine)
     with store.transaction() as tx:
-        tx.claim_message(_row())
+        tx.insert_message(_row())
     with engine.connect() as c:
         value = c.execute(select(MESSAGE.c.received_at)).scalar_one()
     assert value.tzinfo is not None and value.utcoffset().total_seconds() == 0
