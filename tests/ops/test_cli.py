@@ -14,7 +14,7 @@ from tests.cli import cli_env, run_cli
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], str]:
     workdir = tmp_path_factory.mktemp("demo")
-    env = cli_env()  # no settings at all: the embedded defaults, data in ./helpdesk-data
+    env = cli_env()  # no settings at all: the embedded defaults, data in ./helpdesk-data (the demo trains its first model)
     result = run_cli(["demo"], env, cwd=workdir, timeout=300)
     return workdir, env, result.stdout
 

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import builtins
+import socket
+
+import numpy as np
+import pytest
+
+from classifiers.evaluation import evaluate
+from classifiers.features import TextFeatures
+from classifiers.pipeline import EnquiryClassifier
+from classifiers.text import words
+from config.desk import load_desk
+from config.settings import load_settings
+from workers.training import evaluate_examples, shipped_examples, split, train
+
+
+@pytest.fixture(scope="module")
+def desk():  # noqa: ANN201
+    return load_desk(load_settings(environ={}))
+
+
+@pytest.fixture(scope="module")
+def trained(desk):  # noqa: ANN001, ANN201
+    return train(desk, split(shipped_examples())[0], version="test")
+
+
+def test_features_are_unit_blocks_and_cache_safe() -> None:
+    features = TextFeatures(min_df_chars=1).fit([words("validation errors in tender value"), words("publicar datos abiertos")])
+    indices, values = features.transform_one(words("Validation ERRORS, tender: válue"))
+    word_block = indices < len(features.word_vocab)
+    assert np.isclose(np.linalg.norm(values[word_block]), 1.0) and np.isclose(np.linalg.norm(values[~word_block]), 1.0)
+    again = features.transform_one(words("Validation ERRORS, tender: válue"))  # served from the per-word cache
+    assert np.array_equal(indices, again[0]) and np.allclose(values, again[1])
+    empty = features.transform_one(words("zzzz qqqq"))
+    assert empty[0].size == 0 or np.all(empty[0] >= len(features.word_vocab))
+
+
+def test_evaluation_metrics_by_hand() -> None:
+    ev = evaluate(["a", "a", "b", "b"], ["a", "b", "b", "b"])
+    assert ev.accuracy == 0.75
+    assert ev.per_class["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert ev.per_class["b"]["precision"] == pytest.approx(2 / 3) and ev.per_class["b"]["recall"] == 1.0
+    assert ev.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
+    assert ev.confusion == [[1, 1], [0, 2]]
+
+
+def test_model_beats_the_keyword_baseline_on_the_heldout_split(desk, trained) -> None:  # noqa: ANN001
+    heldout = split(shipped_examples())[1]
+    assert len({e.type for e in heldout}) == len(desk.taxonomy.types)  # every type is represented
+    model = evaluate_examples(EnquiryClassifier(desk, 0.45, trained), heldout)["type"]
+    baseline = evaluate_examples(EnquiryClassifier(desk, 0.45), heldout)["type"]
+    assert model.macro_f1 >= 0.75
+    assert model.macro_f1 >= baseline.macro_f1 + 0.1
+
+
+def test_model_confidence_is_calibrated(desk, trained) -> None:  # noqa: ANN001
+    """Expected calibration error on the held-out split: confidence should mean what it says."""
+    classifier = EnquiryClassifier(desk, 0.45, trained)
+    heldout = split(shipped_examples())[1]
+    labels = [classifier.classify_type(e.subject, e.text) for e in heldout]
+    confidence = np.array([label.confidence for label in labels])
+    correct = np.array([label.value == e.type for label, e in zip(labels, heldout)], dtype=float)
+    bins = np.minimum((confidence * 5).astype(int), 4)
+    ece = sum(abs(confidence[bins == b].mean() - correct[bins == b].mean()) * (bins == b).mean() for b in range(5) if (bins == b).any())
+    assert ece < 0.15
+
+
+def test_every_result_is_explained(desk, trained) -> None:  # noqa: ANN001
+    result = EnquiryClassifier(desk, 0.45, trained).classify(
+        subject="Errores de validación", text="La herramienta marca errores en tender/value.", sender="ana@minhacienda.gob.cl"
+    )
+    assert result.type.reasons[0].startswith("model test:")
+    assert result.sector.reasons == ("domain minhacienda.gob.cl matches *.gob.* → government",)
+    assert result.language.value == "es"
+
+
+def test_classification_performs_no_io(desk, trained, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    classifier = EnquiryClassifier(desk, 0.45, trained)
+    classifier.classify(subject="warm-up", text="warm up the caches", sender="a@b.org")
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("I/O in the classification hot path")
+
+    monkeypatch.setattr(builtins, "open", forbidden)
+    monkeypatch.setattr(socket.socket, "connect", forbidden)
+    for example in split(shipped_examples())[1][:40]:
+        classifier.classify(subject=example.subject, text=example.text, sender=example.sender)
+
+
+def test_low_confidence_means_needs_triage(desk, trained) -> None:  # noqa: ANN001
+    classifier = EnquiryClassifier(desk, 0.99, trained)
+    assert classifier.classify(subject="hello", text="hi there", sender="a@gmail.com").needs_triage

@@ -1,0 +1,194 @@
+"""Training data, versioned models and evaluation — the I/O around the pure classifiers.
+
+- Labelled examples ship in ``classifiers/data/*.jsonl``; a stable hash of each
+  example puts one in five in the *held-out* split, which training never sees.
+- Staff corrections in the database are training data too (the latest per
+  ticket and field wins).
+- ``ModelStore`` keeps every trained model in ``DATA_DIR/models`` as
+  ``classifier-<version>.joblib``; the workers use the newest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import joblib
+from sqlalchemy import Engine
+
+from classifiers.enquiry_type import KeywordTypeClassifier
+from classifiers.evaluation import Evaluation, evaluate
+from classifiers.model import Example, TrainedModels, fit_sector_model, fit_type_model
+from classifiers.pipeline import EnquiryClassifier
+from config.desk import DeskConfig
+
+DATA = Path(__file__).resolve().parents[1] / "classifiers" / "data"
+HELDOUT_SHARE = 5  # one example in five is held out
+
+
+class DatasetError(ValueError):
+    """A training or evaluation file is malformed; the message names the line."""
+
+
+def read_examples(path: Path) -> list[Example]:
+    """JSON lines with ``text`` and optional ``subject``, ``sender``, ``type``, ``sector``, ``language``."""
+    examples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise ValueError("each line needs a JSON object with a string 'text'")
+            examples.append(
+                Example(
+                    text=record["text"],
+                    subject=str(record.get("subject") or ""),
+                    sender=str(record.get("sender") or ""),
+                    type=record.get("type"),
+                    sector=record.get("sector"),
+                    language=record.get("language"),
+                )
+            )
+        except ValueError as exc:
+            raise DatasetError(f"{path}:{number}: {exc}") from exc
+    return examples
+
+
+@functools.cache
+def shipped_examples() -> tuple[Example, ...]:
+    return tuple(e for path in sorted(DATA.glob("*.jsonl")) for e in read_examples(path))
+
+
+def is_heldout(example: Example) -> bool:
+    digest = hashlib.sha1(f"{example.subject}\n{example.text}".encode()).digest()
+    return digest[0] % HELDOUT_SHARE == 0
+
+
+def split(examples: Iterable[Example]) -> tuple[list[Example], list[Example]]:
+    train, heldout = [], []
+    for example in examples:
+        (heldout if is_heldout(example) else train).append(example)
+    return train, heldout
+
+
+def correction_examples(engine: Engine) -> list[Example]:
+    from storage.corrections import training_corrections  # noqa: PLC0415
+
+    with engine.connect() as connection:
+        rows = training_corrections(connection)
+    merged: dict[int, dict] = {}
+    for row in rows:
+        entry = merged.setdefault(row["ticket_id"], {"subject": row["subject"], "text": row["text"], "sender": row["sender_address"]})
+        entry[row["field"]] = row["new_value"]
+    return [Example(text=e["text"], subject=e["subject"], sender=e["sender"], type=e.get("type"), sector=e.get("sector")) for e in merged.values()]
+
+
+def train(desk: DeskConfig, examples: Sequence[Example], corrections: Sequence[Example] = (), version: str = "") -> TrainedModels:
+    """Fit the type and sector models on ``examples`` plus ``corrections`` (corrections count double)."""
+    rules = KeywordTypeClassifier(desk.taxonomy)
+    data = [*examples, *corrections, *corrections]
+    return TrainedModels(
+        version=version or datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"),
+        type_model=fit_type_model(data, rules, list(desk.taxonomy.types)),
+        sector_model=fit_sector_model(data),
+        trained_at=datetime.now(timezone.utc).isoformat(),
+        examples=len(examples),
+        corrections=len(corrections),
+    )
+
+
+def evaluate_examples(classifier: EnquiryClassifier, examples: Sequence[Example]) -> dict[str, Evaluation]:
+    """Type and sector evaluations over the examples that carry each label."""
+    results: dict[str, Evaluation] = {}
+    typed = [e for e in examples if e.type]
+    if typed:
+        results["type"] = evaluate([e.type for e in typed], [classifier.classify_type(e.subject, e.text).value for e in typed])
+    with_sector = [e for e in examples if e.sector]
+    if with_sector:
+        predicted = [classifier.sectors.classify(e.sender, e.text).label.value for e in with_sector]
+        results["sector"] = evaluate([e.sector for e in with_sector], predicted)
+    return results
+
+
+class ModelStore:
+    """Versioned models in a folder; the newest by version wins."""
+
+    PATTERN = re.compile(r"^classifier-(\d{4})-(\d{14})\.joblib$")
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def versions(self) -> list[Path]:
+        if not self.folder.exists():
+            return []
+        return sorted(p for p in self.folder.iterdir() if self.PATTERN.match(p.name))
+
+    def next_version(self) -> str:
+        existing = self.versions()
+        number = int(self.PATTERN.match(existing[-1].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
+        return f"{number:04d}-{datetime.now(timezone.utc).strftime('%Y%m%d%H%M%S')}"
+
+    def save(self, models: TrainedModels) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"classifier-{models.version}.joblib"
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+        os.close(fd)
+        try:
+            joblib.dump(models, tmp, compress=3)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return path
+
+    def newest(self) -> TrainedModels | None:
+        versions = self.versions()
+        return joblib.load(versions[-1]) if versions else None
+
+
+def load_or_train(desk: DeskConfig, store: ModelStore, engine: Engine | None = None) -> TrainedModels:
+    """The newest saved model; on a desk without one, train the first from the shipped examples and save it."""
+    newest = store.newest()
+    if newest is not None:
+        return newest
+    corrections = correction_examples(engine) if engine is not None else []
+    version = store.next_version()
+    if corrections:
+        models = train(desk, split(shipped_examples())[0], corrections, version=version)
+    else:
+        models = dataclasses.replace(_first_model(desk.taxonomy.model_dump_json()), version=version)
+    store.save(models)
+    return models
+
+
+_first_models: dict[str, TrainedModels] = {}
+_first_lock = threading.Lock()
+
+
+def _first_model(taxonomy_json: str) -> TrainedModels:
+    """The model trained on the shipped train split for this taxonomy, trained once per process."""
+    from config.desk import Taxonomy  # noqa: PLC0415
+
+    with _first_lock:
+        if taxonomy_json not in _first_models:
+            taxonomy = Taxonomy.model_validate_json(taxonomy_json)
+            rules = KeywordTypeClassifier(taxonomy)
+            examples = split(shipped_examples())[0]
+            _first_models[taxonomy_json] = TrainedModels(
+                version="shipped",
+                type_model=fit_type_model(examples, rules, list(taxonomy.types)),
+                sector_model=fit_sector_model(examples),
+                trained_at=datetime.now(timezone.utc).isoformat(),
+                examples=len(examples),
+                corrections=0,
+            )
+        return _first_models[taxonomy_json]
