@@ -17,10 +17,11 @@ from typing import Literal
 
 from classifiers.text import fold
 
-Kind = Literal["bounce", "auto_reply", "list", "bulk"]
+Kind = Literal["bounce", "auto_reply", "list", "bulk", "receipt", "complaint", "own"]
 
 _BOUNCE_SENDERS = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|bounces?)(\+.*)?@", re.I)
-_REPORT = re.compile(r"multipart/report.*report-type\s*=\s*\"?delivery-status", re.I | re.S)
+_REPORT = re.compile(r"multipart/report.*report-type\s*=\s*\"?([\w-]+)", re.I | re.S)
+_REPORT_KINDS: dict[str, Kind] = {"delivery-status": "bounce", "disposition-notification": "receipt", "feedback-report": "complaint"}
 # Subjects that only robots write.
 _ROBOT_SUBJECT = re.compile(
     r"^(auto(matic)?[ -]?(reply|response)|out of (the )?office|respuesta automatica|fuera de la oficina|"
@@ -38,14 +39,29 @@ class Verdict:
     reason: str
 
 
-def detect_automated(sender: str, subject: str, signals: Mapping[str, str]) -> Verdict | None:
+def detect_automated(
+    sender: str,
+    subject: str,
+    signals: Mapping[str, str],
+    *,
+    message_id: str | None = None,
+    own_addresses: frozenset[str] = frozenset(),
+    own_message_id_domain: str | None = None,
+) -> Verdict | None:
     """The kind of automated e-mail and why, or None for mail written by a person.
 
     ``signals`` are the message's automation-revealing headers, lower-cased names.
+    Our own outgoing mail coming back (a copy to the helpdesk address, a
+    forwarding loop) is recognised by its sender, its Message-ID domain or the
+    ``X-Helpdesk-Ticket`` header we put on it.
     """
-    content_type = signals.get("content-type", "")
-    if _REPORT.search(content_type):
-        return Verdict("bounce", "delivery status report (multipart/report; report-type=delivery-status)")
+    own = _own(sender, signals, message_id, own_addresses, own_message_id_domain)
+    if own is not None:
+        return own
+    report = _REPORT.search(signals.get("content-type", ""))
+    if report is not None:
+        report_type = report.group(1).lower()
+        return Verdict(_REPORT_KINDS.get(report_type, "bounce"), f"multipart/report; report-type={report_type}")
     if _BOUNCE_SENDERS.match(sender):
         return Verdict("bounce", f"sent by {sender}")
     if "x-failed-recipients" in signals:
@@ -70,4 +86,16 @@ def detect_automated(sender: str, subject: str, signals: Mapping[str, str]) -> V
         return Verdict("auto_reply", f"automatic-reply subject: {subject[:60]!r}")
     if _WEAK_SUBJECT.match(folded) and "x-auto-response-suppress" in signals:
         return Verdict("auto_reply", f"out-of-office subject with X-Auto-Response-Suppress: {subject[:60]!r}")
+    return None
+
+
+def _own(
+    sender: str, signals: Mapping[str, str], message_id: str | None, own_addresses: frozenset[str], own_domain: str | None
+) -> Verdict | None:
+    if "x-helpdesk-ticket" in signals:
+        return Verdict("own", f"our own outgoing mail (X-Helpdesk-Ticket: {signals['x-helpdesk-ticket'][:40]})")
+    if sender.lower() in own_addresses:
+        return Verdict("own", f"sent from our own address {sender}")
+    if own_domain and message_id and message_id.lower().endswith("@" + own_domain):
+        return Verdict("own", f"our own Message-ID domain ({own_domain})")
     return None

@@ -51,12 +51,33 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=0, description="Larger attachments keep metadata only.")
     heartbeat_timeout_seconds: int = Field(60, ge=2, description="A worker silent this long is dead; its messages are requeued.")
     parent_wait_seconds: int = Field(120, ge=0, description="How long a reply waits for its in-flight parent.")
+    # -- e-mail ------------------------------------------------------------------------------
+    mail_from: str | None = Field(None, description="The helpdesk's address, e.g. helpdesk@osds.example (replies come from it; mail from it is our own echo).")
+    message_id_domain: str | None = Field(None, description="Domain of the Message-IDs we generate; default helpdesk.<domain of HELPDESK_MAIL_FROM>.")
+    imap_host: str | None = Field(None, description="IMAP server; `helpdesk intake imap` needs it.")
+    imap_port: int | None = Field(None, ge=1, le=65535, description="Default 993 with SSL, 143 without.")
+    imap_user: str | None = Field(None, description="Mailbox login.")
+    imap_password: str | None = Field(None, description="Mailbox password (or use HELPDESK_IMAP_OAUTH2_TOKEN_COMMAND).")
+    imap_ssl: bool = Field(True, description="Implicit TLS with a verified certificate.")
+    imap_ca_file: Path | None = Field(None, description="Extra CA certificate(s) to trust for the IMAP server.")
+    imap_folders: tuple[str, ...] = Field(("INBOX",), description="Folders to watch, comma-separated.")
+    imap_oauth2_token_command: str | None = Field(None, description="A command printing an OAuth2 access token: XOAUTH2 login (Gmail, Microsoft 365).")
+    imap_poll_seconds: int = Field(60, ge=1, description="Polling interval when the server has no IDLE (and the IDLE safety net).")
+    imap_idle: bool = Field(True, description="Use IMAP IDLE for push when the server offers it.")
+    imap_idle_refresh_seconds: int = Field(540, ge=5, le=1740, description="Re-issue IDLE this often (servers drop it after 30 min).")
+    imap_timeout_seconds: int = Field(30, ge=1, description="Timeout of every IMAP socket operation.")
+    imap_overlap: int = Field(20, ge=0, description="UIDs re-read below the checkpoint on start (dedupe absorbs them).")
+    imap_batch_size: int = Field(100, ge=1, le=1000, description="Messages fetched per IMAP FETCH.")
+    imap_processed_action: Literal["none", "flag", "move"] = Field("none", description="After the ticket exists: flag the mail, or move it to HELPDESK_IMAP_PROCESSED_FOLDER.")
+    imap_processed_folder: str = Field("Processed", description="Target folder of HELPDESK_IMAP_PROCESSED_ACTION=move.")
+    imap_processed_flag: str = Field("$HelpdeskProcessed", description="Keyword set by HELPDESK_IMAP_PROCESSED_ACTION=flag.")
+    thread_strangers: Literal["never", "same_organisation"] = Field("same_organisation", description="Who may join a ticket by reference or token without having taken part in it.")
     log_format: Literal["console", "json"] = Field("console", description="json in production.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("languages", mode="before")
+    @field_validator("languages", "imap_folders", mode="before")
     @classmethod
-    def _split_languages(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -91,6 +112,13 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'helpdesk.db').resolve()}"
+
+    @property
+    def resolved_message_id_domain(self) -> str | None:
+        if self.message_id_domain:
+            return self.message_id_domain.lower()
+        # A subdomain of our own, so that no staff member's mail client ever shares it.
+        return f"helpdesk.{self.mail_from.rsplit('@', 1)[1].lower()}" if self.mail_from and "@" in self.mail_from else None
 
     @property
     def resolved_model_dir(self) -> Path:

@@ -11,13 +11,9 @@ from __future__ import annotations
 import mailbox
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from intake.archive import RawArchive, sha256_hex
-from intake.base import Rejected, Sink
-from intake.errors import RejectedInput
-from intake.mime import Limits, parse_email
+from intake.email_intake import EmailIngestor
 
 
 @dataclass(frozen=True)
@@ -77,38 +73,14 @@ def _maildir_items(path: Path) -> Iterator[RawItem]:
 
 
 class FileAdapter:
-    """Reads raw items, archives them, parses them, and puts the results into the sink."""
+    """Reads raw items and hands each to the e-mail ingestor (archive, parse, queue or quarantine)."""
 
-    def __init__(self, sink: Sink, archive: RawArchive, limits: Limits, clock: Callable[[], datetime] | None = None) -> None:
-        self.sink = sink
-        self.archive = archive
-        self.limits = limits
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+    def __init__(self, ingestor: EmailIngestor) -> None:
+        self.ingestor = ingestor
 
     def ingest(self, item: RawItem) -> bool:
         """Ingest one item; True if it became a message, False if it was quarantined."""
-        received_at = self.clock()
-        raw = item.read()
-        raw_ref = self.archive.put(raw) if len(raw) <= self.limits.max_raw_bytes else None
-        try:
-            parsed = parse_email(raw, received_at=received_at, source=item.source, raw_ref=raw_ref, limits=self.limits)
-        except RejectedInput as exc:
-            self.sink.reject(
-                Rejected(
-                    channel="email",
-                    key=sha256_hex(raw),
-                    reason=exc.reason,
-                    detail=exc.detail,
-                    source=item.source,
-                    raw_ref=raw_ref,
-                    received_at=received_at,
-                )
-            )
-            return False
-        for blob in parsed.blobs.values():
-            self.archive.put(blob)
-        self.sink.put(parsed.message)
-        return True
+        return self.ingestor.ingest(item.read(), item.source)
 
     def ingest_all(self, items: list[RawItem], progress: Callable[[RawItem], None] | None = None) -> ImportResult:
         result = ImportResult()

@@ -78,6 +78,7 @@ class InboundMessage(_Frozen):
     recipients: tuple[Party, ...] = ()
     subject: str = Field("", max_length=2000)
     text: str = ""
+    new_text: str | None = Field(None, description="what the author wrote for this message: no quoted history, no signature")
     html: str | None = None
     thread: ThreadRefs = ThreadRefs()
     attachments: tuple[Attachment, ...] = ()
@@ -85,6 +86,7 @@ class InboundMessage(_Frozen):
     source: str = Field("", max_length=2000, description="where it was read: file path, mailbox and UID, event id")
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     signals: dict[str, str] = Field(default_factory=dict, description="lower-cased headers that reveal automated mail")
+    report: dict[str, str] | None = Field(None, description="a delivery or disposition report: action, status, recipient, original message id")
     truncated: bool = False
     defects: tuple[str, ...] = ()
 
@@ -98,6 +100,11 @@ class InboundMessage(_Frozen):
     @property
     def key(self) -> tuple[str, str]:
         return (self.channel, self.external_id)
+
+    @property
+    def fresh_text(self) -> str:
+        """The new part when it is known, else the whole text."""
+        return self.new_text if self.new_text is not None else self.text
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -12,8 +12,11 @@ Input that cannot become a message at all raises ``RejectedInput``.
 from __future__ import annotations
 
 import email
+import email.errors
 import email.utils
+import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email import policy
@@ -21,6 +24,7 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 
 from intake.archive import sha256_hex
+from intake.quoting import ReplySplitter
 from intake.errors import RejectedInput
 from intake.message import Attachment, InboundMessage, Party, ThreadRefs, content_hash
 
@@ -38,6 +42,7 @@ SIGNAL_HEADERS = (
     "return-path",
     "content-type",
     "feedback-id",
+    "x-helpdesk-ticket",
 )
 MAX_DEFECTS = 20
 MAX_RECIPIENTS = 100
@@ -59,7 +64,15 @@ class ParsedEmail:
     blobs: dict[str, bytes] = field(default_factory=dict)
 
 
-def parse_email(raw: bytes, *, received_at: datetime, source: str, raw_ref: str | None, limits: Limits = Limits()) -> ParsedEmail:
+def parse_email(
+    raw: bytes,
+    *,
+    received_at: datetime,
+    source: str,
+    raw_ref: str | None,
+    limits: Limits = Limits(),
+    splitter: ReplySplitter | None = None,
+) -> ParsedEmail:
     """Parse one raw e-mail. Raises RejectedInput when it cannot be a message."""
     if not raw.strip():
         raise RejectedInput("empty", "the input holds no bytes")
@@ -68,6 +81,7 @@ def parse_email(raw: bytes, *, received_at: datetime, source: str, raw_ref: str 
     msg = email.message_from_bytes(raw, policy=policy.default)
     if not msg.keys():
         raise RejectedInput("not_an_email", "no RFC 5322 headers found")
+    msg = _with_sniffed_boundary(msg, raw)
     parser = _MessageReader(msg, limits)
     sender = parser.sender()
     if sender is None:
@@ -79,13 +93,20 @@ def parse_email(raw: bytes, *, received_at: datetime, source: str, raw_ref: str 
     attachments, blobs = parser.attachments()
     sent_at = parser.date()
     recipients = parser.recipients()
-    digest = content_hash(sender.address, ",".join(p.address for p in recipients), str(sent_at), subject, text)
+    # Delivered-To differs between the copies of one message fanned out to several of our addresses: not content.
+    addressed = ",".join(p.address for p in parser.recipients(("to", "cc")))
+    digest = content_hash(sender.address, addressed, str(sent_at), subject, text)
     message_id = parser.message_id()
+    report = parser.report() or plain_bounce_report(sender.address, text)
+    references = tuple(_msgids(parser.header("references")))[-100:]
+    if report and report.get("original_message_id"):
+        references = (*references, report["original_message_id"])  # a bounce belongs with the message it returns
     thread = ThreadRefs(
         message_id=message_id,
         in_reply_to=tuple(_msgids(parser.header("in-reply-to")))[:50],
-        references=tuple(_msgids(parser.header("references")))[-100:],
+        references=references,
     )
+    new_text = (splitter or _default_splitter()).new_text(text) if text else ""
     message = InboundMessage(
         channel="email",
         external_id=message_id or f"sha256:{digest}",
@@ -95,6 +116,7 @@ def parse_email(raw: bytes, *, received_at: datetime, source: str, raw_ref: str 
         recipients=recipients,
         subject=subject,
         text=text,
+        new_text=new_text if new_text != text.strip() else None,
         html=html,
         thread=thread,
         attachments=attachments,
@@ -102,6 +124,7 @@ def parse_email(raw: bytes, *, received_at: datetime, source: str, raw_ref: str 
         source=source,
         content_hash=digest,
         signals=parser.signals(),
+        report=report,
         truncated=truncated,
         defects=parser.defects(),
     )
@@ -150,9 +173,9 @@ class _MessageReader:
                 return found[0]
         return None
 
-    def recipients(self) -> tuple[Party, ...]:
+    def recipients(self, headers: tuple[str, ...] = ("to", "cc", "delivered-to")) -> tuple[Party, ...]:
         seen: dict[str, Party] = {}
-        for name in ("to", "cc", "delivered-to"):
+        for name in headers:
             for party in self._addresses(name):
                 seen.setdefault(party.address, party)
         return tuple(seen.values())[:MAX_RECIPIENTS]
@@ -189,6 +212,32 @@ class _MessageReader:
                 found[name] = _clean(value)[:MAX_SIGNAL_CHARS]
         return found
 
+    def report(self) -> dict[str, str] | None:
+        """Fields of an RFC 3464 delivery report or RFC 8098 disposition notification, if this is one."""
+        if self.msg.get_content_type() != "multipart/report":
+            return None
+        found: dict[str, str] = {"kind": (self.msg.get_param("report-type") or "").lower()}
+        for part in self.msg.walk():
+            content_type = part.get_content_type()
+            if content_type in ("message/delivery-status", "message/disposition-notification"):
+                fields = _report_fields(part)
+                for key, name in (("action", "action"), ("status", "status"), ("recipient", "final-recipient"),
+                                  ("recipient", "original-recipient"), ("disposition", "disposition"),
+                                  ("diagnostic", "diagnostic-code"), ("original_message_id", "original-message-id")):
+                    if name in fields and key not in found:
+                        value = fields[name]
+                        if name.endswith("recipient"):
+                            value = value.split(";", 1)[-1].strip().strip("<>").lower()
+                        found[key] = value[:500]
+            elif content_type in ("message/rfc822", "text/rfc822-headers") and "original_message_id" not in found:
+                original = _embedded_message_id(part)
+                if original:
+                    found["original_message_id"] = original
+        if "original_message_id" in found:
+            ids = _msgids(found["original_message_id"])
+            found["original_message_id"] = ids[0] if ids else found["original_message_id"].strip("<> ")
+        return found
+
     def defects(self) -> tuple[str, ...]:
         names = [type(d).__name__ for part in self.msg.walk() for d in getattr(part, "defects", [])]
         return tuple(dict.fromkeys([*self.notes, *names]))[:MAX_DEFECTS]
@@ -220,11 +269,12 @@ class _MessageReader:
         return content[:limit], (html[:limit] if html is not None else None), truncated
 
     def _first_text_part(self) -> Message | None:
-        for part in self.msg.walk():
-            if not part.is_multipart() and part.get_content_maintype() == "text":
+        for part in _leaves(self.msg):
+            if part.get_content_maintype() == "text" and not _is_attachment(part):
                 return part
-        if not self.msg.is_multipart():
-            return self.msg  # e.g. a single part with a bogus content type
+        if not self.msg.is_multipart() and not _is_attachment(self.msg) and self.msg.get_content_maintype() in ("text", "application"):
+            if self.msg.get_content_maintype() == "text" or not self.msg.get_filename():
+                return self.msg  # a single part with a bogus content type
         return None
 
     def _alternative_html(self, plain: Message) -> Message | None:
@@ -236,35 +286,34 @@ class _MessageReader:
 
     def _decode_text(self, part: Message) -> str:
         try:
-            return _clean(part.get_content())
+            text = part.get_content()
+            if "\ufffd" not in text:
+                return _clean(_unflow(part, text))
+            # policy.default decodes with replacement: a body declared UTF-8 that holds Latin-1 bytes lands here
+            self.notes.append(f"charset {part.get_content_charset()!r}: undecodable bytes")
         except Exception as exc:  # noqa: BLE001 - LookupError (unknown charset), AssertionError, …
             self.notes.append(f"charset {part.get_content_charset()!r}: {type(exc).__name__}")
         payload = part.get_payload(decode=True)
         if isinstance(payload, str):
             payload = payload.encode("utf-8", "surrogateescape")
-        payload = payload or b""
-        for charset in (part.get_content_charset(), "utf-8"):
-            try:
-                return _clean(payload.decode(charset or "utf-8", errors="replace"))
-            except LookupError:
-                continue
-        return _clean(payload.decode("utf-8", errors="replace"))
+        return _clean(_unflow(part, decode_best_effort(payload or b"", part.get_content_charset())))
 
     # -- attachments ---------------------------------------------------------
     def attachments(self) -> tuple[tuple[Attachment, ...], dict[str, bytes]]:
         found: list[Attachment] = []
         blobs: dict[str, bytes] = {}
-        for part in self.msg.walk():
-            if part.is_multipart() or part is self.body_part or part is self.msg:
+        for part in _leaves(self.msg):
+            if part is self.body_part:
                 continue
             disposition = (part.get_content_disposition() or "").lower()
             filename = self._filename(part)
             if part.get_content_maintype() == "text" and not filename and disposition != "attachment":
                 continue  # an alternative rendering of the body, not an attachment
-            try:
-                data = part.get_payload(decode=True) or b""
-            except Exception:  # noqa: BLE001
-                data = b""
+            if part.get_content_type() in ("message/delivery-status", "message/disposition-notification", "text/rfc822-headers"):
+                continue  # the machine-readable half of a report, read by report()
+            data = _part_bytes(part)
+            if part.get_content_type() == "message/rfc822" and not filename:
+                filename = f"{_clean(str(_inner_subject(part)))[:100] or 'message'}.eml"
             if isinstance(data, str):
                 data = data.encode("utf-8", "surrogateescape")
             sha = sha256_hex(data)
@@ -288,6 +337,166 @@ class _MessageReader:
             return _clean(part.get_filename() or "")
         except Exception:  # noqa: BLE001
             return ""
+
+
+_DELIMITER = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-]{6,70})\r?$", re.MULTILINE)
+
+
+def _with_sniffed_boundary(msg: EmailMessage, raw: bytes) -> EmailMessage:
+    """A multipart whose Content-Type lost its boundary parameter: find the delimiter in the body and parse again."""
+    if msg.get_content_maintype() != "multipart" or msg.get_param("boundary") is not None:
+        return msg
+    header_end = raw.find(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.find(b"\n\n")
+    match = _DELIMITER.search(raw, max(0, header_end))
+    if match is None:
+        return msg
+    boundary = match.group(1).decode("ascii")
+    msg.set_param("boundary", boundary)
+    repaired = email.message_from_bytes(_header_block(msg) + raw[header_end:], policy=policy.default)
+    repaired.defects.append(email.errors.NoBoundaryInMultipartDefect())  # still say what was wrong
+    return repaired
+
+
+def _header_block(msg: EmailMessage) -> bytes:
+    return b"".join(f"{k}: {v}\r\n".encode("utf-8", "surrogateescape") for k, v in msg.items())
+
+
+def decode_best_effort(payload: bytes, declared: str | None) -> str:
+    """Bytes of uncertain charset as text: the declared charset, else UTF-8, else Windows-1252, else Latin-1.
+
+    A Western European desk's mail that lies about its charset is nearly always
+    Windows-1252 or Latin-1; reading it so keeps accents that replacement
+    characters would destroy. Latin-1 decodes any byte, so this never fails.
+    """
+    for charset in (declared, "utf-8", "cp1252"):
+        if not charset:
+            continue
+        try:
+            return payload.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return payload.decode("latin-1")
+
+
+def _unflow(part: Message, text: str) -> str:
+    """Undo RFC 3676 format=flowed: join soft line breaks (a line ending in a space), remove space-stuffing."""
+    if (part.get_param("format") or "").lower() != "flowed":
+        return text
+    delsp = (part.get_param("delsp") or "").lower() == "yes"
+    out: list[str] = []
+    pending = ""
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        if line.startswith(" "):
+            line = line[1:]
+        if line.endswith(" ") and line != "-- ":
+            pending += line[:-1] if delsp else line
+            continue
+        out.append(pending + line)
+        pending = ""
+    if pending:
+        out.append(pending)
+    return "\n".join(out)
+
+
+def _leaves(msg: Message) -> Iterator[Message]:
+    """Every non-multipart part, depth first; a forwarded message/rfc822 is one part (an attachment), not descended into."""
+    if msg.get_content_type() == "message/rfc822" and msg is not None:
+        yield msg
+        return
+    if msg.is_multipart():
+        for part in msg.iter_parts() if hasattr(msg, "iter_parts") else msg.get_payload():
+            yield from _leaves(part)
+        return
+    yield msg
+
+
+def _is_attachment(part: Message) -> bool:
+    try:
+        return (part.get_content_disposition() or "").lower() == "attachment" or bool(part.get_filename())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _part_bytes(part: Message) -> bytes:
+    if part.get_content_type() == "message/rfc822":
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if inner is not None:
+            try:
+                return inner.as_bytes(policy=policy.default)
+            except Exception:  # noqa: BLE001 - a broken forwarded message: keep what can be kept
+                return str(inner).encode("utf-8", "replace")
+    try:
+        data = part.get_payload(decode=True) or b""
+    except Exception:  # noqa: BLE001
+        data = b""
+    return data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+
+
+def _inner_subject(part: Message) -> str:
+    payload = part.get_payload()
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    try:
+        return str(inner.get("subject", "")) if inner is not None else ""
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+_PLAIN_BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon)@", re.IGNORECASE)
+_FAILED_ADDRESS = re.compile(r"<([^<>@\s]+@[^<>\s]+)>\s*:")
+
+
+def plain_bounce_report(sender: str, text: str) -> dict[str, str] | None:
+    """What an old-style plain-text bounce (qmail and kin) says: the failed address and the returned Message-ID."""
+    if not _PLAIN_BOUNCE_SENDER.match(sender):
+        return None
+    report: dict[str, str] = {"kind": "plain-bounce", "action": "failed"}
+    failed = _FAILED_ADDRESS.search(text)
+    if failed is not None:
+        report["recipient"] = failed.group(1).lower()
+    status = re.search(r"#(\d\.\d{1,3}\.\d{1,3})", text)
+    if status is not None:
+        report["status"] = status.group(1)
+    original = re.search(r"^message-id:\s*<([^<>\s]+)>", text, re.IGNORECASE | re.MULTILINE)
+    if original is not None:
+        report["original_message_id"] = original.group(1)
+    return report if len(report) > 2 else None
+
+
+def _report_fields(part: Message) -> dict[str, str]:
+    """The ``Name: value`` lines of a delivery-status part (its per-message and per-recipient blocks)."""
+    payload = part.get_payload()
+    if isinstance(payload, list):  # the email package parses each block as a message of headers
+        lines = [f"{k}: {v}" for block in payload for k, v in block.items()]
+    else:
+        raw = part.get_payload(decode=True) or b""
+        lines = _clean(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).splitlines()
+    fields: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            fields.setdefault(name.strip().lower(), _clean(value.strip()))
+    return fields
+
+
+def _embedded_message_id(part: Message) -> str | None:
+    if part.get_content_type() == "message/rfc822":
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        value = inner.get("message-id") if inner is not None else None
+    else:
+        raw = part.get_payload(decode=True) or b""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        match = re.search(r"^message-id:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE)
+        value = match.group(1) if match else None
+    ids = _msgids(str(value)) if value else []
+    return ids[0] if ids else None
+
+
+@functools.cache
+def _default_splitter() -> ReplySplitter:
+    return ReplySplitter()
 
 
 def html_to_text(html: str) -> str:

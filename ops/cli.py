@@ -24,6 +24,10 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
 
 
+intake_app = typer.Typer(no_args_is_help=True, help="Channel adapters: read a channel and queue what arrives.")
+app.add_typer(intake_app, name="intake")
+
+
 def _register_subcommands() -> None:
     from ops.classify_cli import app as classify_app  # noqa: PLC0415
 
@@ -76,7 +80,7 @@ def import_paths(runtime: Runtime, paths: list[Path], *, label: str = "importing
     except FileNotFoundError as exc:
         err.print(f"[red]no such file or folder:[/red] {exc}")
         raise typer.Exit(1) from exc
-    adapter = FileAdapter(runtime.sink, runtime.archive, runtime.limits)
+    adapter = FileAdapter(runtime.ingestor)
     with _progress() as progress:
         task = progress.add_task(label, total=len(items))
         return adapter.ingest_all(items, progress=lambda _item: progress.advance(task))
@@ -154,6 +158,32 @@ def report(
         _dump(data)
     else:
         render_report(console, data)
+
+
+@intake_app.command("imap")
+def intake_imap() -> None:
+    """Watch the IMAP folders (IDLE, or polling) and queue every message; runs until stopped."""
+    import threading  # noqa: PLC0415
+
+    from intake.imap import FolderWatcher, ImapAccount, ImapAdapter, ProcessedMover, WatchOptions  # noqa: PLC0415
+    from intake.state import AdapterHealth, ProcessedLog, RedisCheckpointStore  # noqa: PLC0415
+    from workers.runner import install_signal_handlers  # noqa: PLC0415
+
+    settings = _settings()
+    account = ImapAccount.from_settings(settings)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    with Runtime(settings) as runtime:
+        client, ns = runtime.broker.client, settings.redis_namespace
+        checkpoints, health = RedisCheckpointStore(client, ns), AdapterHealth(client, ns)
+        options = WatchOptions.from_settings(settings)
+        watchers = [FolderWatcher(account, folder, runtime.ingestor, checkpoints, health, options, stop) for folder in account.folders]
+        mover = None
+        if settings.imap_processed_action != "none":
+            mover = ProcessedMover(account, ProcessedLog(client, ns), health, settings.imap_processed_action,
+                                   settings.imap_processed_flag, settings.imap_processed_folder, stop)
+        console.print(f"watching {', '.join(account.folders)} of {account.name} (Ctrl-C to stop)")
+        ImapAdapter(watchers, mover).run(stop)
 
 
 @app.command()

@@ -10,7 +10,9 @@ from sqlalchemy import Engine
 from config.broker import close_broker, create_broker, redis_url
 from config.settings import Settings
 from intake.archive import FileArchive
+from intake.email_intake import EmailIngestor
 from intake.mime import Limits
+from intake.quoting import ReplySplitter
 from intake.queue import InflightRegistry, QueueSink
 from storage import schema
 from storage.db import create_db_engine
@@ -45,6 +47,10 @@ class Runtime:
     @cached_property
     def sink(self) -> QueueSink:
         return QueueSink(self.broker, self.inflight)
+
+    @cached_property
+    def ingestor(self) -> EmailIngestor:
+        return EmailIngestor(self.sink, self.archive, self.limits, ReplySplitter(self.settings.languages))
 
     @property
     def limits(self) -> Limits:

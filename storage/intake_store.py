@@ -43,6 +43,7 @@ class AlreadyStored:
     ticket_id: int | None
     content_hash: str
     delivery_id: str | None
+    source: str = ""
 
 
 class _Statements:
@@ -58,7 +59,7 @@ class _Statements:
         self.claim = (
             insert_factory(MESSAGE).on_conflict_do_nothing(index_elements=["channel", "external_id"]).returning(MESSAGE.c.id)
         )
-        self.existing = select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id).where(
+        self.existing = select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id, MESSAGE.c.source).where(
             MESSAGE.c.channel == p("channel"), MESSAGE.c.external_id == p("external_id")
         )
         self.by_message_ids = select(MESSAGE.c.message_id, MESSAGE.c.ticket_id).where(
@@ -164,7 +165,7 @@ class IntakeTx:
     # -- dedupe ----------------------------------------------------------------
     def find_message(self, channel: str, external_id: str) -> AlreadyStored | None:
         found = self.c.execute(self.s.existing, {"channel": channel, "external_id": external_id}).first()
-        return None if found is None else AlreadyStored(found.id, found.ticket_id, found.content_hash, found.delivery_id)
+        return None if found is None else AlreadyStored(found.id, found.ticket_id, found.content_hash, found.delivery_id, found.source)
 
     def insert_message(self, row: dict[str, Any]) -> int:
         """Insert the message row; raises LostRace if its key was stored meanwhile.

@@ -139,7 +139,9 @@ class Message(SQLModel, table=True):
     sender_name: str = Field(default="", max_length=512)
     subject: str = Field(default="", max_length=2000)
     text: str = _text()
+    new_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the reply without quoted history
     html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    report: dict | None = _json()  # a delivery/disposition report: action, status, recipient, original message id
     language: str | None = Field(default=None, max_length=8)
     message_id: str | None = Field(default=None, max_length=998)
     thread_key: str | None = Field(default=None, max_length=512)

@@ -157,3 +157,65 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line(f"HDTEST_STRICT: {skipped} test(s) were skipped; failing the run", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- IMAP ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def dovecot():  # noqa: ANN201 - tests.dovecot.Dovecot
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from tests.dovecot import Dovecot  # noqa: PLC0415
+
+    # Not under pytest's temp folder: Dovecot's unprivileged processes must be able to traverse the path.
+    root = Path(tempfile.mkdtemp(prefix="hdtest-dovecot-"))
+    root.chmod(0o755)
+    server = Dovecot(root)
+    if not server.available:
+        service_missing("Dovecot (Debian package dovecot-imapd)")
+    server.configure()
+    # Users exist before the server starts: Dovecot re-reads its passwd file only when it sees the file change,
+    # which two additions within a second may not show.
+    for i in range(MAILBOX_POOL):
+        server.add_user(f"u{i:04d}", MAILBOX_PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+MAILBOX_POOL = 400
+MAILBOX_PASSWORD = "secret-" + uuid.uuid4().hex[:8]
+_mailboxes = iter(range(MAILBOX_POOL))
+
+
+@pytest.fixture
+def mailbox(dovecot):  # noqa: ANN001, ANN201 - (user, password) of a mailbox of this test's own
+    return f"u{next(_mailboxes):04d}", MAILBOX_PASSWORD
+
+
+@pytest.fixture
+def running_worker(settings: Settings, broker):  # noqa: ANN001, ANN201
+    """The real worker (actors, middleware, pipeline) running in this process on the test's broker and database."""
+    import contextlib  # noqa: PLC0415
+
+    import dramatiq  # noqa: PLC0415
+    from dramatiq.middleware import Retries  # noqa: PLC0415
+
+    from workers.actors import build_services, register_actors  # noqa: PLC0415
+    from workers.middleware import DeadLetters, LogContext  # noqa: PLC0415
+
+    @contextlib.contextmanager
+    def start(engine: Engine):  # noqa: ANN202
+        services = build_services(settings, broker, engine)
+        broker.add_middleware(LogContext(), before=Retries)
+        broker.add_middleware(DeadLetters(services.store, services.inflight), before=Retries)
+        register_actors(broker, services)
+        worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+        worker.start()
+        try:
+            yield services
+        finally:
+            worker.stop(timeout=10_000)
+
+    return start

@@ -30,7 +30,9 @@ from intake.message import InboundMessage
 from intake.queue import INTAKE_QUEUE, PROCESS_ACTOR, REJECT_ACTOR, InflightRegistry
 from storage.intake_store import IntakeStore
 from workers.conversation import Threader
-from workers.pipeline import ParentInFlight, Pipeline
+from intake.imap import parse_source
+from intake.state import ProcessedLog
+from workers.pipeline import Outcome, ParentInFlight, Pipeline
 from workers.routing import Router
 from workers.training import ModelStore, load_or_train
 from classifiers.model import TrainedModels
@@ -62,11 +64,26 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
         store=store,
         classifier=EnquiryClassifier(desk, settings.triage_confidence, models.current),
         router=Router(desk.routing),
-        threader=Threader(settings.ticket_prefix, desk.taxonomy.free_mail_domains),
+        threader=Threader(settings.ticket_prefix, desk.taxonomy.free_mail_domains, strangers=settings.thread_strangers),
         inflight=inflight,
+        own_addresses=frozenset({settings.mail_from.lower()} if settings.mail_from else set()),
+        own_message_id_domain=settings.resolved_message_id_domain,
+        after_store=_processed_hook(settings, broker) if settings.imap_processed_action != "none" else None,
     )
     models.on_change = lambda new: setattr(pipeline, "classifier", EnquiryClassifier(desk, settings.triage_confidence, new))
     return Services(settings, desk, engine, store, pipeline, inflight, models)
+
+
+def _processed_hook(settings: Settings, broker: dramatiq.Broker) -> Callable[[InboundMessage, "Outcome"], None]:
+    """Tell the IMAP adapter which mail is stored, so it may flag or move it (never before the ticket exists)."""
+    processed = ProcessedLog(broker.client, settings.redis_namespace)
+
+    def hook(message: InboundMessage, outcome: "Outcome") -> None:
+        parsed = parse_source(message.source)
+        if parsed is not None:
+            processed.add("imap", parsed[0], message.source)
+
+    return hook
 
 
 class ModelWatcher:

@@ -10,6 +10,8 @@ second delivery finds it taken.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -57,12 +59,19 @@ class Pipeline:
         router: Router,
         threader: Threader,
         inflight: InflightRegistry | None = None,
+        *,
+        own_addresses: frozenset[str] = frozenset(),
+        own_message_id_domain: str | None = None,
+        after_store: Callable[[InboundMessage, Outcome], None] | None = None,
     ) -> None:
         self.store = store
         self.classifier = classifier
         self.router = router
         self.threader = threader
         self.inflight = inflight
+        self.own_addresses = own_addresses
+        self.own_message_id_domain = own_message_id_domain
+        self.after_store = after_store
 
     def process(self, message: InboundMessage, delivery_id: str, *, wait_for_parent: bool = True) -> Outcome:
         """Store ``message`` exactly once. Raises ParentInFlight when it should wait for its parent."""
@@ -79,14 +88,31 @@ class Pipeline:
         if outcome.ticket_id is None and self.inflight is not None:
             # Replies find a stored parent through its ticket; one that opened none must say it has landed.
             self.inflight.clear(message.channel, message_ids(message))
+        if self.after_store is not None:
+            self.after_store(message, outcome)
         return outcome
 
     def decide(self, message: InboundMessage) -> Decisions:
         """Automated or not; type, sector and language; the route a new ticket would take. Pure."""
-        verdict = detect_automated(message.sender.address, message.subject, message.signals) if message.channel == "email" else None
+        verdict = None
+        if message.channel == "email":
+            verdict = detect_automated(
+                message.sender.address,
+                message.subject,
+                message.signals,
+                message_id=message.thread.message_id,
+                own_addresses=self.own_addresses,
+                own_message_id_domain=self.own_message_id_domain,
+            )
         if verdict is not None:
             return Decisions(verdict, None, None)
-        labels = self.classifier.classify(subject=message.subject, text=message.text, sender=message.sender.address)
+        # The new text decides what is asked; the whole text (signature included) who is asking.
+        labels = self.classifier.classify(subject=message.subject, text=message.fresh_text, sender=message.sender.address)
+        if message.new_text is not None:
+            sector = self.classifier.sectors.classify(message.sender.address, message.text)
+            labels = dataclasses.replace(
+                labels, sector=sector.label, organisation=sector.organisation_domain, organisation_name=sector.organisation_name
+            )
         return Decisions(None, labels, self.router.route(_route_facts(message, labels)))
 
     def _process(
@@ -99,7 +125,7 @@ class Pipeline:
                 variant = message.model_copy(update={"external_id": f"{message.external_id}#{message.content_hash[:16]}"})
                 return self._process(tx, variant, delivery_id, decisions, now, wait)
             return self._duplicate(tx, message, stored, delivery_id, now)
-        link = self.threader.link(message, tx)
+        link = self.threader.link(message, tx, automated=decisions.verdict is not None)
         if link.ticket_id is None and wait and self._parent_in_flight(message):
             raise ParentInFlight(f"{message.channel}:{message.external_id} replies to a message still in the queue")
         if decisions.verdict is not None:
@@ -116,6 +142,9 @@ class Pipeline:
     def _duplicate(self, tx: IntakeTx, message: InboundMessage, claim: AlreadyStored, delivery_id: str, now: datetime) -> Outcome:
         if claim.delivery_id == delivery_id:
             return Outcome("redelivered", claim.ticket_id, claim.message_pk, "this delivery was stored before")
+        if message.source and claim.source == message.source:
+            # The same item of the same source read again (an adapter's restart overlap): not a new copy.
+            return Outcome("redelivered", claim.ticket_id, claim.message_pk, f"{message.source} was read before")
         tx.add_events([_event(f"duplicate:{delivery_id}", "duplicate", claim.ticket_id, message.channel, now, {"message": claim.message_pk})])
         return Outcome("duplicate", claim.ticket_id, claim.message_pk, f"already stored as message {claim.message_pk}")
 
@@ -234,6 +263,8 @@ def _message_row(
         "sender_name": message.sender.name,
         "subject": message.subject,
         "text": message.text,
+        "new_text": message.new_text,
+        "report": message.report,
         "html": message.html,
         "message_id": message.thread.message_id,
         "thread_key": message.thread.thread_key,

@@ -32,7 +32,7 @@ def run_worker(
     ``on_poll`` is called with the number of unfinished messages (for progress bars).
     """
     stop = stop_event or threading.Event()
-    _install_signal_handlers(stop)
+    install_signal_handlers(stop)
     recover_stranded(broker, queues)
     worker = dramatiq.Worker(broker, worker_threads=threads, queues=set(queues), worker_timeout=100)
     worker.start()
@@ -56,7 +56,7 @@ def run_worker(
         worker.stop(timeout=30_000)
 
 
-def _install_signal_handlers(stop: threading.Event) -> None:
+def install_signal_handlers(stop: threading.Event) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
 

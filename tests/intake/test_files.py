@@ -7,6 +7,7 @@ import pytest
 
 from intake.archive import FileArchive, MemoryArchive
 from intake.base import MemorySink
+from intake.email_intake import EmailIngestor
 from intake.files import FileAdapter, discover
 from intake.mime import Limits
 from tests.factories import make_email
@@ -14,7 +15,7 @@ from tests.factories import make_email
 
 def _adapter() -> tuple[FileAdapter, MemorySink, MemoryArchive]:
     sink, archive = MemorySink(), MemoryArchive()
-    return FileAdapter(sink, archive, Limits()), sink, archive
+    return FileAdapter(EmailIngestor(sink, archive, Limits())), sink, archive
 
 
 def test_folder_of_eml_files_in_name_order(tmp_path: Path) -> None:

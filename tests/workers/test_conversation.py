@@ -30,8 +30,11 @@ class FakeLookup:
 threader = Threader("HD", frozenset({"gmail.com"}))
 
 
+ANA = {"ana@hacienda.gob.mx"}
+
+
 def test_in_reply_to_wins_and_is_named() -> None:
-    lookup = FakeLookup(by_message_id={"parent@x": 7, "root@x": 3})
+    lookup = FakeLookup(by_message_id={"parent@x": 7, "root@x": 3}, participants={7: ANA, 3: ANA})
     link = threader.link(make_message("r@x", in_reply_to=("parent@x",), references=("root@x", "parent@x")), lookup)
     assert (link.ticket_id, link.rule) == (7, "references")
     assert "In-Reply-To names <parent@x>" in link.reason
@@ -39,7 +42,7 @@ def test_in_reply_to_wins_and_is_named() -> None:
 
 def test_references_chain_finds_the_thread_when_the_direct_parent_is_unknown() -> None:
     # A reply to the helpdesk's own reply (not stored as inbound): References still names the original.
-    lookup = FakeLookup(by_message_id={"root@x": 3})
+    lookup = FakeLookup(by_message_id={"root@x": 3}, participants={3: ANA})
     link = threader.link(make_message("r@x", in_reply_to=("ours@osds",), references=("root@x", "ours@osds")), lookup)
     assert link.ticket_id == 3 and "References names <root@x>" in link.reason
 
@@ -64,9 +67,33 @@ def test_subject_token_for_a_colleague_of_the_same_organisation() -> None:
 def test_subject_token_from_a_stranger_is_ignored_and_explained() -> None:
     lookup = FakeLookup(participants={12: {"ana@gmail.com"}})
     link = threader.link(make_message("x", sender="mallory@gmail.com", subject="[HD-12] let me in"), lookup)
-    assert link.ticket_id is None and "ignored" in link.reason
+    assert link.ticket_id is None and "never took part" in link.reason
 
 
 def test_no_link_starts_a_new_conversation() -> None:
     link = threader.link(make_message("x", subject="[HD-99] unknown ticket"), FakeLookup())
     assert link.ticket_id is None and link.rule == "new"
+
+
+def test_a_stranger_quoting_a_thread_gets_a_ticket_of_their_own() -> None:
+    lookup = FakeLookup(by_message_id={"root@x": 3}, participants={3: ANA})
+    link = threader.link(make_message("r@x", sender="someone@elsewhere.org", references=("root@x",)), lookup)
+    assert link.ticket_id is None and "References names <root@x> on HD-3, but someone@elsewhere.org never took part" in link.reason
+
+
+def test_automated_mail_attaches_to_what_it_names_whoever_sent_it() -> None:
+    lookup = FakeLookup(by_message_id={"ours@helpdesk": 3}, participants={3: ANA})
+    link = threader.link(make_message("b@x", sender="mailer-daemon@mx.org", references=("ours@helpdesk",)), lookup, automated=True)
+    assert link.ticket_id == 3
+
+
+def test_reply_address_plus_addressing() -> None:
+    lookup = FakeLookup(participants={17: ANA})
+    link = threader.link(make_message("x", recipients=("helpdesk+HD-17@osds.example",)), lookup)
+    assert (link.ticket_id, link.rule) == (17, "reply_address")
+
+
+def test_desks_may_refuse_colleagues_too() -> None:
+    strict = Threader("HD", frozenset(), strangers="never")
+    lookup = FakeLookup(participants={12: ANA})
+    assert strict.link(make_message("x", sender="luis@hacienda.gob.mx", subject="[HD-12]"), lookup).ticket_id is None

@@ -36,11 +36,19 @@ def test_new_enquiry_becomes_a_classified_routed_ticket(pipeline: Pipeline, engi
 
 def test_same_message_twice_is_one_ticket_and_one_duplicate(pipeline: Pipeline, engine: Engine) -> None:
     pipeline.process(make_message(), "d1")
-    outcome = pipeline.process(make_message(), "d2")
+    outcome = pipeline.process(make_message().model_copy(update={"source": "imap:other-folder"}), "d2")
     assert outcome.kind == "duplicate"
     assert len(_tickets(engine)) == 1
     with engine.connect() as c:
         assert [r.kind for r in c.execute(select(EVENT).where(EVENT.c.kind == "duplicate"))] == ["duplicate"]
+
+
+def test_the_same_item_read_again_from_its_source_is_no_duplicate(pipeline: Pipeline, engine: Engine) -> None:
+    # An adapter restarting re-reads an overlap window: same message, same mailbox item, a new queue delivery.
+    pipeline.process(make_message(), "d1")
+    assert pipeline.process(make_message(), "d2").kind == "redelivered"
+    with engine.connect() as c:
+        assert not list(c.execute(select(EVENT).where(EVENT.c.kind == "duplicate")))
 
 
 def test_redelivery_of_the_same_delivery_counts_nothing(pipeline: Pipeline, engine: Engine) -> None:

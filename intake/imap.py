@@ -1,0 +1,355 @@
+"""The IMAP adapter: push intake from mailboxes, exact across restarts.
+
+Delivery semantics: a message counts as received once it is in the queue.
+Per (account, folder) the checkpoint — UIDVALIDITY and the highest UID whose
+message (and every one below it) was durably enqueued — advances only after
+the sink returned for a whole batch. After a crash the adapter reads again
+from the checkpoint, plus an overlap window on start; the pipeline recognises
+a re-read of the same mailbox item and stores it once. A changed UIDVALIDITY
+invalidates every stored UID: the folder is read again from the start, and
+dedupe by Message-ID keeps tickets single.
+
+Mail is fetched with ``BODY.PEEK[]`` from folders selected read-only, so the
+people who share the mailbox still see it unread. Optionally, once the ticket
+exists, processed mail is flagged or moved (``HELPDESK_IMAP_PROCESSED_ACTION``).
+
+Push: IMAP IDLE where offered, re-issued before the server's limit; a wake-up
+is only a hint to sync from the checkpoint, and a poll every
+``HELPDESK_IMAP_POLL_SECONDS`` is the safety net. Every socket operation has a
+timeout; any network or server error closes the connection and reconnects with
+exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shlex
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import SocketTimeout
+
+from config.errors import SettingsError
+from config.settings import Settings
+from intake.archive import sha256_hex
+from intake.email_intake import EmailIngestor
+from intake.errors import SinkError
+from intake.state import AdapterHealth, Checkpoint, CheckpointStore, ProcessedLog
+
+log = structlog.get_logger("helpdesk.imap")
+ADAPTER = "imap"
+NETWORK_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError, SinkError)
+_SOURCE = re.compile(r"^imap:(?P<account>[^/]+)/(?P<folder>.+);uidvalidity=(?P<uidvalidity>\d+);uid=(?P<uid>\d+)$")
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    host: str
+    port: int
+    user: str
+    password: str | None
+    ssl: bool
+    ca_file: Path | None
+    folders: tuple[str, ...]
+    oauth2_token_command: str | None
+    timeout: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.user}@{self.host}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ImapAccount":
+        missing = [name for name, value in (("HELPDESK_IMAP_HOST", settings.imap_host), ("HELPDESK_IMAP_USER", settings.imap_user)) if not value]
+        if not settings.imap_password and not settings.imap_oauth2_token_command:
+            missing.append("HELPDESK_IMAP_PASSWORD or HELPDESK_IMAP_OAUTH2_TOKEN_COMMAND")
+        if missing:
+            raise SettingsError(f"IMAP intake needs {', '.join(missing)}")
+        return cls(
+            host=settings.imap_host,  # type: ignore[arg-type]
+            port=settings.imap_port or (993 if settings.imap_ssl else 143),
+            user=settings.imap_user,  # type: ignore[arg-type]
+            password=settings.imap_password,
+            ssl=settings.imap_ssl,
+            ca_file=settings.imap_ca_file,
+            folders=settings.imap_folders,
+            oauth2_token_command=settings.imap_oauth2_token_command,
+            timeout=float(settings.imap_timeout_seconds),
+        )
+
+
+def source_of(account: ImapAccount, folder: str, uidvalidity: int, uid: int) -> str:
+    return f"imap:{account.name}/{folder};uidvalidity={uidvalidity};uid={uid}"
+
+
+def parse_source(source: str) -> tuple[str, str, int, int] | None:
+    """(account, folder, uidvalidity, uid) of an IMAP source string, or None for another kind of source."""
+    match = _SOURCE.match(source)
+    if match is None:
+        return None
+    return match["account"], match["folder"], int(match["uidvalidity"]), int(match["uid"])
+
+
+def connect(account: ImapAccount) -> IMAPClient:
+    """A logged-in client; every socket operation times out after ``account.timeout`` seconds."""
+    context = None
+    if account.ssl:
+        context = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
+    client = IMAPClient(
+        account.host, port=account.port, ssl=account.ssl, ssl_context=context,
+        timeout=SocketTimeout(connect=account.timeout, read=account.timeout),
+    )
+    try:
+        if account.oauth2_token_command:
+            client.oauth2_login(account.user, oauth2_token(account.oauth2_token_command, account.timeout))
+        else:
+            client.login(account.user, account.password or "")
+    except BaseException:
+        _close(client)
+        raise
+    return client
+
+
+def oauth2_token(command: str, timeout: float) -> str:
+    """Run the desk's token provider (e.g. a helper refreshing a Google or Microsoft 365 token) and read the token."""
+    try:
+        result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=timeout, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise IMAPClientError(f"OAuth2 token command failed: {exc}") from exc
+    token = result.stdout.strip()
+    if not token:
+        raise IMAPClientError("OAuth2 token command printed no token")
+    return token
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - a dead connection cannot log out politely
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    batch_size: int = 100
+    overlap: int = 20
+    poll_seconds: float = 60.0
+    idle: bool = True
+    idle_refresh_seconds: float = 540.0
+    max_raw_bytes: int = 30 * 1024 * 1024
+    backoff_min: float = 1.0
+    backoff_max: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "WatchOptions":
+        return cls(
+            batch_size=settings.imap_batch_size,
+            overlap=settings.imap_overlap,
+            poll_seconds=float(settings.imap_poll_seconds),
+            idle=settings.imap_idle,
+            idle_refresh_seconds=float(settings.imap_idle_refresh_seconds),
+            max_raw_bytes=settings.max_raw_bytes,
+        )
+
+
+class FolderWatcher:
+    """One folder of one account, on a connection of its own: sync from the checkpoint, then wait for more."""
+
+    def __init__(
+        self,
+        account: ImapAccount,
+        folder: str,
+        ingestor: EmailIngestor,
+        checkpoints: CheckpointStore,
+        health: AdapterHealth,
+        options: WatchOptions,
+        stop: threading.Event,
+        connector: Callable[[ImapAccount], IMAPClient] = connect,
+    ) -> None:
+        self.account = account
+        self.folder = folder
+        self.ingestor = ingestor
+        self.checkpoints = checkpoints
+        self.health = health
+        self.options = options
+        self.stop = stop
+        self.connector = connector
+        self.name = f"{account.name}/{folder}"
+        self.idle_supported: bool | None = None
+
+    def run(self) -> None:
+        """Until stopped: connect, sync, wait; on any error back off (with jitter) and start again."""
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                client = self.connector(self.account)
+            except NETWORK_ERRORS as exc:
+                failures = self._failed(exc, failures)
+                continue
+            try:
+                failures = 0
+                self._session(client)
+            except NETWORK_ERRORS as exc:
+                failures = self._failed(exc, failures)
+            finally:
+                _close(client)
+
+    def _failed(self, exc: BaseException, failures: int) -> int:
+        error = f"{type(exc).__name__}: {exc}"
+        self.health.error(f"{ADAPTER}:{self.name}", error)
+        delay = min(self.options.backoff_max, self.options.backoff_min * 2**failures) * random.uniform(0.5, 1.5)
+        log.warning("imap connection failed; reconnecting", folder=self.name, error=error, retry_in=round(delay, 1))
+        self.stop.wait(delay)
+        return failures + 1
+
+    def _session(self, client: IMAPClient) -> None:
+        self.idle_supported = self.options.idle and client.has_capability("IDLE")
+        first = True
+        while not self.stop.is_set():
+            self.sync(client, overlap=first)
+            first = False
+            if self.idle_supported:
+                self._idle(client)
+            else:
+                self.stop.wait(self.options.poll_seconds)
+
+    def sync(self, client: IMAPClient, *, overlap: bool = False) -> int:
+        """Enqueue every message above the checkpoint (and ``overlap`` below it); returns how many were read."""
+        info = client.select_folder(self.folder, readonly=True)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        checkpoint = self.checkpoints.get(ADAPTER, self.account.name, self.folder)
+        last = 0
+        if checkpoint is not None and checkpoint.uidvalidity == uidvalidity:
+            last = checkpoint.last_uid
+        elif checkpoint is not None:
+            note = f"UIDVALIDITY changed from {checkpoint.uidvalidity} to {uidvalidity}: reading the folder again"
+            log.warning("imap folder resynchronising", folder=self.name, detail=note)
+            self.health.error(f"{ADAPTER}:{self.name}", note)
+        start = max(1, last + 1 - (self.options.overlap if overlap else 0))
+        # `UID n:*` always includes the highest message even when its UID is below n: filter.
+        uids = sorted(uid for uid in client.search(["UID", f"{start}:*"]) if uid >= start)
+        read = 0
+        for batch in _chunks(uids, self.options.batch_size):
+            read += self._ingest_batch(client, uidvalidity, batch)
+            last = max(last, batch[-1])
+            self.checkpoints.set(ADAPTER, self.account.name, self.folder, Checkpoint(uidvalidity, last))
+        if checkpoint is None or checkpoint.uidvalidity != uidvalidity:
+            self.checkpoints.set(ADAPTER, self.account.name, self.folder, Checkpoint(uidvalidity, last))
+        self.health.success(f"{ADAPTER}:{self.name}", f"uidvalidity={uidvalidity} last_uid={last} read={read}")
+        return read
+
+    def _ingest_batch(self, client: IMAPClient, uidvalidity: int, batch: list[int]) -> int:
+        sizes = client.fetch(batch, ["RFC822.SIZE"])
+        wanted = [uid for uid in batch if uid in sizes and sizes[uid].get(b"RFC822.SIZE", 0) <= self.options.max_raw_bytes]
+        bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+        read = 0
+        for uid in batch:  # in UID order; a message expunged meanwhile is simply gone
+            source = source_of(self.account, self.folder, uidvalidity, uid)
+            if uid in bodies and b"BODY[]" in bodies[uid]:
+                self.ingestor.ingest(bodies[uid][b"BODY[]"], source)
+                read += 1
+            elif uid in sizes:
+                size = sizes[uid].get(b"RFC822.SIZE", 0)
+                self.ingestor.reject(sha256_hex(source.encode()), "too_large", f"{size} bytes exceeds {self.options.max_raw_bytes}", source)
+                read += 1
+        return read
+
+    def _idle(self, client: IMAPClient) -> None:
+        """Wait in IDLE until the server says something, the refresh interval ends, or we are stopped."""
+        client.idle()
+        try:
+            deadline = time.monotonic() + min(self.options.idle_refresh_seconds, self.options.poll_seconds)
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                if client.idle_check(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+                    break  # any response is a hint: leave IDLE and sync from the checkpoint
+        finally:
+            client.idle_done()
+
+
+class ProcessedMover:
+    """Flags or moves mail whose tickets exist (the pipeline lists their sources in the ProcessedLog)."""
+
+    def __init__(
+        self,
+        account: ImapAccount,
+        log_: ProcessedLog,
+        health: AdapterHealth,
+        action: str,
+        flag: str,
+        target: str,
+        stop: threading.Event,
+        connector: Callable[[ImapAccount], IMAPClient] = connect,
+        interval: float = 2.0,
+    ) -> None:
+        self.account, self.log, self.health, self.action = account, log_, health, action
+        self.flag, self.target, self.stop, self.connector, self.interval = flag, target, stop, connector, interval
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            sources = self.log.take(ADAPTER, self.account.name)
+            if not sources:
+                continue
+            try:
+                self.apply(sources)
+            except NETWORK_ERRORS as exc:
+                self.log.give_back(ADAPTER, self.account.name, sources)
+                self.health.error(f"{ADAPTER}:{self.account.name}:processed", f"{type(exc).__name__}: {exc}")
+
+    def apply(self, sources: list[str]) -> int:
+        by_folder: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for source in sources:
+            parsed = parse_source(source)
+            if parsed is not None and parsed[0] == self.account.name:
+                by_folder[(parsed[1], parsed[2])].append(parsed[3])
+        client = self.connector(self.account)
+        done = 0
+        try:
+            for (folder, uidvalidity), uids in by_folder.items():
+                info = client.select_folder(folder)
+                if int(info[b"UIDVALIDITY"]) != uidvalidity:
+                    continue  # the UIDs no longer mean these messages
+                if self.action == "flag":
+                    client.add_flags(uids, [self.flag], silent=True)
+                else:
+                    client.move(uids, self.target)
+                done += len(uids)
+        finally:
+            _close(client)
+        return done
+
+
+class ImapAdapter:
+    """Every folder of the account on a thread of its own, plus the processed-mail mover when enabled."""
+
+    def __init__(self, watchers: list[FolderWatcher], mover: ProcessedMover | None = None) -> None:
+        self.watchers = watchers
+        self.mover = mover
+
+    def run(self, stop: threading.Event) -> None:
+        threads = [threading.Thread(target=w.run, name=f"imap:{w.name}", daemon=True) for w in self.watchers]
+        if self.mover is not None:
+            threads.append(threading.Thread(target=self.mover.run, name="imap:processed", daemon=True))
+        for thread in threads:
+            thread.start()
+        stop.wait()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,144 @@
+"""What adapters remember between runs, kept in Redis beside the queue they feed.
+
+- ``Checkpoint``: per (adapter, account, folder) the source's watermark — for
+  IMAP the UIDVALIDITY and the highest UID known to be durably enqueued. It is
+  written only after the enqueue of everything below it returned, in the same
+  Redis (append-only persistence) that holds the queue, so the watermark can
+  never be ahead of what was received.
+- ``AdapterHealth``: last successful poll, last error, for operators.
+- ``ProcessedLog``: sources the pipeline has finished storing, for adapters
+  that act on the source afterwards (flag or move processed mail).
+
+Every store has an in-memory twin.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import redis
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    uidvalidity: int
+    last_uid: int
+
+
+class CheckpointStore(ABC):
+    """Durable watermarks. ``set`` returns only once the value is stored."""
+
+    @abstractmethod
+    def get(self, adapter: str, account: str, folder: str) -> Checkpoint | None: ...
+
+    @abstractmethod
+    def set(self, adapter: str, account: str, folder: str, checkpoint: Checkpoint) -> None: ...
+
+    @abstractmethod
+    def all(self, adapter: str) -> dict[str, dict]: ...
+
+
+class RedisCheckpointStore(CheckpointStore):
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+
+    def _key(self, adapter: str) -> str:
+        return f"{self.namespace}:checkpoints:{adapter}"
+
+    def get(self, adapter: str, account: str, folder: str) -> Checkpoint | None:
+        raw = self.client.hget(self._key(adapter), f"{account}/{folder}")
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Checkpoint(int(data["uidvalidity"]), int(data["last_uid"]))
+
+    def set(self, adapter: str, account: str, folder: str, checkpoint: Checkpoint) -> None:
+        value = json.dumps({**asdict(checkpoint), "updated_at": time.time()})
+        self.client.hset(self._key(adapter), f"{account}/{folder}", value)
+
+    def all(self, adapter: str) -> dict[str, dict]:
+        return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self._key(adapter)).items()}
+
+
+class MemoryCheckpointStore(CheckpointStore):
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str, str], Checkpoint] = {}
+
+    def get(self, adapter: str, account: str, folder: str) -> Checkpoint | None:
+        return self.values.get((adapter, account, folder))
+
+    def set(self, adapter: str, account: str, folder: str, checkpoint: Checkpoint) -> None:
+        self.values[(adapter, account, folder)] = checkpoint
+
+    def all(self, adapter: str) -> dict[str, dict]:
+        return {f"{a}/{f}": asdict(c) for (ad, a, f), c in self.values.items() if ad == adapter}
+
+
+class AdapterHealth:
+    """Last success and last error of each adapter instance, for `helpdesk status` and alerts."""
+
+    def __init__(self, client: redis.Redis | None, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.memory: dict[str, dict[str, str]] = defaultdict(dict)
+
+    def _key(self, name: str) -> str:
+        return f"{self.namespace}:adapters:{name}"
+
+    def _write(self, name: str, values: dict[str, str]) -> None:
+        self.memory[name].update(values)
+        if self.client is not None:
+            try:
+                self.client.hset(self._key(name), mapping=values)
+            except redis.RedisError:
+                pass  # health reporting must never stop intake
+
+    def success(self, name: str, detail: str = "") -> None:
+        self._write(name, {"last_success": f"{time.time():.3f}", "last_detail": detail[:500]})
+
+    def error(self, name: str, error: str) -> None:
+        self._write(name, {"last_error": error[:1000], "last_error_at": f"{time.time():.3f}"})
+
+    def read_all(self) -> dict[str, dict[str, str]]:
+        if self.client is None:
+            return dict(self.memory)
+        found = {}
+        for key in self.client.scan_iter(match=f"{self.namespace}:adapters:*", count=100):
+            found[key.decode().split(":adapters:", 1)[1]] = {k.decode(): v.decode() for k, v in self.client.hgetall(key).items()}
+        return found
+
+
+class ProcessedLog:
+    """Sources whose messages are stored (so their tickets exist), per adapter and account."""
+
+    MAX = 100_000
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+
+    def _key(self, adapter: str, account: str) -> str:
+        return f"{self.namespace}:processed:{adapter}:{account}"
+
+    def add(self, adapter: str, account: str, source: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.rpush(self._key(adapter, account), source)
+        pipe.ltrim(self._key(adapter, account), -self.MAX, -1)
+        pipe.execute()
+
+    def take(self, adapter: str, account: str, limit: int = 500) -> list[str]:
+        key = self._key(adapter, account)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrange(key, 0, limit - 1)
+        pipe.ltrim(key, limit, -1)
+        items, _ = pipe.execute()
+        return [item.decode() for item in items]
+
+    def give_back(self, adapter: str, account: str, sources: list[str]) -> None:
+        if sources:
+            self.client.lpush(self._key(adapter, account), *reversed(sources))
