@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email import policy
+from email.policy import EmailPolicy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 
@@ -47,6 +48,28 @@ SIGNAL_HEADERS = (
 MAX_DEFECTS = 20
 MAX_RECIPIENTS = 100
 MAX_SIGNAL_CHARS = 500
+
+
+class _CachingPolicy(EmailPolicy):
+    """``policy.default``, but a header is parsed once per distinct raw value.
+
+    The stdlib builds a new header object on every access; a message's
+    Content-Type alone is parsed a dozen times on the way through ``get_body``
+    and friends. Parsed headers are immutable, so sharing them is safe.
+    """
+
+    def header_fetch_parse(self, name, value):  # noqa: ANN001, ANN201 - stdlib signature
+        if hasattr(value, "name"):
+            return value
+        return _parse_header(self, name.lower(), value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_header(policy: "_CachingPolicy", name: str, value: str):  # noqa: ANN202
+    return EmailPolicy.header_fetch_parse(policy, name, value)
+
+
+POLICY = _CachingPolicy()
 
 
 @dataclass(frozen=True)
@@ -78,7 +101,7 @@ def parse_email(
         raise RejectedInput("empty", "the input holds no bytes")
     if len(raw) > limits.max_raw_bytes:
         raise RejectedInput("too_large", f"{len(raw)} bytes exceeds the limit of {limits.max_raw_bytes}")
-    msg = email.message_from_bytes(raw, policy=policy.default)
+    msg = email.message_from_bytes(raw, policy=POLICY)
     if not msg.keys():
         raise RejectedInput("not_an_email", "no RFC 5322 headers found")
     msg = _with_sniffed_boundary(msg, raw)
@@ -352,7 +375,7 @@ def _with_sniffed_boundary(msg: EmailMessage, raw: bytes) -> EmailMessage:
         return msg
     boundary = match.group(1).decode("ascii")
     msg.set_param("boundary", boundary)
-    repaired = email.message_from_bytes(_header_block(msg) + raw[header_end:], policy=policy.default)
+    repaired = email.message_from_bytes(_header_block(msg) + raw[header_end:], policy=POLICY)
     repaired.defects.append(email.errors.NoBoundaryInMultipartDefect())  # still say what was wrong
     return repaired
 

@@ -229,6 +229,45 @@ def _ticket_number(text: str, prefix: str) -> int:
     return int(cleaned)
 
 
+@app.command()
+def reprocess(
+    ticket: Annotated[list[str] | None, typer.Option("--ticket", help="Only these tickets (repeat the option).")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Tickets opened from this date (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Tickets opened before this date (UTC).")] = None,
+    reparse: Annotated[bool, typer.Option("--reparse", help="Parse the archived raw mail again first.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
+) -> None:
+    """Classify stored tickets again with the current model (staff corrections are kept)."""
+    from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
+    from config.desk import load_desk  # noqa: PLC0415
+    from intake.quoting import ReplySplitter  # noqa: PLC0415
+    from ops.views import _aware  # noqa: PLC0415
+    from workers.reprocess import opening_messages  # noqa: PLC0415
+    from workers.reprocess import reprocess as run  # noqa: PLC0415
+    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+
+    settings = _settings()
+    desk = load_desk(settings)
+    ids = [_ticket_number(t, settings.ticket_prefix) for t in ticket or []]
+    with Runtime(settings) as runtime:
+        models = load_or_train(desk, ModelStore(settings.resolved_model_dir), runtime.engine)
+        classifier = EnquiryClassifier(desk, settings.triage_confidence, models)
+        rows = opening_messages(runtime.engine, ids or None, _aware(since), _aware(until))
+        with _progress() as progress:
+            task = progress.add_task(f"reprocessing with model {classifier.version}", total=len(rows))
+            result = run(runtime.engine, classifier, rows, archive=runtime.archive if reparse else None, limits=runtime.limits,
+                         splitter=ReplySplitter(settings.languages), dry_run=dry_run, progress=lambda: progress.advance(task))
+    table = _table(f"{'Would change' if dry_run else 'Changed'} ({result.tickets} tickets, model {classifier.version})",
+                   ["label", "tickets changed"])
+    for name, n in result.changed.items():
+        table.add_row(name, str(n))
+    console.print(table)
+    if reparse:
+        console.print(f"re-parsed from the raw archive: {result.reparsed}")
+    if result.kept_corrections:
+        console.print(f"staff corrections kept: {result.kept_corrections}")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""

@@ -275,3 +275,30 @@ def test_tricky_corpus_through_dovecot_into_the_database(dovecot, mailbox, setti
     assert failures == {}
     robots = sum(1 for e in entries if e["kind"] not in ("enquiry", "reply"))
     assert count(engine, MESSAGE, MESSAGE.c.kind == "automated") == robots
+
+
+def test_xoauth2_login_through_the_token_command(dovecot, mailbox, settings, broker, engine: Engine, running_worker, tmp_path: Path) -> None:  # noqa: ANN001
+    import dataclasses
+
+    user, _ = mailbox
+    token_file = tmp_path / "token"
+    token_file.write_text(dovecot.oauth2_token(user) + "\n")
+    command = tmp_path / "token-provider"
+    command.write_text(f"#!/bin/sh\ncat {token_file}\n")
+    command.chmod(0o755)
+    account = dataclasses.replace(account_for(dovecot, mailbox), password=None, oauth2_token_command=str(command))
+    append(dovecot, mailbox, [make_email(message_id="<oauth@x.org>")])
+    with running_worker(engine), watching(account, settings, broker):
+        wait_for(lambda: tickets(engine) == 1, timeout=15)
+
+
+def test_a_failing_token_command_is_reported_and_retried(dovecot, mailbox, settings, broker, tmp_path: Path) -> None:  # noqa: ANN001
+    import dataclasses
+
+    command = tmp_path / "broken-provider"
+    command.write_text("#!/bin/sh\necho 'refresh token expired' >&2\nexit 3\n")
+    command.chmod(0o755)
+    account = dataclasses.replace(account_for(dovecot, mailbox), password=None, oauth2_token_command=str(command))
+    with watching(account, settings, broker) as watcher:
+        wait_for(lambda: "OAuth2 token command failed" in watcher.health.read_all().get(f"imap:{watcher.name}", {}).get("last_error", ""),
+                 timeout=15)

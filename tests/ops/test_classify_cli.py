@@ -104,3 +104,40 @@ def test_reclassify_refuses_unknown_labels_and_tickets(env: dict[str, str]) -> N
         run_cli(["reclassify", "HD-1", "--type", "gossip", "--by", "ana"], env)
     with pytest.raises(AssertionError, match="no ticket HD-999"):
         run_cli(["reclassify", "HD-999", "--type", "schema", "--by", "ana"], env)
+
+
+def test_reprocess_applies_the_current_model_and_keeps_corrections(tmp_path: Path, env: dict[str, str], database_url: str) -> None:
+    from sqlalchemy import update
+
+    from storage.intake_store import TICKET
+
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    (mail / "a.eml").write_bytes(make_email(message_id="<r1@x.org>", subject="Webinar", body="Can we join the next OSDS training webinar?"))
+    (mail / "b.eml").write_bytes(make_email(message_id="<r2@x.org>", subject="Field question", body="What does the buyer.id field mean?"))
+    run_cli(["import", str(mail)], env)
+    run_cli(["worker", "--until-idle"], env)
+    # Pretend an older model got both wrong; staff corrected ticket 2 to something deliberate
+    from storage.intake_store import EVENT
+
+    engine = create_db_engine(database_url)
+    with engine.begin() as c:
+        c.execute(update(TICKET).values(type="other"))
+    number = {t["subject"]: t["number"] for t in json.loads(run_cli(["tickets", "--json"], env).stdout)}
+    run_cli(["reclassify", number["Field question"], "--type", "documentation", "--by", "ana"], env)
+    dry = run_cli(["reprocess", "--dry-run"], env).stdout
+    assert "Would change" in dry
+    out = run_cli(["reprocess", "--reparse"], env).stdout
+    assert "re-parsed from the raw archive: 2" in out and "staff corrections kept: 1" in out
+    tickets = {t["subject"]: t for t in json.loads(run_cli(["tickets", "--json"], env).stdout)}
+    assert tickets["Webinar"]["type"] == "training"
+    assert tickets["Field question"]["type"] == "documentation"  # the correction stands
+
+    def reclassified() -> int:
+        with engine.connect() as c:
+            return len(c.execute(select(EVENT).where(EVENT.c.kind == "reclassified")).all())
+
+    before = reclassified()
+    run_cli(["reprocess"], env)  # nothing left to change: no new events
+    assert reclassified() == before
+    engine.dispose()
