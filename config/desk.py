@@ -8,8 +8,10 @@ classifiers and the router.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -62,23 +64,60 @@ class OrganisationRegistry(_Frozen):
     organisations: tuple[Organisation, ...] = ()
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$"
+
+
 class Member(_Frozen):
     key: str
     name: str
     email: str | None = None
     slack_user: str | None = None
     timezone: str = "UTC"
+    working_hours: str = Field("09:00-17:30", pattern=_HOURS)
+    working_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    capacity: int = Field(15, ge=0, description="open tickets this person can hold")
+    on_leave_until: date | None = None
+    lead: bool = False
+
+
+class Calendar(_Frozen):
+    """The team's business hours, for SLA clocks."""
+
+    timezone: str = "UTC"
+    working_hours: str = Field("09:00-17:30", pattern=_HOURS)
+    working_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    holidays: tuple[date, ...] = ()
+    holiday_country: str | None = Field(None, description="ISO country code: public holidays from the `holidays` package")
 
 
 class Team(_Frozen):
     name: str
     slack_channel: str | None = None
     members: tuple[Member, ...] = ()
+    strategy: Literal["round_robin", "least_loaded"] = "least_loaded"
+    calendar: Calendar = Calendar()
+    escalation_channel: str | None = None
+    digest_at: str | None = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local time of the daily digest")
+    reassign_when_away: bool = True
 
 
 class Teams(_Frozen):
     version: int
     teams: dict[str, Team]
+
+
+class SlaPolicy(_Frozen):
+    name: str
+    when: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="priority and/or type lists")
+    first_response: str = Field(pattern=r"^\d+(\.\d+)?[hdm]$", description="business time: 30m, 4h, 2d")
+    resolution: str = Field(pattern=r"^\d+(\.\d+)?[hdm]$")
+
+
+class SlaPolicies(_Frozen):
+    version: int
+    warn_at: float = Field(0.75, gt=0, lt=1, description="share of the target at which staff are warned")
+    policies: tuple[SlaPolicy, ...] = ()
 
 
 class RuleConditions(_Frozen):
@@ -87,8 +126,13 @@ class RuleConditions(_Frozen):
     language: tuple[str, ...] | None = None
     channel: tuple[str, ...] | None = None
     domain: tuple[str, ...] | None = None
+    organisation: tuple[str, ...] | None = None
+    country: tuple[str, ...] | None = None
+    region: tuple[str, ...] | None = None
     keywords: tuple[str, ...] | None = None
     needs_triage: bool | None = None
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    max_confidence: float | None = Field(None, ge=0, le=1)
 
 
 class RoutingRule(_Frozen):
@@ -107,6 +151,7 @@ class RoutingDefault(_Frozen):
 class Routing(_Frozen):
     version: int
     default: RoutingDefault
+    regions: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="region → ISO country codes")
     rules: tuple[RoutingRule, ...] = ()
 
 
@@ -119,6 +164,7 @@ class DeskConfig(_Frozen):
     organisations: OrganisationRegistry
     teams: Teams
     routing: Routing
+    sla: SlaPolicies = SlaPolicies(version=1)
     languages: tuple[str, ...]
 
 
@@ -132,6 +178,7 @@ def load_desk(settings: Settings) -> DeskConfig:
         organisations=_load(settings.organisations_file, OrganisationRegistry),
         teams=_load(settings.teams_file, Teams),
         routing=_load(settings.routing_file, Routing),
+        sla=_load(settings.sla_file, SlaPolicies),
         languages=settings.languages,
     )
     problems = _cross_check(desk)
@@ -179,6 +226,39 @@ def _cross_check(desk: DeskConfig) -> list[str]:
     seen: set[str] = set()
     for rule in routing.rules:
         problems.extend(_check_rule(rule, desk, seen))
+    problems.extend(_check_teams(desk))
+    problems.extend(_check_sla(desk))
+    return problems
+
+
+def _check_teams(desk: DeskConfig) -> list[str]:
+    problems = []
+    for key, team in desk.teams.teams.items():
+        zones = [("calendar", team.calendar.timezone)] + [(f"member {m.key}", m.timezone) for m in team.members]
+        for where, zone in zones:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                problems.append(f"team {key!r}: {where} has unknown time zone {zone!r}")
+        days = [*team.calendar.working_days, *(d for m in team.members for d in m.working_days)]
+        for day in days:
+            if day not in WEEKDAYS:
+                problems.append(f"team {key!r}: unknown working day {day!r} (use {', '.join(WEEKDAYS)})")
+        keys = [m.key for m in team.members]
+        if len(set(keys)) != len(keys):
+            problems.append(f"team {key!r}: a member key is used twice")
+    return problems
+
+
+def _check_sla(desk: DeskConfig) -> list[str]:
+    problems = []
+    for policy in desk.sla.policies:
+        for field, values in policy.when.items():
+            allowed = {"priority": PRIORITIES, "type": tuple(desk.taxonomy.types)}.get(field)
+            if allowed is None:
+                problems.append(f"SLA policy {policy.name!r}: unknown condition {field!r} (priority, type)")
+                continue
+            problems.extend(f"SLA policy {policy.name!r}: unknown {field} {v!r}" for v in values if v not in allowed)
     return problems
 
 
@@ -202,4 +282,7 @@ def _check_rule(rule: RoutingRule, desk: DeskConfig, seen: set[str]) -> list[str
         for value in getattr(rule.when, field) or ():
             if value not in values:
                 problems.append(f"{where}: unknown {field} {value!r}")
+    for region in rule.when.region or ():
+        if region not in desk.routing.regions:
+            problems.append(f"{where}: unknown region {region!r} (define it under regions:)")
     return problems

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     routing_file: Path = Field(CONFIG_DIR / "routing.yaml", description="Ordered routing rules.")
     teams_file: Path = Field(CONFIG_DIR / "teams.yaml", description="Teams, members and Slack channels.")
     organisations_file: Path = Field(CONFIG_DIR / "organisations.yaml", description="Domain → organisation → sector registry.")
+    sla_file: Path = Field(CONFIG_DIR / "sla.yaml", description="SLA policies: first-response and resolution targets in business time.")
     ticket_prefix: str = Field("HD", pattern=r"^[A-Z][A-Z0-9]{0,9}$", description="Ticket numbers look like HD-123.")
     languages: tuple[str, ...] = Field(("en", "es", "fr", "pt"), description="ISO 639-1 codes the desk works in.")
     triage_confidence: float = Field(0.45, ge=0.0, le=1.0, description="Below this type confidence a ticket needs triage.")
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
     imap_processed_action: Literal["none", "flag", "move"] = Field("none", description="After the ticket exists: flag the mail, or move it to HELPDESK_IMAP_PROCESSED_FOLDER.")
     imap_processed_folder: str = Field("Processed", description="Target folder of HELPDESK_IMAP_PROCESSED_ACTION=move.")
     imap_processed_flag: str = Field("$HelpdeskProcessed", description="Keyword set by HELPDESK_IMAP_PROCESSED_ACTION=flag.")
+    # -- Slack ---------------------------------------------------------------------------------
+    slack_bot_token: str | None = Field(None, description="xoxb-… bot token; without it nothing is posted to Slack.")
+    slack_signing_secret: str | None = Field(None, description="Verifies requests Slack sends to /slack/events.")
+    slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (tests point it at a local server).")
+    scheduler_tick_seconds: int = Field(30, ge=1, description="How often `helpdesk scheduler` runs its jobs.")
     thread_strangers: Literal["never", "same_organisation"] = Field("same_organisation", description="Who may join a ticket by reference or token without having taken part in it.")
     log_format: Literal["console", "json"] = Field("console", description="json in production.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -187,6 +187,22 @@ def intake_imap() -> None:
 
 
 @app.command()
+def scheduler() -> None:
+    """Run the periodic jobs (SLA warnings and escalations, backlog, reassignment, digests); runs until stopped."""
+    import threading  # noqa: PLC0415
+
+    from workers.runner import install_signal_handlers  # noqa: PLC0415
+    from workers.scheduler import run_scheduler  # noqa: PLC0415
+
+    settings = _settings()
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    with Runtime(settings) as runtime:
+        console.print(f"scheduling every {settings.scheduler_tick_seconds} s (Ctrl-C to stop)")
+        run_scheduler(runtime.broker, settings.redis_namespace, settings.scheduler_tick_seconds, stop)
+
+
+@app.command()
 def reclassify(
     ticket: Annotated[str, typer.Argument(help="Ticket number, e.g. HD-123.")],
     by: Annotated[str, typer.Option(help="Who corrects it (kept with the correction).")],

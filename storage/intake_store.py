@@ -252,6 +252,11 @@ class IntakeTx:
         if rows:
             self.c.execute(self.s.event_insert, rows)
 
+    def add_outbox(self, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime) -> bool:
+        from storage import outbox  # noqa: PLC0415
+
+        return outbox.add(self.c, key, kind, ticket_id, payload, at)
+
     def quarantine(self, row: dict[str, Any]) -> bool:
         """Record a quarantine entry; False if its key was recorded before."""
         return self.c.execute(self.s.quarantine_insert, row).scalar() is not None

@@ -112,6 +112,14 @@ class Ticket(SQLModel, table=True):
     priority: str = Field(default="normal", max_length=16)
     routing_rule: str | None = Field(default=None, max_length=128)
     routing: dict | None = _json()
+    tags: list | None = _json()
+    assignment: dict | None = _json()  # who was chosen and why (or why the ticket waits in the backlog)
+    assignment_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    assigned_at: datetime | None = _ts(nullable=True)
+    sla_policy: str | None = Field(default=None, max_length=64)
+    first_response_due_at: datetime | None = _ts(nullable=True)
+    resolution_due_at: datetime | None = _ts(nullable=True)
+    sla_paused_at: datetime | None = _ts(nullable=True)  # waiting on the enquirer since
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
     first_response_at: datetime | None = _ts(nullable=True)
@@ -216,4 +224,38 @@ class Correction(SQLModel, table=True):
     at: datetime = _ts()
 
 
-TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction]
+class TeamState(SQLModel, table=True):
+    """Per team: the round-robin pointer; its row is locked while assigning, so capacity holds under concurrency."""
+
+    __tablename__ = "team_state"
+
+    team: str = Field(primary_key=True, max_length=64)
+    last_assignee: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = _ts()
+
+
+class Outbox(SQLModel, table=True):
+    """Side effects (assign, post to Slack, send mail …) written in the transaction that causes them.
+
+    A row is done at most once (its ``key`` is unique; handlers are idempotent); a
+    sweep re-enqueues rows left pending, so a crash between commit and enqueue loses nothing.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_created", "status", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    kind: str = Field(max_length=40)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    payload: dict | None = _json()
+    status: str = Field(default="pending", max_length=20)  # pending | in_progress | done | failed
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    result: dict | None = _json()
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    done_at: datetime | None = _ts(nullable=True)
+
+
+TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox]

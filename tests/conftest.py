@@ -219,3 +219,12 @@ def running_worker(settings: Settings, broker):  # noqa: ANN001, ANN201
             worker.stop(timeout=10_000)
 
     return start
+
+
+# -- Slack ----------------------------------------------------------------------------
+@pytest.fixture
+def slack():  # noqa: ANN201 - tests.slack_server.SlackServer
+    from tests.slack_server import SlackServer  # noqa: PLC0415
+
+    with SlackServer() as server:
+        yield server

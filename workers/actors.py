@@ -35,9 +35,18 @@ from intake.state import ProcessedLog
 from workers.pipeline import Outcome, ParentInFlight, Pipeline
 from workers.routing import Router
 from workers.training import ModelStore, load_or_train
+from workers.desk import Desk, resume_on_enquirer_reply
+from workers.effects import Effects
+from workers.scheduled import Jobs
+from workers.slack import RateLimited, SlackPoster, SlackRefused, make_client
+from storage.models import utcnow
 from classifiers.model import TrainedModels
 
-QUEUES = (INTAKE_QUEUE,)
+EFFECTS_QUEUE = "effects"
+SCHEDULED_QUEUE = "scheduled"
+EFFECT_ACTOR = "run_effect"
+JOB_ACTOR = "run_job"
+QUEUES = (INTAKE_QUEUE, EFFECTS_QUEUE, SCHEDULED_QUEUE)
 INVALID_INPUT = (MessageDecodeError, DataError)
 MAX_PARENT_WAIT_DELAY_MS = 5000
 
@@ -53,6 +62,24 @@ class Services:
     pipeline: Pipeline
     inflight: InflightRegistry
     models: "ModelWatcher"
+    operations: Desk
+    effects: Effects
+    jobs: Jobs
+
+
+def enqueue_effect(broker: dramatiq.Broker, key: str) -> None:
+    """Queue the carrying-out of an outbox row (the row itself is already committed)."""
+    broker.enqueue(dramatiq.Message(queue_name=EFFECTS_QUEUE, actor_name=EFFECT_ACTOR, args=(key,), kwargs={}, options={}))
+
+
+def enqueue_job(broker: dramatiq.Broker, name: str) -> None:
+    broker.enqueue(dramatiq.Message(queue_name=SCHEDULED_QUEUE, actor_name=JOB_ACTOR, args=(name,), kwargs={}, options={}))
+
+
+def slack_poster(settings: Settings) -> SlackPoster | None:
+    if not settings.slack_bot_token:
+        return None
+    return SlackPoster(make_client(settings.slack_bot_token, settings.slack_api_url))
 
 
 def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) -> Services:
@@ -60,6 +87,7 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
     store = IntakeStore(engine)
     inflight = InflightRegistry(broker.client, settings.redis_namespace)
     models = ModelWatcher(ModelStore(settings.resolved_model_dir), desk, engine)
+    operations = Desk(desk, settings.ticket_prefix)
     pipeline = Pipeline(
         store=store,
         classifier=EnquiryClassifier(desk, settings.triage_confidence, models.current),
@@ -69,9 +97,12 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
         own_addresses=frozenset({settings.mail_from.lower()} if settings.mail_from else set()),
         own_message_id_domain=settings.resolved_message_id_domain,
         after_store=_processed_hook(settings, broker) if settings.imap_processed_action != "none" else None,
+        on_enquirer_reply=resume_on_enquirer_reply(operations),
     )
     models.on_change = lambda new: setattr(pipeline, "classifier", EnquiryClassifier(desk, settings.triage_confidence, new))
-    return Services(settings, desk, engine, store, pipeline, inflight, models)
+    effects = Effects(engine, operations, slack_poster(settings))
+    jobs = Jobs(engine, operations, lambda key: enqueue_effect(broker, key))
+    return Services(settings, desk, engine, store, pipeline, inflight, models, operations, effects, jobs)
 
 
 def _processed_hook(settings: Settings, broker: dramatiq.Broker) -> Callable[[InboundMessage, "Outcome"], None]:
@@ -142,6 +173,8 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
             outcome = pipeline.process(message, delivery_id, wait_for_parent=retries < len(waits))
         except ParentInFlight as exc:
             raise dramatiq.Retry(str(exc), delay=waits[retries]) from exc
+        for key in outcome.effects:
+            enqueue_effect(broker, key)
         ticket = f"{prefix}-{outcome.ticket_id}" if outcome.ticket_id else None
         structlog.contextvars.bind_contextvars(outcome=outcome.kind, ticket=ticket)
 
@@ -164,8 +197,24 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
             )
         structlog.contextvars.bind_contextvars(outcome="quarantined", reason=rejected.reason)
 
+    def run_effect(key: str) -> None:
+        structlog.contextvars.bind_contextvars(effect=key)
+        try:
+            result = services.effects.run(key)
+        except RateLimited as exc:
+            raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
+        for follow_up in (result or {}).get("effects", []):
+            enqueue_effect(broker, follow_up)
+        structlog.contextvars.bind_contextvars(outcome="done" if result is not None else "skipped")
+
+    def run_job(name: str) -> None:
+        counts = services.jobs.run(name, utcnow())
+        structlog.contextvars.bind_contextvars(job=name, **{f"n_{k}": v for k, v in counts.items()})
+
     options = {"broker": broker, "queue_name": INTAKE_QUEUE, "throws": INVALID_INPUT}
     return {
         PROCESS_ACTOR: dramatiq.actor(process_inbound, actor_name=PROCESS_ACTOR, **options),
         REJECT_ACTOR: dramatiq.actor(record_rejected, actor_name=REJECT_ACTOR, **options),
+        EFFECT_ACTOR: dramatiq.actor(run_effect, actor_name=EFFECT_ACTOR, broker=broker, queue_name=EFFECTS_QUEUE, throws=(SlackRefused,)),
+        JOB_ACTOR: dramatiq.actor(run_job, actor_name=JOB_ACTOR, broker=broker, queue_name=SCHEDULED_QUEUE, max_retries=2),
     }

@@ -35,6 +35,7 @@ class Outcome:
     ticket_id: int | None
     message_pk: int
     detail: str = ""
+    effects: tuple[str, ...] = ()  # outbox keys recorded with the message, to enqueue once committed
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Pipeline:
         own_addresses: frozenset[str] = frozenset(),
         own_message_id_domain: str | None = None,
         after_store: Callable[[InboundMessage, Outcome], None] | None = None,
+        on_enquirer_reply: Callable[[IntakeTx, int, datetime], dict[str, Any]] | None = None,
     ) -> None:
         self.store = store
         self.classifier = classifier
@@ -72,6 +74,7 @@ class Pipeline:
         self.own_addresses = own_addresses
         self.own_message_id_domain = own_message_id_domain
         self.after_store = after_store
+        self.on_enquirer_reply = on_enquirer_reply
 
     def process(self, message: InboundMessage, delivery_id: str, *, wait_for_parent: bool = True) -> Outcome:
         """Store ``message`` exactly once. Raises ParentInFlight when it should wait for its parent."""
@@ -170,9 +173,12 @@ class Pipeline:
         )
         events = [_event(f"threaded:{message_pk}", "threaded", link.ticket_id, message.channel, now, {"rule": link.rule})]
         changes: dict[str, Any] = {"updated_at": now}
-        if tx.ticket_status(link.ticket_id) == "resolved":
+        status = tx.ticket_status(link.ticket_id)
+        if status == "resolved":
             changes.update(status="open", resolved_at=None)
             events.append(_event(f"reopened:{message_pk}", "reopened", link.ticket_id, message.channel, now, {"by": "enquirer reply"}))
+        elif status == "pending" and self.on_enquirer_reply is not None:
+            changes.update(self.on_enquirer_reply(tx, link.ticket_id, now))  # the enquirer answered: the SLA clock runs again
         tx.update_ticket(link.ticket_id, changes)
         tx.add_events(events)
         return Outcome("threaded", link.ticket_id, message_pk, link.reason)
@@ -213,7 +219,9 @@ class Pipeline:
                 _event(f"routed:{ticket_id}:1", "routed", ticket_id, message.channel, now, route.to_dict()),
             ]
         )
-        return Outcome("created", ticket_id, message_pk, f"{route.team} via {route.rule}")
+        assign_key = f"assign:{ticket_id}"
+        tx.add_outbox(assign_key, "assign", ticket_id, {}, now)
+        return Outcome("created", ticket_id, message_pk, f"{route.team} via {route.rule}", (assign_key,))
 
 
 def _route_facts(message: InboundMessage, labels: Classification) -> RouteFacts:
@@ -223,8 +231,10 @@ def _route_facts(message: InboundMessage, labels: Classification) -> RouteFacts:
         language=labels.language.value,
         channel=message.channel,
         domain=message.sender.domain,
-        text=f"{message.subject}\n{message.text}",
+        text=f"{message.subject}\n{message.fresh_text}",
         needs_triage=labels.needs_triage,
+        organisation=labels.organisation,
+        confidence=labels.type.confidence,
     )
 
 

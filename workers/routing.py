@@ -19,6 +19,16 @@ class RouteFacts:
     domain: str | None
     text: str
     needs_triage: bool
+    organisation: str | None = None
+    confidence: float = 1.0
+
+    @property
+    def country(self) -> str | None:
+        """ISO code of the sender's country-code top-level domain (hacienda.gob.mx → mx); None for .org, .gov …"""
+        if not self.domain:
+            return None
+        tld = self.domain.rsplit(".", 1)[-1].lower()
+        return ("gb" if tld == "uk" else tld) if len(tld) == 2 and tld.isalpha() else None
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class Router:
         """The reasons every condition holds, or None at the first that does not."""
         when = rule.when
         reasons: list[str] = []
-        for field in ("type", "sector", "language", "channel"):
+        for field in ("type", "sector", "language", "channel", "country"):
             allowed = getattr(when, field)
             if allowed is None:
                 continue
@@ -63,6 +73,24 @@ class Router:
             if value not in allowed:
                 return None
             reasons.append(f"{field} {value} ∈ [{', '.join(allowed)}]")
+        if when.region is not None:
+            country = facts.country
+            region = next((r for r in when.region if country in self.routing.regions.get(r, ())), None)
+            if region is None:
+                return None
+            reasons.append(f"country {country} in region {region}")
+        if when.organisation is not None:
+            if facts.organisation not in when.organisation:
+                return None
+            reasons.append(f"organisation {facts.organisation}")
+        if when.min_confidence is not None:
+            if facts.confidence < when.min_confidence:
+                return None
+            reasons.append(f"confidence {facts.confidence:.2f} ≥ {when.min_confidence}")
+        if when.max_confidence is not None:
+            if facts.confidence > when.max_confidence:
+                return None
+            reasons.append(f"confidence {facts.confidence:.2f} ≤ {when.max_confidence}")
         if when.domain is not None:
             domain = facts.domain or ""
             hit = next((d for d in when.domain if domain == d or domain.endswith("." + d)), None)

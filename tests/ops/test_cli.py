@@ -55,8 +55,9 @@ def test_demo_can_run_again(demo_run: tuple[Path, dict[str, str], str]) -> None:
 def test_status_reads_the_shared_embedded_server(demo_run: tuple[Path, dict[str, str], str]) -> None:
     workdir, env, _ = demo_run
     status = json.loads(run_cli(["status", "--json"], env, cwd=workdir).stdout)
-    [intake] = status["queues"]
-    assert intake["queue"] == "intake" and intake["ready"] == 0 and intake["dead_lettered"] == 0
+    queues = {q["queue"]: q for q in status["queues"]}
+    assert set(queues) == {"intake", "effects", "scheduled"}
+    assert all(q["ready"] == 0 and q["dead_lettered"] == 0 for q in queues.values())
     assert status["redis"] == "embedded" and status["tickets"] == 35
 
 

@@ -22,12 +22,12 @@ def _tickets(engine: Engine) -> list:
 
 
 def test_new_enquiry_becomes_a_classified_routed_ticket(pipeline: Pipeline, engine: Engine) -> None:
-    outcome = pipeline.process(make_message(), "d1")
-    assert outcome.kind == "created"
+    outcome = pipeline.process(make_message(sender="ana@finance.gov.uk"), "d1")
+    assert outcome.kind == "created" and outcome.effects == (f"assign:{outcome.ticket_id}",)
     [ticket] = _tickets(engine)
     assert ticket.type == "data_quality" and ticket.sector == "government" and ticket.language == "en"
     assert ticket.team == "data" and ticket.priority == "high" and ticket.routing_rule == "government-data"
-    assert ticket.classification["sector"]["reasons"][0].startswith("domain hacienda.gob.mx")
+    assert ticket.classification["sector"]["reasons"][0].startswith("domain finance.gov.uk")
     assert ticket.routing["reasons"]
     with engine.connect() as c:
         kinds = sorted(r.kind for r in c.execute(select(EVENT)))

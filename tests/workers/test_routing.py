@@ -42,3 +42,25 @@ def test_needs_triage(router: Router) -> None:
 def test_default_when_nothing_matches(router: Router) -> None:
     decision = router.route(facts(type="other"))
     assert (decision.team, decision.rule) == ("general", "default")
+
+
+def test_region_from_the_country_code_domain(router: Router) -> None:
+    decision = router.route(facts(sector="government", domain="minhacienda.gob.cl"))
+    assert decision.rule == "latin-american-governments" and "country cl in region latin_america" in decision.reasons[0]
+    assert router.route(facts(sector="government", domain="finance.gov.uk")).rule == "government-data"
+
+
+def test_country_and_confidence_conditions() -> None:
+    from config.desk import Routing
+
+    routing = Routing.model_validate({
+        "version": 1, "default": {"team": "general"},
+        "rules": [
+            {"name": "kenya", "when": {"country": ["ke"]}, "team": "tech"},
+            {"name": "unsure", "when": {"max_confidence": 0.5}, "team": "triage"},
+        ],
+    })
+    router = Router(routing)
+    assert router.route(facts(domain="treasury.go.ke")).team == "tech"
+    assert router.route(facts(domain="x.org", confidence=0.3)).team == "triage"
+    assert router.route(facts(domain="x.org", confidence=0.9)).team == "general"

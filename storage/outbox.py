@@ -1,0 +1,110 @@
+"""The transactional outbox: side effects recorded with what causes them, carried out at most once each.
+
+Lifecycle of a row: ``pending`` → (claimed) ``in_progress`` → ``done`` | ``failed``.
+A claim is a lease: a row ``in_progress`` for longer than the lease (its
+worker died) may be claimed again — handlers are idempotent, and the Slack
+handler checks whether its message already went out before posting again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage.models import Outbox, utcnow
+
+OUTBOX = Outbox.__table__
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    key: str
+    kind: str
+    ticket_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    result: dict[str, Any] | None
+
+
+def insert_factory(connection: Connection) -> Any:
+    return sqlite.insert if connection.dialect.name == "sqlite" else postgresql.insert
+
+
+def add(connection: Connection, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:
+    """Record a side effect in the caller's transaction; False if its key was recorded before."""
+    at = at or utcnow()
+    inserted = connection.execute(
+        insert_factory(connection)(OUTBOX)
+        .values(key=key[:255], kind=kind, ticket_id=ticket_id, payload=payload, status="pending", attempts=0, created_at=at, updated_at=at)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(OUTBOX.c.id)
+    ).scalar()
+    return inserted is not None
+
+
+def claim(engine: Engine, key: str, now: datetime | None = None) -> OutboxItem | None:
+    """Take the row for carrying out; None if it is done, failed, unknown, or leased to a live worker."""
+    now = now or utcnow()
+    with engine.begin() as c:
+        claimable = or_(OUTBOX.c.status == "pending", (OUTBOX.c.status == "in_progress") & (OUTBOX.c.updated_at < now - LEASE))
+        row = c.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.key == key, claimable)
+            .values(status="in_progress", attempts=OUTBOX.c.attempts + 1, updated_at=now)
+            .returning(OUTBOX.c.key, OUTBOX.c.kind, OUTBOX.c.ticket_id, OUTBOX.c.payload, OUTBOX.c.attempts,
+                       OUTBOX.c.created_at, OUTBOX.c.result)
+        ).first()
+    if row is None:
+        return None
+    return OutboxItem(row.key, row.kind, row.ticket_id, row.payload or {}, row.attempts, row.created_at, row.result)
+
+
+def complete(engine: Engine, key: str, result: dict[str, Any] | None = None) -> None:
+    now = utcnow()
+    with engine.begin() as c:
+        c.execute(update(OUTBOX).where(OUTBOX.c.key == key).values(status="done", result=result, done_at=now, updated_at=now, last_error=None))
+
+
+def release(engine: Engine, key: str, error: str, *, final: bool = False, result: dict[str, Any] | None = None) -> None:
+    """Give the row back (to be retried) or, when ``final``, mark it failed with the error visible to staff."""
+    values: dict[str, Any] = {"status": "failed" if final else "pending", "last_error": error[:4000], "updated_at": utcnow()}
+    if result is not None:
+        values["result"] = result
+    with engine.begin() as c:
+        c.execute(update(OUTBOX).where(OUTBOX.c.key == key).values(**values))
+
+
+def record_result(engine: Engine, key: str, result: dict[str, Any]) -> None:
+    """Store a partial result (e.g. the intent before sending) without changing the status."""
+    with engine.begin() as c:
+        c.execute(update(OUTBOX).where(OUTBOX.c.key == key).values(result=result, updated_at=utcnow()))
+
+
+def stale_keys(engine: Engine, now: datetime | None = None, pending_after: timedelta = timedelta(seconds=30), limit: int = 500) -> list[str]:
+    """Rows the queue may have lost: pending for a while, or leased to a worker that stopped answering."""
+    now = now or utcnow()
+    with engine.connect() as c:
+        rows = c.execute(
+            select(OUTBOX.c.key)
+            .where(
+                or_(
+                    (OUTBOX.c.status == "pending") & (OUTBOX.c.updated_at < now - pending_after),
+                    (OUTBOX.c.status == "in_progress") & (OUTBOX.c.updated_at < now - LEASE),
+                )
+            )
+            .order_by(OUTBOX.c.id)
+            .limit(limit)
+        )
+        return [r.key for r in rows]
+
+
+def get(engine: Engine, key: str) -> dict[str, Any] | None:
+    with engine.connect() as c:
+        row = c.execute(select(OUTBOX).where(OUTBOX.c.key == key)).first()
+    return dict(row._mapping) if row is not None else None

@@ -1,0 +1,251 @@
+"""Assignment, SLA clocks, escalations, digests and the scheduler — on both databases, real Redis and the local Slack."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from config.desk import load_desk
+from config.settings import Settings
+from storage import outbox
+from storage.intake_store import EVENT, TICKET
+from tests.factories import make_message
+from tests.intake.imap_helpers import wait_for
+from tests.slack_server import TOKEN
+from workers.actors import build_services, enqueue_effect
+from workers.desk import Desk, assign, set_status
+from workers.effects import Effects
+from workers.scheduled import Jobs
+from workers.scheduler import JOB_NAMES, tick
+from workers.slack import SlackPoster, make_client
+
+ALL_WEEK = "[mon, tue, wed, thu, fri, sat, sun]"
+MONDAY_10 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+
+TEAMS = f"""
+version: 1
+teams:
+  data:
+    name: Data
+    slack_channel: "#data"
+    escalation_channel: "#escalations"
+    strategy: round_robin
+    calendar: {{timezone: UTC, working_hours: "09:00-17:00"}}
+    digest_at: "09:00"
+    members:
+      - {{key: priya, name: Priya, slack_user: U1, capacity: 1, working_hours: "00:00-24:00", working_days: {ALL_WEEK}, lead: true}}
+      - {{key: jonas, name: Jonas, slack_user: U2, capacity: 1, working_hours: "00:00-24:00", working_days: {ALL_WEEK}}}
+  general:
+    name: General
+    slack_channel: "#general"
+    calendar: {{timezone: UTC}}
+    members:
+      - {{key: ana, name: Ana, capacity: 5, working_hours: "00:00-24:00", working_days: {ALL_WEEK}}}
+"""
+ROUTING = "version: 1\ndefault: {team: data, priority: normal}\nrules: []\n"
+SLA = "version: 1\nwarn_at: 0.75\npolicies:\n  - {name: standard, when: {}, first_response: 4h, resolution: 2d}\n"
+
+
+@pytest.fixture
+def desk_settings(settings: Settings, slack, tmp_path: Path) -> Settings:  # noqa: ANN001
+    for name, text in (("teams.yaml", TEAMS), ("routing.yaml", ROUTING), ("sla.yaml", SLA)):
+        (tmp_path / name).write_text(text)
+    slack.fake.channel("#data")
+    slack.fake.channel("#escalations")
+    return settings.model_copy(update={
+        "teams_file": tmp_path / "teams.yaml", "routing_file": tmp_path / "routing.yaml", "sla_file": tmp_path / "sla.yaml",
+        "slack_bot_token": TOKEN, "slack_api_url": slack.api_url,
+    })
+
+
+@pytest.fixture
+def desk(desk_settings: Settings) -> Desk:
+    return Desk(load_desk(desk_settings))
+
+
+@pytest.fixture
+def effects(engine: Engine, desk: Desk, slack) -> Effects:  # noqa: ANN001
+    return Effects(engine, desk, SlackPoster(make_client(TOKEN, slack.api_url)), clock=lambda: MONDAY_10)
+
+
+def _open_ticket(desk_settings: Settings, broker, engine: Engine, external_id: str, at: datetime = MONDAY_10) -> int:  # noqa: ANN001
+    pipeline = build_services(desk_settings, broker, engine).pipeline
+    outcome = pipeline.process(make_message(external_id, sender=f"{external_id}@finance.gov.uk", received_at=at), f"d-{external_id}")
+    return outcome.ticket_id
+
+
+def _ticket(engine: Engine, ticket_id: int):  # noqa: ANN202
+    with engine.connect() as c:
+        return c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).one()
+
+
+def _events(engine: Engine, kind: str) -> list:
+    with engine.connect() as c:
+        return c.execute(select(EVENT).where(EVENT.c.kind == kind)).all()
+
+
+def test_a_new_ticket_is_assigned_and_carded_through_the_worker(desk_settings, broker, engine: Engine, slack) -> None:  # noqa: ANN001
+    """End to end: pipeline → assign effect → card effect, by the real actors; repeats change nothing."""
+    with _worker(desk_settings, broker, engine) as services:
+        ticket_id = services.pipeline.process(make_message("w1", sender="w1@finance.gov.uk"), "dw1").ticket_id
+        enqueue_effect(broker, f"assign:{ticket_id}")
+        wait_for(lambda: len(slack.fake.posted("#data")) == 1, timeout=15)
+        enqueue_effect(broker, f"assign:{ticket_id}")  # a repeat: already done
+        enqueue_effect(broker, f"card:{ticket_id}:1")
+        import time
+
+        time.sleep(1.0)
+    ticket = _ticket(engine, ticket_id)
+    assert ticket.assignee in ("priya", "jonas") and ticket.status == "open"
+    assert ticket.assignment["reasons"][0].startswith("round robin")
+    assert ticket.sla_policy == "standard" and ticket.first_response_due_at is not None
+    [card] = slack.fake.posted("#data")
+    assert card["metadata"]["event_payload"]["key"] == f"card:{ticket_id}:1"
+    assert f"HD-{ticket_id}" in card["text"]
+
+
+def _worker(desk_settings, broker, engine):  # noqa: ANN001, ANN202
+    import contextlib
+
+    import dramatiq
+    from dramatiq.middleware import Retries
+
+    from workers.actors import register_actors
+    from workers.middleware import DeadLetters, LogContext
+
+    @contextlib.contextmanager
+    def run():  # noqa: ANN202
+        services = build_services(desk_settings, broker, engine)
+        broker.add_middleware(LogContext(), before=Retries)
+        broker.add_middleware(DeadLetters(services.store, services.inflight), before=Retries)
+        register_actors(broker, services)
+        worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+        worker.start()
+        try:
+            yield services
+        finally:
+            worker.stop(timeout=10_000)
+
+    return run()
+
+
+def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
+    ids = [_open_ticket(desk_settings, broker, engine, f"c{i}", MONDAY_10 + timedelta(minutes=i)) for i in range(4)]
+    results = [assign(engine, desk, i, MONDAY_10) for i in ids]
+    assert [r.outcome for r in results] == ["assigned", "assigned", "backlog", "backlog"]  # two members of capacity 1
+    assert "nobody available with capacity: backlog" in results[2].reasons and "priya full (1/1)" in " ".join(results[2].reasons)
+    jobs = Jobs(engine, desk, enqueue=lambda key: None)
+    assert jobs.backlog(MONDAY_10) == {"assigned": 0, "waiting": 2}
+    set_status(engine, desk, ids[0], "resolved", MONDAY_10, by="test", key="t1")  # capacity frees
+    assert jobs.backlog(MONDAY_10) == {"assigned": 1, "waiting": 1}
+    assert _ticket(engine, ids[2]).assignee is not None and _ticket(engine, ids[3]).assignee is None  # the oldest first
+    assert jobs.backlog(MONDAY_10) == {"assigned": 0, "waiting": 1}  # run again: same state
+
+
+def test_sla_warning_then_breach_reach_slack_once(desk_settings, broker, engine: Engine, desk: Desk, effects: Effects, slack) -> None:  # noqa: ANN001
+    ticket_id = _open_ticket(desk_settings, broker, engine, "s1")
+    assign(engine, desk, ticket_id, MONDAY_10)
+    due = _ticket(engine, ticket_id).first_response_due_at
+    assert due == MONDAY_10 + timedelta(hours=4)
+    queued: list[str] = []
+    jobs = Jobs(engine, desk, enqueue=queued.append)
+    at_80 = MONDAY_10 + timedelta(hours=3, minutes=12)
+    assert jobs.sla(at_80) == {"warned": 1, "breached": 0}
+    assert jobs.sla(at_80) == {"warned": 0, "breached": 0}  # idempotent
+    after = due + timedelta(minutes=1)
+    assert jobs.sla(after)["breached"] == 1 and jobs.sla(after)["breached"] == 0
+    for key in dict.fromkeys(queued):
+        effects.run(key)
+        effects.run(key)  # a repeated delivery: nothing posted twice
+    [warning] = slack.fake.posted("#data")
+    assert "⏳" in warning["text"] and "first response" in warning["text"]
+    [escalation] = slack.fake.posted("#escalations")
+    assert "🚨" in escalation["text"] and "<@U1>" in escalation["text"]  # to the team lead
+    assert len(_events(engine, "sla_warning")) == 1 and len(_events(engine, "sla_breached")) == 1 and len(_events(engine, "escalated")) == 1
+
+
+def test_waiting_on_the_enquirer_pauses_the_clock(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
+    ticket_id = _open_ticket(desk_settings, broker, engine, "p1")
+    assign(engine, desk, ticket_id, MONDAY_10)
+    before = _ticket(engine, ticket_id).resolution_due_at
+    set_status(engine, desk, ticket_id, "pending", MONDAY_10 + timedelta(hours=1), by="priya", key="pending-1")
+    assert Jobs(engine, desk, lambda k: None).sla(before + timedelta(hours=1)) == {"warned": 0, "breached": 0}  # paused
+    # The enquirer answers on Tuesday 10:00: 1 h of Monday + 1 h of Tuesday passed in business time
+    pipeline = build_services(desk_settings, broker, engine).pipeline
+    reply_at = MONDAY_10 + timedelta(days=1)
+    pipeline.process(make_message("p1-reply", sender="p1@finance.gov.uk", in_reply_to=("p1",), received_at=reply_at), "d-p1r")
+    ticket = _ticket(engine, ticket_id)
+    assert ticket.status == "open" and ticket.sla_paused_at is None
+    # the pipeline stamps "now", not the message time; the clock moved on by the business time it stood still
+    assert ticket.resolution_due_at > before
+
+
+def test_daily_digest_once_per_team_and_day(desk_settings, broker, engine: Engine, desk: Desk, effects: Effects, slack) -> None:  # noqa: ANN001
+    _open_ticket(desk_settings, broker, engine, "g1")
+    queued: list[str] = []
+    jobs = Jobs(engine, desk, enqueue=queued.append)
+    assert jobs.digest(datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)) == {"posted": 0}  # before 09:00 local
+    assert jobs.digest(MONDAY_10) == {"posted": 2}  # both teams
+    assert jobs.digest(MONDAY_10 + timedelta(hours=2)) == {"posted": 0}
+    assert jobs.digest(datetime(2026, 11, 7, 10, 0, tzinfo=timezone.utc)) == {"posted": 0}  # a Saturday
+    for key in dict.fromkeys(queued):
+        effects.run(key)
+    [digest] = slack.fake.posted("#data")
+    assert "digest 2026-11-02" in digest["text"] and "new 1" in digest["text"]
+
+
+def test_tickets_of_someone_on_leave_are_reassigned_with_the_reason(desk_settings, broker, engine: Engine, desk: Desk, tmp_path: Path) -> None:  # noqa: ANN001
+    ticket_id = _open_ticket(desk_settings, broker, engine, "l1")
+    first = assign(engine, desk, ticket_id, MONDAY_10).member
+    other = "jonas" if first == "priya" else "priya"
+    away = TEAMS.replace(f"{{key: {first}, name: {first.title()},", f"{{key: {first}, name: {first.title()}, on_leave_until: 2026-11-20,")
+    (tmp_path / "teams.yaml").write_text(away)
+    desk_away = Desk(load_desk(desk_settings))
+    jobs = Jobs(engine, desk_away, enqueue=lambda key: None)
+    assert jobs.away(MONDAY_10) == {"reassigned": 1}
+    assert jobs.away(MONDAY_10) == {"reassigned": 0}
+    ticket = _ticket(engine, ticket_id)
+    assert ticket.assignee == other and ticket.assignment_count == 2
+    assert ticket.assignment["reasons"][0] == f"{first} on leave until 2026-11-20"
+    [event] = _events(engine, "reassigned")
+    assert event.data["from"] == first
+
+
+def test_slack_rate_limit_and_lost_response_still_one_post(desk_settings, broker, engine: Engine, desk: Desk, effects: Effects, slack) -> None:  # noqa: ANN001
+    from workers.slack import RateLimited, SlackUnavailable
+
+    ticket_id = _open_ticket(desk_settings, broker, engine, "r1")
+    result = assign(engine, desk, ticket_id, MONDAY_10)
+    [card_key] = result.effects
+    slack.fake.inject("chat.postMessage", "ratelimit", 1, 3)
+    with pytest.raises(RateLimited) as limited:
+        effects.run(card_key)
+    assert limited.value.retry_after == 3
+    slack.fake.inject("chat.postMessage", "drop", 1)  # posted, but the answer is lost
+    with pytest.raises(SlackUnavailable):
+        effects.run(card_key)
+    effects.run(card_key)  # the retry finds the card it posted
+    assert len(slack.fake.posted("#data")) == 1
+    row = outbox.get(engine, card_key)
+    assert row["status"] == "done" and row["attempts"] == 3 and row["result"]["found_existing"] is True
+
+
+def test_the_outbox_sweep_recovers_lost_enqueues(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
+    ticket_id = _open_ticket(desk_settings, broker, engine, "o1")  # its assign row is pending; nobody enqueued it
+    queued: list[str] = []
+    from storage.models import utcnow
+
+    assert Jobs(engine, desk, queued.append).outbox(utcnow()) == {"requeued": 0}  # just written: give the queue time
+    assert Jobs(engine, desk, queued.append).outbox(utcnow() + timedelta(minutes=5)) == {"requeued": 1}
+    assert queued == [f"assign:{ticket_id}"]
+
+
+def test_scheduler_ticks_enqueue_each_job_once_per_window(settings: Settings, broker) -> None:  # noqa: ANN001
+    now = 1_800_000_000.0
+    assert tick(broker, settings.redis_namespace, 30, now) == list(JOB_NAMES)
+    assert tick(broker, settings.redis_namespace, 30, now + 5) == []  # another scheduler, same window
+    assert tick(broker, settings.redis_namespace, 30, now + 31) == list(JOB_NAMES)
+    assert broker.client.llen(f"{settings.redis_namespace}:scheduled") == 2 * len(JOB_NAMES)

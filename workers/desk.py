@@ -1,0 +1,218 @@
+"""The desk's operations on tickets: assign, set SLA clocks, change status — each one transaction, keyed, explained.
+
+Assignment locks the team's row (``team_state``) for the length of the
+transaction, so two workers assigning at once cannot both hand out a member's
+last free slot. Every change writes a metric event whose key makes it count once.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+
+from config.desk import DeskConfig, Team
+from storage import outbox
+from storage.intake_store import EVENT, TICKET
+from storage.models import TeamState
+from workers.assignment import availability, choose
+from workers.business_hours import BusinessCalendar
+from workers.sla import due_times, policy_for, resume
+
+TEAM_STATE = TeamState.__table__
+OPEN_STATUSES = ("new", "open", "pending")
+
+
+@dataclass(frozen=True)
+class AssignResult:
+    outcome: str  # assigned | backlog | already | closed | unknown
+    ticket_id: int
+    member: str | None = None
+    reasons: tuple[str, ...] = ()
+    effects: tuple[str, ...] = ()  # outbox keys to enqueue once committed
+
+
+class Desk:
+    """Desk configuration plus the calendars built from it; shared by workers and the scheduler."""
+
+    def __init__(self, config: DeskConfig, ticket_prefix: str = "HD") -> None:
+        self.config = config
+        self.prefix = ticket_prefix
+
+    def team(self, key: str) -> Team | None:
+        return self.config.teams.teams.get(key)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one Desk per process; calendars are immutable
+    def calendar(self, team_key: str) -> BusinessCalendar:
+        team = self.team(team_key)
+        return BusinessCalendar(team.calendar if team is not None else self.config.teams.teams[self.default_team].calendar)
+
+    @property
+    def default_team(self) -> str:
+        return self.config.routing.default.team
+
+    def member_name(self, key: str | None) -> str:
+        for team in self.config.teams.teams.values():
+            for member in team.members:
+                if member.key == key:
+                    return member.name
+        return key or "—"
+
+    def slack_user(self, key: str | None) -> str | None:
+        for team in self.config.teams.teams.values():
+            for member in team.members:
+                if member.key == key and member.slack_user:
+                    return member.slack_user
+        return None
+
+
+def _insert(c: Connection) -> Any:
+    return outbox.insert_factory(c)
+
+
+def _event(c: Connection, key: str, kind: str, ticket_id: int | None, at: datetime, data: dict[str, Any]) -> bool:
+    inserted = c.execute(
+        _insert(c)(EVENT).values(key=key[:255], kind=kind, ticket_id=ticket_id, channel=None, at=at, data=data)
+        .on_conflict_do_nothing(index_elements=["key"]).returning(EVENT.c.id)
+    ).scalar()
+    return inserted is not None
+
+
+def _lock_team(c: Connection, team: str, at: datetime) -> str | None:
+    """Lock the team's row for this transaction (created on first use); returns the round-robin pointer."""
+    c.execute(_insert(c)(TEAM_STATE).values(team=team, last_assignee=None, updated_at=at).on_conflict_do_nothing(index_elements=["team"]))
+    stmt = select(TEAM_STATE.c.last_assignee).where(TEAM_STATE.c.team == team)
+    if c.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return c.execute(stmt).scalar()
+
+
+def loads(c: Connection, members: list[str]) -> dict[str, int]:
+    """Open tickets per member, across every team they are in."""
+    rows = c.execute(
+        select(TICKET.c.assignee, func.count()).where(TICKET.c.assignee.in_(members), TICKET.c.status.in_(OPEN_STATUSES))
+        .group_by(TICKET.c.assignee)
+    )
+    return {assignee: count for assignee, count in rows}
+
+
+def assign(
+    engine: Engine, desk: Desk, ticket_id: int, now: datetime, *, force: bool = False, exclude: str | None = None, because: str | None = None
+) -> AssignResult:
+    """Assign ``ticket_id`` within its team (or leave it in the backlog, saying why); set its SLA clock once.
+
+    Idempotent: a ticket already assigned stays with its assignee unless ``force`` (reassignment).
+    """
+    with engine.begin() as c:
+        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+        if ticket is None:
+            return AssignResult("unknown", ticket_id)
+        if ticket.status == "resolved":
+            return AssignResult("closed", ticket_id)
+        team = desk.team(ticket.team)
+        if team is None:
+            return AssignResult("backlog", ticket_id, None, (f"team {ticket.team!r} is not configured",))
+        last = _lock_team(c, ticket.team, now)
+        changes: dict[str, Any] = _sla_changes(ticket, desk, now)
+        if ticket.assignee and not force:
+            if changes:
+                c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**changes))
+            return AssignResult("already", ticket_id, ticket.assignee)
+        member_keys = [m.key for m in team.members if m.key != exclude]
+        counts = loads(c, member_keys)
+        candidates = team.model_copy(update={"members": tuple(m for m in team.members if m.key != exclude)})
+        choice = choose(candidates, counts, last, now)
+        reasons = [*([because] if because else []), *choice.reasons]
+        note = {"member": choice.member, "reasons": reasons, "at": now.isoformat(), "team": ticket.team}
+        changes.update(assignment=note, updated_at=now)
+        if choice.member is None:
+            c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**changes))
+            _event(c, f"backlog:{ticket_id}:{ticket.assignment_count}", "backlogged", ticket_id, now, note)
+            return AssignResult("backlog", ticket_id, None, tuple(reasons))
+        number = ticket.assignment_count + 1
+        changes.update(assignee=choice.member, assigned_at=now, assignment_count=number,
+                       status="open" if ticket.status == "new" else ticket.status)
+        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**changes))
+        c.execute(update(TEAM_STATE).where(TEAM_STATE.c.team == ticket.team).values(last_assignee=choice.member, updated_at=now))
+        kind = "reassigned" if ticket.assignee else "assigned"
+        _event(c, f"{kind}:{ticket_id}:{number}", kind, ticket_id, now,
+               {**note, "from": ticket.assignee} if ticket.assignee else note)
+        card_key = f"card:{ticket_id}:{number}"
+        outbox.add(c, card_key, "slack_card", ticket_id, {"assignment": number}, now)
+        return AssignResult("assigned", ticket_id, choice.member, tuple(reasons), (card_key,))
+
+
+def _sla_changes(ticket: Any, desk: Desk, now: datetime) -> dict[str, Any]:
+    if ticket.sla_policy is not None:
+        return {}
+    policy = policy_for(desk.config.sla, ticket.priority, ticket.type)
+    if policy is None:
+        return {"sla_policy": "none"}
+    due = due_times(policy, ticket.created_at, desk.calendar(ticket.team))
+    return {"sla_policy": due.policy, "first_response_due_at": due.first_response, "resolution_due_at": due.resolution}
+
+
+def set_status(engine: Engine, desk: Desk, ticket_id: int, status: str, now: datetime, *, by: str, key: str) -> bool:
+    """Move a ticket to ``status``; pending pauses the SLA clock, leaving pending resumes it. False if nothing changed."""
+    with engine.begin() as c:
+        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+        if ticket is None or ticket.status == status:
+            return False
+        if not _event(c, key, "status_changed", ticket_id, now, {"from": ticket.status, "to": status, "by": by}):
+            return False  # this very change was recorded before
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == "pending":
+            values["sla_paused_at"] = now
+        elif ticket.sla_paused_at is not None:
+            calendar = desk.calendar(ticket.team)
+            values["sla_paused_at"] = None
+            values["resolution_due_at"] = resume(ticket.resolution_due_at, ticket.sla_paused_at, now, calendar)
+            if ticket.first_response_at is None:
+                values["first_response_due_at"] = resume(ticket.first_response_due_at, ticket.sla_paused_at, now, calendar)
+        if status == "resolved":
+            values["resolved_at"] = now
+        elif ticket.status == "resolved":
+            values["resolved_at"] = None
+            _event(c, f"reopened:{key}", "reopened", ticket_id, now, {"by": by})
+        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**values))
+        return True
+
+
+def away_assignees(engine: Engine, desk: Desk, now: datetime) -> list[tuple[int, str, str]]:
+    """(ticket, assignee, why) for unanswered open tickets whose assignee cannot work on them now."""
+    found = []
+    with engine.connect() as c:
+        rows = c.execute(
+            select(TICKET.c.id, TICKET.c.team, TICKET.c.assignee)
+            .where(TICKET.c.status.in_(("open", "new")), TICKET.c.assignee.is_not(None), TICKET.c.first_response_at.is_(None))
+        ).all()
+    for ticket_id, team_key, assignee in rows:
+        team = desk.team(team_key)
+        if team is None or not team.reassign_when_away:
+            continue
+        member = next((m for m in team.members if m.key == assignee), None)
+        why = availability(member, team, now) if member is not None else "no longer in the team"
+        if why is not None:
+            found.append((ticket_id, assignee, why))
+    return found
+
+
+def resume_on_enquirer_reply(desk: Desk) -> Any:
+    """The pipeline's hook for a reply on a ticket waiting on its enquirer: open again, the SLA clock resumed."""
+
+    def hook(tx: Any, ticket_id: int, now: datetime) -> dict[str, Any]:
+        ticket = tx.c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+        values: dict[str, Any] = {"status": "open", "sla_paused_at": None}
+        if ticket is not None and ticket.sla_paused_at is not None:
+            calendar = desk.calendar(ticket.team)
+            values["resolution_due_at"] = resume(ticket.resolution_due_at, ticket.sla_paused_at, now, calendar)
+            if ticket.first_response_at is None:
+                values["first_response_due_at"] = resume(ticket.first_response_due_at, ticket.sla_paused_at, now, calendar)
+            _event(tx.c, f"resumed:{ticket_id}:{ticket.sla_paused_at.isoformat()}", "status_changed", ticket_id, now,
+                   {"from": "pending", "to": "open", "by": "enquirer reply"})
+        return values
+
+    return hook

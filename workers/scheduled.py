@@ -1,0 +1,182 @@
+"""Periodic jobs of the scheduler. Each is idempotent: run twice, the same effect (keys, not hopes).
+
+- ``sla``: warn at the policy's share of a target, escalate at breach;
+- ``backlog``: assign waiting tickets, oldest first, as capacity frees and shifts start;
+- ``away``: reassign unanswered tickets whose assignee went off shift or on leave;
+- ``digest``: one daily digest per team at its local time;
+- ``outbox``: re-enqueue side effects the queue may have lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, select
+
+from storage import outbox
+from storage.intake_store import EVENT, TICKET
+from workers import messages
+from workers.desk import Desk, _event, assign, away_assignees
+from workers.sla import progress
+
+Enqueue = Callable[[str], None]
+
+
+class Jobs:
+    def __init__(self, engine: Engine, desk: Desk, enqueue: Enqueue) -> None:
+        self.engine = engine
+        self.desk = desk
+        self.enqueue = enqueue
+        self.by_name: dict[str, Callable[[datetime], dict[str, int]]] = {
+            "sla": self.sla,
+            "backlog": self.backlog,
+            "away": self.away,
+            "digest": self.digest,
+            "outbox": self.outbox,
+        }
+
+    def run(self, name: str, now: datetime) -> dict[str, int]:
+        return self.by_name[name](now)
+
+    # -- SLA -------------------------------------------------------------------------------
+    def sla(self, now: datetime) -> dict[str, int]:
+        counts = {"warned": 0, "breached": 0}
+        warn_at = self.desk.config.sla.warn_at
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(TICKET).where(TICKET.c.status.in_(("new", "open")), TICKET.c.sla_paused_at.is_(None),
+                                     TICKET.c.resolution_due_at.is_not(None))
+            ).all()
+        for ticket in rows:
+            clocks = [("resolution", ticket.resolution_due_at)]
+            if ticket.first_response_at is None and ticket.first_response_due_at is not None:
+                clocks.insert(0, ("first response", ticket.first_response_due_at))
+            for clock, due in clocks:
+                share = progress(ticket.created_at, due, now, self.desk.calendar(ticket.team))
+                if share >= 1.0:
+                    counts["breached"] += self._breach(ticket, clock, due, now)
+                elif share >= warn_at:
+                    counts["warned"] += self._warn(ticket, clock, due, share, now)
+        return counts
+
+    def _warn(self, ticket: Any, clock: str, due: datetime, share: float, now: datetime) -> int:
+        team = self.desk.team(ticket.team)
+        key = f"sla-warn:{ticket.id}:{clock}:{due.isoformat()}"
+        assignee = messages.mention(self.desk.slack_user(ticket.assignee), self.desk.member_name(ticket.assignee))
+        text, blocks = messages.sla_warning(self._number(ticket), ticket.subject, clock, due, assignee, share)
+        with self.engine.begin() as c:
+            if not _event(c, key, "sla_warning", ticket.id, now, {"clock": clock, "due": due.isoformat(), "share": round(share, 3)}):
+                return 0
+            if team is not None and team.slack_channel:
+                outbox.add(c, key, "slack_post", ticket.id, {"channel": team.slack_channel, "text": text, "blocks": blocks}, now)
+        self.enqueue(key)
+        return 1
+
+    def _breach(self, ticket: Any, clock: str, due: datetime, now: datetime) -> int:
+        team = self.desk.team(ticket.team)
+        key = f"sla-breach:{ticket.id}:{clock}:{due.isoformat()}"
+        lead = next((m for m in (team.members if team else ()) if m.lead), None)
+        lead_text = messages.mention(lead.slack_user, lead.name) if lead else "the team"
+        assignee = messages.mention(self.desk.slack_user(ticket.assignee), self.desk.member_name(ticket.assignee))
+        text, blocks = messages.sla_breach(self._number(ticket), ticket.subject, clock, due, assignee, lead_text, team.name if team else ticket.team)
+        channel = (team.escalation_channel or team.slack_channel) if team else None
+        with self.engine.begin() as c:
+            data = {"clock": clock, "due": due.isoformat(), "to": lead.key if lead else None}
+            if not _event(c, key, "sla_breached", ticket.id, now, data):
+                return 0
+            _event(c, f"escalated:{key}", "escalated", ticket.id, now, data)
+            if channel:
+                outbox.add(c, key, "slack_post", ticket.id, {"channel": channel, "text": text, "blocks": blocks}, now)
+        self.enqueue(key)
+        return 1
+
+    # -- assignment -------------------------------------------------------------------------
+    def backlog(self, now: datetime) -> dict[str, int]:
+        with self.engine.connect() as c:
+            waiting = c.execute(
+                select(TICKET.c.id, TICKET.c.team).where(TICKET.c.assignee.is_(None), TICKET.c.status.in_(("new", "open")))
+                .order_by(TICKET.c.created_at, TICKET.c.id)
+            ).all()
+        full: set[str] = set()
+        assigned = 0
+        for ticket_id, team in waiting:  # oldest first; once a team has nobody free, its younger tickets wait too
+            if team in full:
+                continue
+            result = assign(self.engine, self.desk, ticket_id, now)
+            if result.outcome == "assigned":
+                assigned += 1
+                for key in result.effects:
+                    self.enqueue(key)
+            elif result.outcome == "backlog":
+                full.add(team)
+        return {"assigned": assigned, "waiting": len(waiting) - assigned}
+
+    def away(self, now: datetime) -> dict[str, int]:
+        moved = 0
+        for ticket_id, assignee, why in away_assignees(self.engine, self.desk, now):
+            result = assign(self.engine, self.desk, ticket_id, now, force=True, exclude=assignee, because=f"{assignee} {why}")
+            if result.outcome == "assigned":
+                moved += 1
+                for key in result.effects:
+                    self.enqueue(key)
+        return {"reassigned": moved}
+
+    # -- digest ----------------------------------------------------------------------------
+    def digest(self, now: datetime) -> dict[str, int]:
+        posted = 0
+        for key_name, team in self.desk.config.teams.teams.items():
+            if not team.digest_at or not team.slack_channel:
+                continue
+            local = now.astimezone(ZoneInfo(team.calendar.timezone))
+            if local.strftime("%H:%M") < team.digest_at or not self.desk.calendar(key_name).is_working_day(local.date()):
+                continue
+            key = f"digest:{key_name}:{local.date().isoformat()}"
+            if outbox.get(self.engine, key) is not None:
+                continue
+            counts, at_risk, breached = self._digest_counts(key_name, now)
+            text, blocks = messages.digest(team.name, local.date().isoformat(), counts, at_risk, breached)
+            with self.engine.begin() as c:
+                if outbox.add(c, key, "slack_post", None, {"channel": team.slack_channel, "text": text, "blocks": blocks}, now):
+                    _event(c, key, "digest_posted", None, now, {"team": key_name, **counts})
+                    posted += 1
+            self.enqueue(key)
+        return {"posted": posted}
+
+    def _digest_counts(self, team: str, now: datetime) -> tuple[dict[str, int], list[str], list[str]]:
+        with self.engine.connect() as c:
+            tickets = c.execute(select(TICKET).where(TICKET.c.team == team, TICKET.c.status != "resolved")).all()
+            new = c.execute(select(EVENT.c.ticket_id).where(EVENT.c.kind == "ticket_created", EVENT.c.at >= now - timedelta(days=1))).all()
+        new_ids = {r.ticket_id for r in new}
+        calendar = self.desk.calendar(team)
+        at_risk, breached = [], []
+        for t in tickets:
+            due = t.first_response_due_at if t.first_response_at is None else t.resolution_due_at
+            if due is None or t.status == "pending":
+                continue
+            share = progress(t.created_at, due, now, calendar)
+            if share >= 1:
+                breached.append(self._number(t))
+            elif share >= self.desk.config.sla.warn_at:
+                at_risk.append(self._number(t))
+        counts = {
+            "new": sum(1 for t in tickets if t.id in new_ids),
+            "open": sum(1 for t in tickets if t.status in ("new", "open")),
+            "pending": sum(1 for t in tickets if t.status == "pending"),
+            "backlog": sum(1 for t in tickets if t.assignee is None),
+            "at_risk": len(at_risk),
+            "breached": len(breached),
+        }
+        return counts, at_risk, breached
+
+    # -- outbox ----------------------------------------------------------------------------
+    def outbox(self, now: datetime) -> dict[str, int]:
+        keys = outbox.stale_keys(self.engine, now)
+        for key in keys:
+            self.enqueue(key)
+        return {"requeued": len(keys)}
+
+    def _number(self, ticket: Any) -> str:
+        return f"{self.desk.prefix}-{ticket.id}"
