@@ -146,18 +146,35 @@ def tickets(
 def report(
     as_json: JsonFlag = False,
     since: Annotated[datetime | None, typer.Option(help="From this date (inclusive, UTC).")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Up to this date (exclusive, UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Up to this date (exclusive, UTC); default now.")] = None,
+    month: Annotated[str | None, typer.Option(help="One calendar month, e.g. 2026-10 (instead of --since/--until).")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV per section into this folder.")] = None,
 ) -> None:
-    """Management information: tickets, messages, duplicates, threaded, automated, quarantined, and breakdowns."""
-    from ops.views import report_data, render_report  # noqa: PLC0415
+    """Management information: volumes by month × type/sector/channel/language/team, times, SLA, backlog, enquirers."""
+    from ops.views import render_report, report_data, write_csv  # noqa: PLC0415
 
+    if month is not None:
+        since, until = _month_bounds(month)
     settings = _settings()
     with Runtime(settings) as runtime:
         data = report_data(runtime, since, until)
+    if csv is not None:
+        written = write_csv(data, csv)
+        err.print(f"wrote {len(written)} CSV files to {csv}")
     if as_json:
         _dump(data)
     else:
         render_report(console, data)
+
+
+def _month_bounds(month: str) -> tuple[datetime, datetime]:
+    try:
+        start = datetime.strptime(month, "%Y-%m")
+    except ValueError as exc:
+        err.print(f"[red]--month takes YYYY-MM, not {month!r}[/red]")
+        raise typer.Exit(2) from exc
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
 
 
 @intake_app.command("imap")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -55,10 +56,41 @@ def render_tickets(console: Console, rows: list[dict[str, Any]]) -> None:
 
 
 def report_data(runtime: Runtime, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+    from storage.report import full_report  # noqa: PLC0415
+    from storage.models import utcnow  # noqa: PLC0415
+
+    until = _aware(until) or utcnow()
     with runtime.engine.connect().execution_options(readonly=True) as connection:
-        data = queries.summary(connection, _aware(since), _aware(until))
+        data = full_report(connection, _aware(since), until)
     data["period"] = {"since": since, "until": until}
     return data
+
+
+def write_csv(data: dict[str, Any], folder: "Path") -> list["Path"]:
+    """One CSV per section, in long format (month, dimension, value, tickets …) for spreadsheets."""
+    import csv  # noqa: PLC0415
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def table(name: str, header: list[str], rows: list[list[Any]]) -> None:
+        path = folder / f"{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+        written.append(path)
+
+    table("summary", ["measure", "value"], [[k, data[k]] for k in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs_triage")])
+    table("by_month", ["dimension", "month", "value", "tickets"],
+          [[d, m, v, n] for d, months in data["by_month"].items() for m, values in sorted(months.items()) for v, n in sorted(values.items())])
+    table("times", ["measure", "median_hours", "p90_hours", "n"],
+          [[k, v["median"], v["p90"], v["n"]] for k, v in data["times"].items() if isinstance(v, dict)])
+    table("sla", ["measure", "value"], [[k, v] for k, v in data["times"].items() if not isinstance(v, dict)])
+    table("backlog", ["measure", "value"], list(map(list, data["backlog"].items())))
+    table("enquirers", ["measure", "value"], list(map(list, data["enquirers"].items())))
+    table("organisations", ["domain", "name", "sector", "tickets"], [[o["domain"], o["name"], o["sector"], o["tickets"]] for o in data["top_organisations"]])
+    return written
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -68,14 +100,64 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def render_report(console: Console, data: dict[str, Any]) -> None:
+    period = data.get("period", {})
+    console.rule(f"Management information · {period.get('since') or 'all time'} → {period.get('until')}")
     totals = Table(title="Intake", title_justify="left")
     for column in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs triage"):
         totals.add_column(column, justify="right")
     totals.add_row(*(str(data[k]) for k in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs_triage")))
     console.print(totals)
     render_matrix(console, "Tickets by type × sector", data["type_by_sector"])
-    for key, title in (("by_team", "team"), ("by_channel", "channel"), ("by_language", "language")):
-        console.print(_counts_table(title, data[key]))
+    if "by_month" in data:
+        for dimension in ("type", "sector", "channel", "language", "team"):
+            render_by_month(console, dimension, data["by_month"][dimension])
+        render_times(console, data["times"])
+        render_pairs(console, "Backlog at the end of the period", data["backlog"])
+        render_pairs(console, "Enquirers", data["enquirers"])
+        orgs = Table(title="Top organisations", title_justify="left")
+        for column in ("organisation", "sector", "tickets"):
+            orgs.add_column(column, justify="right" if column == "tickets" else "left")
+        for org in data["top_organisations"]:
+            orgs.add_row(org["name"] or org["domain"], org["sector"] or "—", str(org["tickets"]))
+        console.print(orgs)
+
+
+def render_by_month(console: Console, dimension: str, months: dict[str, dict[str, int]]) -> None:
+    values = sorted({v for counts in months.values() for v in counts}, key=lambda v: -sum(m.get(v, 0) for m in months.values()))
+    table = Table(title=f"Tickets by month × {dimension}", title_justify="left")
+    table.add_column("month")
+    for value in values:
+        table.add_column(value.replace("_", " "), justify="right")
+    table.add_column("total", justify="right", style="bold")
+    for month in sorted(months):
+        counts = months[month]
+        table.add_row(month, *(str(counts.get(v, "")) for v in values), str(sum(counts.values())))
+    console.print(table)
+
+
+def render_times(console: Console, times: dict[str, Any]) -> None:
+    table = Table(title="Response and resolution (hours)", title_justify="left")
+    for column in ("measure", "median", "p90", "tickets measured"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for name, value in times.items():
+        if isinstance(value, dict):
+            table.add_row(name.replace("_", " "), _fmt(value["median"]), _fmt(value["p90"]), str(value["n"]))
+    console.print(table)
+    console.print(f"SLA met: first response {_fmt(times['sla_first_response_met_pct'])} %, resolution "
+                  f"{_fmt(times['sla_resolution_met_pct'])} % · reopened (counted apart): {times['reopened']}")
+
+
+def render_pairs(console: Console, title: str, values: dict[str, Any]) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in values.items():
+        table.add_row(key.replace("_", " "), _fmt(value))
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None else (f"{value:,.1f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))
 
 
 def render_matrix(console: Console, title: str, matrix: dict[str, dict[str, int]]) -> None:

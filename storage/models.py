@@ -87,11 +87,25 @@ class ContactIdentity(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+REPORT_COLUMNS = (
+    "type", "sector", "channel", "language", "team", "status", "needs_triage", "assignee", "resolved_at", "contact_id",
+    "organisation_id", "first_response_seconds", "first_response_business_seconds", "first_response_met",
+    "resolution_seconds", "resolution_business_seconds", "resolution_met", "reopened_count",
+)
+
+
 class Ticket(SQLModel, table=True):
     """One conversation with one enquirer. ``id`` is the human number (HD-<id>)."""
 
     __tablename__ = "ticket"
-    __table_args__ = (Index("ix_ticket_created_at", "created_at"), Index("ix_ticket_team_status", "team", "status"))
+    __table_args__ = (
+        Index("ix_ticket_created_at", "created_at"),
+        Index("ix_ticket_team_status", "team", "status"),
+        Index("ix_ticket_resolved_at", "resolved_at"),
+        Index("ix_ticket_contact_created", "contact_id", "created_at"),
+        # Management information reads these columns of a period's tickets: on PostgreSQL an index-only scan.
+        Index("ix_ticket_report", "created_at", postgresql_include=list(REPORT_COLUMNS)),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     status: str = Field(default="new", max_length=20, index=True)
@@ -120,6 +134,15 @@ class Ticket(SQLModel, table=True):
     first_response_due_at: datetime | None = _ts(nullable=True)
     resolution_due_at: datetime | None = _ts(nullable=True)
     sla_paused_at: datetime | None = _ts(nullable=True)  # waiting on the enquirer since
+    paused_business_seconds: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    # Measured once, when they happen (reports aggregate numbers; they never recompute calendars):
+    first_response_seconds: float | None = None  # calendar time from opening to the first reply to the enquirer
+    first_response_business_seconds: float | None = None
+    first_response_met: bool | None = None  # within the SLA target
+    resolution_seconds: float | None = None  # to the first resolution; reopened tickets are counted apart
+    resolution_business_seconds: float | None = None  # minus time waiting on the enquirer
+    resolution_met: bool | None = None
+    reopened_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
     first_response_at: datetime | None = _ts(nullable=True)
@@ -194,6 +217,10 @@ class Quarantine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=255, unique=True)
     kind: str = Field(max_length=20)  # rejected (unparseable input) | dead_letter (failed in a worker)
+    status: str = Field(default="open", max_length=20, sa_column_kwargs={"server_default": "open"})  # open | replayed | purged
+    queue: str | None = Field(default=None, max_length=64)
+    message_id: str | None = Field(default=None, max_length=64, index=True)  # the dramatiq message id of a dead letter
+    replayed_at: datetime | None = _ts(nullable=True)
     channel: str | None = Field(default=None, max_length=20)
     reason: str = Field(max_length=100)
     detail: str = _text()
@@ -258,4 +285,18 @@ class Outbox(SQLModel, table=True):
     done_at: datetime | None = _ts(nullable=True)
 
 
-TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox]
+class AlertState(SQLModel, table=True):
+    """One row per (condition, subject) that ever fired: open while the problem lasts, closed on recovery."""
+
+    __tablename__ = "alert_state"
+
+    key: str = Field(primary_key=True, max_length=255)  # condition:subject
+    condition: str = Field(max_length=40)
+    subject: str = Field(max_length=200)
+    status: str = Field(max_length=10)  # open | closed
+    since: datetime = _ts()
+    detail: str = _text()
+    updated_at: datetime = _ts()
+
+
+TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox, AlertState]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select, tuple_
 
 from storage.intake_store import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
 
@@ -28,30 +28,64 @@ def _group(connection: Connection, column: Any, *where: Any) -> dict[str, int]:
     return {str(key): count for key, count in rows}
 
 
+BREAKDOWNS = ("type", "sector", "team", "channel", "language", "status")
+
+
 def summary(connection: Connection, since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     """Counts for ``helpdesk report``; ``since``/``until`` bound ticket creation and message receipt."""
     ticket_window = _window(TICKET.c.created_at, since, until)
     message_window = _window(MESSAGE.c.received_at, since, until)
     event_window = _window(EVENT.c.at, since, until)
     inbound = MESSAGE.c.direction == "in"
-    return {
-        "tickets": _count(connection, TICKET, *ticket_window),
+    data = {
         "messages": _count(connection, MESSAGE, inbound, *message_window),
         "duplicates": _count(connection, EVENT, EVENT.c.kind == "duplicate", *event_window),
         "threaded": _count(connection, MESSAGE, inbound, MESSAGE.c.kind == "reply", *message_window),
         "automated": _count(connection, MESSAGE, MESSAGE.c.kind == "automated", *message_window),
         "quarantined": _count(connection, QUARANTINE, *_window(QUARANTINE.c.created_at, since, until)),
-        "needs_triage": _count(connection, TICKET, TICKET.c.needs_triage.is_(True), *ticket_window),
-        "by_type": _group(connection, TICKET.c.type, *ticket_window),
-        "by_sector": _group(connection, TICKET.c.sector, *ticket_window),
-        "by_team": _group(connection, TICKET.c.team, *ticket_window),
-        "by_channel": _group(connection, TICKET.c.channel, *ticket_window),
-        "by_language": _group(connection, TICKET.c.language, *ticket_window),
-        "by_status": _group(connection, TICKET.c.status, *ticket_window),
         "automated_by_kind": _group(connection, MESSAGE.c.automated_kind, MESSAGE.c.kind == "automated", *message_window),
         "quarantined_by_reason": _group(connection, QUARANTINE.c.reason, *_window(QUARANTINE.c.created_at, since, until)),
-        "type_by_sector": type_by_sector(connection, ticket_window),
     }
+    data.update(ticket_breakdowns(connection, ticket_window))
+    return data
+
+
+def ticket_breakdowns(connection: Connection, where: list[Any]) -> dict[str, Any]:
+    """tickets, needs_triage, by_<each breakdown>, type_by_sector — in one scan on PostgreSQL (GROUPING SETS)."""
+    if connection.dialect.name != "postgresql":
+        result: dict[str, Any] = {
+            "tickets": _count(connection, TICKET, *where),
+            "needs_triage": _count(connection, TICKET, TICKET.c.needs_triage.is_(True), *where),
+        }
+        for name in BREAKDOWNS:
+            result[f"by_{name}"] = _group(connection, getattr(TICKET.c, name), *where)
+        result["type_by_sector"] = type_by_sector(connection, where)
+        return result
+    # Two levels: a hash aggregate over every breakdown at once, then grouping sets over its few rows
+    # (grouping sets straight over the tickets sort the whole period once per set).
+    raw = [getattr(TICKET.c, name) for name in BREAKDOWNS]
+    triaged = func.sum(case((TICKET.c.needs_triage.is_(True), 1), else_=0))
+    fine = select(*raw, func.count().label("n"), triaged.label("t")).where(*where).group_by(*raw).subquery()
+    columns = [getattr(fine.c, name) for name in BREAKDOWNS]
+    sets = [tuple_(column) for column in columns] + [tuple_(fine.c.type, fine.c.sector), tuple_()]
+    grouping = func.grouping(*columns).label("g")
+    stmt = select(*columns, grouping, func.sum(fine.c.n).label("n"), func.sum(fine.c.t).label("triage"))
+    rows = connection.execute(stmt.group_by(func.grouping_sets(*sets)))
+    width = len(BREAKDOWNS)
+    result = {f"by_{name}": {} for name in BREAKDOWNS} | {"type_by_sector": {}, "tickets": 0, "needs_triage": 0}
+    for row in rows:
+        grouped = [not (row.g >> (width - 1 - i)) & 1 for i in range(width)]
+        n = int(row.n)
+        if not any(grouped):
+            result["tickets"], result["needs_triage"] = n, int(row.triage or 0)
+        elif grouped[0] and grouped[1]:
+            result["type_by_sector"].setdefault(row[0], {})[row[1]] = n
+        else:
+            index = grouped.index(True)
+            result[f"by_{BREAKDOWNS[index]}"][str(row[index])] = n
+    for name in BREAKDOWNS:  # the order _group gives: most first
+        result[f"by_{name}"] = dict(sorted(result[f"by_{name}"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return result
 
 
 def type_by_sector(connection: Connection, where: list[Any]) -> dict[str, dict[str, int]]:

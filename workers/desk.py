@@ -164,20 +164,54 @@ def set_status(engine: Engine, desk: Desk, ticket_id: int, status: str, now: dat
         if not _event(c, key, "status_changed", ticket_id, now, {"from": ticket.status, "to": status, "by": by}):
             return False  # this very change was recorded before
         values: dict[str, Any] = {"status": status, "updated_at": now}
+        calendar = desk.calendar(ticket.team)
+        paused = ticket.paused_business_seconds or 0.0
         if status == "pending":
             values["sla_paused_at"] = now
         elif ticket.sla_paused_at is not None:
-            calendar = desk.calendar(ticket.team)
-            values["sla_paused_at"] = None
-            values["resolution_due_at"] = resume(ticket.resolution_due_at, ticket.sla_paused_at, now, calendar)
-            if ticket.first_response_at is None:
-                values["first_response_due_at"] = resume(ticket.first_response_due_at, ticket.sla_paused_at, now, calendar)
+            values.update(_resumed(ticket, now, calendar))
+            paused = values["paused_business_seconds"]
         if status == "resolved":
             values["resolved_at"] = now
+            if ticket.resolution_seconds is None:  # the first resolution; a reopened ticket keeps it
+                values["resolution_seconds"] = (now - ticket.created_at).total_seconds()
+                values["resolution_business_seconds"] = max(0.0, calendar.elapsed(ticket.created_at, now).total_seconds() - paused)
+                values["resolution_met"] = ticket.resolution_due_at is None or now <= ticket.resolution_due_at
+            _event(c, f"resolved:{key}", "resolved", ticket_id, now, {"by": by})
         elif ticket.status == "resolved":
             values["resolved_at"] = None
+            values["reopened_count"] = (ticket.reopened_count or 0) + 1
             _event(c, f"reopened:{key}", "reopened", ticket_id, now, {"by": by})
         c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**values))
+        return True
+
+
+def _resumed(ticket: Any, now: datetime, calendar: BusinessCalendar) -> dict[str, Any]:
+    """Changes of a ticket leaving ``pending``: due times moved on, the paused business time counted."""
+    values: dict[str, Any] = {
+        "sla_paused_at": None,
+        "resolution_due_at": resume(ticket.resolution_due_at, ticket.sla_paused_at, now, calendar),
+        "paused_business_seconds": (ticket.paused_business_seconds or 0.0) + calendar.elapsed(ticket.sla_paused_at, now).total_seconds(),
+    }
+    if ticket.first_response_at is None:
+        values["first_response_due_at"] = resume(ticket.first_response_due_at, ticket.sla_paused_at, now, calendar)
+    return values
+
+
+def record_first_response(engine: Engine, desk: Desk, ticket_id: int, at: datetime, *, by: str, key: str) -> bool:
+    """The first reply to the enquirer (not a note, not an acknowledgement): measure it once."""
+    with engine.begin() as c:
+        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+        if ticket is None or ticket.first_response_at is not None:
+            return False
+        calendar = desk.calendar(ticket.team)
+        business = max(0.0, calendar.elapsed(ticket.created_at, at).total_seconds() - (ticket.paused_business_seconds or 0.0))
+        met = ticket.first_response_due_at is None or at <= ticket.first_response_due_at
+        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(
+            first_response_at=at, first_response_seconds=(at - ticket.created_at).total_seconds(),
+            first_response_business_seconds=business, first_response_met=met, updated_at=at,
+        ))
+        _event(c, f"first_response:{ticket_id}", "first_response", ticket_id, at, {"by": by, "met": met, "key": key})
         return True
 
 
@@ -207,10 +241,7 @@ def resume_on_enquirer_reply(desk: Desk) -> Any:
         ticket = tx.c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
         values: dict[str, Any] = {"status": "open", "sla_paused_at": None}
         if ticket is not None and ticket.sla_paused_at is not None:
-            calendar = desk.calendar(ticket.team)
-            values["resolution_due_at"] = resume(ticket.resolution_due_at, ticket.sla_paused_at, now, calendar)
-            if ticket.first_response_at is None:
-                values["first_response_due_at"] = resume(ticket.first_response_due_at, ticket.sla_paused_at, now, calendar)
+            values.update(_resumed(ticket, now, desk.calendar(ticket.team)))
             _event(tx.c, f"resumed:{ticket_id}:{ticket.sla_paused_at.isoformat()}", "status_changed", ticket_id, now,
                    {"from": "pending", "to": "open", "by": "enquirer reply"})
         return values
