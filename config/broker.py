@@ -112,6 +112,10 @@ def create_broker(settings: Settings, url: str | None = None, *, extra: list[Mid
     return broker
 
 
+def observability(broker: dramatiq.Broker) -> "Observability | None":
+    return next((m for m in broker.middleware if isinstance(m, Observability)), None)
+
+
 def close_broker(broker: dramatiq.Broker) -> None:
     """Close the broker's connections so an embedded server can tell it is no longer used."""
     try:
@@ -135,6 +139,7 @@ class Observability(Middleware):
     FLUSH_SECONDS = 2.0
     TTL_SECONDS = 24 * 3600
     WORKER_TTL_SECONDS = 15
+    BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.client = client
@@ -144,6 +149,17 @@ class Observability(Middleware):
         self._started: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._histograms: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+    def observe(self, metric: str, seconds: float) -> None:
+        """Add an observation to a histogram kept in Redis (``<ns>:histogram:<metric>``, cumulative buckets)."""
+        with self._lock:
+            histogram = self._histograms[metric]
+            for bound in self.BUCKETS:
+                if seconds <= bound:
+                    histogram[str(bound)] += 1
+            histogram["+Inf"] += 1
+            histogram["sum"] += seconds
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._worker_key = f"{self.namespace}:workers:{getattr(broker, 'broker_id', id(broker))}"
@@ -199,7 +215,8 @@ class Observability(Middleware):
     def flush(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, defaultdict(lambda: defaultdict(float))
-        if not counts:
+            histograms, self._histograms = self._histograms, defaultdict(lambda: defaultdict(float))
+        if not counts and not histograms:
             return
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -208,6 +225,9 @@ class Observability(Middleware):
                 for field, value in values.items():
                     pipe.hincrbyfloat(key, field, value)
                 pipe.expire(key, self.TTL_SECONDS)
+            for metric, values in histograms.items():
+                for field, value in values.items():
+                    pipe.hincrbyfloat(f"{self.namespace}:histogram:{metric}", field, value)
             pipe.execute()
         except redis.RedisError:
             # Statistics are best effort: losing a flush must never fail a message.

@@ -24,6 +24,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
 
 
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters and quarantined input: list, show, replay, purge.")
+app.add_typer(dlq_app, name="dlq")
 intake_app = typer.Typer(no_args_is_help=True, help="Channel adapters: read a channel and queue what arrives.")
 app.add_typer(intake_app, name="intake")
 
@@ -102,6 +104,8 @@ def worker(
     settings = _settings()
     with Runtime(settings) as runtime:
         prepare_worker(runtime)
+        if settings.worker_metrics_port:
+            _serve_dramatiq_metrics(runtime, settings.worker_metrics_port)
         run_worker(
             runtime.broker,
             QUEUES,
@@ -111,18 +115,45 @@ def worker(
         )
 
 
+def _serve_dramatiq_metrics(runtime: Runtime, port: int) -> None:
+    """dramatiq's own Prometheus counters (messages, errors, retries, durations) from this worker on ``port``."""
+    from dramatiq.middleware.prometheus import DB_PATH, Prometheus  # noqa: PLC0415
+
+    middleware = Prometheus()
+    runtime.broker.add_middleware(middleware)
+    middleware.after_process_boot(runtime.broker)  # the dramatiq CLI would call this; we run the Worker ourselves
+    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415 - after the multiprocess set-up above
+    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=DB_PATH)
+    start_http_server(port, registry=registry)
+
+
 @app.command()
-def status(as_json: JsonFlag = False) -> None:
-    """Queue health: ready, delayed, in flight, dead-lettered, oldest message; workers; tickets."""
+def status(
+    as_json: JsonFlag = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero on warnings too.")] = False,
+) -> None:
+    """Is intake healthy? Queues, throughput, workers, adapters. Exit 1 when unhealthy, 2 when Redis or the database is unreachable."""
+    import redis  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
     from ops.status import collect_status, render_status  # noqa: PLC0415
 
     settings = _settings()
-    with Runtime(settings) as runtime:
-        data = collect_status(runtime)
+    try:
+        with Runtime(settings) as runtime:
+            data = collect_status(runtime)
+    except (redis.RedisError, SQLAlchemyError, OSError) as exc:
+        err.print(f"[red]unreachable:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(2) from exc
     if as_json:
         _dump(data)
     else:
         render_status(console, data)
+    if data["status"] == "unhealthy" or (strict and data["status"] == "warning"):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -201,6 +232,101 @@ def intake_imap() -> None:
                                    settings.imap_processed_flag, settings.imap_processed_folder, stop)
         console.print(f"watching {', '.join(account.folders)} of {account.name} (Ctrl-C to stop)")
         ImapAdapter(watchers, mover).run(stop)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """The web process: /healthz, /readyz, /metrics (and /slack/events with Slack configured)."""
+    import uvicorn  # noqa: PLC0415
+
+    from ops.web import build_app  # noqa: PLC0415
+
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        uvicorn.run(build_app(runtime), host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    as_json: JsonFlag = False,
+    kind: Annotated[str | None, typer.Option(help="dead_letter or rejected (default both).")] = None,
+) -> None:
+    """Open dead letters and quarantined input, with their reasons."""
+    from workers.actors import QUEUES  # noqa: PLC0415
+    from workers.dlq import open_letters, sync  # noqa: PLC0415
+
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        sync(runtime.broker.client, settings.redis_namespace, runtime.engine, QUEUES)
+        rows = open_letters(runtime.engine, kind)
+    if as_json:
+        _dump([{k: v for k, v in r._mapping.items() if k not in ("payload", "detail")} for r in rows])
+        return
+    table = _table(f"Open dead letters and quarantined input ({len(rows)})", ["id", "kind", "queue", "reason", "source", "when"])
+    for r in rows:
+        table.add_row(str(r.id), r.kind, r.queue or "—", r.reason, (r.source or "")[-50:], f"{r.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(ident: Annotated[str, typer.Argument(help="Id (from `dlq list`) or dramatiq message id.")]) -> None:
+    """One dead letter: reason, traceback, payload."""
+    from workers.dlq import find  # noqa: PLC0415
+
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        row = find(runtime.engine, ident)
+    if row is None:
+        err.print(f"[red]no dead letter {ident}[/red]")
+        raise typer.Exit(1)
+    console.print(f"[bold]{row.kind} {row.id}[/bold] · {row.status} · queue {row.queue or '—'} · message {row.message_id or '—'}")
+    console.print(f"reason: [bold]{row.reason}[/bold] · source: {row.source or '—'} · raw: {row.raw_ref or '—'}")
+    console.print(row.detail or "")
+    if row.payload:
+        _dump(row.payload)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids to replay.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every open dead letter and quarantined input.")] = False,
+) -> None:
+    """Enqueue dead letters again (or parse quarantined raw mail again); what was already stored stays single."""
+    from workers.actors import QUEUES  # noqa: PLC0415
+    from workers.dlq import find, open_letters, replay, sync  # noqa: PLC0415
+
+    if not ids and not all_:
+        err.print("give ids, or --all")
+        raise typer.Exit(2)
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        client = runtime.broker.client
+        sync(client, settings.redis_namespace, runtime.engine, QUEUES)
+        rows = open_letters(runtime.engine) if all_ else [find(runtime.engine, i) for i in ids or []]
+        for ident, row in zip(ids or [r.id for r in rows], rows):
+            if row is None:
+                err.print(f"[red]no dead letter {ident}[/red]")
+                continue
+            result = replay(client, settings.redis_namespace, runtime.broker, runtime.engine, row, runtime.ingestor, runtime.archive)
+            console.print(f"{row.kind} {row.id}: {result.outcome}")
+
+
+@dlq_app.command("purge")
+def dlq_purge(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Drop every dead letter from Redis; the database keeps them, marked purged."""
+    from workers.actors import QUEUES  # noqa: PLC0415
+    from workers.dlq import purge, sync  # noqa: PLC0415
+
+    if not yes and not typer.confirm("Purge every dead letter?"):
+        raise typer.Exit(1)
+    settings = _settings()
+    with Runtime(settings) as runtime:
+        sync(runtime.broker.client, settings.redis_namespace, runtime.engine, QUEUES)
+        count = purge(runtime.broker.client, settings.redis_namespace, runtime.engine, QUEUES)
+    console.print(f"purged {count} dead letter(s)")
 
 
 @app.command()

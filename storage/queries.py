@@ -75,7 +75,7 @@ def ticket_breakdowns(connection: Connection, where: list[Any]) -> dict[str, Any
     result = {f"by_{name}": {} for name in BREAKDOWNS} | {"type_by_sector": {}, "tickets": 0, "needs_triage": 0}
     for row in rows:
         grouped = [not (row.g >> (width - 1 - i)) & 1 for i in range(width)]
-        n = int(row.n)
+        n = int(row.n or 0)
         if not any(grouped):
             result["tickets"], result["needs_triage"] = n, int(row.triage or 0)
         elif grouped[0] and grouped[1]:

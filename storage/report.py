@@ -70,7 +70,7 @@ def by_month(c: Connection, since: datetime | None, until: datetime | None) -> d
             values = row[1 : 1 + len(DIMENSIONS)]
             for index, dimension in enumerate(DIMENSIONS):
                 if not (row.g >> (len(DIMENSIONS) - 1 - index)) & 1:  # this grouping set is (month, dimension)
-                    result[dimension].setdefault(row.month, {})[str(values[index])] = int(row[-1])
+                    result[dimension].setdefault(row.month, {})[str(values[index])] = int(row[-1] or 0)
         return result
     for dimension in DIMENSIONS:
         column = getattr(TICKET.c, dimension)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 
 from classifiers.pipeline import EnquiryClassifier
+from config.broker import observability
 from config.desk import DeskConfig, load_desk
 from config.settings import Settings
 from intake.base import Rejected
@@ -37,6 +38,7 @@ from workers.routing import Router
 from workers.training import ModelStore, load_or_train
 from workers.desk import Desk, resume_on_enquirer_reply
 from workers.effects import Effects
+from workers.health import Problem, snapshot
 from workers.scheduled import Jobs
 from workers.slack import RateLimited, SlackPoster, SlackRefused, make_client
 from storage.models import utcnow
@@ -101,7 +103,11 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
     )
     models.on_change = lambda new: setattr(pipeline, "classifier", EnquiryClassifier(desk, settings.triage_confidence, new))
     effects = Effects(engine, operations, slack_poster(settings))
-    jobs = Jobs(engine, operations, lambda key: enqueue_effect(broker, key))
+    def problems() -> list[Problem]:
+        return snapshot(broker.client, settings.redis_namespace, engine, QUEUES, settings.heartbeat_timeout_seconds * 1000,
+                        queue_age_limit=settings.alert_queue_age_seconds, adapter_silent=settings.alert_adapter_silent_seconds).problems
+
+    jobs = Jobs(engine, operations, lambda key: enqueue_effect(broker, key), health=problems, ops_channel=settings.ops_slack_channel)
     return Services(settings, desk, engine, store, pipeline, inflight, models, operations, effects, jobs)
 
 
@@ -161,6 +167,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
     store = services.store
     waits = parent_wait_schedule(services.settings.parent_wait_seconds, services.settings.max_retries)
     prefix = services.settings.ticket_prefix
+    metrics = observability(broker)
 
     def process_inbound(payload: str) -> None:
         services.models.refresh()
@@ -175,6 +182,8 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
             raise dramatiq.Retry(str(exc), delay=waits[retries]) from exc
         for key in outcome.effects:
             enqueue_effect(broker, key)
+        if metrics is not None and outcome.kind in ("created", "threaded", "automated"):
+            metrics.observe("intake_latency_seconds", (utcnow() - message.received_at).total_seconds())
         ticket = f"{prefix}-{outcome.ticket_id}" if outcome.ticket_id else None
         structlog.contextvars.bind_contextvars(outcome=outcome.kind, ticket=ticket)
 

@@ -80,6 +80,8 @@ class DeadLetters(Middleware):
                     {
                         "key": f"dead_letter:{message.message_id}",
                         "kind": "dead_letter",
+                        "queue": message.queue_name,
+                        "message_id": message.message_id,
                         "channel": channel,
                         "reason": reason[:100],
                         "detail": f"{exception}\n\n{detail}" if exception is not None else detail,

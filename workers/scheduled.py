@@ -14,28 +14,48 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from storage import outbox
 from storage.intake_store import EVENT, TICKET
 from workers import messages
 from workers.desk import Desk, _event, assign, away_assignees
+from storage.models import AlertState
+from workers.health import Problem
 from workers.sla import progress
+
+ALERT = AlertState.__table__
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min" if seconds >= 3600 else f"{seconds // 60} min {seconds % 60} s"
 
 Enqueue = Callable[[str], None]
 
 
 class Jobs:
-    def __init__(self, engine: Engine, desk: Desk, enqueue: Enqueue) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        desk: Desk,
+        enqueue: Enqueue,
+        *,
+        health: Callable[[], list[Problem]] | None = None,
+        ops_channel: str | None = None,
+    ) -> None:
         self.engine = engine
         self.desk = desk
         self.enqueue = enqueue
+        self.health = health
+        self.ops_channel = ops_channel
         self.by_name: dict[str, Callable[[datetime], dict[str, int]]] = {
             "sla": self.sla,
             "backlog": self.backlog,
             "away": self.away,
             "digest": self.digest,
             "outbox": self.outbox,
+            "alerts": self.alerts,
         }
 
     def run(self, name: str, now: datetime) -> dict[str, int]:
@@ -177,6 +197,45 @@ class Jobs:
         for key in keys:
             self.enqueue(key)
         return {"requeued": len(keys)}
+
+    # -- operator alerts ---------------------------------------------------------------------
+    def alerts(self, now: datetime) -> dict[str, int]:
+        """Open an alert for each new problem, close it with a recovery notice when it clears — each posted once."""
+        if self.health is None:
+            return {"opened": 0, "closed": 0}
+        problems = {p.key: p for p in self.health()}
+        opened = closed = 0
+        with self.engine.connect() as c:
+            open_alerts = {r.key: r for r in c.execute(select(ALERT).where(ALERT.c.status == "open"))}
+        for key, problem in problems.items():
+            if key in open_alerts:
+                continue
+            since = now.isoformat()
+            with self.engine.begin() as c:
+                c.execute(outbox.insert_factory(c)(ALERT).values(
+                    key=key, condition=problem.condition, subject=problem.subject, status="open", since=now, detail=problem.detail, updated_at=now,
+                ).on_conflict_do_update(index_elements=["key"], set_={"status": "open", "since": now, "detail": problem.detail, "updated_at": now}))
+                icon = "🔴" if problem.severity == "unhealthy" else "🟠"
+                opened += self._alert_post(c, f"alert:{key}:{since}", f"{icon} {problem.detail}", now)
+                _event(c, f"alert:{key}:{since}", "alert_opened", None, now, {"condition": problem.condition, "subject": problem.subject})
+        for key, alert in open_alerts.items():
+            if key in problems:
+                continue
+            with self.engine.begin() as c:
+                c.execute(update(ALERT).where(ALERT.c.key == key, ALERT.c.status == "open").values(status="closed", updated_at=now))
+                lasted = now - alert.since
+                closed += self._alert_post(c, f"recovered:{key}:{alert.since.isoformat()}",
+                                           f"✅ recovered after {_human(lasted)}: {alert.detail}", now)
+                _event(c, f"recovered:{key}:{alert.since.isoformat()}", "alert_closed", None, now, {"condition": alert.condition, "subject": alert.subject})
+        return {"opened": opened, "closed": closed}
+
+    def _alert_post(self, c: Any, key: str, text: str, now: datetime) -> int:
+        if not self.ops_channel:
+            return 1
+        if outbox.add(c, key, "slack_post", None, {"channel": self.ops_channel, "text": text}, now):
+            self.enqueue(key)
+            return 1
+        return 0
 
     def _number(self, ticket: Any) -> str:
         return f"{self.desk.prefix}-{ticket.id}"

@@ -1,0 +1,111 @@
+"""Prometheus metrics of the web process, gathered at scrape time from Redis and the database.
+
+dramatiq's Prometheus middleware counts messages but exposes no queue depth;
+these add it, and the helpdesk's own measures. Database-backed families are
+cached briefly so a tight scrape interval costs the database little.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, case, func, select
+
+from storage.intake_store import EVENT, TICKET
+from workers.health import snapshot
+
+CONFIDENCE_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+class HelpdeskCollector(Collector):
+    def __init__(self, client: Any, namespace: str, engine: Engine, queues: tuple[str, ...], heartbeat_timeout_ms: int,
+                 cache_seconds: float = 15.0) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.engine = engine
+        self.queues = queues
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, list[Any]] | None = None
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._queues()
+        yield from self._latency()
+        yield from self._database()
+
+    def _queues(self) -> Iterator[Any]:
+        snap = snapshot(self.client, self.namespace, self.engine, self.queues, self.heartbeat_timeout_ms)
+        depth = GaugeMetricFamily("helpdesk_queue_messages", "Messages per queue and state.", labels=["queue", "state"])
+        age = GaugeMetricFamily("helpdesk_queue_oldest_age_seconds", "Age of the oldest ready message.", labels=["queue"])
+        for q in snap.queues:
+            for state in ("ready", "delayed", "in_flight", "dead_lettered", "stranded"):
+                depth.add_metric([q.queue, state], getattr(q, state))
+            age.add_metric([q.queue], q.oldest_age_seconds or 0.0)
+        yield depth
+        yield age
+        yield GaugeMetricFamily("helpdesk_workers_alive", "Worker processes with a live heartbeat.", value=len(snap.workers))
+        yield GaugeMetricFamily("helpdesk_dead_letters_open", "Dead letters not replayed or purged.", value=snap.dead_letters_open)
+        yield GaugeMetricFamily("helpdesk_healthy", "1 when intake has no unhealthy problem.", value=0 if snap.status == "unhealthy" else 1)
+        success = GaugeMetricFamily("helpdesk_adapter_last_success_timestamp_seconds", "Last successful sync.", labels=["adapter"])
+        failure = GaugeMetricFamily("helpdesk_adapter_last_error_timestamp_seconds", "Last error.", labels=["adapter"])
+        for name, info in snap.adapters.items():
+            if info.get("last_success"):
+                success.add_metric([name], float(info["last_success"]))
+            if info.get("last_error_at"):
+                failure.add_metric([name], float(info["last_error_at"]))
+        yield success
+        yield failure
+
+    def _latency(self) -> Iterator[Any]:
+        raw = {k.decode(): float(v) for k, v in self.client.hgetall(f"{self.namespace}:histogram:intake_latency_seconds").items()}
+        bounds = sorted((b for b in raw if b not in ("sum", "+Inf")), key=float)
+        family = HistogramMetricFamily("helpdesk_intake_to_ticket_seconds", "From receipt by an adapter to the stored message.")
+        family.add_metric([], [(b, raw[b]) for b in bounds] + [("+Inf", raw.get("+Inf", 0.0))], raw.get("sum", 0.0))
+        yield family
+
+    def _database(self) -> Iterator[Any]:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.cache_seconds:
+                self._cached = (time.monotonic(), list(self._read_database()))
+            families = self._cached[1]
+        yield from families
+
+    def _read_database(self) -> Iterator[Any]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(TICKET.c.channel, TICKET.c.type, TICKET.c.sector, func.count()).group_by(TICKET.c.channel, TICKET.c.type, TICKET.c.sector)).all()
+            buckets = c.execute(select(*[func.sum(case((TICKET.c.type_confidence <= b, 1), else_=0)) for b in CONFIDENCE_BUCKETS],
+                                       func.count(), func.coalesce(func.sum(TICKET.c.type_confidence), 0.0))).one()
+            breaches = c.execute(select(func.count()).select_from(EVENT).where(EVENT.c.kind == "sla_breached")).scalar_one()
+            open_tickets = c.execute(select(TICKET.c.status, func.count()).group_by(TICKET.c.status)).all()
+        tickets = GaugeMetricFamily("helpdesk_tickets", "Tickets by channel, enquiry type and sector.", labels=["channel", "type", "sector"])
+        for channel, etype, sector, n in rows:
+            tickets.add_metric([channel, etype, sector], n)
+        yield tickets
+        statuses = GaugeMetricFamily("helpdesk_tickets_by_status", "Tickets by status.", labels=["status"])
+        for status, n in open_tickets:
+            statuses.add_metric([status], n)
+        yield statuses
+        confidence = HistogramMetricFamily("helpdesk_classification_confidence", "Confidence of the enquiry type of tickets.")
+        cumulative = [(str(b), float(buckets[i] or 0)) for i, b in enumerate(CONFIDENCE_BUCKETS)]
+        confidence.add_metric([], cumulative + [("+Inf", float(buckets[-2] or 0))], float(buckets[-1] or 0))
+        yield confidence
+        yield CounterMetricFamily("helpdesk_sla_breaches", "SLA targets breached.", value=breaches)
+
+
+def dramatiq_collector() -> Collector | None:
+    """dramatiq's own metrics, when its Prometheus middleware writes them on this host (multiprocess files)."""
+    from dramatiq.middleware.prometheus import DB_PATH  # noqa: PLC0415
+    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+    from prometheus_client.registry import CollectorRegistry  # noqa: PLC0415
+
+    if not os.path.isdir(DB_PATH) or not any(name.endswith(".db") for name in os.listdir(DB_PATH)):
+        return None
+    scratch = CollectorRegistry()
+    return MultiProcessCollector(scratch, path=DB_PATH)
