@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     slack_bot_token: str | None = Field(None, description="xoxb-… bot token; without it nothing is posted to Slack.")
     slack_signing_secret: str | None = Field(None, description="Verifies requests Slack sends to /slack/events.")
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (tests point it at a local server).")
+    slack_intake_channels: tuple[str, ...] = Field((), description="Channel ids whose messages are enquiries (DMs to the bot always are).")
+    slack_bot_user_id: str | None = Field(None, description="The bot's user id (default: asked from Slack with auth.test).")
+    slack_app_token: str | None = Field(None, description="xapp-… token for Socket Mode (`helpdesk slack socket`), for desks without a public URL.")
+    effect_lease_seconds: int = Field(300, ge=1, description="A side effect claimed this long ago by a silent worker may be claimed again.")
     ops_slack_channel: str | None = Field(None, description="Where operator alerts go (dead letters, stuck queues, failing adapters, workers gone).")
     alert_queue_age_seconds: float = Field(300.0, gt=0, description="A ready message older than this makes intake unhealthy.")
     alert_adapter_silent_seconds: float = Field(900.0, gt=0, description="An adapter without a successful sync this long is reported.")
@@ -85,7 +89,7 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field("console", description="json in production.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("languages", "imap_folders", mode="before")
+    @field_validator("languages", "imap_folders", "slack_intake_channels", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

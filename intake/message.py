@@ -75,6 +75,7 @@ class InboundMessage(_Frozen):
     received_at: datetime
     sent_at: datetime | None = None
     sender: Party
+    identities: dict[str, str] = Field(default_factory=dict, description="the sender's other identities, e.g. a Slack user's profile e-mail")
     recipients: tuple[Party, ...] = ()
     subject: str = Field("", max_length=2000)
     text: str = ""

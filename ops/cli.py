@@ -234,6 +234,30 @@ def intake_imap() -> None:
         ImapAdapter(watchers, mover).run(stop)
 
 
+slack_app = typer.Typer(no_args_is_help=True, help="Slack transports other than the web process.")
+app.add_typer(slack_app, name="slack")
+
+
+@slack_app.command("socket")
+def slack_socket() -> None:
+    """Receive Slack events, actions and /helpdesk over Socket Mode (no public URL needed); runs until stopped."""
+    import threading  # noqa: PLC0415
+
+    from ops.slack_socket import SocketModeIntake  # noqa: PLC0415
+    from workers.runner import install_signal_handlers  # noqa: PLC0415
+
+    settings = _settings()
+    if not settings.slack_app_token or not settings.slack_bot_token:
+        err.print("[red]Socket Mode needs HELPDESK_SLACK_APP_TOKEN (xapp-…) and HELPDESK_SLACK_BOT_TOKEN[/red]")
+        raise typer.Exit(2)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    with Runtime(settings) as runtime:
+        intake = SocketModeIntake(runtime)
+        console.print("connecting to Slack over Socket Mode (Ctrl-C to stop)")
+        intake.run(stop)
+
+
 @app.command()
 def web(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -40,7 +40,9 @@ def record_correction(
     at = at or utcnow()
     insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
     with engine.begin() as c:
-        row = c.execute(select(TICKET.c.type, TICKET.c.sector, TICKET.c.classification).where(TICKET.c.id == ticket_id)).first()
+        # the row lock keeps two corrections at once (type and sector) from each writing back the other's old JSON
+        row = c.execute(select(TICKET.c.type, TICKET.c.sector, TICKET.c.classification).where(TICKET.c.id == ticket_id)
+                        .with_for_update()).first()
         if row is None:
             raise UnknownTicket(ticket_id)
         old_value = row.type if field == "type" else row.sector

@@ -209,15 +209,29 @@ class IntakeTx:
         self.learned.organisations[domain] = found
         return found
 
-    def upsert_contact(self, channel: str, address: str, display_name: str, organisation_id: int | None, at: datetime) -> int:
-        """The contact of (channel, address), created if new; a contact without an organisation gains ``organisation_id``."""
+    def upsert_contact(self, channel: str, address: str, display_name: str, organisation_id: int | None, at: datetime,
+                       aliases: dict[str, str] | None = None) -> int:
+        """The contact of (channel, address), created if new; a contact without an organisation gains ``organisation_id``.
+
+        ``aliases`` are the same person's identities on other channels (a Slack user's profile e-mail):
+        a new identity joins the contact that already has one of them, and the aliases are recorded.
+        """
         key = (channel, address)
         known = self.known.contacts.get(key)
         if known is None:
             found = self.c.execute(self.s.contact_for, {"channel": channel, "address": address}).first()
             known = (found.contact_id, found.organisation_id) if found is not None else None
+        if known is None and aliases:
+            for alias_channel, alias_address in aliases.items():
+                found = self.c.execute(self.s.contact_for, {"channel": alias_channel, "address": alias_address}).first()
+                if found is not None:
+                    self.c.execute(self.s.identity_insert, {"contact_id": found.contact_id, "channel": channel, "address": address, "created_at": at})
+                    known = (found.contact_id, found.organisation_id)
+                    break
         if known is None:
             known = (self._create_contact(channel, address, display_name, organisation_id, at), organisation_id)
+            for alias_channel, alias_address in (aliases or {}).items():
+                self.c.execute(self.s.identity_insert, {"contact_id": known[0], "channel": alias_channel, "address": alias_address, "created_at": at})
         elif known[1] is None and organisation_id is not None:
             self.c.execute(self.s.contact_set_org, {"contact_pk": known[0], "org_pk": organisation_id})
             known = (known[0], organisation_id)

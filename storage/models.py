@@ -129,6 +129,8 @@ class Ticket(SQLModel, table=True):
     tags: list | None = _json()
     assignment: dict | None = _json()  # who was chosen and why (or why the ticket waits in the backlog)
     assignment_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    card_channel: str | None = Field(default=None, max_length=32)  # the current Slack card: replies in its thread answer the enquirer
+    card_ts: str | None = Field(default=None, max_length=32, index=True)
     assigned_at: datetime | None = _ts(nullable=True)
     sla_policy: str | None = Field(default=None, max_length=64)
     first_response_due_at: datetime | None = _ts(nullable=True)
@@ -192,6 +194,11 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = _ts(nullable=True)
     received_at: datetime = _ts()
     stored_at: datetime = _ts()
+    edited_at: datetime | None = _ts(nullable=True)
+    deleted_at: datetime | None = _ts(nullable=True)
+    author: str | None = Field(default=None, max_length=64)  # the staff member who wrote an outbound message or note
+    status: str | None = Field(default=None, max_length=20)  # outbound: queued | sending | sent | failed
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class MetricEvent(SQLModel, table=True):
@@ -299,4 +306,14 @@ class AlertState(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
-TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox, AlertState]
+class SlackEvent(SQLModel, table=True):
+    """Every Slack event and action handled, by its id: Slack's retries are recognised and done once."""
+
+    __tablename__ = "slack_event"
+
+    key: str = Field(primary_key=True, max_length=255)  # event_id, or action:<user>:<action_ts>
+    kind: str = Field(max_length=40)
+    received_at: datetime = _ts()
+
+
+TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox, AlertState, SlackEvent]

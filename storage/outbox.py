@@ -48,11 +48,11 @@ def add(connection: Connection, key: str, kind: str, ticket_id: int | None, payl
     return inserted is not None
 
 
-def claim(engine: Engine, key: str, now: datetime | None = None) -> OutboxItem | None:
+def claim(engine: Engine, key: str, now: datetime | None = None, lease: timedelta = LEASE) -> OutboxItem | None:
     """Take the row for carrying out; None if it is done, failed, unknown, or leased to a live worker."""
     now = now or utcnow()
     with engine.begin() as c:
-        claimable = or_(OUTBOX.c.status == "pending", (OUTBOX.c.status == "in_progress") & (OUTBOX.c.updated_at < now - LEASE))
+        claimable = or_(OUTBOX.c.status == "pending", (OUTBOX.c.status == "in_progress") & (OUTBOX.c.updated_at < now - lease))
         row = c.execute(
             update(OUTBOX)
             .where(OUTBOX.c.key == key, claimable)
@@ -86,7 +86,8 @@ def record_result(engine: Engine, key: str, result: dict[str, Any]) -> None:
         c.execute(update(OUTBOX).where(OUTBOX.c.key == key).values(result=result, updated_at=utcnow()))
 
 
-def stale_keys(engine: Engine, now: datetime | None = None, pending_after: timedelta = timedelta(seconds=30), limit: int = 500) -> list[str]:
+def stale_keys(engine: Engine, now: datetime | None = None, pending_after: timedelta = timedelta(seconds=30), limit: int = 500,
+               lease: timedelta = LEASE) -> list[str]:
     """Rows the queue may have lost: pending for a while, or leased to a worker that stopped answering."""
     now = now or utcnow()
     with engine.connect() as c:
@@ -95,7 +96,7 @@ def stale_keys(engine: Engine, now: datetime | None = None, pending_after: timed
             .where(
                 or_(
                     (OUTBOX.c.status == "pending") & (OUTBOX.c.updated_at < now - pending_after),
-                    (OUTBOX.c.status == "in_progress") & (OUTBOX.c.updated_at < now - LEASE),
+                    (OUTBOX.c.status == "in_progress") & (OUTBOX.c.updated_at < now - lease),
                 )
             )
             .order_by(OUTBOX.c.id)

@@ -19,11 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-1-test-token"
 
 
 @dataclass
 class Fault:
-    kind: str  # ratelimit | error | server_error | drop
+    kind: str  # ratelimit | error | server_error | drop | hang
     times: int
     value: Any = None
 
@@ -35,6 +36,7 @@ class FakeSlack:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: dict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
+    socket_url: str | None = None  # what apps.connections.open hands out (a SocketModeServer's url)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _clock: float = 0.0
 
@@ -144,6 +146,9 @@ class FakeSlack:
         user = self.users.get(str(args.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
+    def api_apps_connections_open(self, args: dict) -> dict:
+        return {"ok": True, "url": self.socket_url} if self.socket_url else {"ok": False, "error": "not_allowed_token_type"}
+
     def api_views_open(self, args: dict) -> dict:
         return {"ok": True, "view": {"id": "V0001", **(_json(args.get("view")) or {})}}
 
@@ -178,7 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, args: dict[str, Any]) -> None:
         method = urlsplit(self.path).path.rsplit("/", 1)[-1]
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+        token = APP_TOKEN if method == "apps.connections.open" else TOKEN  # Socket Mode opens with the app-level token
+        if self.headers.get("Authorization") != f"Bearer {token}":
             self._reply(200, {"ok": False, "error": "invalid_auth"})
             return
         fault = self._fault(method)
@@ -192,7 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, {"ok": False, "error": fault.value})
             return
         result = self.fake.handle(method, args)
-        if fault is not None and fault.kind == "drop":
+        if fault is not None and fault.kind == "hang":  # done, then silence: the caller is still waiting when it dies
+            time.sleep(float(fault.value or 30))
+        if fault is not None and fault.kind in ("drop", "hang"):
             self.close_connection = True
             self.wfile.flush()
             self.connection.shutdown(2)  # done, but the caller never hears so

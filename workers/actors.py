@@ -10,10 +10,12 @@ Failure handling, by kind:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import dramatiq
 import structlog
@@ -28,7 +30,8 @@ from config.settings import Settings
 from intake.base import Rejected
 from intake.errors import MessageDecodeError
 from intake.message import InboundMessage
-from intake.queue import INTAKE_QUEUE, PROCESS_ACTOR, REJECT_ACTOR, InflightRegistry
+from intake.queue import INTAKE_QUEUE, PROCESS_ACTOR, REJECT_ACTOR, InflightRegistry, QueueSink
+from intake.slack import SLACK_ACTOR, SLACK_QUEUE
 from storage.intake_store import IntakeStore
 from workers.conversation import Threader
 from intake.imap import parse_source
@@ -41,6 +44,7 @@ from workers.effects import Effects
 from workers.health import Problem, snapshot
 from workers.scheduled import Jobs
 from workers.slack import RateLimited, SlackPoster, SlackRefused, make_client
+from workers.slack_handler import SlackHandler
 from storage.models import utcnow
 from classifiers.model import TrainedModels
 
@@ -48,7 +52,7 @@ EFFECTS_QUEUE = "effects"
 SCHEDULED_QUEUE = "scheduled"
 EFFECT_ACTOR = "run_effect"
 JOB_ACTOR = "run_job"
-QUEUES = (INTAKE_QUEUE, EFFECTS_QUEUE, SCHEDULED_QUEUE)
+QUEUES = (INTAKE_QUEUE, EFFECTS_QUEUE, SCHEDULED_QUEUE, SLACK_QUEUE)
 INVALID_INPUT = (MessageDecodeError, DataError)
 MAX_PARENT_WAIT_DELAY_MS = 5000
 
@@ -67,6 +71,7 @@ class Services:
     operations: Desk
     effects: Effects
     jobs: Jobs
+    slack: SlackHandler
 
 
 def enqueue_effect(broker: dramatiq.Broker, key: str) -> None:
@@ -102,13 +107,15 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
         on_enquirer_reply=resume_on_enquirer_reply(operations),
     )
     models.on_change = lambda new: setattr(pipeline, "classifier", EnquiryClassifier(desk, settings.triage_confidence, new))
-    effects = Effects(engine, operations, slack_poster(settings))
+    poster = slack_poster(settings)
+    effects = Effects(engine, operations, poster, lease=timedelta(seconds=settings.effect_lease_seconds))
     def problems() -> list[Problem]:
         return snapshot(broker.client, settings.redis_namespace, engine, QUEUES, settings.heartbeat_timeout_seconds * 1000,
                         queue_age_limit=settings.alert_queue_age_seconds, adapter_silent=settings.alert_adapter_silent_seconds).problems
 
     jobs = Jobs(engine, operations, lambda key: enqueue_effect(broker, key), health=problems, ops_channel=settings.ops_slack_channel)
-    return Services(settings, desk, engine, store, pipeline, inflight, models, operations, effects, jobs)
+    slack = SlackHandler(engine, operations, settings, poster, QueueSink(broker, inflight))
+    return Services(settings, desk, engine, store, pipeline, inflight, models, operations, effects, jobs, slack)
 
 
 def _processed_hook(settings: Settings, broker: dramatiq.Broker) -> Callable[[InboundMessage, "Outcome"], None]:
@@ -216,6 +223,15 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
             enqueue_effect(broker, follow_up)
         structlog.contextvars.bind_contextvars(outcome="done" if result is not None else "skipped")
 
+    def handle_slack(kind: str, body: str) -> None:
+        """An event or an action Slack sent (already verified and acknowledged by the web process)."""
+        payload = json.loads(body)
+        structlog.contextvars.bind_contextvars(slack=kind, event_id=payload.get("event_id") or payload.get("trigger_id"))
+        handled = services.slack.handle(kind, payload)
+        for key in handled.effects:
+            enqueue_effect(broker, key)
+        structlog.contextvars.bind_contextvars(outcome=handled.outcome)
+
     def run_job(name: str) -> None:
         counts = services.jobs.run(name, utcnow())
         structlog.contextvars.bind_contextvars(job=name, **{f"n_{k}": v for k, v in counts.items()})
@@ -225,5 +241,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
         PROCESS_ACTOR: dramatiq.actor(process_inbound, actor_name=PROCESS_ACTOR, **options),
         REJECT_ACTOR: dramatiq.actor(record_rejected, actor_name=REJECT_ACTOR, **options),
         EFFECT_ACTOR: dramatiq.actor(run_effect, actor_name=EFFECT_ACTOR, broker=broker, queue_name=EFFECTS_QUEUE, throws=(SlackRefused,)),
+        SLACK_ACTOR: dramatiq.actor(handle_slack, actor_name=SLACK_ACTOR, broker=broker, queue_name=SLACK_QUEUE,
+                                    throws=(json.JSONDecodeError, *INVALID_INPUT)),
         JOB_ACTOR: dramatiq.actor(run_job, actor_name=JOB_ACTOR, broker=broker, queue_name=SCHEDULED_QUEUE, max_retries=2),
     }

@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection, select
+
+from storage.intake_store import MESSAGE, TICKET
+from storage.models import Contact, ContactIdentity, Organisation
 from workers.desk import Desk
 
+SUMMARY_CHARS = 280
 
-def card(ticket: Any, desk: Desk) -> tuple[str, list[dict[str, Any]]]:
+
+@dataclass(frozen=True)
+class Enquirer:
+    name: str = ""
+    address: str = ""
+    organisation: str = ""
+    summary: str = ""
+
+
+def load(c: Connection, ticket_id: int) -> tuple[Any, Enquirer] | None:
+    """A ticket with who asked (name, address, organisation) and the start of what they asked."""
+    ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+    if ticket is None:
+        return None
+    contact, identity, org = Contact.__table__, ContactIdentity.__table__, Organisation.__table__
+    who = c.execute(select(contact.c.display_name, org.c.name, org.c.domain).select_from(contact.outerjoin(org, org.c.id == contact.c.organisation_id))
+                    .where(contact.c.id == ticket.contact_id)).first() if ticket.contact_id else None
+    address = c.execute(select(identity.c.address).where(identity.c.contact_id == ticket.contact_id)
+                        .order_by((identity.c.channel == ticket.channel).desc(), identity.c.id).limit(1)).scalar() if ticket.contact_id else None
+    first = c.execute(select(MESSAGE.c.text).where(MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "in")
+                      .order_by(MESSAGE.c.id).limit(1)).scalar() or ""
+    summary = " ".join(first.split())
+    if len(summary) > SUMMARY_CHARS:
+        summary = summary[:SUMMARY_CHARS].rsplit(" ", 1)[0] + " …"
+    return ticket, Enquirer(name=who.display_name if who else "", address=address or "",
+                            organisation=(who.name or who.domain or "") if who else "", summary=summary)
+
+
+def _escape(text: str) -> str:
+    """Enquirers' words shown as text, never as Slack markup (no surprise @channel, no disguised links)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _who(channel: str, enquirer: Enquirer) -> str:
+    """The enquirer's name and address; a Slack user as a mention, which Slack shows as their current name."""
+    address = ""
+    if channel == "slack" and re.fullmatch(r"[UW][A-Z0-9]{2,20}", enquirer.address):
+        address = f"<@{enquirer.address}>"
+    elif enquirer.address and enquirer.address != enquirer.name:
+        address = _escape(f"<{enquirer.address}>")
+    return " ".join(p for p in (_escape(enquirer.name), address) if p) or "—"
+
+
+def card(ticket: Any, desk: Desk, enquirer: Enquirer | None = None) -> tuple[str, list[dict[str, Any]]]:
+    enquirer = enquirer or Enquirer()
     number = f"{desk.prefix}-{ticket.id}"
     labels = ticket.classification or {}
 
@@ -21,7 +72,10 @@ def card(ticket: Any, desk: Desk) -> tuple[str, list[dict[str, Any]]]:
     who = f"<@{assignee}>" if assignee else (desk.member_name(ticket.assignee) if ticket.assignee else "_unassigned (backlog)_")
     due = ticket.first_response_due_at
     status = {"new": "🆕 new", "open": "🟢 open", "pending": "⏸ waiting on enquirer", "resolved": "✅ resolved"}.get(ticket.status, ticket.status)
+    who_asked = _who(ticket.channel, enquirer)
     fields = [
+        f"*Enquirer:* {who_asked}",
+        f"*Organisation:* {_escape(enquirer.organisation) or '—'}",
         f"*Type:* {label('type')}" + (" ⚑ needs triage" if ticket.needs_triage else ""),
         f"*Sector:* {label('sector')}",
         f"*Language:* {label('language')}",
@@ -31,10 +85,39 @@ def card(ticket: Any, desk: Desk) -> tuple[str, list[dict[str, Any]]]:
         f"*Priority:* {ticket.priority}",
         f"*Status:* {status}",
     ]
-    text = f"{number} · {ticket.subject[:150]} · {ticket.type} · {ticket.sector} · {ticket.status}"
+    text = f"{number} · {_escape(ticket.subject[:150])} · {ticket.type} · {ticket.sector} · {ticket.status}"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{number} · {ticket.subject[:120] or '(no subject)'}"[:150]}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"routed by rule *{ticket.routing_rule}* to {ticket.team}"}]},
+        *([{"type": "section", "text": {"type": "mrkdwn", "text": "> " + _escape(enquirer.summary)}}] if enquirer.summary else []),
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"routed by rule *{ticket.routing_rule}* to {ticket.team} · "
+                                                                   "reply in this thread to answer the enquirer; start with `note:` to keep it internal"}]},
+        actions(ticket, desk),
     ]
     return text, blocks
+
+
+def actions(ticket: Any, desk: Desk) -> dict[str, Any]:
+    """The card's controls: Claim, Assign to…, Reclassify (type, sector), Resolve / Reopen."""
+    team = desk.team(ticket.team)
+    ticket_id = str(ticket.id)
+
+    def option(text: str, value: str) -> dict[str, Any]:
+        return {"text": {"type": "plain_text", "text": text[:75]}, "value": f"{ticket_id}:{value}"}
+
+    elements: list[dict[str, Any]] = [
+        {"type": "button", "action_id": "claim", "text": {"type": "plain_text", "text": "Claim"}, "value": ticket_id, "style": "primary"},
+    ]
+    if team is not None and team.members:
+        elements.append({"type": "static_select", "action_id": "assign", "placeholder": {"type": "plain_text", "text": "Assign to…"},
+                         "options": [option(m.name, m.key) for m in team.members][:100]})
+    elements.append({"type": "static_select", "action_id": "reclassify_type", "placeholder": {"type": "plain_text", "text": "Type…"},
+                     "options": [option(t, t) for t in desk.config.taxonomy.types][:100]})
+    elements.append({"type": "static_select", "action_id": "reclassify_sector", "placeholder": {"type": "plain_text", "text": "Sector…"},
+                     "options": [option(s.replace("_", " "), s) for s in desk.config.taxonomy.sectors][:100]})
+    if ticket.status == "resolved":
+        elements.append({"type": "button", "action_id": "reopen", "text": {"type": "plain_text", "text": "Reopen"}, "value": ticket_id})
+    else:
+        elements.append({"type": "button", "action_id": "resolve", "text": {"type": "plain_text", "text": "Resolve"}, "value": ticket_id,
+                         "style": "danger"})
+    return {"type": "actions", "block_id": f"ticket:{ticket_id}", "elements": elements}

@@ -107,7 +107,7 @@ def assign(
     Idempotent: a ticket already assigned stays with its assignee unless ``force`` (reassignment).
     """
     with engine.begin() as c:
-        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id).with_for_update()).first()
         if ticket is None:
             return AssignResult("unknown", ticket_id)
         if ticket.status == "resolved":
@@ -158,7 +158,7 @@ def _sla_changes(ticket: Any, desk: Desk, now: datetime) -> dict[str, Any]:
 def set_status(engine: Engine, desk: Desk, ticket_id: int, status: str, now: datetime, *, by: str, key: str) -> bool:
     """Move a ticket to ``status``; pending pauses the SLA clock, leaving pending resumes it. False if nothing changed."""
     with engine.begin() as c:
-        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id).with_for_update()).first()
         if ticket is None or ticket.status == status:
             return False
         if not _event(c, key, "status_changed", ticket_id, now, {"from": ticket.status, "to": status, "by": by}):
@@ -201,7 +201,7 @@ def _resumed(ticket: Any, now: datetime, calendar: BusinessCalendar) -> dict[str
 def record_first_response(engine: Engine, desk: Desk, ticket_id: int, at: datetime, *, by: str, key: str) -> bool:
     """The first reply to the enquirer (not a note, not an acknowledgement): measure it once."""
     with engine.begin() as c:
-        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id).with_for_update()).first()
         if ticket is None or ticket.first_response_at is not None:
             return False
         calendar = desk.calendar(ticket.team)
@@ -247,3 +247,61 @@ def resume_on_enquirer_reply(desk: Desk) -> Any:
         return values
 
     return hook
+
+
+def assign_to(engine: Engine, desk: Desk, ticket_id: int, member: str, now: datetime, *, by: str, key: str) -> AssignResult:
+    """Staff put a ticket with a given person (Claim, Assign to…): no capacity check, the choice is theirs."""
+    with engine.begin() as c:
+        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id).with_for_update()).first()
+        if ticket is None:
+            return AssignResult("unknown", ticket_id)
+        if ticket.assignee == member:
+            return AssignResult("already", ticket_id, member)
+        number = ticket.assignment_count + 1
+        note = {"member": member, "reasons": [f"{'claimed' if by == member else 'assigned'} by {by}"], "at": now.isoformat(), "team": ticket.team}
+        if not _event(c, key, "reassigned" if ticket.assignee else "assigned", ticket_id, now, {**note, "from": ticket.assignee, "by": by}):
+            return AssignResult("already", ticket_id, ticket.assignee)
+        values: dict[str, Any] = {"assignee": member, "assigned_at": now, "assignment_count": number, "assignment": note, "updated_at": now}
+        if ticket.status == "new":
+            values["status"] = "open"
+        values.update(_sla_changes(ticket, desk, now))
+        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**values))
+        return AssignResult("assigned", ticket_id, member, tuple(note["reasons"]))
+
+
+def add_staff_message(
+    engine: Engine, ticket_id: int, text: str, now: datetime, *, author: str, key: str, note: bool,
+    sent_as: tuple[str, str] | None = None,
+) -> tuple[int | None, str | None]:
+    """Record a staff reply (queued for sending, with its outbox row) or an internal note. Idempotent by ``key``.
+
+    ``sent_as`` = (channel, external id) when the reply was already delivered (a staff member answering
+    directly in the enquirer's Slack thread): it is stored as sent. Returns (message id, outbox key to enqueue).
+    """
+    from storage.intake_store import MESSAGE  # noqa: PLC0415
+
+    with engine.begin() as c:
+        ticket = c.execute(select(TICKET.c.id, TICKET.c.channel).where(TICKET.c.id == ticket_id)).first()
+        if ticket is None:
+            return None, None
+        channel, external_id = sent_as or (ticket.channel, f"out:{key}")
+        row = {"ticket_id": ticket_id, "channel": channel, "external_id": external_id[:998], "direction": "out",
+               "kind": "note" if note else "reply", "author": author, "text": text, "content_hash": _hash(text),
+               "status": None if note else ("sent" if sent_as else "queued"), "received_at": now, "stored_at": now, "source": f"staff:{author}"}
+        message_pk = c.execute(
+            _insert(c)(MESSAGE).values(**row).on_conflict_do_nothing(index_elements=["channel", "external_id"]).returning(MESSAGE.c.id)
+        ).scalar()
+        if message_pk is None:
+            return None, None  # recorded before
+        _event(c, f"{'note' if note else 'reply'}:{message_pk}", "note_added" if note else "reply_queued", ticket_id, now, {"by": author})
+        if note or sent_as:
+            return message_pk, None
+        effect = f"reply:{message_pk}"
+        outbox.add(c, effect, "send_reply", ticket_id, {"message": message_pk}, now)
+        return message_pk, effect
+
+
+def _hash(text: str) -> str:
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -10,22 +10,25 @@ Without a Slack token Slack rows complete as skipped (the embedded demo).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from storage import outbox
-from storage.intake_store import TICKET
+from storage.intake_store import MESSAGE, TICKET
 from storage.models import utcnow
 from storage.outbox import OutboxItem
-from workers.desk import Desk, assign
+from workers import cards
+from workers.desk import Desk, assign, record_first_response
 from workers.slack import SlackPoster, SlackRefused
 
 
 class Effects:
-    def __init__(self, engine: Engine, desk: Desk, poster: SlackPoster | None, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: Engine, desk: Desk, poster: SlackPoster | None, clock: Callable[[], datetime] = utcnow,
+                 lease: timedelta = outbox.LEASE) -> None:
         self.engine = engine
+        self.lease = lease
         self.desk = desk
         self.poster = poster
         self.clock = clock
@@ -33,14 +36,18 @@ class Effects:
             "assign": self._assign,
             "slack_post": self._slack_post,
             "slack_card": self._slack_card,
+            "slack_update": self._slack_update,
+            "send_reply": self._send_reply,
         }
+        # Reply senders per channel of the ticket (e-mail and X register theirs); each returns the sent message's id there.
+        self.senders: dict[str, Callable[[Any, Any, OutboxItem], dict[str, Any]]] = {"slack": self._send_slack_reply}
 
     def run(self, key: str) -> dict[str, Any] | None:
         """Carry out one row; None when it is not (or no longer) ours to do. Raises for the caller to retry.
 
         A result's ``effects`` are outbox keys the handler created: the caller enqueues them.
         """
-        item = outbox.claim(self.engine, key, self.clock())
+        item = outbox.claim(self.engine, key, self.clock(), self.lease)
         if item is None:
             return None
         handler = self.handlers.get(item.kind)
@@ -75,13 +82,69 @@ class Effects:
         if self.poster is None:
             return {"skipped": "Slack is not configured"}
         with self.engine.connect() as c:
-            ticket = c.execute(select(TICKET).where(TICKET.c.id == item.ticket_id)).first()
+            loaded = cards.load(c, item.ticket_id)  # type: ignore[arg-type]
+        ticket, enquirer = loaded if loaded is not None else (None, None)
         team = self.desk.team(ticket.team) if ticket is not None else None
         if ticket is None or team is None or not team.slack_channel:
             return {"skipped": "no team channel"}
-        from workers.cards import card  # noqa: PLC0415 - the card layout lives with the Slack interactions
-
-        text, blocks = card(ticket, self.desk)
+        text, blocks = cards.card(ticket, self.desk, enquirer)
         posted = self.poster.post(item.key, team.slack_channel, text, blocks, check_first=item.attempts > 1,
                                   since=item.created_at.timestamp())
+        with self.engine.begin() as c:  # the newest card is the one whose thread answers the enquirer
+            c.execute(update(TICKET).where(TICKET.c.id == ticket.id, TICKET.c.assignment_count <= item.payload.get("assignment", 0))
+                      .values(card_channel=posted.channel, card_ts=posted.ts))
         return {"channel": posted.channel, "ts": posted.ts, "found_existing": posted.found_existing}
+
+    def _slack_update(self, item: OutboxItem) -> dict[str, Any]:
+        """Show the ticket as it is now on its card (the same update twice leaves the same card)."""
+        if self.poster is None:
+            return {"skipped": "Slack is not configured"}
+        shown = None
+        for _ in range(3):  # two updates racing may land out of order: the last one re-reads until the card is current
+            with self.engine.connect() as c:
+                loaded = cards.load(c, item.ticket_id)  # type: ignore[arg-type]
+            if loaded is None or not loaded[0].card_ts:
+                return {"skipped": "no card yet"}
+            ticket, enquirer = loaded
+            current = cards.card(ticket, self.desk, enquirer)
+            if current == shown:
+                break
+            self.poster.update(ticket.card_channel, ticket.card_ts, *current)
+            shown = current
+        return {"channel": ticket.card_channel, "ts": ticket.card_ts}
+
+    def _send_reply(self, item: OutboxItem) -> dict[str, Any]:
+        """Send a staff reply on the enquirer's own channel, once; the first one is the ticket's first response."""
+        with self.engine.connect() as c:
+            message = c.execute(select(MESSAGE).where(MESSAGE.c.id == item.payload["message"])).first()
+            ticket = c.execute(select(TICKET).where(TICKET.c.id == item.ticket_id)).first() if message is not None else None
+        if message is None or ticket is None:
+            return {"skipped": "message gone"}
+        if message.status == "sent":
+            return {"already": "sent"}
+        sender = self.senders.get(ticket.channel)
+        if sender is None:  # stays queued: sent once this channel can send (`helpdesk reply --send-queued`)
+            return {"held": f"no sender for the {ticket.channel} channel yet"}
+        self._set_message(message.id, status="sending")
+        result = sender(message, ticket, item)
+        now = self.clock()
+        self._set_message(message.id, status="sent", sent_at=now, error=None)
+        record_first_response(self.engine, self.desk, ticket.id, now, by=message.author or "staff", key=item.key)
+        return result
+
+    def _send_slack_reply(self, message: Any, ticket: Any, item: OutboxItem) -> dict[str, Any]:
+        if self.poster is None:
+            raise SlackRefused("Slack is not configured")
+        with self.engine.connect() as c:
+            thread_key = c.execute(select(MESSAGE.c.thread_key).where(MESSAGE.c.ticket_id == ticket.id, MESSAGE.c.direction == "in",
+                                                                     MESSAGE.c.thread_key.is_not(None)).order_by(MESSAGE.c.id).limit(1)).scalar()
+        if not thread_key:
+            raise SlackRefused("the enquiry's Slack thread is unknown")
+        channel, thread_ts = thread_key.split(":", 1)
+        posted = self.poster.post(item.key, channel, message.text, thread_ts=thread_ts, check_first=item.attempts > 1,
+                                  since=item.created_at.timestamp())
+        return {"channel": posted.channel, "ts": posted.ts, "found_existing": posted.found_existing}
+
+    def _set_message(self, message_id: int, **values: Any) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(MESSAGE).where(MESSAGE.c.id == message_id).values(**values))

@@ -110,9 +110,10 @@ class Pipeline:
         if verdict is not None:
             return Decisions(verdict, None, None)
         # The new text decides what is asked; the whole text (signature included) who is asking.
-        labels = self.classifier.classify(subject=message.subject, text=message.fresh_text, sender=message.sender.address)
+        who = message.identities.get("email") or message.sender.address  # a Slack user's e-mail tells their organisation
+        labels = self.classifier.classify(subject=message.subject, text=message.fresh_text, sender=who)
         if message.new_text is not None:
-            sector = self.classifier.sectors.classify(message.sender.address, message.text)
+            sector = self.classifier.sectors.classify(who, message.text)
             labels = dataclasses.replace(
                 labels, sector=sector.label, organisation=sector.organisation_domain, organisation_name=sector.organisation_name
             )
@@ -166,7 +167,7 @@ class Pipeline:
         self, tx: IntakeTx, message: InboundMessage, delivery_id: str, link: ThreadLink, labels: Classification, now: datetime
     ) -> Outcome:
         assert link.ticket_id is not None
-        contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, None, now)
+        contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, None, now, message.identities)
         message_pk = tx.insert_message(
             _message_row(message, delivery_id, now, ticket_id=link.ticket_id, kind="reply", link=link,
                          contact_id=contact_id, language=labels.language.value)
@@ -196,7 +197,7 @@ class Pipeline:
         organisation_id = None
         if labels.organisation:
             organisation_id = tx.upsert_organisation(labels.organisation, labels.organisation_name, labels.sector.value, now)
-        contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, organisation_id, now)
+        contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, organisation_id, now, message.identities)
         opened_at = _opened_at(message)
         ticket_id = tx.create_ticket(_ticket_row(message, labels, route, contact_id, organisation_id, opened_at, now))
         message_pk = tx.insert_message(
@@ -230,12 +231,18 @@ def _route_facts(message: InboundMessage, labels: Classification) -> RouteFacts:
         sector=labels.sector.value,
         language=labels.language.value,
         channel=message.channel,
-        domain=message.sender.domain,
+        domain=_sender_domain(message),
         text=f"{message.subject}\n{message.fresh_text}",
         needs_triage=labels.needs_triage,
         organisation=labels.organisation,
         confidence=labels.type.confidence,
     )
+
+
+def _sender_domain(message: InboundMessage) -> str | None:
+    """The e-mail domain of the sender — for a Slack user, of their profile e-mail."""
+    address = message.identities.get("email") or message.sender.address
+    return address.rsplit("@", 1)[1].lower() if "@" in address else None
 
 
 def _opened_at(message: InboundMessage) -> datetime:

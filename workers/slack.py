@@ -64,7 +64,7 @@ class SlackPoster:
              thread_ts: str | None = None, check_first: bool = False, since: float | None = None) -> Posted:
         """Post once per ``key``. With ``check_first`` (a retry) look for an earlier post of this key first."""
         if check_first:
-            existing = self.find(key, channel, since)
+            existing = self.find(key, channel, since, thread_ts=thread_ts)
             if existing is not None:
                 return existing
         response = self._call(
@@ -77,13 +77,18 @@ class SlackPoster:
         """Replace a message in place (the same call twice leaves the same message)."""
         self._call("chat_update", channel=channel, ts=ts, text=text, blocks=blocks)
 
-    def find(self, key: str, channel: str, since: float | None) -> Posted | None:
+    def find(self, key: str, channel: str, since: float | None, *, thread_ts: str | None = None) -> Posted | None:
         """A message of ours with this key in the channel's recent history (or in the thread), if any."""
         channel_id = self.channel_id(channel)
         cursor = None
         for _ in range(5):  # up to 1,000 recent messages
-            response = self._call("conversations_history", channel=channel_id, oldest=str(since - 60) if since else "0",
-                                  limit=200, include_all_metadata=True, cursor=cursor)
+            oldest = str(since - 60) if since else "0"
+            if thread_ts:  # replies live in their thread, not in the channel's history
+                response = self._call("conversations_replies", channel=channel_id, ts=thread_ts, oldest=oldest, limit=200,
+                                      include_all_metadata=True, cursor=cursor)
+            else:
+                response = self._call("conversations_history", channel=channel_id, oldest=oldest, limit=200,
+                                      include_all_metadata=True, cursor=cursor)
             for message in response.get("messages", []):
                 metadata = message.get("metadata") or {}
                 if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("key") == key:

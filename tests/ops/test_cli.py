@@ -56,7 +56,7 @@ def test_status_reads_the_shared_embedded_server(demo_run: tuple[Path, dict[str,
     workdir, env, _ = demo_run
     status = json.loads(run_cli(["status", "--json"], env, cwd=workdir).stdout)
     queues = {q["queue"]: q for q in status["queues"]}
-    assert set(queues) == {"intake", "effects", "scheduled"}
+    assert set(queues) == {"intake", "effects", "scheduled", "slack"}
     assert all(q["ready"] == 0 and q["dead_lettered"] == 0 for q in queues.values())
     assert status["redis"] == "embedded" and status["tickets"] == 35
 

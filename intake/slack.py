@@ -1,0 +1,106 @@
+"""Slack as a channel: verifying what Slack sends, and turning its message events into InboundMessages.
+
+Every request to ``/slack/events`` is checked with slack_sdk's
+``SignatureVerifier`` on the raw body (HMAC-SHA256, constant-time compare,
+timestamps older than five minutes refused) and against a replay guard: a
+signature already seen is refused, so a captured request cannot be sent
+again. Slack's own retries carry fresh timestamps and signatures and pass; the
+worker recognises them by ``event_id``.
+
+A message's identity is (channel, ts); its thread key is (channel, thread_ts
+or ts), so replies in a Slack thread join the ticket its first message opened.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import dramatiq
+import redis
+from slack_sdk.signature import SignatureVerifier
+
+from intake.message import InboundMessage, Party, ThreadRefs, content_hash
+
+SLACK_QUEUE = "slack"
+SLACK_ACTOR = "handle_slack"
+MAX_BODY_BYTES = 1_000_000
+REPLAY_WINDOW_SECONDS = 360
+_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|([^>]+))?>")
+_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>|<(https?://[^>]+)>|<mailto:[^|>]+\|([^>]+)>")
+
+
+class SlackRequestVerifier:
+    """Signature, age and replay checks for requests from Slack."""
+
+    def __init__(self, signing_secret: str, client: redis.Redis | None, namespace: str) -> None:
+        self.verifier = SignatureVerifier(signing_secret)
+        self.client = client
+        self.namespace = namespace
+
+    def verify(self, body: bytes, headers: dict[str, str]) -> str | None:
+        """None when the request is genuine and fresh; otherwise why it is refused."""
+        if len(body) > MAX_BODY_BYTES:
+            return "body too large"
+        timestamp = headers.get("x-slack-request-timestamp", "")
+        signature = headers.get("x-slack-signature", "")
+        if not timestamp or not signature:
+            return "unsigned"
+        if not self.verifier.is_valid(body, timestamp, signature):
+            return "bad signature or stale timestamp"
+        if self.client is not None and not self.client.set(f"{self.namespace}:slack-seen:{signature}", 1, nx=True, ex=REPLAY_WINDOW_SECONDS):
+            return "replayed request"
+        return None
+
+
+def enqueue(broker: dramatiq.Broker, kind: str, payload: dict[str, Any]) -> None:
+    """Hand a verified event or action to the workers; returns once Redis has it (then Slack may have its 200)."""
+    broker.enqueue(dramatiq.Message(queue_name=SLACK_QUEUE, actor_name=SLACK_ACTOR, args=(kind, json.dumps(payload)), kwargs={}, options={}))
+
+
+def is_message_from_a_person(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    if event.get("type") != "message" or event.get("bot_id") or event.get("subtype") in ("bot_message", "message_changed",
+                                                                                          "message_deleted", "channel_join",
+                                                                                          "channel_leave", "message_replied"):
+        return False
+    return bool(event.get("user")) and event.get("user") != bot_user_id
+
+
+def plain_text(text: str, names: dict[str, str] | None = None) -> str:
+    """Slack mrkdwn to readable text: <@U1> → @name, <url|label> → label (url)."""
+    def mention(match: re.Match[str]) -> str:
+        return "@" + ((names or {}).get(match.group(1)) or match.group(2) or match.group(1))
+
+    def link(match: re.Match[str]) -> str:
+        if match.group(1):
+            return f"{match.group(2)} ({match.group(1)})"
+        return match.group(3) or match.group(4) or ""
+
+    text = _MENTION.sub(mention, text or "")
+    text = _LINK.sub(link, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def message_to_inbound(event: dict[str, Any], *, user_name: str, user_email: str | None, received_at: datetime | None = None,
+                       event_id: str | None = None) -> InboundMessage:
+    channel = event["channel"]
+    ts = event["ts"]
+    thread_ts = event.get("thread_ts") or ts
+    text = plain_text(event.get("text", ""))[:200_000]
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    sent_at = datetime.fromtimestamp(float(ts), timezone.utc)
+    return InboundMessage(
+        channel="slack",
+        external_id=f"{channel}:{ts}",
+        received_at=received_at or datetime.now(timezone.utc),
+        sent_at=sent_at,
+        sender=Party(address=event["user"], name=user_name),
+        identities={"email": user_email.lower()} if user_email else {},
+        subject=first_line[:120],
+        text=text,
+        thread=ThreadRefs(message_id=f"{channel}:{ts}", thread_key=f"{channel}:{thread_ts}"),
+        source=f"slack:{channel}:{ts}",
+        content_hash=content_hash(channel, ts, event["user"], text),
+    )

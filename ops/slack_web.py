@@ -1,0 +1,185 @@
+"""``POST /slack/events``: Slack's Events API, interactivity and the ``/helpdesk`` slash command on one URL.
+
+Every request is verified first (signature on the raw body, age, replay) and
+refused with 401 otherwise. Events and card actions are handed to the workers
+on the ``slack`` queue and acknowledged only once Redis has them; the workers
+deduplicate Slack's retries by ``event_id``. The slash command is answered
+directly (an ephemeral message to the person who typed it), because its
+answer is what they are waiting for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+from sqlalchemy import Engine, and_, func, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from config.desk import load_desk
+from intake.slack import MAX_BODY_BYTES, SlackRequestVerifier, enqueue
+from ops.runtime import Runtime
+from storage import outbox
+from storage.intake_store import TICKET
+from storage.models import utcnow
+from workers.desk import OPEN_STATUSES, Desk, set_status
+
+log = structlog.get_logger("helpdesk.web")
+LISTED = 15
+_NUMBER = re.compile(r"^\s*(?:([A-Za-z]+)-)?(\d+)\s*$")
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def _body(request: Request) -> bytes:
+    """The raw body, read no further than MAX_BODY_BYTES."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def slack_routes(runtime: Runtime) -> list[BaseRoute]:
+    settings = runtime.settings
+    verifier = SlackRequestVerifier(settings.slack_signing_secret or "", runtime.broker.client, settings.redis_namespace)
+    commands = SlashCommands(runtime.engine, Desk(load_desk(settings), settings.ticket_prefix), runtime)
+
+    async def events(request: Request) -> Response:
+        try:
+            body = await _body(request)
+        except TooLarge:
+            return PlainTextResponse("request too large", status_code=413)
+        refused = verifier.verify(body, {k.lower(): v for k, v in request.headers.items()})
+        if refused is not None:
+            log.warning("slack request refused", reason=refused, retry=request.headers.get("x-slack-retry-num"))
+            return PlainTextResponse(refused, status_code=401)
+        content_type = request.headers.get("content-type", "")
+        try:
+            if content_type.startswith("application/json"):
+                return _event_callback(json.loads(body))
+            form = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+        except (ValueError, UnicodeDecodeError):
+            return PlainTextResponse("malformed body", status_code=400)
+        if "payload" in form:
+            try:
+                payload = json.loads(form["payload"])
+            except ValueError:
+                return PlainTextResponse("malformed payload", status_code=400)
+            enqueue(runtime.broker, "interactive", payload)
+            return Response(status_code=200)
+        if form.get("command"):
+            return JSONResponse(commands.answer(form))
+        return PlainTextResponse("unknown request", status_code=400)
+
+    def _event_callback(payload: dict[str, Any]) -> Response:
+        if payload.get("type") == "url_verification":
+            return JSONResponse({"challenge": payload.get("challenge", "")})
+        if payload.get("type") == "event_callback":
+            enqueue(runtime.broker, "event", payload)  # raises (→ 500, Slack retries) if Redis does not take it
+        return Response(status_code=200)
+
+    return [Route("/slack/events", events, methods=["POST"])]
+
+
+class SlashCommands:
+    """``/helpdesk mine``, ``/helpdesk queue``, ``/helpdesk resolve HD-123``."""
+
+    def __init__(self, engine: Engine, desk: Desk, runtime: Runtime) -> None:
+        self.engine = engine
+        self.desk = desk
+        self.runtime = runtime
+        self.staff = {m.slack_user: m.key for t in desk.config.teams.teams.values() for m in t.members if m.slack_user}
+
+    def answer(self, form: dict[str, str]) -> dict[str, Any]:
+        words = form.get("text", "").split()
+        verb, rest = (words[0].lower(), " ".join(words[1:])) if words else ("help", "")
+        member = self.staff.get(form.get("user_id", ""))
+        if member is None:
+            return _ephemeral("Only members of the desk's teams can use /helpdesk (ask an admin to add your Slack id to `teams.yaml`).")
+        if verb == "mine":
+            return self._mine(member)
+        if verb == "queue":
+            return self._queue(member)
+        if verb == "resolve" and rest:
+            return self._resolve(member, rest, form)
+        return _ephemeral("Usage: `/helpdesk mine` (your open tickets) · `/helpdesk queue` (your teams' unassigned tickets) · "
+                          f"`/helpdesk resolve {self.desk.prefix}-123`")
+
+    def _teams_of(self, member: str) -> list[str]:
+        return [key for key, team in self.desk.config.teams.teams.items() if any(m.key == member for m in team.members)]
+
+    def _mine(self, member: str) -> dict[str, Any]:
+        condition = and_(TICKET.c.assignee == member, TICKET.c.status.in_(OPEN_STATUSES))
+        return self._listing(condition, "Your open tickets", "Nothing assigned to you is open. 🎉")
+
+    def _queue(self, member: str) -> dict[str, Any]:
+        teams = self._teams_of(member)
+        condition = and_(TICKET.c.team.in_(teams), TICKET.c.assignee.is_(None), TICKET.c.status.in_(OPEN_STATUSES))
+        return self._listing(condition, f"Unassigned in {', '.join(teams)}", "No unassigned tickets in your teams.")
+
+    def _listing(self, condition: Any, title: str, empty: str) -> dict[str, Any]:
+        with self.engine.connect() as c:
+            total = c.execute(select(func.count()).select_from(TICKET).where(condition)).scalar() or 0
+            rows = c.execute(select(TICKET.c.id, TICKET.c.subject, TICKET.c.type, TICKET.c.status, TICKET.c.first_response_due_at,
+                                    TICKET.c.first_response_at, TICKET.c.card_channel, TICKET.c.card_ts)
+                             .where(condition).order_by(TICKET.c.first_response_due_at.is_(None), TICKET.c.first_response_due_at, TICKET.c.id)
+                             .limit(LISTED)).all()
+        if not rows:
+            return _ephemeral(empty)
+        lines = [self._line(row) for row in rows]
+        more = f"\n…and {total - len(rows)} more" if total > len(rows) else ""
+        text = f"*{title}* ({total})\n" + "\n".join(lines) + more
+        return {"response_type": "ephemeral", "text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]}
+
+    def _line(self, row: Any) -> str:
+        subject = row.subject[:80].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") or "(no subject)"
+        number = f"{self.desk.prefix}-{row.id}"
+        due = ""
+        if row.first_response_at is None and row.first_response_due_at is not None:
+            overdue = row.first_response_due_at < utcnow()
+            due = f" · {'⚠ overdue since' if overdue else 'reply due'} {row.first_response_due_at:%Y-%m-%d %H:%M} UTC"
+        return f"• *{number}* {subject} · {row.type} · {row.status}{due}"
+
+    def _resolve(self, member: str, reference: str, form: dict[str, str]) -> dict[str, Any]:
+        match = _NUMBER.match(reference)
+        if match is None or (match.group(1) and match.group(1).upper() != self.desk.prefix.upper()):
+            return _ephemeral(f"`{reference[:40]}` is not a ticket number like {self.desk.prefix}-123.")
+        ticket_id = int(match.group(2))
+        number = f"{self.desk.prefix}-{ticket_id}"
+        now = utcnow()
+        key = f"resolve:slash:{form.get('user_id', '')}:{form.get('trigger_id') or now.isoformat()}"
+        with self.engine.connect() as c:
+            status = c.execute(select(TICKET.c.status).where(TICKET.c.id == ticket_id)).scalar()
+        if status is None:
+            return _ephemeral(f"There is no {number}.")
+        if status == "resolved":
+            return _ephemeral(f"{number} is already resolved.")
+        set_status(self.engine, self.desk, ticket_id, "resolved", now, by=member, key=key)
+        self._update_card(ticket_id, key)
+        return _ephemeral(f"✅ {number} resolved.")
+
+    def _update_card(self, ticket_id: int, key: str) -> None:
+        from workers.actors import enqueue_effect  # noqa: PLC0415 - the web process only enqueues
+
+        effect = f"card-update:{ticket_id}:{key}"
+        with self.engine.begin() as c:
+            added = outbox.add(c, effect, "slack_update", ticket_id, {})
+        if added:
+            enqueue_effect(self.runtime.broker, effect)
+
+
+def _ephemeral(text: str) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "text": text}

@@ -1,0 +1,216 @@
+"""What the worker does with what Slack sends: events (messages, edits, deletions) and actions on cards.
+
+Each event is done once: its ``event_id`` (an action's user and ``action_ts``)
+is recorded in ``slack_event`` under a unique key, so Slack's retries — which
+it sends when our 200 came late — change nothing. Messages in intake channels
+and DMs to the bot become InboundMessages on the intake queue; a staff
+member's message in a card's thread becomes a reply to the enquirer (or an
+internal note when it starts with ``note:``); a staff member answering in the
+enquirer's own Slack thread is recorded as a reply already sent.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from config.settings import Settings
+from intake.base import Sink
+from intake.slack import is_message_from_a_person, message_to_inbound, plain_text
+from storage import outbox
+from storage.corrections import UnknownTicket, record_correction
+from storage.intake_store import MESSAGE, TICKET
+from storage.models import SlackEvent, utcnow
+from workers.desk import Desk, _event, add_staff_message, assign_to, record_first_response, set_status
+from workers.slack import SlackPoster
+
+SLACK_EVENT = SlackEvent.__table__
+
+
+@dataclass(frozen=True)
+class Handled:
+    outcome: str
+    effects: tuple[str, ...] = ()
+
+
+class SlackHandler:
+    def __init__(self, engine: Engine, desk: Desk, settings: Settings, poster: SlackPoster | None, sink: Sink) -> None:
+        self.engine = engine
+        self.desk = desk
+        self.poster = poster
+        self.sink = sink
+        self.intake_channels = set(settings.slack_intake_channels)
+        self._bot_user_id = settings.slack_bot_user_id
+        self.staff = {m.slack_user: m.key for t in desk.config.teams.teams.values() for m in t.members if m.slack_user}
+        self.members = {m.key for t in desk.config.teams.teams.values() for m in t.members}
+
+    @property
+    def bot_user_id(self) -> str | None:
+        if self._bot_user_id is None and self.poster is not None:
+            self._bot_user_id = self.poster.client.auth_test().get("user_id")
+        return self._bot_user_id
+
+    def handle(self, kind: str, payload: dict[str, Any]) -> Handled:
+        if kind == "event":
+            event = payload.get("event") or {}
+            key = payload.get("event_id") or f"{event.get('channel')}:{event.get('event_ts') or event.get('ts')}"
+            if not self._first_time(key, event.get("type", "event")):
+                return Handled("duplicate")
+            return self._event(event, key)
+        if kind == "interactive":
+            user = (payload.get("user") or {}).get("id", "")
+            stamps = [a.get("action_ts", "") for a in payload.get("actions", [])]
+            if not self._first_time(f"action:{user}:{':'.join(stamps)}", payload.get("type", "interactive")):
+                return Handled("duplicate")
+            return self._actions(payload)
+        return Handled("ignored")
+
+    def _first_time(self, key: str, kind: str) -> bool:
+        with self.engine.begin() as c:
+            inserted = c.execute(
+                outbox.insert_factory(c)(SLACK_EVENT).values(key=key[:255], kind=kind[:40], received_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["key"]).returning(SLACK_EVENT.c.key)
+            ).scalar()
+        return inserted is not None
+
+    # -- events -----------------------------------------------------------------------------
+    def _event(self, event: dict[str, Any], event_id: str) -> Handled:
+        if event.get("type") != "message":
+            return Handled("ignored")
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            return self._edited(event)
+        if subtype == "message_deleted":
+            return self._deleted(event)
+        if not is_message_from_a_person(event, self.bot_user_id):
+            return Handled("ignored")  # bots, our own posts, joins
+        channel, thread_ts = event.get("channel"), event.get("thread_ts")
+        if thread_ts:
+            card_ticket = self._ticket_of_card(channel, thread_ts)
+            if card_ticket is not None:
+                return self._staff_in_card_thread(card_ticket, event)
+        is_intake = channel in self.intake_channels or event.get("channel_type") == "im"
+        if not is_intake:
+            return Handled("ignored")
+        if event["user"] in self.staff and thread_ts:
+            ticket_id = self._ticket_of_thread(channel, thread_ts)
+            if ticket_id is not None:  # staff answering in the enquirer's own thread: already delivered
+                return self._staff_answered_in_place(ticket_id, event)
+        name, email = self._user(event["user"])
+        self.sink.put(message_to_inbound(event, user_name=name, user_email=email, event_id=event_id))
+        return Handled("queued")
+
+    def _staff_in_card_thread(self, ticket_id: int, event: dict[str, Any]) -> Handled:
+        member = self.staff.get(event["user"])
+        if member is None:
+            return Handled("ignored")  # someone not on the desk chatting under a card
+        text = plain_text(event.get("text", "")).strip()
+        note = text.lower().startswith("note:")
+        body = text[5:].strip() if note else text
+        now = utcnow()
+        _, effect = add_staff_message(self.engine, ticket_id, body, now, author=member, key=f"slack:{event['channel']}:{event['ts']}", note=note)
+        return Handled("note" if note else "reply", (effect,) if effect else ())
+
+    def _staff_answered_in_place(self, ticket_id: int, event: dict[str, Any]) -> Handled:
+        member = self.staff[event["user"]]
+        now = datetime.fromtimestamp(float(event["ts"]), timezone.utc)
+        add_staff_message(self.engine, ticket_id, plain_text(event.get("text", "")), now, author=member,
+                          key=f"slack:{event['channel']}:{event['ts']}", note=False, sent_as=("slack", f"{event['channel']}:{event['ts']}"))
+        record_first_response(self.engine, self.desk, ticket_id, now, by=member, key=f"slack:{event['ts']}")
+        return Handled("answered_in_place")
+
+    def _edited(self, event: dict[str, Any]) -> Handled:
+        changed = event.get("message") or {}
+        external_id = f"{event.get('channel')}:{changed.get('ts')}"
+        now = utcnow()
+        with self.engine.begin() as c:
+            row = c.execute(select(MESSAGE.c.id, MESSAGE.c.text, MESSAGE.c.ticket_id).where(
+                MESSAGE.c.channel == "slack", MESSAGE.c.external_id == external_id)).first()
+            if row is None:
+                return Handled("ignored")
+            new_text = plain_text(changed.get("text", ""))
+            c.execute(update(MESSAGE).where(MESSAGE.c.id == row.id).values(text=new_text, edited_at=now))
+            _event(c, f"edited:{external_id}:{event.get('event_ts')}", "message_edited", row.ticket_id, now,
+                   {"message": row.id, "before": row.text[:2000], "after": new_text[:2000]})
+        return Handled("edited")
+
+    def _deleted(self, event: dict[str, Any]) -> Handled:
+        external_id = f"{event.get('channel')}:{event.get('deleted_ts')}"
+        now = utcnow()
+        with self.engine.begin() as c:
+            row = c.execute(select(MESSAGE.c.id, MESSAGE.c.ticket_id).where(
+                MESSAGE.c.channel == "slack", MESSAGE.c.external_id == external_id)).first()
+            if row is None:
+                return Handled("ignored")
+            c.execute(update(MESSAGE).where(MESSAGE.c.id == row.id).values(deleted_at=now))
+            _event(c, f"deleted:{external_id}", "message_deleted", row.ticket_id, now, {"message": row.id})
+        return Handled("deleted")
+
+    # -- actions on cards ------------------------------------------------------------------
+    def _actions(self, payload: dict[str, Any]) -> Handled:
+        user = (payload.get("user") or {}).get("id", "")
+        member = self.staff.get(user)
+        effects: list[str] = []
+        for action in payload.get("actions", []):
+            done = self._action(action, user, member)
+            if done is not None:
+                ticket_id, key = done
+                effect = f"card-update:{ticket_id}:{key}"
+                with self.engine.begin() as c:
+                    if outbox.add(c, effect, "slack_update", ticket_id, {}):
+                        effects.append(effect)
+        return Handled("actions", tuple(effects))
+
+    def _action(self, action: dict[str, Any], user: str, member: str | None) -> tuple[int, str] | None:
+        action_id = action.get("action_id", "")
+        raw = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
+        ticket_part, _, choice = raw.partition(":")
+        if not ticket_part.isdigit():
+            return None
+        ticket_id = int(ticket_part)
+        key = f"slack:{user}:{action.get('action_ts', '')}"
+        by = member or user
+        now = utcnow()
+        taxonomy = self.desk.config.taxonomy
+        reclassify = {"reclassify_type": ("type", taxonomy.types), "reclassify_sector": ("sector", taxonomy.sectors)}
+        if action_id == "claim" and member is not None:
+            assign_to(self.engine, self.desk, ticket_id, member, now, by=member, key=f"claim:{key}")
+        elif action_id == "assign" and choice in self.members:
+            assign_to(self.engine, self.desk, ticket_id, choice, now, by=by, key=f"assign:{key}")
+        elif action_id in reclassify and choice in reclassify[action_id][1]:
+            field = reclassify[action_id][0]
+            try:
+                record_correction(self.engine, ticket_id=ticket_id, field=field, new_value=choice, by=by, key=key, source="slack")  # type: ignore[arg-type]
+            except UnknownTicket:
+                return None
+        elif action_id in ("resolve", "reopen"):
+            set_status(self.engine, self.desk, ticket_id, "resolved" if action_id == "resolve" else "open", now, by=by, key=f"{action_id}:{key}")
+        else:
+            return None
+        return ticket_id, key
+
+    # -- lookups ----------------------------------------------------------------------------
+    def _ticket_of_card(self, channel: str | None, ts: str) -> int | None:
+        with self.engine.connect() as c:
+            return c.execute(select(TICKET.c.id).where(TICKET.c.card_ts == ts, TICKET.c.card_channel == channel)).scalar()
+
+    def _ticket_of_thread(self, channel: str, thread_ts: str) -> int | None:
+        with self.engine.connect() as c:
+            return c.execute(select(MESSAGE.c.ticket_id).where(
+                MESSAGE.c.channel == "slack", MESSAGE.c.thread_key == f"{channel}:{thread_ts}", MESSAGE.c.ticket_id.is_not(None)
+            ).limit(1)).scalar()
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one handler per worker process; profiles change rarely
+    def _user(self, user_id: str) -> tuple[str, str | None]:
+        if self.poster is None:
+            return user_id, None
+        try:
+            profile = self.poster.user_info(user_id)
+        except Exception:  # noqa: BLE001 - without a profile the enquiry still counts; the name is the id
+            return user_id, None
+        details = profile.get("profile") or {}
+        return profile.get("real_name") or details.get("real_name") or profile.get("name") or user_id, details.get("email")
