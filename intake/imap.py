@@ -222,6 +222,8 @@ class FolderWatcher:
         while not self.stop.is_set():
             self.sync(client, overlap=first)
             first = False
+            if _new_mail_reported(client) or _new_mail_since(client):
+                continue  # mail arrived while we searched: IDLE would report only later changes
             if self.idle_supported:
                 self._idle(client)
             else:
@@ -230,6 +232,7 @@ class FolderWatcher:
     def sync(self, client: IMAPClient, *, overlap: bool = False) -> int:
         """Enqueue every message above the checkpoint (and ``overlap`` below it); returns how many were read."""
         info = client.select_folder(self.folder, readonly=True)
+        _new_mail_reported(client)  # the EXISTS of EXAMINE itself: what we are about to search
         uidvalidity = int(info[b"UIDVALIDITY"])
         checkpoint = self.checkpoints.get(ADAPTER, self.account.name, self.folder)
         last = 0
@@ -278,6 +281,27 @@ class FolderWatcher:
                     break  # any response is a hint: leave IDLE and sync from the checkpoint
         finally:
             client.idle_done()
+
+
+def _new_mail_reported(client: IMAPClient) -> bool:
+    """Whether the server sent an ``EXISTS`` with the answers to our last commands (and forget it).
+
+    imaplib files such unsolicited responses away and imapclient does not hand them back, so mail
+    appended while a SEARCH ran would otherwise wait for the next poll: IDLE reports only later changes.
+    """
+    untagged = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+    if not isinstance(untagged, dict):
+        return False
+    reported = untagged.pop("EXISTS", None)
+    untagged.pop("RECENT", None)
+    return bool(reported)
+
+
+def _new_mail_since(client: IMAPClient) -> bool:
+    """NOOP just before IDLE: the server reports mail that arrived since our search (Dovecot's IDLE
+    itself may not mention it until its next check, 30 s later)."""
+    _text, responses = client.noop()
+    return any(isinstance(r, tuple) and len(r) >= 2 and r[1] == b"EXISTS" for r in responses)
 
 
 class ProcessedMover:

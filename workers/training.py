@@ -66,7 +66,7 @@ def read_examples(path: Path) -> list[Example]:
 
 @functools.cache
 def shipped_examples() -> tuple[Example, ...]:
-    return tuple(e for path in sorted(DATA.glob("*.jsonl")) for e in read_examples(path))
+    return tuple(e for path in sorted(DATA.glob("examples-*.jsonl")) for e in read_examples(path))
 
 
 def is_heldout(example: Example) -> bool:
