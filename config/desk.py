@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from config.errors import ConfigFileError
 from config.settings import Settings
+from config.templates import Templates
 
 
 class _Frozen(BaseModel):
@@ -165,6 +166,7 @@ class DeskConfig(_Frozen):
     teams: Teams
     routing: Routing
     sla: SlaPolicies = SlaPolicies(version=1)
+    templates: Templates = Templates(version=1)
     languages: tuple[str, ...]
 
 
@@ -179,6 +181,7 @@ def load_desk(settings: Settings) -> DeskConfig:
         teams=_load(settings.teams_file, Teams),
         routing=_load(settings.routing_file, Routing),
         sla=_load(settings.sla_file, SlaPolicies),
+        templates=_load(settings.templates_file, Templates),
         languages=settings.languages,
     )
     problems = _cross_check(desk)
@@ -228,6 +231,7 @@ def _cross_check(desk: DeskConfig) -> list[str]:
         problems.extend(_check_rule(rule, desk, seen))
     problems.extend(_check_teams(desk))
     problems.extend(_check_sla(desk))
+    problems.extend(desk.templates.problems(desk.languages, CHANNELS))
     return problems
 
 

@@ -72,6 +72,30 @@ class Settings(BaseSettings):
     imap_processed_action: Literal["none", "flag", "move"] = Field("none", description="After the ticket exists: flag the mail, or move it to HELPDESK_IMAP_PROCESSED_FOLDER.")
     imap_processed_folder: str = Field("Processed", description="Target folder of HELPDESK_IMAP_PROCESSED_ACTION=move.")
     imap_processed_flag: str = Field("$HelpdeskProcessed", description="Keyword set by HELPDESK_IMAP_PROCESSED_ACTION=flag.")
+    smtp_host: str | None = Field(None, description="SMTP server that sends replies; without it e-mail replies stay queued.")
+    smtp_port: int | None = Field(None, ge=1, le=65535, description="Default 465 with tls, 587 with starttls, 25 without.")
+    smtp_user: str | None = Field(None, description="SMTP login (none: no authentication).")
+    smtp_password: str | None = Field(None, description="SMTP password.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field("starttls", description="starttls (submission), tls (implicit, port 465) or none (a local relay).")
+    smtp_ca_file: Path | None = Field(None, description="Extra CA certificate(s) to trust for the SMTP server.")
+    smtp_timeout_seconds: int = Field(30, ge=1, description="Timeout of every SMTP socket operation.")
+    reply_to_plus_addressing: bool = Field(True, description="Reply-To carries the ticket: helpdesk+hd-123@… (replies thread even without headers).")
+    # -- replies, acknowledgements, documentation ---------------------------------------------
+    templates_file: Path = Field(CONFIG_DIR / "templates.yaml", description="Acknowledgements and canned replies, per language, and team signatures.")
+    acknowledge: bool = Field(True, description="Acknowledge new tickets (never automated mail; at most once per contact per window).")
+    acknowledgement_window_hours: float = Field(24.0, ge=0, description="At most one acknowledgement per contact in this many hours.")
+    docs_index: Path | None = Field(None, description="Documentation index built by `helpdesk docs index`; default DATA_DIR/docs-index.json.")
+    docs_gap_score: float = Field(0.0, ge=0.0, description="A ticket whose best documentation match scores below this is a possible gap (0: the index's own threshold).")
+    # -- X -------------------------------------------------------------------------------------
+    x_bearer_token: str | None = Field(None, description="App-only bearer token (reading mentions).")
+    x_consumer_key: str | None = Field(None, description="OAuth 1.0a consumer key of the app (user context: DMs, replies).")
+    x_consumer_secret: str | None = Field(None, description="OAuth 1.0a consumer secret.")
+    x_access_token: str | None = Field(None, description="OAuth 1.0a access token of the helpdesk account.")
+    x_access_token_secret: str | None = Field(None, description="OAuth 1.0a access token secret of the helpdesk account.")
+    x_account_id: str | None = Field(None, description="The helpdesk account's numeric user id.")
+    x_poll_seconds: int = Field(60, ge=1, description="How often `helpdesk intake x` polls mentions and DMs.")
+    x_api_url: str = Field("https://api.twitter.com", description="X API base URL (tests point it at a local server).")
+    x_timeout_seconds: int = Field(15, ge=1, description="Timeout of every X API call (tweepy sets none).")
     # -- Slack ---------------------------------------------------------------------------------
     slack_bot_token: str | None = Field(None, description="xoxb-… bot token; without it nothing is posted to Slack.")
     slack_signing_secret: str | None = Field(None, description="Verifies requests Slack sends to /slack/events.")
@@ -133,6 +157,10 @@ class Settings(BaseSettings):
             return self.message_id_domain.lower()
         # A subdomain of our own, so that no staff member's mail client ever shares it.
         return f"helpdesk.{self.mail_from.rsplit('@', 1)[1].lower()}" if self.mail_from and "@" in self.mail_from else None
+
+    @property
+    def resolved_docs_index(self) -> Path:
+        return self.docs_index or self.data_dir / "docs-index.json"
 
     @property
     def resolved_model_dir(self) -> Path:

@@ -15,16 +15,14 @@ from classifiers.evaluation import Evaluation
 from classifiers.pipeline import EnquiryClassifier
 from config.desk import load_desk
 from config.settings import Settings
+from ops.logs import command_settings as _settings
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate, run and retrain the enquiry classifiers.")
+
 console = Console()
 err = Console(stderr=True)
 
 
-def _settings() -> Settings:
-    from ops.cli import _settings as cli_settings  # noqa: PLC0415
-
-    return cli_settings()
 
 
 def _examples(path: Path | None):  # noqa: ANN202 - list[Example]

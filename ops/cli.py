@@ -14,9 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from config.errors import ConfigError
-from config.settings import Settings, load_settings
 from intake.files import FileAdapter, discover
-from ops.logs import configure_logging
+from ops.logs import command_settings as _settings
 from ops.runtime import Runtime, prepare_worker
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Helpdesk intake: enquiries in, classified and routed tickets out.")
@@ -32,8 +31,13 @@ app.add_typer(intake_app, name="intake")
 
 def _register_subcommands() -> None:
     from ops.classify_cli import app as classify_app  # noqa: PLC0415
+    from ops.docs_cli import register as register_docs  # noqa: PLC0415
+    from ops.x_cli import register as register_x_intake, register_x  # noqa: PLC0415
 
     app.add_typer(classify_app, name="classify")
+    register_docs(app)
+    register_x_intake(intake_app)
+    register_x(app)
 
 
 _register_subcommands()
@@ -51,10 +55,6 @@ def main() -> None:
         sys.exit(2)
 
 
-def _settings(**overrides: Any) -> Settings:
-    settings = load_settings(**overrides)
-    configure_logging(settings.log_format, settings.log_level)
-    return settings
 
 
 def _dump(data: Any) -> None:
@@ -402,6 +402,85 @@ def reclassify(
                 raise typer.Exit(1) from exc
             note = "" if result.recorded else " (already recorded)"
             console.print(f"{settings.ticket_prefix}-{ticket_id} {field}: {result.old_value} → {value}{note}")
+
+
+@app.command()
+def reply(
+    ticket: Annotated[str | None, typer.Argument(help="Ticket number, e.g. HD-123.")] = None,
+    text: Annotated[str | None, typer.Argument(help="The reply (or use --canned, or --file).")] = None,
+    by: Annotated[str | None, typer.Option(help="Who answers (a member key of teams.yaml).")] = None,
+    canned: Annotated[str | None, typer.Option(help="Send this canned reply of templates.yaml, filled in for the ticket.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read the reply from this file ('-' for standard input).")] = None,
+    note: Annotated[bool, typer.Option("--note", help="An internal note: never sent to the enquirer.")] = False,
+    with_docs: Annotated[bool, typer.Option("--with-docs", help="Append the ticket's documentation suggestions.")] = False,
+    list_canned: Annotated[bool, typer.Option("--list-canned", help="List the canned replies.")] = False,
+    send_queued: Annotated[bool, typer.Option("--send-queued", help="Send replies held while their channel had no sender.")] = False,
+    resend: Annotated[int | None, typer.Option(help="Queue a failed reply (by message id) once more.")] = None,
+) -> None:
+    """Answer a ticket's enquirer on their own channel (sent by the worker), or add an internal note."""
+    from config.desk import load_desk  # noqa: PLC0415
+    from storage.models import utcnow  # noqa: PLC0415
+    from workers.actors import enqueue_effect  # noqa: PLC0415
+    from workers.desk import Desk, add_staff_message  # noqa: PLC0415
+    from workers.replies import UnknownCanned, render_canned, resend as resend_message, send_queued as release_queued, suggestions_text  # noqa: PLC0415
+
+    settings = _settings()
+    desk = Desk(load_desk(settings), settings.ticket_prefix)
+    templates = desk.config.templates
+    if list_canned:
+        table = _table("Canned replies", ["name", "title", "languages"])
+        for name, entry in templates.canned.items():
+            table.add_row(name, entry.title, ", ".join(entry.text))
+        console.print(table)
+        return
+    with Runtime(settings) as runtime:
+        if send_queued or resend is not None:
+            keys = release_queued(runtime.engine) if send_queued else [k for k in [resend_message(runtime.engine, resend or 0)] if k]
+            for key in keys:
+                enqueue_effect(runtime.broker, key)
+            if resend is not None and not keys:
+                err.print(f"[red]message {resend} is not a failed reply[/red]")
+                raise typer.Exit(1)
+            console.print(f"queued {len(keys)} repl{'y' if len(keys) == 1 else 'ies'} for sending")
+            return
+        if ticket is None or not by:
+            err.print("give a ticket number and --by (or --list-canned, --send-queued, --resend ID)")
+            raise typer.Exit(2)
+        if by not in {m.key for t in desk.config.teams.teams.values() for m in t.members}:
+            err.print(f"[red]{by!r} is not a member of any team in {settings.teams_file}[/red]")
+            raise typer.Exit(2)
+        ticket_id = _ticket_number(ticket, settings.ticket_prefix)
+        try:
+            body = _reply_text(text, file) if canned is None else render_canned(runtime.engine, desk, ticket_id, canned, agent=by)
+        except (UnknownCanned, LookupError) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        if with_docs:
+            from sqlalchemy import select  # noqa: PLC0415
+
+            from storage.intake_store import TICKET  # noqa: PLC0415
+
+            with runtime.engine.connect() as c:
+                row = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+            body = body.rstrip() + "\n" + (suggestions_text(row, templates) if row is not None else "")
+        if not body.strip():
+            err.print("[red]the reply is empty[/red]")
+            raise typer.Exit(2)
+        now = utcnow()
+        message_id, effect = add_staff_message(runtime.engine, ticket_id, body, now, author=by, key=f"cli:{by}:{now.isoformat()}", note=note)
+        if message_id is None:
+            err.print(f"[red]there is no {settings.ticket_prefix}-{ticket_id}[/red]")
+            raise typer.Exit(1)
+        if effect:
+            enqueue_effect(runtime.broker, effect)
+        what = "note added to" if note else "reply queued on"
+        console.print(f"{what} {settings.ticket_prefix}-{ticket_id} (message {message_id})")
+
+
+def _reply_text(text: str | None, file: Path | None) -> str:
+    if file is not None:
+        return sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    return text or ""
 
 
 def _ticket_number(text: str, prefix: str) -> int:

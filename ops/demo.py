@@ -23,6 +23,7 @@ from ops.views import render_matrix, report_data, render_tickets, ticket_rows
 
 SAMPLES = Path(__file__).resolve().parent / "samples" / "enquiries"
 MARKER = ".helpdesk-demo"
+DOCS = Path(__file__).resolve().parents[1] / "config" / "docs"
 
 
 def run_demo(settings: Settings, console: Console, *, reset: bool = True) -> dict:
@@ -32,6 +33,7 @@ def run_demo(settings: Settings, console: Console, *, reset: bool = True) -> dic
     console.rule("[bold]helpdesk demo")
     console.print(f"data folder: [bold]{settings.data_dir.resolve()}[/bold] (SQLite + embedded Redis, append-only)")
     started = time.monotonic()
+    _index_docs(settings, console)
     with Runtime(settings) as runtime:
         prepare_worker(runtime)
         from ops.cli import import_paths  # noqa: PLC0415 - shares the CLI's progress display
@@ -43,6 +45,15 @@ def run_demo(settings: Settings, console: Console, *, reset: bool = True) -> dic
     elapsed = time.monotonic() - started
     _summarise(console, data, rows, settings, elapsed)
     return data
+
+
+def _index_docs(settings: Settings, console: Console) -> None:
+    """The sample desk's documentation, indexed so each ticket gets its suggestions (`helpdesk docs index config/docs`)."""
+    from classifiers.docs import build_index  # noqa: PLC0415
+
+    index = build_index(DOCS)
+    index.save(settings.resolved_docs_index)
+    console.print(f"documentation index: {len(index.pages)} pages of {DOCS} → {settings.resolved_docs_index}")
 
 
 def _prepare_folder(data_dir: Path, reset: bool) -> None:
@@ -94,6 +105,8 @@ def _summarise(console: Console, data: dict, rows: list[dict], settings: Setting
     console.print(f"  automated (no ticket): {data['automated']} ({automated})")
     console.print(f"  quarantined:        {data['quarantined']} ({quarantined})")
     console.print(f"  needs triage:       {data['needs_triage']}")
+    signposted = sum(1 for row in rows if row.get("suggestions"))
+    console.print(f"  documentation:      suggestions on {signposted} tickets, {data['docs_gaps']} possible gaps")
     folder = settings.data_dir.resolve()
     console.print(f"data: database {folder / 'helpdesk.db'}, Redis {folder / 'redis'}, raw mail {folder / 'raw'}")
     console.print("next: [bold]helpdesk tickets[/bold] · [bold]helpdesk tickets --json[/bold] · [bold]helpdesk report[/bold] · [bold]helpdesk status[/bold]")

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING, Any
 
 import structlog
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+
+class _StderrLogger:
+    """Writes each line to the *current* ``sys.stderr`` (a process, a test runner or a daemon may replace it)."""
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
@@ -20,8 +36,17 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLogger,
         cache_logger_on_first_use=True,
     )
     # dramatiq and other libraries log through the standard library: keep their warnings and errors.
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+def command_settings(**overrides: Any) -> "Settings":
+    """A command's settings (environment plus ``overrides``), with logging configured by them."""
+    from config.settings import load_settings  # noqa: PLC0415
+
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_format, settings.log_level)
+    return settings

@@ -36,6 +36,8 @@ def ticket_rows(runtime: Runtime, limit: int | None = None) -> list[dict[str, An
             "created_at": row["created_at"],
             "classification": row["classification"],
             "routing": row["routing"],
+            "suggestions": row["suggestions"] or [],
+            "docs_gap": row["docs_gap"],
         }
         for row in rows
     ]
@@ -81,7 +83,8 @@ def write_csv(data: dict[str, Any], folder: "Path") -> list["Path"]:
             writer.writerows(rows)
         written.append(path)
 
-    table("summary", ["measure", "value"], [[k, data[k]] for k in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs_triage")])
+    table("summary", ["measure", "value"], [[k, data[k]] for k in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs_triage",
+                                                                          "docs_gaps")])
     table("by_month", ["dimension", "month", "value", "tickets"],
           [[d, m, v, n] for d, months in data["by_month"].items() for m, values in sorted(months.items()) for v, n in sorted(values.items())])
     table("times", ["measure", "median_hours", "p90_hours", "n"],
@@ -103,9 +106,10 @@ def render_report(console: Console, data: dict[str, Any]) -> None:
     period = data.get("period", {})
     console.rule(f"Management information · {period.get('since') or 'all time'} → {period.get('until')}")
     totals = Table(title="Intake", title_justify="left")
-    for column in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs triage"):
+    for column in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs triage", "docs gaps"):
         totals.add_column(column, justify="right")
-    totals.add_row(*(str(data[k]) for k in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs_triage")))
+    totals.add_row(*(str(data.get(k, 0)) for k in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs_triage",
+                                                   "docs_gaps")))
     console.print(totals)
     render_matrix(console, "Tickets by type × sector", data["type_by_sector"])
     if "by_month" in data:

@@ -129,6 +129,8 @@ class Ticket(SQLModel, table=True):
     tags: list | None = _json()
     assignment: dict | None = _json()  # who was chosen and why (or why the ticket waits in the backlog)
     assignment_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    suggestions: list | None = _json()  # documentation pages that may answer it: [{title, url, score}], best first
+    docs_gap: bool | None = None  # no page matched well: a possible gap in the documentation
     card_channel: str | None = Field(default=None, max_length=32)  # the current Slack card: replies in its thread answer the enquirer
     card_ts: str | None = Field(default=None, max_length=32, index=True)
     assigned_at: datetime | None = _ts(nullable=True)

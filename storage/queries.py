@@ -45,6 +45,9 @@ def summary(connection: Connection, since: datetime | None = None, until: dateti
         "quarantined": _count(connection, QUARANTINE, *_window(QUARANTINE.c.created_at, since, until)),
         "automated_by_kind": _group(connection, MESSAGE.c.automated_kind, MESSAGE.c.kind == "automated", *message_window),
         "quarantined_by_reason": _group(connection, QUARANTINE.c.reason, *_window(QUARANTINE.c.created_at, since, until)),
+        # new tickets whose best documentation match was weak: pages to write (see `helpdesk docs`)
+        "docs_gaps": _count(connection, EVENT, EVENT.c.kind == "docs_gap", *event_window),
+        "docs_gaps_by_type": _group(connection, TICKET.c.type, EVENT.c.kind == "docs_gap", EVENT.c.ticket_id == TICKET.c.id, *event_window),
     }
     data.update(ticket_breakdowns(connection, ticket_window))
     return data

@@ -228,3 +228,14 @@ def slack():  # noqa: ANN201 - tests.slack_server.SlackServer
 
     with SlackServer() as server:
         yield server
+
+
+# -- X ----------------------------------------------------------------------------------
+@pytest.fixture
+def x():  # noqa: ANN201 - tests.x_server.XServer, with the enquirers ANA and BEN
+    from tests.x_server import ANA, BEN, XServer  # noqa: PLC0415
+
+    with XServer() as server:
+        server.fake.add_user(ANA, "ana_gomez", "Ana Gómez")
+        server.fake.add_user(BEN, "ben_okafor", "Ben Okafor")
+        yield server

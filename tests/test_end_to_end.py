@@ -6,7 +6,6 @@ import json
 import random
 import signal
 import time
-from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy import select
 from storage.db import create_db_engine
 from storage.intake_store import MESSAGE, QUARANTINE, TICKET
 from tests.cli import cli_env, run_cli, start_cli
-from tests.factories import NOW, make_email
+from tests.factories import make_email
 
 pytestmark = pytest.mark.slow
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import dramatiq
 import structlog
@@ -23,6 +24,7 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 
+from classifiers.docs import DocsIndex, DocsIndexError, Signposting
 from classifiers.pipeline import EnquiryClassifier
 from config.broker import observability
 from config.desk import DeskConfig, load_desk
@@ -41,9 +43,12 @@ from workers.routing import Router
 from workers.training import ModelStore, load_or_train
 from workers.desk import Desk, resume_on_enquirer_reply
 from workers.effects import Effects
+from workers.email_out import EmailSender
+from workers.x_sender import XSender
 from workers.health import Problem, snapshot
 from workers.scheduled import Jobs
-from workers.slack import RateLimited, SlackPoster, SlackRefused, make_client
+from workers.errors import EffectRefused, RetryLater
+from workers.slack import SlackPoster, make_client
 from workers.slack_handler import SlackHandler
 from storage.models import utcnow
 from classifiers.model import TrainedModels
@@ -105,10 +110,18 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
         own_message_id_domain=settings.resolved_message_id_domain,
         after_store=_processed_hook(settings, broker) if settings.imap_processed_action != "none" else None,
         on_enquirer_reply=resume_on_enquirer_reply(operations),
+        signpost=DocsWatcher(settings.resolved_docs_index, settings.docs_gap_score).signpost,
     )
     models.on_change = lambda new: setattr(pipeline, "classifier", EnquiryClassifier(desk, settings.triage_confidence, new))
     poster = slack_poster(settings)
-    effects = Effects(engine, operations, poster, lease=timedelta(seconds=settings.effect_lease_seconds))
+    effects = Effects(engine, operations, poster, lease=timedelta(seconds=settings.effect_lease_seconds), acknowledge=settings.acknowledge,
+                      acknowledgement_window=timedelta(hours=settings.acknowledgement_window_hours))
+    email = EmailSender.from_settings(engine, settings, desk.templates.desk_name)
+    if email is not None:
+        effects.senders["email"] = email
+    x_sender = XSender.from_settings(engine, settings)
+    if x_sender is not None:
+        effects.senders["x"] = x_sender
     def problems() -> list[Problem]:
         return snapshot(broker.client, settings.redis_namespace, engine, QUEUES, settings.heartbeat_timeout_seconds * 1000,
                         queue_age_limit=settings.alert_queue_age_seconds, adapter_silent=settings.alert_adapter_silent_seconds).problems
@@ -157,6 +170,52 @@ class ModelWatcher:
                     structlog.get_logger("helpdesk.worker").info("classifier model updated", version=newest.version)
         finally:
             self._lock.release()
+
+
+class DocsWatcher:
+    """The documentation index of `helpdesk docs index`, reloaded when the file changes; no index, no suggestions."""
+
+    CHECK_SECONDS = 30.0
+
+    def __init__(self, path: Path, gap_score: float = 0.0) -> None:
+        self.path = path
+        self.gap_score = gap_score
+        self.index: DocsIndex | None = None
+        self._stamp: float | None = None
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+        self._reload()  # before the first message: every ticket gets suggestions once an index exists
+
+    def current(self) -> DocsIndex | None:
+        if time.monotonic() - self._checked >= self.CHECK_SECONDS and self._lock.acquire(blocking=False):
+            try:
+                self._checked = time.monotonic()
+                self._reload()
+            finally:
+                self._lock.release()
+        return self.index
+
+    def _reload(self) -> None:
+        try:
+            stamp: float | None = self.path.stat().st_mtime
+        except OSError:
+            stamp = None
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self.index = self._load() if stamp is not None else None
+
+    def _load(self) -> DocsIndex | None:
+        try:
+            index = DocsIndex.load(self.path, gap_score=self.gap_score or None)
+        except DocsIndexError as exc:
+            structlog.get_logger("helpdesk.worker").warning("documentation index unusable; no suggestions", error=str(exc))
+            return None
+        structlog.get_logger("helpdesk.worker").info("documentation index loaded", pages=len(index.pages), path=str(self.path))
+        return index
+
+    def signpost(self, text: str, language: str) -> Signposting | None:
+        index = self.current()
+        return index.signpost(text, k=3, language=language) if index is not None else None
 
 
 def parent_wait_schedule(wait_seconds: int, max_retries: int) -> list[int]:
@@ -217,7 +276,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
         structlog.contextvars.bind_contextvars(effect=key)
         try:
             result = services.effects.run(key)
-        except RateLimited as exc:
+        except RetryLater as exc:
             raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
         for follow_up in (result or {}).get("effects", []):
             enqueue_effect(broker, follow_up)
@@ -240,7 +299,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
     return {
         PROCESS_ACTOR: dramatiq.actor(process_inbound, actor_name=PROCESS_ACTOR, **options),
         REJECT_ACTOR: dramatiq.actor(record_rejected, actor_name=REJECT_ACTOR, **options),
-        EFFECT_ACTOR: dramatiq.actor(run_effect, actor_name=EFFECT_ACTOR, broker=broker, queue_name=EFFECTS_QUEUE, throws=(SlackRefused,)),
+        EFFECT_ACTOR: dramatiq.actor(run_effect, actor_name=EFFECT_ACTOR, broker=broker, queue_name=EFFECTS_QUEUE, throws=(EffectRefused,)),
         SLACK_ACTOR: dramatiq.actor(handle_slack, actor_name=SLACK_ACTOR, broker=broker, queue_name=SLACK_QUEUE,
                                     throws=(json.JSONDecodeError, *INVALID_INPUT)),
         JOB_ACTOR: dramatiq.actor(run_job, actor_name=JOB_ACTOR, broker=broker, queue_name=SCHEDULED_QUEUE, max_retries=2),

@@ -90,11 +90,23 @@ def card(ticket: Any, desk: Desk, enquirer: Enquirer | None = None) -> tuple[str
         {"type": "header", "text": {"type": "plain_text", "text": f"{number} · {ticket.subject[:120] or '(no subject)'}"[:150]}},
         *([{"type": "section", "text": {"type": "mrkdwn", "text": "> " + _escape(enquirer.summary)}}] if enquirer.summary else []),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]},
+        *_documentation(ticket),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"routed by rule *{ticket.routing_rule}* to {ticket.team} · "
                                                                    "reply in this thread to answer the enquirer; start with `note:` to keep it internal"}]},
         actions(ticket, desk),
     ]
     return text, blocks
+
+
+def _documentation(ticket: Any) -> list[dict[str, Any]]:
+    """The top documentation suggestions (links), or a note that nothing matched: a possible gap."""
+    found = [s for s in (getattr(ticket, "suggestions", None) or []) if isinstance(s, dict) and str(s.get("url", "")).startswith(("https://", "http://"))]
+    if found:
+        links = " · ".join(f"<{s['url'].replace('|', '%7C').replace('>', '%3E')}|{_escape(str(s.get('title') or s['url']))[:80]}>" for s in found[:3])
+        return [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"📚 *Docs:* {links}"[:2900]}]}]
+    if getattr(ticket, "docs_gap", None):
+        return [{"type": "context", "elements": [{"type": "mrkdwn", "text": "📚 no documentation page matched: a possible gap"}]}]
+    return []
 
 
 def actions(ticket: Any, desk: Desk) -> dict[str, Any]:
@@ -115,6 +127,13 @@ def actions(ticket: Any, desk: Desk) -> dict[str, Any]:
                      "options": [option(t, t) for t in desk.config.taxonomy.types][:100]})
     elements.append({"type": "static_select", "action_id": "reclassify_sector", "placeholder": {"type": "plain_text", "text": "Sector…"},
                      "options": [option(s.replace("_", " "), s) for s in desk.config.taxonomy.sectors][:100]})
+    canned = desk.config.templates.canned
+    if canned:
+        elements.append({"type": "static_select", "action_id": "canned", "placeholder": {"type": "plain_text", "text": "Canned reply…"},
+                         "options": [option(entry.title, name) for name, entry in canned.items()][:100],
+                         "confirm": {"title": {"type": "plain_text", "text": "Send to the enquirer?"},
+                                     "text": {"type": "plain_text", "text": "The canned reply, filled in for this ticket, goes to the enquirer now."},
+                                     "confirm": {"type": "plain_text", "text": "Send"}, "deny": {"type": "plain_text", "text": "Cancel"}}})
     if ticket.status == "resolved":
         elements.append({"type": "button", "action_id": "reopen", "text": {"type": "plain_text", "text": "Reopen"}, "value": ticket_id})
     else:

@@ -271,7 +271,7 @@ def assign_to(engine: Engine, desk: Desk, ticket_id: int, member: str, now: date
 
 def add_staff_message(
     engine: Engine, ticket_id: int, text: str, now: datetime, *, author: str, key: str, note: bool,
-    sent_as: tuple[str, str] | None = None,
+    sent_as: tuple[str, str] | None = None, kind: str = "reply", subject: str = "",
 ) -> tuple[int | None, str | None]:
     """Record a staff reply (queued for sending, with its outbox row) or an internal note. Idempotent by ``key``.
 
@@ -286,14 +286,14 @@ def add_staff_message(
             return None, None
         channel, external_id = sent_as or (ticket.channel, f"out:{key}")
         row = {"ticket_id": ticket_id, "channel": channel, "external_id": external_id[:998], "direction": "out",
-               "kind": "note" if note else "reply", "author": author, "text": text, "content_hash": _hash(text),
+               "kind": "note" if note else kind, "author": author, "text": text, "content_hash": _hash(text), "subject": subject[:2000],
                "status": None if note else ("sent" if sent_as else "queued"), "received_at": now, "stored_at": now, "source": f"staff:{author}"}
         message_pk = c.execute(
             _insert(c)(MESSAGE).values(**row).on_conflict_do_nothing(index_elements=["channel", "external_id"]).returning(MESSAGE.c.id)
         ).scalar()
         if message_pk is None:
             return None, None  # recorded before
-        _event(c, f"{'note' if note else 'reply'}:{message_pk}", "note_added" if note else "reply_queued", ticket_id, now, {"by": author})
+        _event(c, f"{'note' if note else kind}:{message_pk}", "note_added" if note else f"{kind}_queued", ticket_id, now, {"by": author})
         if note or sent_as:
             return message_pk, None
         effect = f"reply:{message_pk}"

@@ -1,9 +1,15 @@
 """Carrying out outbox rows: one handler per kind, each idempotent.
 
-Errors, by kind: ``RateLimited`` → the row goes back to pending and the
-caller retries after Slack's delay; ``SlackUnavailable`` (network, 5xx) → back
-to pending, retried with backoff, and the retry checks whether the post went
-out before; ``SlackRefused`` → the row fails, with Slack's error visible.
+Errors, by kind: ``RetryLater`` (a rate limit) → the row goes back to pending
+and the caller retries after the far side's delay; ``SlackUnavailable``
+(network, 5xx) → back to pending, retried with backoff, and the retry checks
+whether the post went out before; ``EffectRefused`` → the row fails, with the
+error visible.
+
+Replies are sent exactly once: the message is marked ``sending`` before it
+leaves. A retry that finds it so asks the channel whether it went out (Slack
+and X can be searched for the reply's key); where the channel cannot tell (SMTP)
+the reply is marked failed as *unconfirmed* for staff to check — never sent twice.
 Without a Slack token Slack rows complete as skipped (the embedded demo).
 """
 
@@ -16,31 +22,41 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from storage import outbox
-from storage.intake_store import MESSAGE, TICKET
-from storage.models import utcnow
+from storage.intake_store import EVENT, MESSAGE, TICKET
+from storage.models import Contact, utcnow
 from storage.outbox import OutboxItem
 from workers import cards
-from workers.desk import Desk, assign, record_first_response
+from workers.desk import Desk, _event, add_staff_message, assign, record_first_response
+from workers.errors import EffectRefused
+from workers.replies import template_values
 from workers.slack import SlackPoster, SlackRefused
+
+
+CONTACT = Contact.__table__
 
 
 class Effects:
     def __init__(self, engine: Engine, desk: Desk, poster: SlackPoster | None, clock: Callable[[], datetime] = utcnow,
-                 lease: timedelta = outbox.LEASE) -> None:
+                 lease: timedelta = outbox.LEASE, *, acknowledge: bool = False, acknowledgement_window: timedelta = timedelta(hours=24)) -> None:
         self.engine = engine
         self.lease = lease
         self.desk = desk
         self.poster = poster
         self.clock = clock
+        self.acknowledge = acknowledge
+        self.acknowledgement_window = acknowledgement_window
         self.handlers: dict[str, Callable[[OutboxItem], dict[str, Any]]] = {
             "assign": self._assign,
+            "acknowledge": self._acknowledge,
             "slack_post": self._slack_post,
             "slack_card": self._slack_card,
             "slack_update": self._slack_update,
             "send_reply": self._send_reply,
         }
         # Reply senders per channel of the ticket (e-mail and X register theirs); each returns the sent message's id there.
+        # A sender that finds its own earlier sends on a retry says so with ``detects_earlier_sends = True``.
         self.senders: dict[str, Callable[[Any, Any, OutboxItem], dict[str, Any]]] = {"slack": self._send_slack_reply}
+        self.detecting = {"slack"}
 
     def run(self, key: str) -> dict[str, Any] | None:
         """Carry out one row; None when it is not (or no longer) ours to do. Raises for the caller to retry.
@@ -56,7 +72,7 @@ class Effects:
             return None
         try:
             result = handler(item)
-        except SlackRefused as exc:
+        except EffectRefused as exc:
             outbox.release(self.engine, key, str(exc), final=True)
             return {"failed": str(exc)}
         except Exception as exc:
@@ -68,7 +84,38 @@ class Effects:
     # -- handlers ---------------------------------------------------------------------
     def _assign(self, item: OutboxItem) -> dict[str, Any]:
         result = assign(self.engine, self.desk, item.ticket_id, self.clock())  # type: ignore[arg-type]
-        return {"outcome": result.outcome, "member": result.member, "reasons": list(result.reasons), "effects": list(result.effects)}
+        effects = list(result.effects)
+        if self.acknowledge:
+            with self.engine.begin() as c:
+                if outbox.add(c, f"ack:{item.ticket_id}", "acknowledge", item.ticket_id, {}, self.clock()):
+                    effects.append(f"ack:{item.ticket_id}")
+        return {"outcome": result.outcome, "member": result.member, "reasons": list(result.reasons), "effects": effects}
+
+    def _acknowledge(self, item: OutboxItem) -> dict[str, Any]:
+        """Tell a new enquirer we have their enquiry — once per contact per window, in their language, on their channel."""
+        now = self.clock()
+        with self.engine.begin() as c:
+            ticket = c.execute(select(TICKET).where(TICKET.c.id == item.ticket_id)).first()
+            if ticket is None or ticket.channel not in self.senders:
+                return {"skipped": "no sender for this channel"}
+            templates = self.desk.config.templates
+            texts = templates.acknowledgements.get(ticket.channel)
+            if texts is None or ticket.contact_id is None:
+                return {"skipped": "no acknowledgement for this channel"}
+            # One decision per contact at a time: the check and the record share this transaction and the contact's lock.
+            who = c.execute(select(CONTACT.c.display_name).where(CONTACT.c.id == ticket.contact_id).with_for_update()).scalar() or ""
+            recent = c.execute(select(EVENT.c.ticket_id).select_from(EVENT.join(TICKET, TICKET.c.id == EVENT.c.ticket_id)).where(
+                EVENT.c.kind == "acknowledged", TICKET.c.contact_id == ticket.contact_id, TICKET.c.id != ticket.id,
+                EVENT.c.at > now - self.acknowledgement_window).limit(1)).scalar()
+            if recent is not None:
+                return {"skipped": f"acknowledged {self.desk.prefix}-{recent} within the window"}
+            _event(c, f"acknowledged:{ticket.id}", "acknowledged", ticket.id, now, {"contact": ticket.contact_id})
+        values = template_values(self.desk, ticket, enquirer=who)
+        body = templates.render(templates.pick(texts.body, ticket.language) or "", values)
+        subject = templates.render(templates.pick(texts.subject, ticket.language) or "", values).strip() if texts.subject else ""
+        message_pk, effect = add_staff_message(self.engine, ticket.id, body, now, author="helpdesk", key=f"ack:{ticket.id}",
+                                               note=False, kind="acknowledgement", subject=subject)
+        return {"message": message_pk, "effects": [effect] if effect else []}
 
     def _slack_post(self, item: OutboxItem) -> dict[str, Any]:
         if self.poster is None:
@@ -120,16 +167,26 @@ class Effects:
             ticket = c.execute(select(TICKET).where(TICKET.c.id == item.ticket_id)).first() if message is not None else None
         if message is None or ticket is None:
             return {"skipped": "message gone"}
-        if message.status == "sent":
-            return {"already": "sent"}
+        if message.status in ("sent", "failed"):
+            return {"already": message.status}
         sender = self.senders.get(ticket.channel)
         if sender is None:  # stays queued: sent once this channel can send (`helpdesk reply --send-queued`)
             return {"held": f"no sender for the {ticket.channel} channel yet"}
+        if message.status == "sending" and not getattr(sender, "detects_earlier_sends", ticket.channel in self.detecting):
+            error = ("unconfirmed: the worker stopped while sending, so it may have gone out; check with the enquirer, "
+                     f"then `helpdesk reply --resend {message.id}` if it did not")
+            self._set_message(message.id, status="failed", error=error)
+            return {"failed": error}
         self._set_message(message.id, status="sending")
-        result = sender(message, ticket, item)
+        try:
+            result = sender(message, ticket, item)
+        except EffectRefused as exc:
+            self._set_message(message.id, status="failed", error=str(exc)[:2000])
+            raise
         now = self.clock()
         self._set_message(message.id, status="sent", sent_at=now, error=None)
-        record_first_response(self.engine, self.desk, ticket.id, now, by=message.author or "staff", key=item.key)
+        if message.kind == "reply":  # acknowledgements are not answers
+            record_first_response(self.engine, self.desk, ticket.id, now, by=message.author or "staff", key=item.key)
         return result
 
     def _send_slack_reply(self, message: Any, ticket: Any, item: OutboxItem) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from classifiers.automated import Verdict, detect_automated
+from classifiers.docs import Signposting
 from classifiers.pipeline import EnquiryClassifier
 from classifiers.result import Classification
 from intake.message import InboundMessage
@@ -46,6 +47,7 @@ class Decisions:
     verdict: Verdict | None
     labels: Classification | None  # None for automated mail
     route: RouteDecision | None
+    docs: Signposting | None = None  # documentation suggestions for a new ticket; None without an index
 
 
 class ParentInFlight(Exception):
@@ -65,6 +67,7 @@ class Pipeline:
         own_message_id_domain: str | None = None,
         after_store: Callable[[InboundMessage, Outcome], None] | None = None,
         on_enquirer_reply: Callable[[IntakeTx, int, datetime], dict[str, Any]] | None = None,
+        signpost: Callable[[str, str], Signposting | None] | None = None,
     ) -> None:
         self.store = store
         self.classifier = classifier
@@ -75,6 +78,7 @@ class Pipeline:
         self.own_message_id_domain = own_message_id_domain
         self.after_store = after_store
         self.on_enquirer_reply = on_enquirer_reply
+        self.signpost = signpost
 
     def process(self, message: InboundMessage, delivery_id: str, *, wait_for_parent: bool = True) -> Outcome:
         """Store ``message`` exactly once. Raises ParentInFlight when it should wait for its parent."""
@@ -117,7 +121,10 @@ class Pipeline:
             labels = dataclasses.replace(
                 labels, sector=sector.label, organisation=sector.organisation_domain, organisation_name=sector.organisation_name
             )
-        return Decisions(None, labels, self.router.route(_route_facts(message, labels)))
+        docs = None
+        if self.signpost is not None:  # used only if the message opens a ticket (the threader decides, in the transaction)
+            docs = self.signpost(f"{message.subject}\n{message.fresh_text}", labels.language.value)
+        return Decisions(None, labels, self.router.route(_route_facts(message, labels)), docs)
 
     def _process(
         self, tx: IntakeTx, message: InboundMessage, delivery_id: str, decisions: Decisions, now: datetime, wait: bool
@@ -137,7 +144,7 @@ class Pipeline:
         assert decisions.labels is not None and decisions.route is not None
         if link.ticket_id is not None:
             return self._threaded(tx, message, delivery_id, link, decisions.labels, now)
-        return self._new_ticket(tx, message, delivery_id, link, decisions.labels, decisions.route, now)
+        return self._new_ticket(tx, message, delivery_id, link, decisions.labels, decisions.route, now, decisions.docs)
 
     def _parent_in_flight(self, message: InboundMessage) -> bool:
         refs = message.thread.referenced_ids()
@@ -193,13 +200,17 @@ class Pipeline:
         labels: Classification,
         route: RouteDecision,
         now: datetime,
+        docs: Signposting | None = None,
     ) -> Outcome:
         organisation_id = None
         if labels.organisation:
             organisation_id = tx.upsert_organisation(labels.organisation, labels.organisation_name, labels.sector.value, now)
         contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, organisation_id, now, message.identities)
         opened_at = _opened_at(message)
-        ticket_id = tx.create_ticket(_ticket_row(message, labels, route, contact_id, organisation_id, opened_at, now))
+        row = _ticket_row(message, labels, route, contact_id, organisation_id, opened_at, now)
+        if docs is not None:
+            row.update(suggestions=docs.to_json(), docs_gap=docs.gap)
+        ticket_id = tx.create_ticket(row)
         message_pk = tx.insert_message(
             _message_row(message, delivery_id, now, ticket_id=ticket_id, kind="enquiry", link=link,
                          contact_id=contact_id, language=labels.language.value)
@@ -219,6 +230,9 @@ class Pipeline:
                 _event(f"ticket_created:{ticket_id}", "ticket_created", ticket_id, message.channel, opened_at, data),
                 _event(f"routed:{ticket_id}:1", "routed", ticket_id, message.channel, now, route.to_dict()),
             ]
+            + ([_event(f"docs_gap:{ticket_id}", "docs_gap", ticket_id, message.channel, opened_at, {"type": labels.type.value,
+                                                                                                       "language": labels.language.value})]
+               if docs is not None and docs.gap else [])
         )
         assign_key = f"assign:{ticket_id}"
         tx.add_outbox(assign_key, "assign", ticket_id, {}, now)

@@ -19,6 +19,8 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from workers.errors import EffectRefused, RetryLater
+
 METADATA_EVENT = "helpdesk_post"
 PERMANENT = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
              "msg_too_long", "invalid_blocks", "no_text", "restricted_action", "missing_scope", "message_not_found",
@@ -29,13 +31,12 @@ class SlackError(Exception):
     """Base of the errors raised here."""
 
 
-class RateLimited(SlackError):
+class RateLimited(SlackError, RetryLater):
     def __init__(self, retry_after: float) -> None:
-        super().__init__(f"Slack rate limit: retry after {retry_after:.0f} s")
-        self.retry_after = retry_after
+        RetryLater.__init__(self, retry_after, f"Slack rate limit: retry after {retry_after:.0f} s")
 
 
-class SlackRefused(SlackError):
+class SlackRefused(SlackError, EffectRefused):
     """Slack answered with an error that retrying will not cure."""
 
 

@@ -26,6 +26,7 @@ from storage.corrections import UnknownTicket, record_correction
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import SlackEvent, utcnow
 from workers.desk import Desk, _event, add_staff_message, assign_to, record_first_response, set_status
+from workers.replies import render_canned
 from workers.slack import SlackPoster
 
 SLACK_EVENT = SlackEvent.__table__
@@ -158,14 +159,15 @@ class SlackHandler:
         for action in payload.get("actions", []):
             done = self._action(action, user, member)
             if done is not None:
-                ticket_id, key = done
+                ticket_id, key, *sent = done
+                effects.extend(e for e in sent if e)
                 effect = f"card-update:{ticket_id}:{key}"
                 with self.engine.begin() as c:
                     if outbox.add(c, effect, "slack_update", ticket_id, {}):
                         effects.append(effect)
         return Handled("actions", tuple(effects))
 
-    def _action(self, action: dict[str, Any], user: str, member: str | None) -> tuple[int, str] | None:
+    def _action(self, action: dict[str, Any], user: str, member: str | None) -> tuple[Any, ...] | None:
         action_id = action.get("action_id", "")
         raw = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
         ticket_part, _, choice = raw.partition(":")
@@ -187,6 +189,13 @@ class SlackHandler:
                 record_correction(self.engine, ticket_id=ticket_id, field=field, new_value=choice, by=by, key=key, source="slack")  # type: ignore[arg-type]
             except UnknownTicket:
                 return None
+        elif action_id == "canned" and member is not None and choice:
+            try:
+                text = render_canned(self.engine, self.desk, ticket_id, choice, agent=member)
+            except LookupError:
+                return None
+            _, effect = add_staff_message(self.engine, ticket_id, text, now, author=member, key=f"canned:{key}", note=False)
+            return (ticket_id, key, effect) if effect else None
         elif action_id in ("resolve", "reopen"):
             set_status(self.engine, self.desk, ticket_id, "resolved" if action_id == "resolve" else "open", now, by=by, key=f"{action_id}:{key}")
         else:

@@ -1,0 +1,263 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from classifiers.docs import (
+    FORMAT_VERSION,
+    DocsIndex,
+    DocsIndexError,
+    DocsSourceError,
+    Suggestion,
+    build_index,
+    stem,
+)
+from ops.docs_cli import register
+
+DOCS = Path(__file__).resolve().parents[2] / "config" / "docs"
+BASE = "https://standard.osds.example"
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def osds() -> DocsIndex:
+    return build_index(DOCS)
+
+
+@pytest.fixture()
+def markdown_site(tmp_path: Path) -> Path:
+    write(tmp_path / "en" / "lots.md", "---\ntitle: Lots extension\nurl: https://docs.example/lots/\n---\n\n# Lots\n\nAn award points to its lots with relatedLots.\n")
+    write(tmp_path / "es" / "monedas.md", "# Monedas y montos\n\nCada monto necesita un código de moneda ISO 4217.\n")
+    write(tmp_path / "guide.md", "---\ntitle: Guide\nurl: https://docs.example/guide/\nlang: fr\n---\nUn guide de publication des marchés.\n")
+    write(tmp_path / "draft.md", "---\ntitle: Draft\nindex: false\n---\nNot ready.\n")
+    write(tmp_path / ".hidden" / "secret.md", "# Secret\n")
+    return tmp_path
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+def test_markdown_folder_reads_front_matter_headings_and_language_folders(markdown_site: Path) -> None:
+    # When
+    index = build_index(markdown_site)
+    # Then
+    pages = {p.url: p for p in index.pages}
+    assert set(pages) == {"https://docs.example/lots/", "es/monedas.md", "https://docs.example/guide/"}
+    assert pages["https://docs.example/lots/"].title == "Lots extension" and pages["https://docs.example/lots/"].language == "en"
+    assert pages["es/monedas.md"].title == "Monedas y montos" and pages["es/monedas.md"].language == "es"
+    assert pages["https://docs.example/guide/"].language == "fr"
+    assert [(s.path, s.reason) for s in index.skipped] == [("draft.md", "index: false")]
+    assert index.search("which lots does an award cover?")[0].url == "https://docs.example/lots/"
+
+
+def test_html_pages_give_title_canonical_url_language_and_text(tmp_path: Path) -> None:
+    # Given
+    write(tmp_path / "api.html", """<!doctype html><html lang="en-GB"><head><title> Data API </title>
+        <link rel="canonical" href="https://docs.example/api/"></head>
+        <body><nav>menu</nav><h1>Data API</h1><p>Rate limits: 60 requests per minute; 429 Too Many Requests.</p></body></html>""")
+    write(tmp_path / "pt" / "mapa.htm", """<html><head><meta property="og:url" content="https://docs.example/pt/mapa/"></head>
+        <body><h1>Guia de mapeamento</h1><p>Modalidades de licitação: pregão eletrônico.</p></body></html>""")
+    write(tmp_path / "old.html", '<html><head><meta name="robots" content="noindex"><title>Old</title></head><body>x</body></html>')
+    # When
+    index = build_index(tmp_path)
+    # Then
+    pages = {p.url: p for p in index.pages}
+    assert pages["https://docs.example/api/"].title == "Data API" and pages["https://docs.example/api/"].language == "en"
+    assert pages["https://docs.example/pt/mapa/"].title == "Guia de mapeamento" and pages["https://docs.example/pt/mapa/"].language == "pt"
+    assert [s.reason for s in index.skipped] == ["robots noindex"]
+    assert index.search("too many requests rate limit")[0].url == "https://docs.example/api/"
+    assert index.search("pregão eletrônico", language="pt")[0].url == "https://docs.example/pt/mapa/"
+
+
+def test_sitemap_entries_point_at_local_files(tmp_path: Path) -> None:
+    # Given: a relative loc, a web loc found under the sitemap's folder, a non-standard title, a missing page
+    write(tmp_path / "pages" / "tender.md", "# Tender\n\nThe estimated value of the procurement is tender/value.\n")
+    write(tmp_path / "en" / "faq" / "index.html", "<html><head><title>FAQ</title></head><body><p>Offline copy of the documentation as PDF.</p></body></html>")
+    sitemap = write(tmp_path / "sitemap.xml", """<?xml version="1.0" encoding="UTF-8"?>
+        <urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+          <url><loc>pages/tender.md</loc></url>
+          <url><loc>https://docs.example/en/faq/</loc><title>Frequently asked questions</title></url>
+          <url><loc>https://docs.example/en/missing/</loc></url>
+        </urlset>""")
+    # When
+    index = build_index(sitemap)
+    # Then
+    pages = {p.url: p for p in index.pages}
+    assert pages["pages/tender.md"].title == "Tender"
+    assert pages["https://docs.example/en/faq/"].title == "Frequently asked questions"
+    assert pages["https://docs.example/en/faq/"].language == "en"
+    assert [s.reason for s in index.skipped] == ["no local file"]
+    assert index.search("is there a PDF offline copy?")[0].url == "https://docs.example/en/faq/"
+
+
+def test_a_missing_source_or_a_broken_sitemap_is_a_source_error(tmp_path: Path) -> None:
+    with pytest.raises(DocsSourceError):
+        build_index(tmp_path / "nowhere")
+    with pytest.raises(DocsSourceError):
+        build_index(write(tmp_path / "sitemap.xml", "<urlset><url><loc>a.md"))
+    with pytest.raises(DocsSourceError, match="no pages"):
+        build_index(write(tmp_path / "empty" / "draft.md", "---\nindex: false\n---\n").parent)
+
+
+def test_oversized_binary_and_garbled_pages_are_bounded_or_skipped(tmp_path: Path) -> None:
+    # Given
+    write(tmp_path / "huge.md", "# Huge\n\n" + "procurement tender award " * 400_000)  # ~10 MB
+    write(tmp_path / "binary.md", bytes(range(256)) * 100)
+    write(tmp_path / "bad-yaml.md", "---\ntitle: [unclosed\n---\ntext\n")
+    write(tmp_path / "latin1.md", "# Contrataç\xe3o\n\nConstruç\xf5es públicas".encode("latin-1"))
+    write(tmp_path / "broken.html", "<html><head><title>Broken<body><table><tr><td>amendments <<<>>> &#xZZ;")
+    # When
+    index = build_index(tmp_path, max_page_chars=10_000)
+    # Then
+    reasons = {s.path: s.reason for s in index.skipped}
+    assert reasons["bad-yaml.md"] == "invalid YAML front matter"
+    assert "huge.md" in {p.url for p in index.pages}
+    assert "broken.html" in {p.url for p in index.pages} | set(reasons)
+    assert index.search("Construções públicas")[0].url == "latin1.md"
+    assert isinstance(index.search("\x00\ufffd" * 10 + "tender " * 100_000), list)
+    assert index.search("") == [] and index.search("   ") == [] and index.search("tender", k=0) == []
+
+
+# -- search and gaps on the shipped documentation ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "expected"),
+    [
+        ("Should each call-off under our framework agreement be a separate contracting process?", "en", "/en/guidance/frameworks/"),
+        ("The review tool gives 502 Gateway Timeout on our 180 MB file. Is there a file size limit?", "en", "/en/tools/review-tool/"),
+        ("How do we publish payments made in several instalments, and a refund?", "en", "/en/schema/implementation/"),
+        ("La herramienta de revisión dice que 'MXP' no es un código de moneda y que el monto no es de tipo number.", "es", "/es/herramientas/errores/"),
+        ("¿Cómo nos registramos como publicadores? ¿Hace falta una carta firmada para el prefijo ocid?", "es", "/es/publicar/registro/"),
+    ],
+)
+def test_search_finds_the_page_that_answers(osds: DocsIndex, text: str, language: str, expected: str) -> None:
+    found = osds.search(text, k=3, language=language)
+    assert BASE + expected in [s.url for s in found]
+    assert not osds.is_gap(found)
+
+
+def test_language_keeps_pages_in_that_language_and_english(osds: DocsIndex) -> None:
+    found = osds.search("registro publicadores licencia municipio mapeo", k=10, language="fr")
+    assert found and all("/es/" not in s.url and "/pt/" not in s.url for s in found)
+
+
+def test_an_unrelated_enquiry_is_a_possible_gap(osds: DocsIndex) -> None:
+    # When
+    result = osds.signpost("Hi, the printer on the second floor says the toner is low and the paper tray is jammed again. Who should I call?")
+    # Then
+    assert result.gap and result.suggestions == () and result.to_json() == []
+    related = osds.signpost("How do we link call-offs to the framework agreement?", language="en")
+    assert not related.gap and related.to_json()[0] == {"title": "Framework agreements and call-offs",
+                                                          "url": BASE + "/en/guidance/frameworks/", "score": pytest.approx(related.suggestions[0].score, abs=1e-4)}
+
+
+def test_suggestion_is_frozen_and_json_serialisable() -> None:
+    suggestion = Suggestion("Awards", BASE + "/en/schema/awards/", 0.123456)
+    assert json.loads(json.dumps(suggestion.as_dict())) == {"title": "Awards", "url": BASE + "/en/schema/awards/", "score": 0.1235}
+    assert Suggestion.from_dict(suggestion.as_dict()).url == suggestion.url
+    with pytest.raises(AttributeError):
+        suggestion.score = 1.0  # type: ignore[misc]
+
+
+# -- persistence ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ranker", ["bm25", "lsa"])
+def test_save_and_load_give_identical_results(tmp_path: Path, ranker: str) -> None:
+    # Given
+    index = build_index(DOCS, ranker=ranker)
+    queries = ["framework call-offs", "errores de validación moneda", "licence ouverte RGPD", "nothing like this zzz"]
+    # When
+    index.save(tmp_path / "index.json")
+    loaded = DocsIndex.load(tmp_path / "index.json")
+    # Then
+    assert loaded.pages == index.pages and loaded.gap_score == index.gap_score and loaded.skipped == index.skipped
+    for query in queries:
+        assert loaded.search(query, k=5) == index.search(query, k=5)
+        assert loaded.search(query, language="es") == index.search(query, language="es")
+
+
+def test_load_applies_a_configured_gap_score(tmp_path: Path, osds: DocsIndex) -> None:
+    osds.save(tmp_path / "index.json")
+    assert DocsIndex.load(tmp_path / "index.json", gap_score=0.99).gap_score == 0.99
+    assert DocsIndex.load(tmp_path / "index.json", gap_score=0.0).gap_score == osds.gap_score
+
+
+def test_an_unreadable_index_is_one_named_error(tmp_path: Path, osds: DocsIndex) -> None:
+    write(tmp_path / "garbage.json", b"\xff\x00not json")
+    with pytest.raises(DocsIndexError):
+        DocsIndex.load(tmp_path / "garbage.json")
+    with pytest.raises(DocsIndexError):
+        DocsIndex.load(tmp_path / "absent.json")
+    future = osds.to_json() | {"version": FORMAT_VERSION + 1}
+    with pytest.raises(DocsIndexError, match="version"):
+        DocsIndex.from_json(future)
+    broken = osds.to_json()
+    broken["model"] = {"vocabulary": ["x"]}
+    with pytest.raises(DocsIndexError):
+        DocsIndex.from_json(broken)
+
+
+def test_stemming_folds_plurals_and_verb_endings() -> None:
+    assert stem("suppliers") == stem("supplier")
+    assert stem("licitaciones") == stem("licitacion")
+    assert stem("licitacoes") == stem("licitacao")
+    assert stem("published") == stem("publishing") == stem("publish")
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cli(tmp_path: Path) -> tuple[typer.Typer, dict[str, str]]:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """Test app."""
+
+    register(app)
+    return app, {"HELPDESK_DATA_DIR": str(tmp_path / "data")}
+
+
+def test_cli_indexes_to_the_configured_path_and_searches(cli: tuple[typer.Typer, dict[str, str]], tmp_path: Path) -> None:
+    app, env = cli
+    runner = CliRunner()
+    # When
+    built = runner.invoke(app, ["docs", "index", str(DOCS)], env=env)
+    # Then
+    assert built.exit_code == 0, built.output
+    assert (tmp_path / "data" / "docs-index.json").is_file()
+    assert "43" in built.output and "index: false" in built.output
+    found = runner.invoke(app, ["docs", "search", "framework agreement call-offs", "--k", "2"], env=env)
+    assert found.exit_code == 0, found.output
+    assert "Framework agreements" in found.output and "possible documentation gap" not in found.output
+    gap = runner.invoke(app, ["docs", "search", "The printer toner is low and the paper tray is jammed", "--json"], env=env)
+    assert gap.exit_code == 0 and json.loads(gap.stdout)["gap"] is True
+    spanish = runner.invoke(app, ["docs", "search", "errores de validación de moneda", "--language", "es", "--json"], env=env)
+    assert json.loads(spanish.stdout)["suggestions"][0]["url"] == BASE + "/es/herramientas/errores/"
+
+
+def test_cli_writes_to_out_and_reports_problems(cli: tuple[typer.Typer, dict[str, str]], tmp_path: Path) -> None:
+    app, env = cli
+    runner = CliRunner()
+    built = runner.invoke(app, ["docs", "index", str(DOCS), "--out", str(tmp_path / "x" / "idx.json")], env=env)
+    assert built.exit_code == 0 and (tmp_path / "x" / "idx.json").is_file()
+    assert runner.invoke(app, ["docs", "index", str(tmp_path / "nowhere")], env=env).exit_code == 1
+    missing = runner.invoke(app, ["docs", "search", "anything"], env=env)
+    assert missing.exit_code == 1 and "helpdesk docs index" in missing.output
+    gap = runner.invoke(app, ["docs", "search", "printer toner paper tray jammed", "--index", str(tmp_path / "x" / "idx.json")], env=env)
+    assert "possible documentation gap" in gap.output

@@ -1,0 +1,58 @@
+"""Documentation signposting in the worker: suggestions stored per new ticket, shown on the card, sent in the
+acknowledgement; weak matches counted as possible documentation gaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from classifiers.docs import build_index
+from config.settings import Settings
+from storage.intake_store import EVENT, TICKET
+from storage.queries import summary
+from tests.factories import make_email
+from tests.intake.imap_helpers import ingestor_for, wait_for
+from tests.smtp_server import SmtpServer
+from workers import cards
+
+DOCS = Path(__file__).resolve().parents[2] / "config" / "docs"
+
+
+def _tickets(engine: Engine) -> list[Any]:
+    with engine.connect() as c:
+        return c.execute(select(TICKET).order_by(TICKET.c.id)).all()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_new_tickets_get_suggestions_or_count_as_gaps(settings: Settings, running_worker, engine: Engine, broker) -> None:  # noqa: ANN001
+    build_index(DOCS).save(settings.resolved_docs_index)
+    with SmtpServer() as smtp:
+        mail = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_security": "none",
+                                           "mail_from": "helpdesk@osds.example", "acknowledge": True})
+        with running_worker(engine, mail) as services:
+            ingest = ingestor_for(mail, broker).ingest
+            ingest(make_email(sender="Ana Gómez <ana@hacienda.gob.mx>", message_id="<s1@hacienda.gob.mx>",
+                              subject="How do we get started publishing data?",
+                              body="We are a ministry new to OSDS. Where do we start publishing our first dataset?"), "test")
+            ingest(make_email(sender="Tom <tom@press.example>", message_id="<s2@press.example>", subject="Parking at your office",
+                              body="Is there visitor parking near your office building on Friday afternoon?"), "test")
+            wait_for(lambda: len(_tickets(engine)) == 2, timeout=30)
+            [ack_ana, ack_tom] = sorted(smtp.wait_for(2), key=lambda r: r.rcpt_tos[0])
+            by_subject = {t.subject: t for t in _tickets(engine)}
+            helped, gap = by_subject["How do we get started publishing data?"], by_subject["Parking at your office"]
+            _, blocks = cards.card(helped, services.operations)
+    assert 1 <= len(helped.suggestions) <= 3 and helped.docs_gap is False
+    top = helped.suggestions[0]
+    assert top["url"].startswith("https://standard.osds.example/") and top["title"] and top["score"] > 0
+    assert gap.docs_gap is True and gap.suggestions == []
+    with engine.connect() as c:
+        gaps = c.execute(select(EVENT.c.ticket_id).where(EVENT.c.kind == "docs_gap")).scalars().all()
+        counted = summary(c)
+    assert gaps == [gap.id] and counted["docs_gaps"] == 1 and counted["docs_gaps_by_type"] == {gap.type: 1}
+    assert top["url"] in str(blocks), "the card links the suggestions"
+    ana_body = ack_ana.message.get_content()
+    assert top["url"] in ana_body and f"HD-{helped.id}" in ana_body, "the acknowledgement carries the number and the suggestions"
+    assert "https://" not in ack_tom.message.get_content(), "no weak suggestions sent"

@@ -1,0 +1,188 @@
+"""Replies by e-mail: composed as a reply in the enquirer's thread, sent over SMTP.
+
+Each reply carries:
+- a Message-ID under our own domain (``helpdesk.<mail domain>``), recorded on the
+  message *before* sending — the enquirer's answer names it and threads back;
+- ``In-Reply-To`` the enquirer's latest message and ``References`` its chain;
+- the ticket's token in the subject (``… [HD-123]``) and, with plus-addressing,
+  a Reply-To of the ticket's own (``helpdesk+hd-123@…``), so a reply threads even
+  from clients that drop the headers;
+- ``X-Helpdesk-Ticket``, by which our own copies are recognised when they come
+  back in; acknowledgements add ``Auto-Submitted: auto-replied`` (RFC 3834) so
+  other robots do not answer them.
+
+SMTP cannot tell whether an earlier attempt went out, so this sender does not
+detect earlier sends: a reply whose previous attempt died mid-send is marked
+failed ("unconfirmed") for staff to check, never sent a second time.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from config.settings import Settings
+from storage.intake_store import MESSAGE
+from workers.errors import EffectRefused
+
+_RE_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|vs|antw|rif|r|ref)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+MAX_REFERENCES = 20
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: str
+    user: str | None
+    password: str | None
+    ca_file: Path | None
+    timeout: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SmtpConfig | None":
+        if not settings.smtp_host:
+            return None
+        port = settings.smtp_port or {"tls": 465, "starttls": 587}.get(settings.smtp_security, 25)
+        return cls(settings.smtp_host, port, settings.smtp_security, settings.smtp_user, settings.smtp_password,
+                   settings.smtp_ca_file, float(settings.smtp_timeout_seconds))
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if self.ca_file is not None:
+            context.load_verify_locations(cafile=str(self.ca_file))
+        return context
+
+
+def reply_address(mail_from: str, prefix: str, ticket_id: int) -> str:
+    """``helpdesk@osds.example`` → ``helpdesk+hd-123@osds.example`` (what the threader's reply-address rule reads)."""
+    local, _, domain = mail_from.partition("@")
+    return f"{local.split('+', 1)[0]}+{prefix.lower()}-{ticket_id}@{domain}"
+
+
+def reply_subject(subject: str, token: str) -> str:
+    base = _RE_PREFIX.sub("", subject or "").strip() or "Your enquiry"
+    if token.lower() not in base.lower():
+        base = f"{base} [{token}]"
+    return f"Re: {base}"
+
+
+@dataclass(frozen=True)
+class Thread:
+    """What a reply answers: the enquirer's latest message on the ticket."""
+
+    to_address: str
+    to_name: str
+    subject: str
+    in_reply_to: str | None
+    references: tuple[str, ...]
+
+
+def thread_of(engine: Engine, ticket_id: int) -> Thread | None:
+    with engine.connect() as c:
+        row = c.execute(select(MESSAGE.c.sender_address, MESSAGE.c.sender_name, MESSAGE.c.subject, MESSAGE.c.message_id, MESSAGE.c.refs)
+                        .where(MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "in", MESSAGE.c.channel == "email",
+                               MESSAGE.c.kind != "automated")
+                        .order_by(MESSAGE.c.id.desc()).limit(1)).first()
+    if row is None or "@" not in (row.sender_address or ""):
+        return None
+    refs = tuple(r for r in (row.refs or []) if isinstance(r, str))
+    chain = (*refs, row.message_id) if row.message_id else refs
+    return Thread(row.sender_address, row.sender_name or "", row.subject or "", row.message_id, tuple(dict.fromkeys(chain))[-MAX_REFERENCES:])
+
+
+def compose(*, text: str, thread: Thread, message_id: str, token: str, mail_from: str, desk_name: str, reply_to: str | None,
+            sent_at: datetime, automatic: bool = False, subject: str | None = None) -> EmailMessage:
+    mail = EmailMessage(policy=SMTP)
+    mail["From"] = formataddr((desk_name, mail_from))
+    mail["To"] = formataddr((thread.to_name, thread.to_address)) if thread.to_name else thread.to_address
+    mail["Subject"] = subject or reply_subject(thread.subject, token)
+    mail["Date"] = format_datetime(sent_at.astimezone(timezone.utc))
+    mail["Message-ID"] = f"<{message_id}>"
+    if thread.in_reply_to:
+        mail["In-Reply-To"] = f"<{thread.in_reply_to}>"
+    if thread.references:
+        mail["References"] = " ".join(f"<{r}>" for r in thread.references)
+    if reply_to:
+        mail["Reply-To"] = reply_to
+    mail["X-Helpdesk-Ticket"] = token
+    if automatic:
+        mail["Auto-Submitted"] = "auto-replied"
+    mail.set_content(text, charset="utf-8")
+    return mail
+
+
+class EmailSender:
+    """The e-mail channel's sender for ``Effects.senders["email"]``."""
+
+    detects_earlier_sends = False
+
+    def __init__(self, engine: Engine, smtp: SmtpConfig, *, mail_from: str, message_id_domain: str, prefix: str, desk_name: str,
+                 plus_addressing: bool = True) -> None:
+        self.engine = engine
+        self.smtp = smtp
+        self.mail_from = mail_from
+        self.domain = message_id_domain
+        self.prefix = prefix
+        self.desk_name = desk_name
+        self.plus_addressing = plus_addressing
+
+    @classmethod
+    def from_settings(cls, engine: Engine, settings: Settings, desk_name: str) -> "EmailSender | None":
+        smtp = SmtpConfig.from_settings(settings)
+        if smtp is None or not settings.mail_from or not settings.resolved_message_id_domain:
+            return None
+        return cls(engine, smtp, mail_from=settings.mail_from, message_id_domain=settings.resolved_message_id_domain,
+                   prefix=settings.ticket_prefix, desk_name=desk_name, plus_addressing=settings.reply_to_plus_addressing)
+
+    def __call__(self, message: Any, ticket: Any, item: Any) -> dict[str, Any]:
+        thread = thread_of(self.engine, ticket.id)
+        if thread is None:
+            raise EffectRefused(f"{self.prefix}-{ticket.id} has no e-mail from the enquirer to answer")
+        message_id = message.message_id or f"{self.prefix.lower()}-{ticket.id}.{uuid.uuid4().hex[:16]}@{self.domain}"
+        token = f"{self.prefix}-{ticket.id}"
+        reply_to = reply_address(self.mail_from, self.prefix, ticket.id) if self.plus_addressing else None
+        automatic = message.kind == "acknowledgement"
+        mail = compose(text=message.text, thread=thread, message_id=message_id, token=token, mail_from=self.mail_from,
+                       desk_name=self.desk_name, reply_to=reply_to, sent_at=datetime.now(timezone.utc), automatic=automatic,
+                       subject=message.subject or None)
+        with self.engine.begin() as c:  # intent, with the id the enquirer's answer will name, before anything leaves
+            c.execute(update(MESSAGE).where(MESSAGE.c.id == message.id).values(
+                message_id=message_id, subject=str(mail["Subject"])[:2000], refs=list(thread.references),
+                recipients=[{"address": thread.to_address, "name": thread.to_name, "role": "to"}], sender_address=self.mail_from))
+        refused = self._send(mail, thread.to_address)
+        if refused:
+            raise EffectRefused(f"the SMTP server refused {', '.join(refused)}")
+        return {"message_id": message_id, "to": thread.to_address}
+
+    def _send(self, mail: EmailMessage, recipient: str) -> dict[str, Any]:
+        smtp = self.smtp
+        try:
+            if smtp.security == "tls":
+                client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=smtp.context())
+            else:
+                client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
+            with client:
+                if smtp.security == "starttls":
+                    client.starttls(context=smtp.context())
+                if smtp.user:
+                    client.login(smtp.user, smtp.password or "")
+                return client.send_message(mail, from_addr=self.mail_from, to_addrs=[recipient])
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            code = getattr(exc, "smtp_code", None) or 0
+            if 500 <= code < 600 or isinstance(exc, smtplib.SMTPRecipientsRefused):
+                raise EffectRefused(f"SMTP: {exc}") from exc
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            raise EffectRefused(f"SMTP login refused: {exc}") from exc

@@ -1,0 +1,88 @@
+"""Staff replies outside Slack's thread: canned texts, the ticket's variables, and (re)sending queued replies.
+
+The same operations serve `helpdesk reply` and the card's *Canned reply…* menu.
+A reply is only ever a message row plus its outbox row (``reply:<id>``); the
+``effects`` actor sends it on the ticket's channel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from storage import outbox
+from storage.intake_store import MESSAGE, TICKET
+from storage.models import Contact, utcnow
+from workers.desk import Desk
+
+CONTACT = Contact.__table__
+GREETING_FALLBACK = {"en": "there", "es": "cliente", "fr": "Madame, Monsieur", "pt": "cliente"}
+
+
+class UnknownCanned(LookupError):
+    pass
+
+
+def suggestions_text(ticket: Any, templates: Any) -> str:
+    """The ticket's documentation suggestions as lines for a reply ("" when there are none)."""
+    found = [s for s in (getattr(ticket, "suggestions", None) or []) if isinstance(s, dict) and s.get("url")]
+    if not found:
+        return ""
+    heading = templates.pick(templates.suggestions_heading, ticket.language) or ""
+    lines = "\n".join(f"- {s.get('title') or s['url']}: {s['url']}" for s in found[:3])
+    return f"\n{heading}\n{lines}\n" if heading else f"\n{lines}\n"
+
+
+def template_values(desk: Desk, ticket: Any, *, enquirer: str = "", agent: str | None = None) -> dict[str, str]:
+    """The variables of acknowledgements and canned replies, for ``ticket``."""
+    templates = desk.config.templates
+    team = desk.team(ticket.team)
+    first_name = enquirer.split()[0] if enquirer and "@" not in enquirer else ""
+    return {
+        "enquirer_name": first_name or GREETING_FALLBACK.get(ticket.language, "there"),
+        "ticket": f"{desk.prefix}-{ticket.id}",
+        "subject": ticket.subject,
+        "team": team.name if team is not None else ticket.team,
+        "agent_name": desk.member_name(agent) if agent else "",
+        "signature": templates.signature(ticket.team, ticket.language),
+        "suggestions": suggestions_text(ticket, templates),
+    }
+
+
+def render_canned(engine: Engine, desk: Desk, ticket_id: int, name: str, *, agent: str | None) -> str:
+    templates = desk.config.templates
+    canned = templates.canned.get(name)
+    if canned is None:
+        raise UnknownCanned(f"no canned reply {name!r} (there are: {', '.join(templates.canned) or 'none'})")
+    with engine.connect() as c:
+        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+        if ticket is None:
+            raise LookupError(f"there is no {desk.prefix}-{ticket_id}")
+        enquirer = c.execute(select(CONTACT.c.display_name).where(CONTACT.c.id == ticket.contact_id)).scalar() if ticket.contact_id else ""
+    return templates.render(templates.pick(canned.text, ticket.language) or "", template_values(desk, ticket, enquirer=enquirer or "", agent=agent))
+
+
+def send_queued(engine: Engine) -> list[str]:
+    """Outbox keys of replies held because their channel could not send yet, made pending again."""
+    keys = []
+    with engine.begin() as c:
+        rows = c.execute(select(MESSAGE.c.id).where(MESSAGE.c.direction == "out", MESSAGE.c.status == "queued")).all()
+        for row in rows:
+            key = f"reply:{row.id}"
+            c.execute(update(outbox.OUTBOX).where(outbox.OUTBOX.c.key == key, outbox.OUTBOX.c.status.in_(("done", "failed")))
+                      .values(status="pending", updated_at=utcnow()))
+            keys.append(key)
+    return keys
+
+
+def resend(engine: Engine, message_id: int) -> str | None:
+    """A failed reply (refused, or unconfirmed after a crash) queued once more — a person decided it did not arrive."""
+    key = f"reply:{message_id}"
+    with engine.begin() as c:
+        changed = c.execute(update(MESSAGE).where(MESSAGE.c.id == message_id, MESSAGE.c.direction == "out", MESSAGE.c.status == "failed")
+                            .values(status="queued", error=None)).rowcount
+        if not changed:
+            return None
+        c.execute(update(outbox.OUTBOX).where(outbox.OUTBOX.c.key == key).values(status="pending", updated_at=utcnow()))
+    return key
