@@ -3,7 +3,7 @@
 ``hold_next(seconds)`` makes the server take the next message (it is in
 ``received`` at once) and then wait before answering ``250`` — the window in
 which a sending worker can be killed after the send and before its record.
-``refuse(address)`` answers ``550`` to that recipient.
+``refuse(address)`` answers ``550`` to that recipient; ``tempfail(n)`` answers ``451`` n times.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ class _Handler:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:  # noqa: N802
         if address.lower() in self.server.refused:
             return "550 5.1.1 mailbox unavailable"
+        with self.server.lock:
+            if self.server.tempfails:
+                self.server.tempfails -= 1
+                return "451 4.3.0 try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -70,6 +74,7 @@ class SmtpServer:
         self.received: list[Received] = []
         self.refused: set[str] = set()
         self.hold = 0.0
+        self.tempfails = 0
         self.lock = threading.Lock()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -85,6 +90,10 @@ class SmtpServer:
 
     def hold_next(self, seconds: float) -> None:
         self.hold = seconds
+
+    def tempfail(self, times: int = 1) -> None:
+        """Answer the next ``times`` recipients with ``451`` (greylisting, a full queue)."""
+        self.tempfails = times
 
     def refuse(self, address: str) -> None:
         self.refused.add(address.lower())

@@ -27,7 +27,7 @@ from storage.models import Contact, utcnow
 from storage.outbox import OutboxItem
 from workers import cards
 from workers.desk import Desk, _event, add_staff_message, assign, record_first_response
-from workers.errors import EffectRefused
+from workers.errors import EffectRefused, NotSent
 from workers.replies import template_values
 from workers.slack import SlackPoster, SlackRefused
 
@@ -182,6 +182,9 @@ class Effects:
             result = sender(message, ticket, item)
         except EffectRefused as exc:
             self._set_message(message.id, status="failed", error=str(exc)[:2000])
+            raise
+        except NotSent as exc:  # certainly not delivered: queued again, tried again (the error shows meanwhile)
+            self._set_message(message.id, status="queued", error=str(exc)[:2000])
             raise
         now = self.clock()
         self._set_message(message.id, status="sent", sent_at=now, error=None)

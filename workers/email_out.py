@@ -34,7 +34,7 @@ from sqlalchemy import Engine, select, update
 
 from config.settings import Settings
 from storage.intake_store import MESSAGE
-from workers.errors import EffectRefused
+from workers.errors import EffectRefused, NotSent
 
 _RE_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|vs|antw|rif|r|ref)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 MAX_REFERENCES = 20
@@ -161,28 +161,48 @@ class EmailSender:
             c.execute(update(MESSAGE).where(MESSAGE.c.id == message.id).values(
                 message_id=message_id, subject=str(mail["Subject"])[:2000], refs=list(thread.references),
                 recipients=[{"address": thread.to_address, "name": thread.to_name, "role": "to"}], sender_address=self.mail_from))
-        refused = self._send(mail, thread.to_address)
-        if refused:
-            raise EffectRefused(f"the SMTP server refused {', '.join(refused)}")
+        self._send(mail, thread.to_address)
         return {"message_id": message_id, "to": thread.to_address}
 
-    def _send(self, mail: EmailMessage, recipient: str) -> dict[str, Any]:
+    def _send(self, mail: EmailMessage, recipient: str) -> None:
+        """Send, telling apart what certainly did not leave (``NotSent``: retried) from what may have.
+
+        Until the content is handed over with DATA nothing can be delivered; a failure after that, before
+        the server's answer, is the ambiguous case the caller records as unconfirmed.
+        """
         smtp = self.smtp
         try:
             if smtp.security == "tls":
                 client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout, context=smtp.context())
             else:
                 client = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout)
-            with client:
+        except (OSError, smtplib.SMTPException) as exc:
+            raise NotSent(f"SMTP: cannot connect to {smtp.host}:{smtp.port}: {exc}") from exc
+        with client:
+            try:
+                client.ehlo_or_helo_if_needed()
                 if smtp.security == "starttls":
                     client.starttls(context=smtp.context())
+                    client.ehlo()
                 if smtp.user:
                     client.login(smtp.user, smtp.password or "")
-                return client.send_message(mail, from_addr=self.mail_from, to_addrs=[recipient])
-        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            code = getattr(exc, "smtp_code", None) or 0
-            if 500 <= code < 600 or isinstance(exc, smtplib.SMTPRecipientsRefused):
-                raise EffectRefused(f"SMTP: {exc}") from exc
-            raise
-        except smtplib.SMTPAuthenticationError as exc:
-            raise EffectRefused(f"SMTP login refused: {exc}") from exc
+                code, reply = client.mail(self.mail_from)
+                _check(code, reply, "MAIL FROM")
+                code, reply = client.rcpt(recipient)
+                _check(code, reply, f"RCPT TO {recipient}")
+            except smtplib.SMTPAuthenticationError as exc:
+                raise EffectRefused(f"SMTP login refused: {exc}") from exc
+            except (OSError, smtplib.SMTPException) as exc:
+                raise NotSent(f"SMTP: {exc}") from exc
+            code, reply = client.data(mail.as_bytes(policy=mail.policy))  # from here on a failure is ambiguous
+            _check(code, reply, "DATA")
+
+
+def _check(code: int, reply: bytes, step: str) -> None:
+    """A 5xx is a refusal (fails the message, visible to staff); a 4xx is temporary (sent again later)."""
+    if 200 <= code < 400:
+        return
+    text = f"SMTP {step}: {code} {reply.decode('utf-8', 'replace')}"
+    if 500 <= code < 600:
+        raise EffectRefused(text)
+    raise NotSent(text)

@@ -7,6 +7,11 @@ class EffectRefused(Exception):
     """Permanent: the outbox row fails with this message, visible to staff; retrying would not help."""
 
 
+class NotSent(Exception):
+    """The channel certainly did not take the message (refused a connection, a temporary 4xx before
+    the content went over): safe to send again on the next attempt, unlike a failure mid-send."""
+
+
 class RetryLater(Exception):
     """The far side asked us to wait (a rate limit): a delayed retry, never a sleeping thread."""
 

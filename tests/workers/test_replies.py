@@ -119,6 +119,25 @@ def test_refused_recipient_fails_visibly_and_is_no_first_response(
     assert smtp.received == [] and _tickets(engine)[0].first_response_at is None
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_temporary_smtp_failure_is_retried_and_sent_once(
+    mail_settings: Settings, running_worker, engine: Engine, broker, smtp: SmtpServer,  # noqa: ANN001
+) -> None:
+    smtp.tempfail(1)  # greylisted: 451 before the content went over, so it certainly did not leave
+    with running_worker(engine, mail_settings):
+        ingestor_for(mail_settings, broker).ingest(ENQUIRY, "test")
+        wait_for(lambda: len(_tickets(engine)) == 1, timeout=20)
+        message_id = _reply(engine, broker, _tickets(engine)[0].id, "Sent on the second try")
+        wait_for(lambda: _message(engine, message_id).status == "sent", timeout=30)
+        time.sleep(0.5)
+    assert len(smtp.received) == 1 and _message(engine, message_id).error is None
+    from storage.models import Outbox
+
+    with engine.connect() as c:
+        row = c.execute(select(Outbox.__table__).where(Outbox.__table__.c.key == f"reply:{message_id}")).one()
+    assert row.attempts == 2 and row.status == "done"
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_acknowledgement_once_per_contact_per_window_never_to_robots(
     mail_settings: Settings, running_worker, engine: Engine, broker, smtp: SmtpServer,  # noqa: ANN001
