@@ -33,14 +33,12 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config.broker import close_broker, create_broker  # noqa: E402
 from config.desk import load_desk  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from intake.imap import FolderWatcher, ImapAccount, WatchOptions  # noqa: E402
 from intake.state import AdapterHealth, RedisCheckpointStore  # noqa: E402
 from ops.logs import configure_logging  # noqa: E402
 from ops.runtime import Runtime  # noqa: E402
-from storage.db import create_db_engine  # noqa: E402
 from storage.intake_store import MESSAGE  # noqa: E402
 from tests.dovecot import Dovecot  # noqa: E402
 from tests.factories import make_email  # noqa: E402

@@ -710,15 +710,16 @@ def build_index(
     max_pages: int = DEFAULT_MAX_PAGES,
     gap_score: float | None = None,
     progress: Callable[[PageSource], None] | None = None,
+    sources: Sequence[PageSource] | None = None,
 ) -> DocsIndex:
     """Read every page under ``source`` (a folder or a sitemap .xml) and index it with ``ranker``.
 
-    ``progress`` is called after each file. Raises DocsSourceError when ``source`` is unusable;
+    ``sources``: ``page_sources(source)`` when the caller listed them already. ``progress`` is called after each file. Raises DocsSourceError when ``source`` is unusable;
     unreadable or excluded pages end up in ``DocsIndex.skipped``. Beyond ``max_pages`` pages are skipped.
     """
     pages: list[Page] = []
     skipped: list[Skipped] = []
-    for item in page_sources(source):
+    for item in page_sources(source) if sources is None else sources:
         result = read_page(item, max_chars=max_page_chars)
         if isinstance(result, Skipped):
             skipped.append(result)

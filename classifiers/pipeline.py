@@ -28,9 +28,10 @@ class EnquiryClassifier:
     def version(self) -> str:
         return self.models.version if self.models else "rules"
 
-    def classify(self, *, subject: str, text: str, sender: str) -> Classification:
+    def classify(self, *, subject: str, text: str, sender: str, sector_text: str | None = None) -> Classification:
+        """``text`` decides the type and language; ``sector_text`` (default ``text``) who is asking (a signature helps)."""
         enquiry_type = self.classify_type(subject, text)
-        sector = self.sectors.classify(sender, text)
+        sector = self.sectors.classify(sender, text if sector_text is None else sector_text)
         language = self.languages.classify(f"{subject}\n{text}")
         return Classification(
             type=enquiry_type,

@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from config.errors import ConfigFileError
 
 VARIABLES = frozenset({"enquirer_name", "ticket", "subject", "team", "agent_name", "signature", "suggestions"})
 Localised = dict[str, str]
@@ -76,10 +75,3 @@ class Templates(_Frozen):
             if unknown:
                 found.append(f"templates: {where}: unknown variable(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(VARIABLES))})")
         return found
-
-
-def check(templates: Templates, languages: tuple[str, ...], channels: tuple[str, ...]) -> Templates:
-    problems = templates.problems(languages, channels)
-    if problems:
-        raise ConfigFileError("templates are inconsistent:\n  - " + "\n  - ".join(problems))
-    return templates

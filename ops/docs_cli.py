@@ -44,10 +44,10 @@ def index_command(
         err.print(f"[red]unknown ranker {ranker!r}[/red]; choose {', '.join(RANKERS)}")
         raise typer.Exit(2)
     try:
-        total = len(page_sources(source))
+        sources = page_sources(source)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
-            task = progress.add_task("reading pages", total=total)
-            index = build_index(source, ranker=ranker, progress=lambda _item: progress.advance(task))
+            task = progress.add_task("reading pages", total=len(sources))
+            index = build_index(source, ranker=ranker, progress=lambda _item: progress.advance(task), sources=sources)
         index.save(target)
     except DocsError as exc:
         err.print(f"[red]{exc}[/red]")

@@ -24,9 +24,9 @@ from starlette.routing import BaseRoute, Route
 from config.desk import load_desk
 from intake.slack import MAX_BODY_BYTES, SlackRequestVerifier, enqueue
 from ops.runtime import Runtime
-from storage import outbox
 from storage.intake_store import TICKET
 from storage.models import utcnow
+from workers.cards import escape, queue_card_update
 from workers.desk import OPEN_STATUSES, Desk, set_status
 
 log = structlog.get_logger("helpdesk.web")
@@ -145,7 +145,7 @@ class SlashCommands:
         return {"response_type": "ephemeral", "text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]}
 
     def _line(self, row: Any) -> str:
-        subject = row.subject[:80].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") or "(no subject)"
+        subject = escape(row.subject[:80]) or "(no subject)"
         number = f"{self.desk.prefix}-{row.id}"
         due = ""
         if row.first_response_at is None and row.first_response_due_at is not None:
@@ -174,10 +174,9 @@ class SlashCommands:
     def _update_card(self, ticket_id: int, key: str) -> None:
         from workers.actors import enqueue_effect  # noqa: PLC0415 - the web process only enqueues
 
-        effect = f"card-update:{ticket_id}:{key}"
         with self.engine.begin() as c:
-            added = outbox.add(c, effect, "slack_update", ticket_id, {})
-        if added:
+            effect = queue_card_update(c, ticket_id, key)
+        if effect:
             enqueue_effect(self.runtime.broker, effect)
 
 

@@ -177,14 +177,3 @@ def render_matrix(console: Console, title: str, matrix: dict[str, dict[str, int]
     totals = [sum(matrix[t].get(s, 0) for t in matrix) for s in sectors]
     table.add_row("total", *(str(t) for t in totals), str(sum(totals)), style="bold")
     console.print(table)
-
-
-def _counts_table(title: str, counts: dict[str, int]) -> Table:
-    table = Table(title=f"Tickets by {title}", title_justify="left")
-    table.add_column(title)
-    table.add_column("tickets", justify="right")
-    table.add_column("", min_width=20)
-    top = max(counts.values(), default=1)
-    for key, count in counts.items():
-        table.add_row(key, str(count), "█" * max(1, round(20 * count / top)))
-    return table

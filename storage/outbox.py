@@ -80,12 +80,6 @@ def release(engine: Engine, key: str, error: str, *, final: bool = False, result
         c.execute(update(OUTBOX).where(OUTBOX.c.key == key).values(**values))
 
 
-def record_result(engine: Engine, key: str, result: dict[str, Any]) -> None:
-    """Store a partial result (e.g. the intent before sending) without changing the status."""
-    with engine.begin() as c:
-        c.execute(update(OUTBOX).where(OUTBOX.c.key == key).values(result=result, updated_at=utcnow()))
-
-
 def stale_keys(engine: Engine, now: datetime | None = None, pending_after: timedelta = timedelta(seconds=30), limit: int = 500,
                lease: timedelta = LEASE) -> list[str]:
     """Rows the queue may have lost: pending for a while, or leased to a worker that stopped answering."""

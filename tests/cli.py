@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 HELPDESK = [sys.executable, "-m", "ops"]
 
@@ -27,3 +31,9 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 300, cwd: Pat
 
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([*HELPDESK, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def settings_env(s: "Settings", **extra: object) -> dict[str, str]:
+    """The environment of a `helpdesk` process sharing a test's settings: its namespace, database, data and model folders."""
+    return cli_env(data_dir=s.data_dir, redis_url=s.redis_url, redis_namespace=s.redis_namespace, database_url=s.database_url,
+                   model_dir=s.model_dir, log_level="WARNING", **extra)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from storage import outbox
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import Contact, ContactIdentity, Organisation
 from workers.desk import Desk
@@ -42,9 +43,15 @@ def load(c: Connection, ticket_id: int) -> tuple[Any, Enquirer] | None:
                             organisation=(who.name or who.domain or "") if who else "", summary=summary)
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """Enquirers' words shown as text, never as Slack markup (no surprise @channel, no disguised links)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def queue_card_update(c: Connection, ticket_id: int, key: str) -> str | None:
+    """The outbox row that redraws the ticket's card after the change ``key``; its key, or None when queued before."""
+    effect = f"card-update:{ticket_id}:{key}"
+    return effect if outbox.add(c, effect, "slack_update", ticket_id, {}) else None
 
 
 def _who(channel: str, enquirer: Enquirer) -> str:
@@ -53,8 +60,8 @@ def _who(channel: str, enquirer: Enquirer) -> str:
     if channel == "slack" and re.fullmatch(r"[UW][A-Z0-9]{2,20}", enquirer.address):
         address = f"<@{enquirer.address}>"
     elif enquirer.address and enquirer.address != enquirer.name:
-        address = _escape(f"<{enquirer.address}>")
-    return " ".join(p for p in (_escape(enquirer.name), address) if p) or "—"
+        address = escape(f"<{enquirer.address}>")
+    return " ".join(p for p in (escape(enquirer.name), address) if p) or "—"
 
 
 def card(ticket: Any, desk: Desk, enquirer: Enquirer | None = None) -> tuple[str, list[dict[str, Any]]]:
@@ -75,7 +82,7 @@ def card(ticket: Any, desk: Desk, enquirer: Enquirer | None = None) -> tuple[str
     who_asked = _who(ticket.channel, enquirer)
     fields = [
         f"*Enquirer:* {who_asked}",
-        f"*Organisation:* {_escape(enquirer.organisation) or '—'}",
+        f"*Organisation:* {escape(enquirer.organisation) or '—'}",
         f"*Type:* {label('type')}" + (" ⚑ needs triage" if ticket.needs_triage else ""),
         f"*Sector:* {label('sector')}",
         f"*Language:* {label('language')}",
@@ -85,10 +92,10 @@ def card(ticket: Any, desk: Desk, enquirer: Enquirer | None = None) -> tuple[str
         f"*Priority:* {ticket.priority}",
         f"*Status:* {status}",
     ]
-    text = f"{number} · {_escape(ticket.subject[:150])} · {ticket.type} · {ticket.sector} · {ticket.status}"
+    text = f"{number} · {escape(ticket.subject[:150])} · {ticket.type} · {ticket.sector} · {ticket.status}"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{number} · {ticket.subject[:120] or '(no subject)'}"[:150]}},
-        *([{"type": "section", "text": {"type": "mrkdwn", "text": "> " + _escape(enquirer.summary)}}] if enquirer.summary else []),
+        *([{"type": "section", "text": {"type": "mrkdwn", "text": "> " + escape(enquirer.summary)}}] if enquirer.summary else []),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]},
         *_documentation(ticket),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"routed by rule *{ticket.routing_rule}* to {ticket.team} · "
@@ -102,7 +109,7 @@ def _documentation(ticket: Any) -> list[dict[str, Any]]:
     """The top documentation suggestions (links), or a note that nothing matched: a possible gap."""
     found = [s for s in (getattr(ticket, "suggestions", None) or []) if isinstance(s, dict) and str(s.get("url", "")).startswith(("https://", "http://"))]
     if found:
-        links = " · ".join(f"<{s['url'].replace('|', '%7C').replace('>', '%3E')}|{_escape(str(s.get('title') or s['url']))[:80]}>" for s in found[:3])
+        links = " · ".join(f"<{s['url'].replace('|', '%7C').replace('>', '%3E')}|{escape(str(s.get('title') or s['url']))[:80]}>" for s in found[:3])
         return [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"📚 *Docs:* {links}"[:2900]}]}]
     if getattr(ticket, "docs_gap", None):
         return [{"type": "context", "elements": [{"type": "mrkdwn", "text": "📚 no documentation page matched: a possible gap"}]}]

@@ -56,7 +56,6 @@ class Effects:
         # Reply senders per channel of the ticket (e-mail and X register theirs); each returns the sent message's id there.
         # A sender that finds its own earlier sends on a retry says so with ``detects_earlier_sends = True``.
         self.senders: dict[str, Callable[[Any, Any, OutboxItem], dict[str, Any]]] = {"slack": self._send_slack_reply}
-        self.detecting = {"slack"}
 
     def run(self, key: str) -> dict[str, Any] | None:
         """Carry out one row; None when it is not (or no longer) ours to do. Raises for the caller to retry.
@@ -172,7 +171,7 @@ class Effects:
         sender = self.senders.get(ticket.channel)
         if sender is None:  # stays queued: sent once this channel can send (`helpdesk reply --send-queued`)
             return {"held": f"no sender for the {ticket.channel} channel yet"}
-        if message.status == "sending" and not getattr(sender, "detects_earlier_sends", ticket.channel in self.detecting):
+        if message.status == "sending" and not getattr(sender, "detects_earlier_sends", False):
             error = ("unconfirmed: the worker stopped while sending, so it may have gone out; check with the enquirer, "
                      f"then `helpdesk reply --resend {message.id}` if it did not")
             self._set_message(message.id, status="failed", error=error)
@@ -204,6 +203,8 @@ class Effects:
         posted = self.poster.post(item.key, channel, message.text, thread_ts=thread_ts, check_first=item.attempts > 1,
                                   since=item.created_at.timestamp())
         return {"channel": posted.channel, "ts": posted.ts, "found_existing": posted.found_existing}
+
+    _send_slack_reply.detects_earlier_sends = True  # type: ignore[attr-defined]  # a retry asks Slack first (check_first)
 
     def _set_message(self, message_id: int, **values: Any) -> None:
         with self.engine.begin() as c:

@@ -10,7 +10,6 @@ second delivery finds it taken.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -115,12 +114,7 @@ class Pipeline:
             return Decisions(verdict, None, None)
         # The new text decides what is asked; the whole text (signature included) who is asking.
         who = message.identities.get("email") or message.sender.address  # a Slack user's e-mail tells their organisation
-        labels = self.classifier.classify(subject=message.subject, text=message.fresh_text, sender=who)
-        if message.new_text is not None:
-            sector = self.classifier.sectors.classify(who, message.text)
-            labels = dataclasses.replace(
-                labels, sector=sector.label, organisation=sector.organisation_domain, organisation_name=sector.organisation_name
-            )
+        labels = self.classifier.classify(subject=message.subject, text=message.fresh_text, sender=who, sector_text=message.text)
         docs = None
         if self.signpost is not None:  # used only if the message opens a ticket (the threader decides, in the transaction)
             docs = self.signpost(f"{message.subject}\n{message.fresh_text}", labels.language.value)

@@ -72,9 +72,8 @@ def reprocess(
         result.tickets += 1
         subject, text, full, reparsed = _texts(row, archive, limits, splitter)
         result.reparsed += reparsed
-        labels = classifier.classify(subject=subject, text=text, sender=row.sender_address)
-        sector = classifier.sectors.classify(row.sender_address, full)
-        new = {"type": labels.type, "sector": sector.label, "language": labels.language}
+        labels = classifier.classify(subject=subject, text=text, sender=row.sender_address, sector_text=full)
+        new = {"type": labels.type, "sector": labels.sector, "language": labels.language}
         with engine.begin() as c:
             corrected = {r.field for r in c.execute(select(CORRECTION.c.field).where(CORRECTION.c.ticket_id == row.ticket_id))}
             changes = _changes(row, new, corrected, result)

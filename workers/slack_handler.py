@@ -25,6 +25,7 @@ from storage import outbox
 from storage.corrections import UnknownTicket, record_correction
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import SlackEvent, utcnow
+from workers.cards import queue_card_update
 from workers.desk import Desk, _event, add_staff_message, assign_to, record_first_response, set_status
 from workers.replies import render_canned
 from workers.slack import SlackPoster
@@ -161,10 +162,10 @@ class SlackHandler:
             if done is not None:
                 ticket_id, key, *sent = done
                 effects.extend(e for e in sent if e)
-                effect = f"card-update:{ticket_id}:{key}"
                 with self.engine.begin() as c:
-                    if outbox.add(c, effect, "slack_update", ticket_id, {}):
-                        effects.append(effect)
+                    effect = queue_card_update(c, ticket_id, key)
+                if effect:
+                    effects.append(effect)
         return Handled("actions", tuple(effects))
 
     def _action(self, action: dict[str, Any], user: str, member: str | None) -> tuple[Any, ...] | None:

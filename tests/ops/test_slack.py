@@ -18,7 +18,7 @@ from ops.web import build_app
 from storage import outbox
 from storage.intake_store import EVENT, MESSAGE, TICKET
 from storage.models import ContactIdentity
-from tests.cli import cli_env, run_cli, start_cli
+from tests.cli import run_cli, settings_env, start_cli
 from tests.factories import make_email, make_message
 from tests.intake.imap_helpers import wait_for
 from tests.slack_events import SIGNING_SECRET, SlackSender, message, sign
@@ -278,11 +278,10 @@ def test_rate_limited_card_is_retried_later_and_posted_once(
     assert time.monotonic() - started >= waited >= 2.0, "the retry waited for Slack's Retry-After"
 
 
-def _process_env(s: Settings, database_url: str, **extra: object) -> dict[str, str]:
+def _process_env(s: Settings, **extra: object) -> dict[str, str]:
     """The environment of a `helpdesk` process of this test (its namespace, database, desk and local Slack)."""
-    return cli_env(data_dir=s.data_dir, redis_url=s.redis_url, redis_namespace=s.redis_namespace, database_url=database_url,
-                   model_dir=s.model_dir, log_level="WARNING", teams_file=s.teams_file, routing_file=s.routing_file, sla_file=s.sla_file,
-                   slack_bot_token=TOKEN, slack_api_url=s.slack_api_url, **extra)
+    return settings_env(s, teams_file=s.teams_file, routing_file=s.routing_file, sla_file=s.sla_file,
+                        slack_bot_token=TOKEN, slack_api_url=s.slack_api_url, **extra)
 
 
 def _outbox(engine: Engine) -> list[dict[str, Any]]:
@@ -293,9 +292,9 @@ def _outbox(engine: Engine) -> list[dict[str, Any]]:
 
 
 def test_worker_killed_between_post_and_db_write_posts_one_card(
-    slack_settings: Settings, slack, tmp_path: Path, database_url: str, engine: Engine,  # noqa: ANN001
+    slack_settings: Settings, slack, tmp_path: Path, engine: Engine,  # noqa: ANN001
 ) -> None:
-    env = _process_env(slack_settings, database_url, slack_signing_secret=SIGNING_SECRET, heartbeat_timeout_seconds=2, effect_lease_seconds=2)
+    env = _process_env(slack_settings, slack_signing_secret=SIGNING_SECRET, heartbeat_timeout_seconds=2, effect_lease_seconds=2)
     (tmp_path / "mail").mkdir()
     (tmp_path / "mail" / "k.eml").write_bytes(make_email(sender="Kim <kim@finance.gov.uk>", message_id="<kill@finance.gov.uk>"))
     run_cli(["import", str(tmp_path / "mail")], env)
@@ -320,12 +319,12 @@ def test_worker_killed_between_post_and_db_write_posts_one_card(
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_socket_mode_carries_events_actions_and_commands(
-    slack_settings: Settings, running_worker, engine: Engine, slack, database_url: str,  # noqa: ANN001
+    slack_settings: Settings, running_worker, engine: Engine, slack,  # noqa: ANN001
 ) -> None:
     from tests.slack_server import APP_TOKEN
     from tests.slack_socket_server import SocketModeServer
 
-    env = _process_env(slack_settings, database_url, slack_app_token=APP_TOKEN)
+    env = _process_env(slack_settings, slack_app_token=APP_TOKEN)
     help_channel = slack.fake.channel("#help")
     with SocketModeServer() as socket_server, running_worker(engine, slack_settings):
         slack.fake.socket_url = socket_server.url

@@ -87,9 +87,9 @@ def _events(engine: Engine, kind: str) -> list:
         return c.execute(select(EVENT).where(EVENT.c.kind == kind)).all()
 
 
-def test_a_new_ticket_is_assigned_and_carded_through_the_worker(desk_settings, broker, engine: Engine, slack) -> None:  # noqa: ANN001
+def test_a_new_ticket_is_assigned_and_carded_through_the_worker(desk_settings, broker, engine: Engine, slack, running_worker) -> None:  # noqa: ANN001
     """End to end: pipeline → assign effect → card effect, by the real actors; repeats change nothing."""
-    with _worker(desk_settings, broker, engine) as services:
+    with running_worker(engine, desk_settings) as services:
         ticket_id = services.pipeline.process(make_message("w1", sender="w1@finance.gov.uk"), "dw1").ticket_id
         enqueue_effect(broker, f"assign:{ticket_id}")
         wait_for(lambda: len(slack.fake.posted("#data")) == 1, timeout=15)
@@ -105,31 +105,6 @@ def test_a_new_ticket_is_assigned_and_carded_through_the_worker(desk_settings, b
     [card] = slack.fake.posted("#data")
     assert card["metadata"]["event_payload"]["key"] == f"card:{ticket_id}:1"
     assert f"HD-{ticket_id}" in card["text"]
-
-
-def _worker(desk_settings, broker, engine):  # noqa: ANN001, ANN202
-    import contextlib
-
-    import dramatiq
-    from dramatiq.middleware import Retries
-
-    from workers.actors import register_actors
-    from workers.middleware import DeadLetters, LogContext
-
-    @contextlib.contextmanager
-    def run():  # noqa: ANN202
-        services = build_services(desk_settings, broker, engine)
-        broker.add_middleware(LogContext(), before=Retries)
-        broker.add_middleware(DeadLetters(services.store, services.inflight), before=Retries)
-        register_actors(broker, services)
-        worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-        worker.start()
-        try:
-            yield services
-        finally:
-            worker.stop(timeout=10_000)
-
-    return run()
 
 
 def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from config.settings import Settings
 from storage.intake_store import EVENT, MESSAGE, TICKET
-from tests.cli import cli_env, run_cli, start_cli
+from tests.cli import run_cli, settings_env, start_cli
 from tests.factories import make_email
 from tests.intake.imap_helpers import account_for, append, ingestor_for, wait_for, watching
 from tests.smtp_server import SmtpServer
@@ -173,16 +173,14 @@ def test_acknowledgement_once_per_contact_per_window_never_to_robots(
     assert kinds == {("acknowledgement", "sent")}
 
 
-def _process_env(s: Settings, database_url: str, smtp: SmtpServer, **extra: object) -> dict[str, str]:
-    return cli_env(data_dir=s.data_dir, redis_url=s.redis_url, redis_namespace=s.redis_namespace, database_url=database_url,
-                   model_dir=s.model_dir, log_level="WARNING", smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_security="none",
-                   mail_from=MAIL_FROM, acknowledge="false", **extra)
+def _process_env(s: Settings, smtp: SmtpServer, **extra: object) -> dict[str, str]:
+    return settings_env(s, smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_security="none", mail_from=MAIL_FROM, acknowledge="false", **extra)
 
 
 def test_worker_killed_after_the_send_before_the_record_sends_once(
-    mail_settings: Settings, engine: Engine, broker, smtp: SmtpServer, tmp_path: Path, database_url: str,  # noqa: ANN001
+    mail_settings: Settings, engine: Engine, broker, smtp: SmtpServer, tmp_path: Path,  # noqa: ANN001
 ) -> None:
-    env = _process_env(mail_settings, database_url, smtp, heartbeat_timeout_seconds=2, effect_lease_seconds=2)
+    env = _process_env(mail_settings, smtp, heartbeat_timeout_seconds=2, effect_lease_seconds=2)
     (tmp_path / "mail").mkdir()
     (tmp_path / "mail" / "q.eml").write_bytes(ENQUIRY)
     run_cli(["import", str(tmp_path / "mail")], env)
@@ -240,11 +238,10 @@ def _messages_of(engine: Engine, ticket_id: int) -> list[Any]:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_cli_canned_reply_note_and_held_replies(
-    mail_settings: Settings, engine: Engine, smtp: SmtpServer, tmp_path: Path, database_url: str,  # noqa: ANN001
+    mail_settings: Settings, engine: Engine, smtp: SmtpServer, tmp_path: Path,  # noqa: ANN001
 ) -> None:
-    no_smtp = cli_env(data_dir=mail_settings.data_dir, redis_url=mail_settings.redis_url, redis_namespace=mail_settings.redis_namespace,
-                      database_url=database_url, model_dir=mail_settings.model_dir, log_level="WARNING", acknowledge="false")
-    env = _process_env(mail_settings, database_url, smtp)
+    no_smtp = settings_env(mail_settings, acknowledge="false")
+    env = _process_env(mail_settings, smtp)
     (tmp_path / "mail").mkdir()
     (tmp_path / "mail" / "q.eml").write_bytes(make_email(sender="Ana Gómez <ana@hacienda.gob.mx>", message_id="<c1@hacienda.gob.mx>",
                                                            subject="Consulta sobre validación",

@@ -270,16 +270,14 @@ def _messages(engine: Engine, ticket_id: int) -> int:
 @pytest.mark.parametrize(("text", "endpoint"), [("Thanks, we will look at it.", "create_dm"),
                                                  ("public: Thanks, we will look at it.", "create_tweet")])
 def test_worker_killed_after_sending_before_recording_sends_once(
-    x: XServer, settings: Settings, broker, engine: Engine, database_url: str, text: str, endpoint: str,  # noqa: ANN001
+    x: XServer, settings: Settings, broker, engine: Engine, text: str, endpoint: str,  # noqa: ANN001
 ) -> None:
     import signal
 
-    from tests.cli import cli_env, run_cli, start_cli
+    from tests.cli import run_cli, settings_env, start_cli
 
     configured = x_settings(settings, x)
-    env = cli_env(data_dir=settings.data_dir, redis_url=settings.redis_url, redis_namespace=settings.redis_namespace,
-                  database_url=database_url, model_dir=settings.model_dir, log_level="WARNING", acknowledge="false",
-                  heartbeat_timeout_seconds=2, effect_lease_seconds=2, x_bearer_token=BEARER_TOKEN, x_consumer_key=CONSUMER_KEY,
+    env = settings_env(settings, acknowledge="false", heartbeat_timeout_seconds=2, effect_lease_seconds=2, x_bearer_token=BEARER_TOKEN, x_consumer_key=CONSUMER_KEY,
                   x_consumer_secret=CONSUMER_SECRET, x_access_token=ACCESS_TOKEN, x_access_token_secret=ACCESS_TOKEN_SECRET,
                   x_account_id=ACCOUNT_ID, x_api_url=x.url, x_timeout_seconds=60)
     x.fake.mention(ANA, "Is there a schema for grants?")
