@@ -18,19 +18,19 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, case, func, select
 
 from storage.intake_store import EVENT, TICKET
-from workers.health import snapshot
+from config.settings import Settings
+from workers.health import desk_snapshot
 
 CONFIDENCE_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
 class HelpdeskCollector(Collector):
-    def __init__(self, client: Any, namespace: str, engine: Engine, queues: tuple[str, ...], heartbeat_timeout_ms: int,
-                 cache_seconds: float = 15.0) -> None:
+    def __init__(self, settings: Settings, client: Any, engine: Engine, queues: tuple[str, ...], cache_seconds: float = 15.0) -> None:
+        self.settings = settings
         self.client = client
-        self.namespace = namespace
+        self.namespace = settings.redis_namespace
         self.engine = engine
         self.queues = queues
-        self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.cache_seconds = cache_seconds
         self._cached: tuple[float, list[Any]] | None = None
         self._lock = threading.Lock()
@@ -41,7 +41,7 @@ class HelpdeskCollector(Collector):
         yield from self._database()
 
     def _queues(self) -> Iterator[Any]:
-        snap = snapshot(self.client, self.namespace, self.engine, self.queues, self.heartbeat_timeout_ms)
+        snap = desk_snapshot(self.settings, self.client, self.engine, self.queues)
         depth = GaugeMetricFamily("helpdesk_queue_messages", "Messages per queue and state.", labels=["queue", "state"])
         age = GaugeMetricFamily("helpdesk_queue_oldest_age_seconds", "Age of the oldest ready message.", labels=["queue"])
         for q in snap.queues:

@@ -10,14 +10,12 @@ from rich.table import Table
 
 from ops.runtime import Runtime
 from workers.actors import QUEUES
-from workers.health import snapshot
+from workers.health import desk_snapshot
 
 
 def collect_status(runtime: Runtime) -> dict[str, Any]:
     settings = runtime.settings
-    snap = snapshot(runtime.broker.client, settings.redis_namespace, runtime.engine, QUEUES,
-                    settings.heartbeat_timeout_seconds * 1000,
-                    queue_age_limit=settings.alert_queue_age_seconds, adapter_silent=settings.alert_adapter_silent_seconds)
+    snap = desk_snapshot(settings, runtime.broker.client, runtime.engine, QUEUES)
     data = snap.to_dict()
     data["redis"] = "embedded" if settings.embedded_redis else "external"
     data["database"] = runtime.engine.dialect.name

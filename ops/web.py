@@ -25,8 +25,7 @@ from storage import schema
 def health_routes(runtime: Runtime, queues: tuple[str, ...]) -> list[BaseRoute]:
     settings = runtime.settings
     registry = CollectorRegistry()
-    registry.register(HelpdeskCollector(runtime.broker.client, settings.redis_namespace, runtime.engine, queues,
-                                        settings.heartbeat_timeout_seconds * 1000))
+    registry.register(HelpdeskCollector(settings, runtime.broker.client, runtime.engine, queues))
     dramatiq_metrics = dramatiq_collector()
     if dramatiq_metrics is not None:
         registry.register(dramatiq_metrics)

@@ -260,6 +260,10 @@ class IntakeTx:
     def update_ticket(self, ticket_id: int, values: dict[str, Any]) -> None:
         self.c.execute(update(TICKET).where(TICKET.c.id == bindparam("ticket_pk")), {"ticket_pk": ticket_id, **values})
 
+    def count_reopening(self, ticket_id: int) -> None:
+        """One more reopening of the ticket (the report's "reopened"), counted in the database."""
+        self.c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(reopened_count=func.coalesce(TICKET.c.reopened_count, 0) + 1))
+
     # -- facts -------------------------------------------------------------------
     def add_events(self, events: Iterable[dict[str, Any]]) -> None:
         rows = list(events)

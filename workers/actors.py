@@ -45,7 +45,7 @@ from workers.desk import Desk, resume_on_enquirer_reply
 from workers.effects import Effects
 from workers.email_out import EmailSender
 from workers.x_sender import XSender
-from workers.health import Problem, snapshot
+from workers.health import Problem, desk_snapshot
 from workers.scheduled import Jobs
 from workers.errors import EffectRefused, RetryLater
 from workers.slack import SlackPoster, make_client
@@ -123,8 +123,7 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
     if x_sender is not None:
         effects.senders["x"] = x_sender
     def problems() -> list[Problem]:
-        return snapshot(broker.client, settings.redis_namespace, engine, QUEUES, settings.heartbeat_timeout_seconds * 1000,
-                        queue_age_limit=settings.alert_queue_age_seconds, adapter_silent=settings.alert_adapter_silent_seconds).problems
+        return desk_snapshot(settings, broker.client, engine, QUEUES).problems
 
     jobs = Jobs(engine, operations, lambda key: enqueue_effect(broker, key), health=problems, ops_channel=settings.ops_slack_channel)
     slack = SlackHandler(engine, operations, settings, poster, QueueSink(broker, inflight))

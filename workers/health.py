@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlalchemy import Engine, func, select
@@ -20,6 +20,9 @@ from sqlalchemy import Engine, func, select
 from intake.state import AdapterHealth, RedisCheckpointStore
 from storage.intake_store import QUARANTINE, TICKET
 from workers.queue_state import QueueState, read_queue
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 QUEUE_AGE_LIMIT_SECONDS = 300.0  # a message ready this long means the workers are not keeping up
 ADAPTER_SILENT_SECONDS = 900.0  # no successful sync for this long while an adapter runs
@@ -64,6 +67,12 @@ class Snapshot:
             "tickets": self.tickets,
             "problems": [asdict(p) for p in self.problems],
         }
+
+
+def desk_snapshot(settings: "Settings", client: redis.Redis, engine: Engine, queues: tuple[str, ...]) -> "Snapshot":
+    """The snapshot with the desk's own thresholds: `helpdesk status`, /readyz, /metrics and alerts judge alike."""
+    return snapshot(client, settings.redis_namespace, engine, queues, settings.heartbeat_timeout_seconds * 1000,
+                    queue_age_limit=settings.alert_queue_age_seconds, adapter_silent=settings.alert_adapter_silent_seconds)
 
 
 def snapshot(client: redis.Redis, namespace: str, engine: Engine, queues: tuple[str, ...], heartbeat_timeout_ms: int,

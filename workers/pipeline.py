@@ -178,6 +178,7 @@ class Pipeline:
         status = tx.ticket_status(link.ticket_id)
         if status == "resolved":
             changes.update(status="open", resolved_at=None)
+            tx.count_reopening(link.ticket_id)  # as a reopening by staff does (desk.set_status)
             events.append(_event(f"reopened:{message_pk}", "reopened", link.ticket_id, message.channel, now, {"by": "enquirer reply"}))
         elif status == "pending" and self.on_enquirer_reply is not None:
             changes.update(self.on_enquirer_reply(tx, link.ticket_id, now))  # the enquirer answered: the SLA clock runs again

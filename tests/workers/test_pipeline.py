@@ -73,7 +73,7 @@ def test_reply_joins_its_parent_and_reopens_a_resolved_ticket(pipeline: Pipeline
     reply = pipeline.process(make_message("r@x.org", subject="Re: Validation errors", in_reply_to=("p@x.org",)), "d2")
     assert reply.kind == "threaded" and reply.ticket_id == parent.ticket_id
     [ticket] = _tickets(engine)
-    assert ticket.status == "open"
+    assert ticket.status == "open" and ticket.reopened_count == 1, "counted in the report's reopened tickets"
     with engine.connect() as c:
         row = c.execute(select(MESSAGE).where(MESSAGE.c.external_id == "r@x.org")).one()
     assert row.kind == "reply" and row.thread_rule == "references" and "In-Reply-To" in row.thread_reason
