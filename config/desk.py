@@ -8,6 +8,7 @@ classifiers and the router.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +66,7 @@ class OrganisationRegistry(_Frozen):
     organisations: tuple[Organisation, ...] = ()
 
 
+Role = Literal["member", "lead", "manager", "operator", "admin"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$"
 
@@ -80,6 +82,25 @@ class Member(_Frozen):
     capacity: int = Field(15, ge=0, description="open tickets this person can hold")
     on_leave_until: date | None = None
     lead: bool = False
+    roles: tuple[Role, ...] = Field(("member",), description="what this person may do (a lead is also a 'lead')")
+
+    @property
+    def all_roles(self) -> frozenset[str]:
+        return frozenset((*self.roles, *(("lead",) if self.lead else ())))
+
+
+class StaffPerson(_Frozen):
+    """Someone who acts on the desk without answering tickets in a team: a manager, an operator, an admin."""
+
+    key: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str
+    email: str | None = None
+    slack_user: str | None = None
+    roles: tuple[Role, ...] = ("manager",)
+
+    @property
+    def all_roles(self) -> frozenset[str]:
+        return frozenset(self.roles)
 
 
 class Calendar(_Frozen):
@@ -106,6 +127,7 @@ class Team(_Frozen):
 class Teams(_Frozen):
     version: int
     teams: dict[str, Team]
+    staff: tuple[StaffPerson, ...] = Field((), description="people with roles outside the teams: managers, operators, admins")
 
 
 class SlaPolicy(_Frozen):
@@ -156,6 +178,23 @@ class Routing(_Frozen):
     rules: tuple[RoutingRule, ...] = ()
 
 
+class Standard(_Frozen):
+    name: str
+
+
+class Implementations(_Frozen):
+    """The standards the desk supports, the stage ladder, engagement kinds, and which enquiry types suggest which kind."""
+
+    version: int
+    standards: dict[str, Standard] = Field(default_factory=lambda: {"ocds": Standard(name="Open Contracting Data Standard")})
+    stages: tuple[str, ...] = ("prospect", "scoping", "mapping", "publishing", "publishing_regularly", "using")
+    engagement_kinds: tuple[str, ...] = (
+        "scoping_note", "mapping_review", "implementation_guidance", "data_review", "training", "tool_assessment",
+        "policy_analysis", "other",
+    )
+    suggest: dict[str, str] = Field(default_factory=dict, description="enquiry type → engagement kind it usually leads to")
+
+
 PRIORITIES = ("low", "normal", "high", "urgent")
 CHANNELS = ("email", "slack", "x", "web")
 
@@ -167,6 +206,7 @@ class DeskConfig(_Frozen):
     routing: Routing
     sla: SlaPolicies = SlaPolicies(version=1)
     templates: Templates = Templates(version=1)
+    implementations: Implementations = Implementations(version=1)
     languages: tuple[str, ...]
 
 
@@ -182,6 +222,7 @@ def load_desk(settings: Settings) -> DeskConfig:
         routing=_load(settings.routing_file, Routing),
         sla=_load(settings.sla_file, SlaPolicies),
         templates=_load(settings.templates_file, Templates),
+        implementations=_load(settings.implementations_file, Implementations),
         languages=settings.languages,
     )
     problems = _cross_check(desk)
@@ -232,6 +273,25 @@ def _cross_check(desk: DeskConfig) -> list[str]:
     problems.extend(_check_teams(desk))
     problems.extend(_check_sla(desk))
     problems.extend(desk.templates.problems(desk.languages, CHANNELS))
+    problems.extend(_check_implementations(desk))
+    return problems
+
+
+def _check_implementations(desk: DeskConfig) -> list[str]:
+    impl = desk.implementations
+    problems = []
+    for name, values in (("stage", impl.stages), ("engagement kind", impl.engagement_kinds), ("standard", tuple(impl.standards))):
+        if not values:
+            problems.append(f"implementations: at least one {name} is required")
+        if len(set(values)) != len(values):
+            problems.append(f"implementations: a {name} is listed twice")
+        problems.extend(f"implementations: {name} {v!r} must be a lower-case identifier" for v in values
+                        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", v))
+    for etype, kind in impl.suggest.items():
+        if etype not in desk.taxonomy.types:
+            problems.append(f"implementations: suggest names unknown enquiry type {etype!r}")
+        if kind not in impl.engagement_kinds:
+            problems.append(f"implementations: suggest names unknown engagement kind {kind!r}")
     return problems
 
 
@@ -251,6 +311,15 @@ def _check_teams(desk: DeskConfig) -> list[str]:
         keys = [m.key for m in team.members]
         if len(set(keys)) != len(keys):
             problems.append(f"team {key!r}: a member key is used twice")
+    people: dict[str, tuple[str | None, str | None]] = {}
+    for person in [m for t in desk.teams.teams.values() for m in t.members] + list(desk.teams.staff):
+        known = people.setdefault(person.key, (person.email, person.slack_user))
+        if known != (person.email, person.slack_user):
+            problems.append(f"teams: {person.key!r} appears twice with a different e-mail or Slack user")
+    slack_users: dict[str, str] = {}
+    for person in [m for t in desk.teams.teams.values() for m in t.members] + list(desk.teams.staff):
+        if person.slack_user and slack_users.setdefault(person.slack_user, person.key) != person.key:
+            problems.append(f"teams: Slack user {person.slack_user} belongs to two people")
     return problems
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.errors import SettingsError
@@ -50,8 +50,24 @@ class Settings(BaseSettings):
     max_raw_bytes: int = Field(30 * 1024 * 1024, ge=1024, description="Larger raw messages are quarantined.")
     max_text_chars: int = Field(200_000, ge=1000, description="Body text kept on a message; the raw source keeps the rest.")
     max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=0, description="Larger attachments keep metadata only.")
+    # -- hostile mail: bounds checked on the raw bytes before parsing (intake.prescan); beyond one, the mail is quarantined --
+    max_header_bytes: int = Field(512 * 1024, ge=4096, description="Largest header block (of the message, a part or a forwarded message).")
+    max_headers: int = Field(2000, ge=50, description="Most header fields in one header block.")
+    max_line_bytes: int = Field(64 * 1024, ge=998, description="Longest physical line of a header block.")
+    max_mime_depth: int = Field(30, ge=2, le=200, description="Deepest nesting of multiparts and forwarded messages (the stdlib recurses per level).")
+    max_mime_parts: int = Field(1000, ge=10, description="Most MIME parts in one message, at any depth.")
+    max_header_parameters: int = Field(100, ge=5, description="Most parameters of one Content-Type or Content-Disposition.")
+    max_addresses: int = Field(1000, ge=10, description="Most addresses in one address header (To, Cc, …).")
+    max_encoded_words: int = Field(300, ge=10, description="Most RFC 2047 encoded words in one header.")
+    max_encoded_words_total: int = Field(3000, ge=10, description="Most RFC 2047 encoded words in all headers of a message.")
+    max_comment_depth: int = Field(20, ge=2, le=200, description="Deepest nesting of (comments) in a structured header.")
+    # -- parsing in helper processes (intake.parse_pool): a parser bug costs one quarantined mail, not the adapter --
+    parse_workers: int = Field(2, ge=0, le=64, description="Parse helper processes per adapter process; 0 parses in-process (no time or memory bound).")
+    parse_timeout_seconds: float = Field(30.0, gt=0, description="A mail not parsed in this time is quarantined (parse_timeout) and its helper killed.")
+    parse_memory_mb: int = Field(1024, ge=0, description="Address-space cap of each parse helper (0: none); beyond it the mail is quarantined (parse_memory).")
     heartbeat_timeout_seconds: int = Field(60, ge=2, description="A worker silent this long is dead; its messages are requeued.")
     parent_wait_seconds: int = Field(120, ge=0, description="How long a reply waits for its in-flight parent.")
+    service_wait_max_seconds: float = Field(30.0, gt=0, le=600, description="While Redis or the database is unreachable, workers pause and adapters wait, checking again with backoff up to this many seconds apart.")
     # -- e-mail ------------------------------------------------------------------------------
     mail_from: str | None = Field(None, description="The helpdesk's address, e.g. helpdesk@osds.example (replies come from it; mail from it is our own echo).")
     message_id_domain: str | None = Field(None, description="Domain of the Message-IDs we generate; default helpdesk.<domain of HELPDESK_MAIL_FROM>.")
@@ -69,6 +85,7 @@ class Settings(BaseSettings):
     imap_timeout_seconds: int = Field(30, ge=1, description="Timeout of every IMAP socket operation.")
     imap_overlap: int = Field(20, ge=0, description="UIDs re-read below the checkpoint on start (dedupe absorbs them).")
     imap_batch_size: int = Field(100, ge=1, le=1000, description="Messages fetched per IMAP FETCH.")
+    imap_batch_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Bytes fetched per IMAP FETCH at most (a larger message is fetched alone).")
     imap_processed_action: Literal["none", "flag", "move"] = Field("none", description="After the ticket exists: flag the mail, or move it to HELPDESK_IMAP_PROCESSED_FOLDER.")
     imap_processed_folder: str = Field("Processed", description="Target folder of HELPDESK_IMAP_PROCESSED_ACTION=move.")
     imap_processed_flag: str = Field("$HelpdeskProcessed", description="Keyword set by HELPDESK_IMAP_PROCESSED_ACTION=flag.")
@@ -82,8 +99,15 @@ class Settings(BaseSettings):
     reply_to_plus_addressing: bool = Field(True, description="Reply-To carries the ticket: helpdesk+hd-123@… (replies thread even without headers).")
     # -- replies, acknowledgements, documentation ---------------------------------------------
     templates_file: Path = Field(CONFIG_DIR / "templates.yaml", description="Acknowledgements and canned replies, per language, and team signatures.")
+    implementations_file: Path = Field(CONFIG_DIR / "implementations.yaml", description="Standards, implementation stages, engagement kinds.")
+    retention_days: int | None = Field(None, ge=1, description="Raw mail and bodies of tickets closed longer ago than this are deleted (default: kept).")
+    secret_key: SecretStr | None = Field(None, min_length=32, description="Keys ticket references and signs sessions; default: made once in DATA_DIR/secret.key.")
+    staff: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Who you are at the command line (a member key of the teams file): the default of --by.")
     acknowledge: bool = Field(True, description="Acknowledge new tickets (never automated mail; at most once per contact per window).")
     acknowledgement_window_hours: float = Field(24.0, ge=0, description="At most one acknowledgement per contact in this many hours.")
+    ack_limit_per_address_hour: int = Field(2, ge=0, description="At most this many acknowledgements an hour to one mailbox (plus-addresses count as one).")
+    ack_limit_per_domain_hour: int = Field(20, ge=0, description="At most this many acknowledgements an hour to one domain.")
+    ack_limit_global_hour: int = Field(200, ge=0, description="At most this many acknowledgements an hour in all.")
     docs_index: Path | None = Field(None, description="Documentation index built by `helpdesk docs index`; default DATA_DIR/docs-index.json.")
     docs_gap_score: float = Field(0.0, ge=0.0, description="A ticket whose best documentation match scores below this is a possible gap (0: the index's own threshold).")
     # -- X -------------------------------------------------------------------------------------
@@ -107,6 +131,8 @@ class Settings(BaseSettings):
     ops_slack_channel: str | None = Field(None, description="Where operator alerts go (dead letters, stuck queues, failing adapters, workers gone).")
     alert_queue_age_seconds: float = Field(300.0, gt=0, description="A ready message older than this makes intake unhealthy.")
     alert_adapter_silent_seconds: float = Field(900.0, gt=0, description="An adapter without a successful sync this long is reported.")
+    alert_adapter_down_seconds: float = Field(60.0, gt=0, description="An adapter whose heartbeat is older than this (and was not stopped) is not running: unhealthy.")
+    adapter_heartbeat_seconds: float = Field(5.0, gt=0, description="How often a running adapter records that it is alive.")
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve dramatiq's own Prometheus metrics from each worker on this port.")
     scheduler_tick_seconds: int = Field(30, ge=1, description="How often `helpdesk scheduler` runs its jobs.")
     thread_strangers: Literal["never", "same_organisation"] = Field("same_organisation", description="Who may join a ticket by reference or token without having taken part in it.")

@@ -34,6 +34,10 @@ class RawArchive(ABC):
     @abstractmethod
     def __contains__(self, ref: str) -> bool: ...
 
+    @abstractmethod
+    def delete(self, ref: str) -> bool:
+        """Remove the bytes stored under ``ref`` (erasure, retention); True if there were any."""
+
 
 class FileArchive(RawArchive):
     """Gzip-compressed files under ``root/ab/cd/<sha256>.gz``, written atomically."""
@@ -51,8 +55,9 @@ class FileArchive(RawArchive):
         path = self._path(ref)
         if path.exists():
             return ref
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        for folder in (self.root, path.parent.parent, path.parent):  # people's mail: readable by this user only
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # created 0600
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(gzip.compress(data, compresslevel=6, mtime=0))
@@ -76,6 +81,13 @@ class FileArchive(RawArchive):
         except KeyError:
             return False
 
+    def delete(self, ref: str) -> bool:
+        try:
+            self._path(ref).unlink()
+        except (KeyError, FileNotFoundError):
+            return False
+        return True
+
 
 class MemoryArchive(RawArchive):
     """In-memory twin of the archive."""
@@ -93,3 +105,6 @@ class MemoryArchive(RawArchive):
 
     def __contains__(self, ref: str) -> bool:
         return ref in self.objects
+
+    def delete(self, ref: str) -> bool:
+        return self.objects.pop(ref, None) is not None

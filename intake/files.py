@@ -2,8 +2,12 @@
 
 Every item is archived raw, parsed, and handed to the sink — as an
 InboundMessage, or as a Rejected record with the reason when it cannot be
-parsed. Nothing read is dropped silently. Importing the same files twice is
-harmless: the pipeline deduplicates by (channel, external id).
+parsed. Nothing read is dropped silently, and no item stops an import: one
+that cannot be read (an unreadable file, a broken mbox entry) is quarantined
+as ``unreadable``, one whose ingestion fails unexpectedly as ``adapter_error``
+(``intake.supervision.ingest_isolated``); only the queue's failures raise.
+Importing the same files twice is harmless: the pipeline deduplicates by
+(channel, external id).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from intake.archive import sha256_hex
 from intake.email_intake import EmailIngestor
+from intake.supervision import ingest_isolated
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,21 @@ def discover(paths: list[Path]) -> list[RawItem]:
 
 
 def _discover_one(path: Path) -> Iterator[RawItem]:
+    try:
+        found = list(_discover_path(path))
+    except (OSError, mailbox.Error) as exc:  # an unreadable folder or mbox: one item that fails when read, not a failed import
+        found = [RawItem(source=f"file:{path}", read=_failing(exc))]
+    yield from found
+
+
+def _failing(exc: Exception) -> Callable[[], bytes]:
+    def read() -> bytes:
+        raise exc
+
+    return read
+
+
+def _discover_path(path: Path) -> Iterator[RawItem]:
     if path.is_dir() and all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
         yield from _maildir_items(path)
     elif path.is_dir():
@@ -56,6 +77,8 @@ def _discover_one(path: Path) -> Iterator[RawItem]:
 def _looks_like_mbox(path: Path) -> bool:
     if path.suffix.lower() in {".mbox", ".mbx"}:
         return True
+    if path.suffix.lower() == ".eml":
+        return False  # one message, perhaps with its envelope "From " line (the parser reads that as the Unix-from)
     with path.open("rb") as handle:
         return handle.read(5) == b"From "
 
@@ -80,7 +103,13 @@ class FileAdapter:
 
     def ingest(self, item: RawItem) -> bool:
         """Ingest one item; True if it became a message, False if it was quarantined."""
-        return self.ingestor.ingest(item.read(), item.source)
+        try:
+            raw = item.read()
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be read is that item's failure, not the import's
+            detail = f"{type(exc).__name__}: {str(exc)[:1000]}"
+            self.ingestor.reject(sha256_hex(item.source.encode()), "unreadable", detail, item.source)
+            return False
+        return ingest_isolated(self.ingestor, raw, item.source)
 
     def ingest_all(self, items: list[RawItem], progress: Callable[[RawItem], None] | None = None) -> ImportResult:
         result = ImportResult()

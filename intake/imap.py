@@ -13,6 +13,18 @@ Mail is fetched with ``BODY.PEEK[]`` from folders selected read-only, so the
 people who share the mailbox still see it unread. Optionally, once the ticket
 exists, processed mail is flagged or moved (``HELPDESK_IMAP_PROCESSED_ACTION``).
 
+Bodies are fetched in batches bounded by count (``HELPDESK_IMAP_BATCH_SIZE``)
+and by bytes (``HELPDESK_IMAP_BATCH_BYTES``, from ``RFC822.SIZE`` read first; a
+larger message is fetched alone), and the checkpoint advances per batch.
+
+One message never stops a folder: whatever goes wrong turning it into an
+InboundMessage quarantines it (``intake.supervision.ingest_isolated``) and the
+checkpoint moves past it; only transport failures (the network, the queue)
+keep the checkpoint and retry. A watcher thread that dies anyway is restarted
+by ``intake.supervision.supervise``, which also writes its heartbeat; each sync
+records the folder's highest UID and since when mail has waited above the
+checkpoint, so ``helpdesk status`` can tell a folder that does not progress.
+
 Push: IMAP IDLE where offered, re-issued before the server's limit; a wake-up
 is only a hint to sync from the checkpoint, and a poll every
 ``HELPDESK_IMAP_POLL_SECONDS`` is the safety net. Every socket operation has a
@@ -22,7 +34,6 @@ exponential backoff and jitter.
 
 from __future__ import annotations
 
-import random
 import re
 import shlex
 import socket
@@ -46,6 +57,7 @@ from intake.archive import sha256_hex
 from intake.email_intake import EmailIngestor
 from intake.errors import SinkError
 from intake.state import AdapterHealth, Checkpoint, CheckpointStore, ProcessedLog
+from intake.supervision import Backoff, Loop, ingest_isolated, supervise
 
 log = structlog.get_logger("helpdesk.imap")
 ADAPTER = "imap"
@@ -146,18 +158,23 @@ def _close(client: IMAPClient) -> None:
 @dataclass(frozen=True)
 class WatchOptions:
     batch_size: int = 100
+    batch_bytes: int = 20 * 1024 * 1024
     overlap: int = 20
     poll_seconds: float = 60.0
     idle: bool = True
     idle_refresh_seconds: float = 540.0
     max_raw_bytes: int = 30 * 1024 * 1024
-    backoff_min: float = 1.0
+    backoff_min: float = 1.0  # reconnecting after a network or server error
     backoff_max: float = 60.0
+    restart: Backoff = Backoff(1.0, 300.0)  # restarting a watcher that died
+    heartbeat_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WatchOptions":
         return cls(
             batch_size=settings.imap_batch_size,
+            batch_bytes=settings.imap_batch_bytes,
+            heartbeat_seconds=settings.adapter_heartbeat_seconds,
             overlap=settings.imap_overlap,
             poll_seconds=float(settings.imap_poll_seconds),
             idle=settings.imap_idle,
@@ -190,28 +207,28 @@ class FolderWatcher:
         self.connector = connector
         self.name = f"{account.name}/{folder}"
         self.idle_supported: bool | None = None
+        self.waiting_since: float | None = None  # when mail above the checkpoint was first seen, until it is all read
+        self.failures = 0  # in a row, without a complete sync in between: how long to back off
 
     def run(self) -> None:
         """Until stopped: connect, sync, wait; on any error back off (with jitter) and start again."""
-        failures = 0
         while not self.stop.is_set():
             try:
                 client = self.connector(self.account)
             except NETWORK_ERRORS as exc:
-                failures = self._failed(exc, failures)
+                self.failures = self._failed(exc, self.failures)
                 continue
             try:
-                failures = 0
                 self._session(client)
             except NETWORK_ERRORS as exc:
-                failures = self._failed(exc, failures)
+                self.failures = self._failed(exc, self.failures)
             finally:
                 _close(client)
 
     def _failed(self, exc: BaseException, failures: int) -> int:
         error = f"{type(exc).__name__}: {exc}"
         self.health.error(f"{ADAPTER}:{self.name}", error)
-        delay = min(self.options.backoff_max, self.options.backoff_min * 2**failures) * random.uniform(0.5, 1.5)
+        delay = Backoff(self.options.backoff_min, self.options.backoff_max).delay(failures)
         log.warning("imap connection failed; reconnecting", folder=self.name, error=error, retry_in=round(delay, 1))
         self.stop.wait(delay)
         return failures + 1
@@ -245,25 +262,37 @@ class FolderWatcher:
         start = max(1, last + 1 - (self.options.overlap if overlap else 0))
         # `UID n:*` always includes the highest message even when its UID is below n: filter.
         uids = sorted(uid for uid in client.search(["UID", f"{start}:*"]) if uid >= start)
+        self._record_progress(max(uids, default=last), last)
         read = 0
-        for batch in _chunks(uids, self.options.batch_size):
-            read += self._ingest_batch(client, uidvalidity, batch)
-            last = max(last, batch[-1])
-            self.checkpoints.set(ADAPTER, self.account.name, self.folder, Checkpoint(uidvalidity, last))
+        for chunk in _chunks(uids, self.options.batch_size):
+            sizes = client.fetch(chunk, ["RFC822.SIZE"])
+            for batch in _byte_batches(chunk, sizes, self.options.batch_bytes, self.options.max_raw_bytes):
+                read += self._ingest_batch(client, uidvalidity, batch, sizes)
+                last = max(last, batch[-1])
+                self.checkpoints.set(ADAPTER, self.account.name, self.folder, Checkpoint(uidvalidity, last))
         if checkpoint is None or checkpoint.uidvalidity != uidvalidity:
             self.checkpoints.set(ADAPTER, self.account.name, self.folder, Checkpoint(uidvalidity, last))
+        self._record_progress(last, last)
+        self.failures = 0
         self.health.success(f"{ADAPTER}:{self.name}", f"uidvalidity={uidvalidity} last_uid={last} read={read}")
         return read
 
-    def _ingest_batch(self, client: IMAPClient, uidvalidity: int, batch: list[int]) -> int:
-        sizes = client.fetch(batch, ["RFC822.SIZE"])
-        wanted = [uid for uid in batch if uid in sizes and sizes[uid].get(b"RFC822.SIZE", 0) <= self.options.max_raw_bytes]
+    def _record_progress(self, highest: int, checkpoint: int) -> None:
+        """Tell health the folder's highest UID, and since when mail has waited above the checkpoint."""
+        if highest <= checkpoint:
+            self.waiting_since = None
+        elif self.waiting_since is None:
+            self.waiting_since = time.time()
+        self.health.progress(f"{ADAPTER}:{self.name}", highest, self.waiting_since)
+
+    def _ingest_batch(self, client: IMAPClient, uidvalidity: int, batch: list[int], sizes: dict) -> int:
+        wanted = [uid for uid in batch if uid in sizes and _size(sizes[uid]) <= self.options.max_raw_bytes]
         bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
         read = 0
         for uid in batch:  # in UID order; a message expunged meanwhile is simply gone
             source = source_of(self.account, self.folder, uidvalidity, uid)
             if uid in bodies and b"BODY[]" in bodies[uid]:
-                self.ingestor.ingest(bodies[uid][b"BODY[]"], source)
+                ingest_isolated(self.ingestor, bodies[uid][b"BODY[]"], source)  # one bad mail is quarantined, not raised
                 read += 1
             elif uid in sizes:
                 size = sizes[uid].get(b"RFC822.SIZE", 0)
@@ -332,6 +361,9 @@ class ProcessedMover:
             except NETWORK_ERRORS as exc:
                 self.log.give_back(ADAPTER, self.account.name, sources)
                 self.health.error(f"{ADAPTER}:{self.account.name}:processed", f"{type(exc).__name__}: {exc}")
+            except Exception:
+                self.log.give_back(ADAPTER, self.account.name, sources)  # not lost: the supervisor restarts us and we try again
+                raise
 
     def apply(self, sources: list[str]) -> int:
         by_folder: dict[tuple[str, int], list[int]] = defaultdict(list)
@@ -360,20 +392,43 @@ class ImapAdapter:
     """Every folder of the account on a thread of its own, plus the processed-mail mover when enabled."""
 
     def __init__(self, watchers: list[FolderWatcher], mover: ProcessedMover | None = None) -> None:
+        if not watchers:
+            raise ValueError("an IMAP adapter needs at least one folder")
         self.watchers = watchers
         self.mover = mover
 
     def run(self, stop: threading.Event) -> None:
-        threads = [threading.Thread(target=w.run, name=f"imap:{w.name}", daemon=True) for w in self.watchers]
+        """Until ``stop``: every watcher (and the mover) supervised — restarted when it dies — with a heartbeat each."""
+        loops = [Loop(f"{ADAPTER}:{w.name}", w.run, (f"{ADAPTER}:{w.name}",)) for w in self.watchers]
         if self.mover is not None:
-            threads.append(threading.Thread(target=self.mover.run, name="imap:processed", daemon=True))
-        for thread in threads:
-            thread.start()
-        stop.wait()
-        for thread in threads:
-            thread.join(timeout=30)
+            loops.append(Loop(f"{ADAPTER}:processed", self.mover.run, (f"{ADAPTER}:{self.mover.account.name}:processed",)))
+        options = self.watchers[0].options
+        supervise(loops, stop, self.watchers[0].health, restart=options.restart, heartbeat_seconds=options.heartbeat_seconds)
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _size(info: dict) -> int:
+    return int(info.get(b"RFC822.SIZE", 0) or 0)
+
+
+def _byte_batches(uids: list[int], sizes: dict, limit: int, max_raw_bytes: int) -> Iterator[list[int]]:
+    """``uids`` in order, grouped so that one FETCH of their bodies carries at most ``limit`` bytes.
+
+    A message larger than ``limit`` goes alone; one not fetched at all (too large to accept, or gone) weighs nothing.
+    """
+    batch: list[int] = []
+    weight = 0
+    for uid in uids:
+        size = _size(sizes[uid]) if uid in sizes else 0
+        size = size if size <= max_raw_bytes else 0
+        if batch and weight + size > limit:
+            yield batch
+            batch, weight = [], 0
+        batch.append(uid)
+        weight += size
+    if batch:
+        yield batch

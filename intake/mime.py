@@ -15,6 +15,7 @@ import email
 import email.errors
 import email.utils
 import functools
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,10 +41,20 @@ SIGNAL_HEADERS = (
     "x-failed-recipients",
     "list-id",
     "list-unsubscribe",
+    "list-post",  # RFC 2369 headers a list manager adds
+    "list-help",
+    "list-subscribe",
+    "mailing-list",  # ezmlm
+    "x-mlserver",  # fml, the common Japanese list manager
+    "x-ml-name",
+    "x-mailman-version",
+    "x-loop",  # the loop guard of list managers, procmail and ticket systems: who handled it already
+    "x-amz-sns-message-id",  # an Amazon SNS notification delivered by e-mail (SES bounce/complaint events)
     "return-path",
     "content-type",
     "feedback-id",
     "x-helpdesk-ticket",
+    "authentication-results",  # the receiving server's SPF/DKIM/DMARC verdicts: no acknowledgement to a forged sender
 )
 MAX_DEFECTS = 20
 MAX_RECIPIENTS = 100
@@ -106,7 +117,7 @@ def parse_email(
         raise RejectedInput("not_an_email", "no RFC 5322 headers found")
     msg = _with_sniffed_boundary(msg, raw)
     parser = _MessageReader(msg, limits)
-    sender = parser.sender()
+    sender = parser.sender() or parser.null_sender()
     if sender is None:
         raise RejectedInput("no_sender", "no From, Sender or Reply-To address")
     text, html, truncated = parser.body()
@@ -120,7 +131,7 @@ def parse_email(
     addressed = ",".join(p.address for p in parser.recipients(("to", "cc")))
     digest = content_hash(sender.address, addressed, str(sent_at), subject, text)
     message_id = parser.message_id()
-    report = parser.report() or plain_bounce_report(sender.address, text)
+    report = parser.report() or plain_bounce_report(sender.address, text) or notification_report(text)
     references = tuple(_msgids(parser.header("references")))[-100:]
     if report and report.get("original_message_id"):
         references = (*references, report["original_message_id"])  # a bounce belongs with the message it returns
@@ -181,12 +192,15 @@ class _MessageReader:
             pairs = [(a.display_name, a.addr_spec) for a in header.addresses]
         except Exception as exc:  # noqa: BLE001
             self.notes.append(f"header {name}: {type(exc).__name__}")
-            pairs = [(n, a) for n, a in email.utils.getaddresses([_raw_header(self.msg, name)])]
-        parties = []
-        for display, address in pairs:
-            address = _clean(address).strip().strip("<>").lower()
-            if address and "@" in address and len(address) <= 512:
-                parties.append(Party(address=address, name=_clean(display).strip()[:512]))
+            # Split the addresses on the header as it came, *then* decode the names: decoding first would let an
+            # encoded word ("=?utf-8?q?Eve=0D=0ABcc=3A_victim=40evil.example?=") inject an address of its choosing.
+            raw = _raw_header(self.msg, name, decode=False)
+            pairs = [(_decoded_words(n), a) for n, a in email.utils.getaddresses([raw]) if "@" in a] or _salvaged_addresses(raw)
+        parties = _parties(pairs)
+        if not parties and name in self.msg:  # parsed, but into no usable address (an unbalanced quote)
+            parties = _parties(_salvaged_addresses(_raw_header(self.msg, name, decode=False)))
+            if parties:
+                self.notes.append(f"header {name}: address recovered from a malformed header")
         return parties
 
     def sender(self) -> Party | None:
@@ -195,6 +209,51 @@ class _MessageReader:
             if found:
                 return found[0]
         return None
+
+    def null_sender(self) -> Party | None:
+        """A stand-in for the null sender of a report or auto-reply whose From holds no address, else None.
+
+        Delivery reports and automatic responses are sent from the null reverse-path (RFC 5321 4.5.5,
+        RFC 3834 3.3), and many mail servers then write ``From: MAILER-DAEMON <>`` or no address at
+        all. Such mail must still be recognised as automated, not quarantined; it is recorded as from
+        ``mailer-daemon@`` the domain that produced it. Mail with no sender and no such evidence is not.
+        """
+        evidence = self._null_sender_evidence()
+        if evidence is None:
+            return None
+        domain = self._origin_domain()
+        self.notes.append(f"sender: no address ({evidence}); recorded as mailer-daemon@{domain}")
+        display = _clean(email.utils.parseaddr(_raw_header(self.msg, "from"))[0]).strip()[:512]
+        return Party(address=f"mailer-daemon@{domain}", name=display or "MAILER-DAEMON")
+
+    def _null_sender_evidence(self) -> str | None:
+        return_path = _clean(self.header("return-path")).strip()
+        if return_path == "<>" or _DAEMON_ADDRESS.match(return_path.strip("<>")):
+            return f"Return-Path: {return_path[:60]}"
+        raw_from = _raw_header(self.msg, "from")
+        if "<>" in raw_from or _DAEMON_NAME.search(raw_from):
+            return f"From: {raw_from[:60]}"
+        if self.msg.get_content_type() == "multipart/report":
+            return "a multipart/report"
+        auto_submitted = _clean(self.header("auto-submitted")).strip().lower()
+        if auto_submitted and auto_submitted.split(";")[0].strip() != "no":
+            return f"Auto-Submitted: {auto_submitted[:40]}"
+        return None
+
+    def _origin_domain(self) -> str:
+        """The domain of the system that wrote the message: Return-Path, else its Message-ID, else the first Received hop."""
+        addresses = [_clean(self.header("return-path")).strip().strip("<>"), self.message_id() or ""]
+        candidates = [a.rpartition("@")[2] for a in addresses if "@" in a] + self._relays()
+        for candidate in candidates:
+            domain = candidate.strip().strip(".>").lower()
+            if _DOMAIN.fullmatch(domain):
+                return domain
+        return "unknown.invalid"
+
+    def _relays(self) -> list[str]:
+        """The hosts of the Received headers, oldest first: nearest the server that wrote the message, not ours."""
+        received = [_clean(str(value))[:1000] for key, value in self.msg.raw_items() if key.lower() == "received"]
+        return [host for value in reversed(received[-20:]) for host in _RECEIVED_BY.findall(value)]
 
     def recipients(self, headers: tuple[str, ...] = ("to", "cc", "delivered-to")) -> tuple[Party, ...]:
         seen: dict[str, Party] = {}
@@ -396,7 +455,7 @@ def decode_best_effort(payload: bytes, declared: str | None) -> str:
             continue
         try:
             return payload.decode(charset)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a charset name holding a NUL
             continue
     return payload.decode("latin-1")
 
@@ -466,6 +525,12 @@ def _inner_subject(part: Message) -> str:
         return ""
 
 
+# The names a null sender goes by: "MAILER-DAEMON", "Mail Delivery Subsystem <MAILER-DAEMON>", "postmaster".
+_DAEMON_NAME = re.compile(r"\b(mailer[-_ ]?daemon|post_?master|mail delivery (subsystem|system)|mail deliver system)\b", re.I)
+_DAEMON_ADDRESS = re.compile(r"^(mailer-daemon|postmaster)(@|$)", re.I)
+_RECEIVED_BY = re.compile(r"\bby\s+([A-Za-z0-9.-]+)")
+_DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+
 _PLAIN_BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon)@", re.IGNORECASE)
 _FAILED_ADDRESS = re.compile(r"<([^<>@\s]+@[^<>\s]+)>\s*:")
 
@@ -485,6 +550,62 @@ def plain_bounce_report(sender: str, text: str) -> dict[str, str] | None:
     if original is not None:
         report["original_message_id"] = original.group(1)
     return report if len(report) > 2 else None
+
+
+_SES_KINDS = {"bounce": "bouncedRecipients", "complaint": "complainedRecipients", "delivery": "recipients"}
+
+
+def notification_report(text: str) -> dict[str, str] | None:
+    """What an Amazon SES event notification says (a bounce, complaint or delivery), when SNS mails it as JSON.
+
+    The body is the event, or the SNS envelope whose ``Message`` holds it; SNS may append an unsubscribe footer.
+    """
+    event = _json_object(text)
+    if event is not None and event.get("Type") == "Notification" and isinstance(event.get("Message"), str):
+        event = _json_object(event["Message"])
+    if event is None:
+        return None
+    kind = str(event.get("notificationType") or event.get("eventType") or "").lower()
+    if kind not in _SES_KINDS:
+        return None
+    detail = event.get(kind) if isinstance(event.get(kind), dict) else {}
+    recipients = detail.get(_SES_KINDS[kind]) or [{}]
+    first = recipients[0] if isinstance(recipients, list) and recipients else {}
+    first = first if isinstance(first, dict) else {"emailAddress": first}
+    report = {"kind": f"ses-{kind}"}
+    action = {"bounce": first.get("action") or "failed", "delivery": "delivered"}.get(kind)
+    for key, value in (("action", action), ("recipient", first.get("emailAddress")), ("status", first.get("status")),
+                       ("diagnostic", first.get("diagnosticCode") or detail.get("smtpResponse")),
+                       ("feedback_type", detail.get("complaintFeedbackType")),
+                       ("original_message_id", _ses_message_id(event.get("mail")))):
+        if isinstance(value, str) and value:
+            report[key] = _clean(value.lower() if key == "recipient" else value)[:500]
+    return report
+
+
+def _json_object(text: str) -> dict | None:
+    start = text.find("{")
+    if start < 0 or text[:start].strip():
+        return None  # JSON only when the body is nothing else: a person pasting an event writes words around it
+    try:
+        value, _end = json.JSONDecoder(strict=False).raw_decode(text, start)  # strict=False: mail wraps long lines
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _ses_message_id(mail: object) -> str | None:
+    """The RFC 5322 Message-ID of the message the event is about (SES's own messageId is not one)."""
+    if not isinstance(mail, dict):
+        return None
+    common = mail.get("commonHeaders")
+    found = common.get("messageId") if isinstance(common, dict) else None
+    headers = mail.get("headers")
+    for header in headers if isinstance(headers, list) else []:
+        if not found and isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id":
+            found = header.get("value")
+    ids = _msgids(found) if isinstance(found, str) else []
+    return ids[0] if ids else None
 
 
 def _report_fields(part: Message) -> dict[str, str]:
@@ -532,14 +653,50 @@ def html_to_text(html: str) -> str:
         return _clean(re.sub(r"<[^>]+>", " ", html))
 
 
-def _raw_header(msg: Message, name: str) -> str:
+def _raw_header(msg: Message, name: str, *, decode: bool = True) -> str:
     for key, value in msg.raw_items():
         if key.lower() == name:
-            try:
-                return _clean(str(make_header(decode_header(value))))
-            except Exception:  # noqa: BLE001
+            if not decode:
                 return _clean(str(value))
+            return _decoded_words(str(value))
     return ""
+
+
+def _decoded_words(value: str) -> str:
+    try:
+        return _clean(str(make_header(decode_header(value))))
+    except Exception:  # noqa: BLE001
+        return _clean(value)
+
+
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bqBQ]\?[^?\s]*\?=")
+_ANGLE_ADDRESS = re.compile(r"<([^<>\s\"]+@[^<>\s\"]+)>")
+_BARE_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _parties(pairs: list[tuple[str, str]]) -> list[Party]:
+    parties = []
+    for display, address in pairs:
+        address = _clean(address).strip().strip("<>").lower()
+        if address and "@" in address and len(address) <= 512 and not _CONTROL_OR_SPACE.search(address):
+            parties.append(Party(address=address, name=_one_line(display)[:512]))
+    return parties
+
+
+def _salvaged_addresses(raw: str) -> list[tuple[str, str]]:
+    """Addresses from a header too broken to parse (an unbalanced quote): in angle brackets first, then bare —
+    never from inside an encoded word, whose decoded text is the sender's to choose."""
+    plain = _ENCODED_WORD.sub(" ", raw)
+    found = _ANGLE_ADDRESS.findall(plain) or _BARE_ADDRESS.findall(plain)
+    return [("", address) for address in found[:MAX_RECIPIENTS]]
+
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _one_line(value: str) -> str:
+    """A display name as one line: a CR or LF decoded from an encoded word is never a line break."""
+    return " ".join(_clean(value).replace("\r", " ").replace("\n", " ").split())
 
 
 def _msgids(value: str) -> list[str]:

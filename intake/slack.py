@@ -9,6 +9,11 @@ worker recognises them by ``event_id``.
 
 A message's identity is (channel, ts); its thread key is (channel, thread_ts
 or ts), so replies in a Slack thread join the ticket its first message opened.
+
+An event that cannot become a message (a field missing or of the wrong type,
+anything its conversion raises) raises ``MessageDecodeError`` with the cause:
+invalid input, never retried — the worker dead-letters it with the reason,
+where operators see it (``helpdesk dlq list``), and goes on with the next.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import dramatiq
 import redis
 from slack_sdk.signature import SignatureVerifier
 
+from intake.errors import MessageDecodeError
 from intake.message import InboundMessage, Party, ThreadRefs, content_hash
 
 SLACK_QUEUE = "slack"
@@ -85,6 +91,17 @@ def plain_text(text: str, names: dict[str, str] | None = None) -> str:
 
 def message_to_inbound(event: dict[str, Any], *, user_name: str, user_email: str | None, received_at: datetime | None = None,
                        event_id: str | None = None) -> InboundMessage:
+    """The message event as an InboundMessage; ``MessageDecodeError`` (with the cause) when it cannot be one."""
+    try:
+        return _message_to_inbound(event, user_name=user_name, user_email=user_email, received_at=received_at)
+    except MessageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever one event does, it is that event's failure: quarantined, not retried
+        where = f"event {event_id}" if event_id else "event"
+        raise MessageDecodeError(f"slack {where} cannot become a message: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def _message_to_inbound(event: dict[str, Any], *, user_name: str, user_email: str | None, received_at: datetime | None) -> InboundMessage:
     channel = event["channel"]
     ts = event["ts"]
     thread_ts = event.get("thread_ts") or ts

@@ -5,7 +5,13 @@
   written only after the enqueue of everything below it returned, in the same
   Redis (append-only persistence) that holds the queue, so the watermark can
   never be ahead of what was received.
-- ``AdapterHealth``: last successful poll, last error, for operators.
+- ``AdapterHealth``: per adapter loop, for operators and ``workers.health``:
+  last successful poll and last error; the ``running`` heartbeat and
+  ``stopped_at`` (a clean stop); ``restarts`` and ``last_crash`` (a loop that
+  died and was started again, see ``intake.supervision``); and, for IMAP,
+  ``highest_uid`` seen in the folder and ``waiting_since`` (mail above the
+  checkpoint since then), so a reader can tell an adapter that is not
+  progressing while mail waits.
 - ``ProcessedLog``: sources the pipeline has finished storing, for adapters
   that act on the source afterwards (flag or move processed mail).
 
@@ -103,6 +109,32 @@ class AdapterHealth:
 
     def error(self, name: str, error: str) -> None:
         self._write(name, {"last_error": error[:1000], "last_error_at": f"{time.time():.3f}"})
+
+    def beat(self, name: str) -> None:
+        """The adapter loop ``name`` is alive now."""
+        self._write(name, {"running": f"{time.time():.3f}"})
+
+    def stopped(self, name: str) -> None:
+        """The loop was stopped on purpose (its heartbeat ends without it having died)."""
+        self._write(name, {"stopped_at": f"{time.time():.3f}"})
+
+    def crashed(self, name: str, detail: str) -> None:
+        """The loop died from an exception and is being restarted: count it."""
+        values = {"last_crash": detail[:1000], "last_crash_at": f"{time.time():.3f}"}
+        self.memory[name]["restarts"] = str(int(self.memory[name].get("restarts", "0")) + 1)
+        self.memory[name].update(values)
+        if self.client is not None:
+            try:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.hincrby(self._key(name), "restarts", 1)
+                pipe.hset(self._key(name), mapping=values)
+                pipe.execute()
+            except redis.RedisError:
+                pass
+
+    def progress(self, name: str, highest_uid: int, waiting_since: float | None) -> None:
+        """The highest UID seen in the folder, and since when mail has waited above the checkpoint (None: it has not)."""
+        self._write(name, {"highest_uid": str(highest_uid), "waiting_since": f"{waiting_since:.3f}" if waiting_since else ""})
 
     def read_all(self) -> dict[str, dict[str, str]]:
         if self.client is None:

@@ -26,8 +26,12 @@ busy account does not turn months of old mentions into tickets; with
 
 Bad input never stops a stream: an answer that is not the documented JSON shape
 is a failed poll (retried with backoff, the checkpoint unmoved); a single item
-that cannot become a message (no id, wrong types) is quarantined through
-``Sink.reject`` with its reason and the stream moves on.
+that cannot become a message is quarantined through ``Sink.reject`` with its
+reason — ``malformed`` (no id, wrong types) or ``adapter_error`` (anything else
+its conversion raised, with the traceback) — and the stream moves on. Only
+transport failures (X, Redis, the queue) fail a poll. The polling loop itself
+is supervised (``intake.supervision``): restarted if it dies, with a heartbeat
+in each stream's health record.
 
 Threading: a tweet's thread key is its X conversation (``tweet-conversation:<id>``)
 and its ``in_reply_to`` the tweet it answers; a DM's thread key is its DM
@@ -57,7 +61,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import random
 import re
 import threading
 import time
@@ -79,6 +82,7 @@ from intake.base import Rejected, Sink
 from intake.errors import SinkError
 from intake.message import InboundMessage, Party, ThreadRefs, content_hash
 from intake.state import AdapterHealth, Checkpoint, CheckpointStore, MemoryCheckpointStore, RedisCheckpointStore
+from intake.supervision import ADAPTER_ERROR, Backoff, Loop, failure_detail, supervise
 
 log = structlog.get_logger("helpdesk.x")
 
@@ -552,6 +556,8 @@ class XAdapter:
         backfill: bool = False,
         backoff_min: float = 2.0,
         backoff_max: float = 300.0,
+        restart: Backoff = Backoff(1.0, 300.0),
+        heartbeat_seconds: float = 5.0,
     ) -> None:
         self.account = account
         self.sink = sink
@@ -562,19 +568,26 @@ class XAdapter:
         self.api = api or XApi(account, clock=clock)
         self.clock = clock
         self.backfill = backfill
-        self.backoff_min, self.backoff_max = backoff_min, backoff_max
+        self.backoff = Backoff(backoff_min, backoff_max, jitter=0.25)
+        self.restart, self.heartbeat_seconds = restart, heartbeat_seconds
         self.streams = (MENTIONS, DMS) if account.user_context else (MENTIONS,)
         self.due: dict[str, float] = dict.fromkeys(self.streams, 0.0)
         self.failures: Counter[str] = Counter()
 
     def run(self, stop: threading.Event) -> None:
-        """Until stopped: poll each stream when it is due, then wait (on ``stop``) for the next one due."""
+        """Until stopped: the polling loop, supervised (restarted if it dies), with a heartbeat per stream."""
+        records = tuple(f"{ADAPTER}:{self.account.account_id}:{stream}" for stream in self.streams)
         try:
-            while not stop.is_set():
-                self.poll_due()
-                stop.wait(max(0.0, min(self.due.values()) - self.clock()))
+            supervise([Loop(ADAPTER, lambda: self.loop(stop), records)], stop, self.health, restart=self.restart,
+                      heartbeat_seconds=self.heartbeat_seconds)
         finally:
             self.api.close()
+
+    def loop(self, stop: threading.Event) -> None:
+        """Poll each stream when it is due, then wait (on ``stop``) for the next one due."""
+        while not stop.is_set():
+            self.poll_due()
+            stop.wait(max(0.0, min(self.due.values()) - self.clock()))
 
     def poll_due(self) -> list[PollResult]:
         """Poll every stream whose time has come; a stream waiting out a rate limit is not called."""
@@ -602,7 +615,7 @@ class XAdapter:
     def _failed(self, stream: str, name: str, exc: BaseException) -> PollResult:
         error = f"{type(exc).__name__}: {exc}"
         self.health.error(name, error)
-        delay = min(self.backoff_max, self.backoff_min * 2 ** self.failures[stream]) * random.uniform(0.75, 1.25)
+        delay = self.backoff.delay(self.failures[stream])
         self.failures[stream] += 1
         log.warning("x poll failed", stream=stream, error=error, retry_in=round(delay, 1))
         return self._schedule(stream, PollResult(stream, error=error), self.clock() + delay)
@@ -713,9 +726,14 @@ class XAdapter:
             if reason is not None:
                 return None, reason
             return self._message(stream, item, users, last), ""
+        except (SinkError, redis.RedisError):
+            raise  # transport: the poll fails and is retried, the checkpoint stays
         except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as exc:  # fields of the wrong type
             self._reject(stream, item, "malformed", f"{type(exc).__name__}: {exc}")
             return None, "malformed"
+        except Exception as exc:  # noqa: BLE001 - whatever one item does, the items behind it are read
+            self._reject(stream, item, ADAPTER_ERROR, failure_detail(exc))
+            return None, ADAPTER_ERROR
 
     def _message(self, stream: str, item: dict[str, Any], users: dict[str, dict[str, Any]], last: dict[str, str]) -> InboundMessage:
         """The item as a message; ``last`` (the newest message of each DM conversation so far) is updated."""
@@ -759,7 +777,7 @@ def build_adapter(settings: Settings, sink: Sink, client: redis.Redis | None, *,
     health = AdapterHealth(client, namespace)
     checkpoints = RedisCheckpointStore(client, namespace) if client is not None else MemoryCheckpointStore()
     return XAdapter(account, sink, checkpoints, health, gaps=GapLog(client, namespace, health),
-                    crossposts=CrossPosts(client, namespace), backfill=backfill)
+                    crossposts=CrossPosts(client, namespace), backfill=backfill, heartbeat_seconds=settings.adapter_heartbeat_seconds)
 
 
 def run_x(settings: Settings, stop: threading.Event, *, sink: Sink, client: redis.Redis | None, once: bool = False,

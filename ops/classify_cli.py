@@ -130,7 +130,7 @@ def train(
 ) -> None:
     """Retrain from the shipped examples plus every staff correction; save a new version the workers pick up."""
     from ops.runtime import Runtime  # noqa: PLC0415
-    from workers.training import ModelStore, correction_examples, evaluate_examples, shipped_examples, split  # noqa: PLC0415
+    from workers.training import ModelStore, correction_examples, desk_people, evaluate_examples, shipped_examples, split  # noqa: PLC0415
     from workers.training import train as fit  # noqa: PLC0415
 
     settings = _settings()
@@ -139,7 +139,7 @@ def train(
     train_split, heldout = split(shipped_examples())
     examples = [*train_split, *heldout] if all_examples else train_split
     with Runtime(settings) as runtime:
-        corrections = correction_examples(runtime.engine)
+        corrections = correction_examples(runtime.engine, desk_people(desk))  # a stranger's correction never trains the model
     with console.status(f"training on {len(examples)} examples and {len(corrections)} corrections"):
         models = fit(desk, examples, corrections, version=store.next_version())
     if not all_examples:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,11 +34,15 @@ def _register_subcommands() -> None:
     from ops.classify_cli import app as classify_app  # noqa: PLC0415
     from ops.docs_cli import register as register_docs  # noqa: PLC0415
     from ops.x_cli import register as register_x_intake, register_x  # noqa: PLC0415
+    from ops.knowledge_cli import register as register_knowledge  # noqa: PLC0415
+    from ops.privacy_cli import register as register_privacy  # noqa: PLC0415
 
     app.add_typer(classify_app, name="classify")
     register_docs(app)
     register_x_intake(intake_app)
     register_x(app)
+    register_knowledge(app)
+    register_privacy(app)
 
 
 _register_subcommands()
@@ -48,11 +53,24 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of ta
 
 
 def main() -> None:
+    exit_cleanly_on_sigterm()
     try:
         app()
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
         sys.exit(2)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """SIGTERM ends the process as Ctrl-C does — unwinding, closing, running atexit — so that an
+    embedded Redis it started is shut down with it (the default action would kill it on the spot).
+    Long-running commands replace this with their own stop handler while they run."""
+    import signal  # noqa: PLC0415
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 
@@ -69,14 +87,60 @@ def _json_default(value: Any) -> Any:
 
 @app.command("import")
 def import_(paths: Annotated[list[Path], typer.Argument(help=".eml files, folders of them, mbox files or Maildirs.")]) -> None:
-    """Queue every message found under PATHS for processing."""
+    """Queue every message found under PATHS for processing. Exit 1 when nothing in PATHS was recognised as mail."""
+    from intake.errors import SinkError  # noqa: PLC0415
+
     settings = _settings()
     with Runtime(settings) as runtime:
-        result = import_paths(runtime, paths)
-    console.print(f"queued [bold]{result.queued}[/bold] message(s); quarantined [bold]{result.rejected}[/bold] unreadable item(s)")
+        runtime.wait_for_services(threading.Event(), database=False)  # the queue is in Redis: wait for it (Ctrl-C to give up)
+        try:
+            result = import_paths(runtime, paths)
+        except SinkError as exc:
+            err.print(f"[red]Redis went away during the import:[/red] {exc}\nrun the same import again: "
+                      "what was queued already is stored once")
+            raise typer.Exit(2) from exc
+    skipped = unrecognised(paths, result.sources)
+    for path, why in skipped[:20]:
+        err.print(f"[yellow]not recognised:[/yellow] {path}: {why}")
+    if len(skipped) > 20:
+        err.print(f"[yellow]… and {len(skipped) - 20} more not recognised[/yellow]")
+    console.print(f"queued [bold]{result.queued}[/bold] message(s); quarantined [bold]{result.rejected}[/bold] unreadable item(s) "
+                  f"(the worker records them: helpdesk dlq list); not recognised [bold]{len(skipped)}[/bold] file(s)")
+    if result.queued + result.rejected == 0:
+        err.print("[red]nothing to import:[/red] no .eml file, mbox or Maildir with messages in " + ", ".join(map(str, paths)))
+        raise typer.Exit(1)
+
+
+MAIL_SUFFIXES = {".eml", ".mbox", ".mbx"}
+
+
+def unrecognised(paths: list[Path], sources: set[str]) -> list[tuple[Path, str]]:
+    """Files under ``paths`` that gave no message: not mail files, or mboxes/Maildirs without messages."""
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir() and all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+            if not any(s.startswith(f"maildir:{path}#") for s in sources):
+                found.append((path, "a Maildir without messages"))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                found.append((path, "an empty folder"))
+            for child in files:
+                if child.suffix.lower() not in MAIL_SUFFIXES:
+                    found.append((child, "not a mail file (.eml, .mbox, .mbx)"))
+                elif not _gave_messages(child, sources):
+                    found.append((child, "no messages found in it"))
+        elif not _gave_messages(path, sources):
+            found.append((path, "no messages found in it (not an mbox or e-mail file)"))
+    return found
+
+
+def _gave_messages(path: Path, sources: set[str]) -> bool:
+    return f"file:{path}" in sources or any(s.startswith(f"mbox:{path}#") for s in sources)
 
 
 def import_paths(runtime: Runtime, paths: list[Path], *, label: str = "importing"):  # noqa: ANN201 - ImportResult
+    """Ingest every item under ``paths``; the result also lists the sources read (``.sources``)."""
     try:
         items = discover(paths)
     except FileNotFoundError as exc:
@@ -85,7 +149,9 @@ def import_paths(runtime: Runtime, paths: list[Path], *, label: str = "importing
     adapter = FileAdapter(runtime.ingestor)
     with _progress() as progress:
         task = progress.add_task(label, total=len(items))
-        return adapter.ingest_all(items, progress=lambda _item: progress.advance(task))
+        result = adapter.ingest_all(items, progress=lambda _item: progress.advance(task))
+    result.sources = {item.source for item in items}
+    return result
 
 
 def _progress() -> Progress:
@@ -101,8 +167,14 @@ def worker(
     from workers.actors import QUEUES  # noqa: PLC0415
     from workers.runner import run_worker  # noqa: PLC0415
 
+    from workers.runner import install_signal_handlers  # noqa: PLC0415
+
     settings = _settings()
+    stop = threading.Event()
+    install_signal_handlers(stop)
     with Runtime(settings) as runtime:
+        if not runtime.wait_for_services(stop):  # started while Redis or the database is down: wait, do not exit
+            return
         prepare_worker(runtime)
         if settings.worker_metrics_port:
             _serve_dramatiq_metrics(runtime, settings.worker_metrics_port)
@@ -112,6 +184,8 @@ def worker(
             threads=threads or settings.worker_threads,
             until_idle=until_idle,
             heartbeat_timeout_ms=settings.heartbeat_timeout_seconds * 1000,
+            stop_event=stop,
+            max_wait_seconds=settings.service_wait_max_seconds,
         )
 
 
@@ -136,24 +210,17 @@ def status(
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero on warnings too.")] = False,
 ) -> None:
     """Is intake healthy? Queues, throughput, workers, adapters. Exit 1 when unhealthy, 2 when Redis or the database is unreachable."""
-    import redis  # noqa: PLC0415
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
-
-    from ops.status import collect_status, render_status  # noqa: PLC0415
+    from ops.status import render_status, status_report  # noqa: PLC0415
 
     settings = _settings()
-    try:
-        with Runtime(settings) as runtime:
-            data = collect_status(runtime)
-    except (redis.RedisError, SQLAlchemyError, OSError) as exc:
-        err.print(f"[red]unreachable:[/red] {type(exc).__name__}: {exc}")
-        raise typer.Exit(2) from exc
+    with Runtime(settings) as runtime:
+        data, code = status_report(runtime, strict=strict)
     if as_json:
         _dump(data)
     else:
         render_status(console, data)
-    if data["status"] == "unhealthy" or (strict and data["status"] == "warning"):
-        raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -222,6 +289,8 @@ def intake_imap() -> None:
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(settings) as runtime:
+        if not runtime.wait_for_services(stop, database=False):  # the queue and the checkpoints live in Redis
+            return
         client, ns = runtime.broker.client, settings.redis_namespace
         checkpoints, health = RedisCheckpointStore(client, ns), AdapterHealth(client, ns)
         options = WatchOptions.from_settings(settings)
@@ -253,6 +322,8 @@ def slack_socket() -> None:
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(settings) as runtime:
+        if not runtime.wait_for_services(stop):  # events are acknowledged only once queued; slash commands read the database
+            return
         intake = SocketModeIntake(runtime)
         console.print("connecting to Slack over Socket Mode (Ctrl-C to stop)")
         intake.run(stop)
@@ -268,8 +339,15 @@ def web(
 
     from ops.web import build_app  # noqa: PLC0415
 
+    from workers.runner import install_signal_handlers  # noqa: PLC0415
+
     settings = _settings()
+    stop = threading.Event()
+    install_signal_handlers(stop)
     with Runtime(settings) as runtime:
+        if not runtime.wait_for_services(stop):
+            return
+        exit_cleanly_on_sigterm()  # uvicorn restores this handler and re-raises the signal once it has shut down
         uvicorn.run(build_app(runtime), host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
 
 
@@ -365,6 +443,8 @@ def scheduler() -> None:
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(settings) as runtime:
+        if not runtime.wait_for_services(stop, database=False):  # it only enqueues: Redis is what it needs
+            return
         console.print(f"scheduling every {settings.scheduler_tick_seconds} s (Ctrl-C to stop)")
         run_scheduler(runtime.broker, settings.redis_namespace, settings.scheduler_tick_seconds, stop)
 
@@ -372,7 +452,7 @@ def scheduler() -> None:
 @app.command()
 def reclassify(
     ticket: Annotated[str, typer.Argument(help="Ticket number, e.g. HD-123.")],
-    by: Annotated[str, typer.Option(help="Who corrects it (kept with the correction).")],
+    by: Annotated[str | None, typer.Option(help="Who corrects it: a member key of teams.yaml (default: HELPDESK_STAFF).")] = None,
     type_: Annotated[str | None, typer.Option("--type", help="The right enquiry type.")] = None,
     sector: Annotated[str | None, typer.Option(help="The right sector.")] = None,
 ) -> None:
@@ -388,6 +468,7 @@ def reclassify(
         err.print("give --type and/or --sector")
         raise typer.Exit(2)
     with Runtime(settings) as runtime:
+        by = _actor(runtime, by or settings.staff, "reclassify", f"{settings.ticket_prefix}-{ticket_id}")
         for field, value, allowed in changes:
             if value is None:
                 continue
@@ -443,13 +524,12 @@ def reply(
                 raise typer.Exit(1)
             console.print(f"queued {len(keys)} repl{'y' if len(keys) == 1 else 'ies'} for sending")
             return
+        by = by or settings.staff
         if ticket is None or not by:
-            err.print("give a ticket number and --by (or --list-canned, --send-queued, --resend ID)")
-            raise typer.Exit(2)
-        if by not in {m.key for t in desk.config.teams.teams.values() for m in t.members}:
-            err.print(f"[red]{by!r} is not a member of any team in {settings.teams_file}[/red]")
+            err.print("give a ticket number and --by (or set HELPDESK_STAFF; or --list-canned, --send-queued, --resend ID)")
             raise typer.Exit(2)
         ticket_id = _ticket_number(ticket, settings.ticket_prefix)
+        by = _actor(runtime, by, "note" if note else "reply", f"{settings.ticket_prefix}-{ticket_id}")
         try:
             body = _reply_text(text, file) if canned is None else render_canned(runtime.engine, desk, ticket_id, canned, agent=by)
         except (UnknownCanned, LookupError) as exc:
@@ -475,6 +555,25 @@ def reply(
             enqueue_effect(runtime.broker, effect)
         what = "note added to" if note else "reply queued on"
         console.print(f"{what} {settings.ticket_prefix}-{ticket_id} (message {message_id})")
+
+
+def _actor(runtime: Runtime, by: str | None, action: str, target: str) -> str:
+    """The key of whoever acts at the command line, if their roles allow ``action``; else refused (exit 1) and audited."""
+    import uuid  # noqa: PLC0415
+
+    from rich.markup import escape  # noqa: PLC0415
+
+    from config.desk import load_desk  # noqa: PLC0415
+    from storage import audit  # noqa: PLC0415
+    from workers.permissions import Forbidden, Staff  # noqa: PLC0415
+
+    try:
+        return Staff(load_desk(runtime.settings)).authorise(by, action).key
+    except Forbidden as exc:
+        audit.record(runtime.engine, f"refused:cli:{by}:{action}:{uuid.uuid4().hex}", actor=by or "nobody", surface="cli",
+                     action=action, target=target, outcome="refused", detail={"reason": exc.reason})
+        err.print(f"[red]refused:[/red] {escape(exc.reason)}")
+        raise typer.Exit(1) from exc
 
 
 def _reply_text(text: str | None, file: Path | None) -> str:

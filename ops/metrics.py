@@ -52,16 +52,31 @@ class HelpdeskCollector(Collector):
         yield age
         yield GaugeMetricFamily("helpdesk_workers_alive", "Worker processes with a live heartbeat.", value=len(snap.workers))
         yield GaugeMetricFamily("helpdesk_dead_letters_open", "Dead letters not replayed or purged.", value=snap.dead_letters_open)
+        yield GaugeMetricFamily("helpdesk_quarantined_open", "Dead letters and rejected input not replayed or purged (helpdesk dlq list).",
+                                value=snap.quarantined)
         yield GaugeMetricFamily("helpdesk_healthy", "1 when intake has no unhealthy problem.", value=0 if snap.status == "unhealthy" else 1)
         success = GaugeMetricFamily("helpdesk_adapter_last_success_timestamp_seconds", "Last successful sync.", labels=["adapter"])
         failure = GaugeMetricFamily("helpdesk_adapter_last_error_timestamp_seconds", "Last error.", labels=["adapter"])
+        running = GaugeMetricFamily("helpdesk_adapter_running", "1 while the adapter loop's heartbeat is fresh.", labels=["adapter"])
+        heartbeat = GaugeMetricFamily("helpdesk_adapter_heartbeat_timestamp_seconds", "Last heartbeat of the adapter loop.", labels=["adapter"])
+        restarts = CounterMetricFamily("helpdesk_adapter_restarts", "Times the adapter loop crashed and was restarted.", labels=["adapter"])
+        down = {p.subject for p in snap.problems if p.condition == "adapter_down"}
         for name, info in snap.adapters.items():
             if info.get("last_success"):
                 success.add_metric([name], float(info["last_success"]))
             if info.get("last_error_at"):
                 failure.add_metric([name], float(info["last_error_at"]))
+            if info.get("running"):
+                stopped = float(info.get("stopped_at") or 0) >= float(info["running"])
+                running.add_metric([name], 0 if stopped or name in down else 1)
+                heartbeat.add_metric([name], float(info["running"]))
+            if info.get("running") or info.get("restarts"):
+                restarts.add_metric([name], float(info.get("restarts") or 0))
         yield success
         yield failure
+        yield running
+        yield heartbeat
+        yield restarts
 
     def _latency(self) -> Iterator[Any]:
         raw = {k.decode(): float(v) for k, v in self.client.hgetall(f"{self.namespace}:histogram:intake_latency_seconds").items()}

@@ -1,21 +1,37 @@
-"""The wiring of one process: settings → broker, database engine, archive. Built lazily, closed once."""
+"""The wiring of one process: settings → broker, database engine, archive. Built lazily, closed once.
+
+``wait_for_services`` lets a long-running process (worker, adapter, web) start
+while Redis or the database is down: it waits, with bounded exponential
+backoff, instead of exiting. ``reachability`` is the one-shot check of
+``helpdesk status``.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from functools import cached_property
 
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import Engine
 
-from config.broker import close_broker, create_broker, redis_url
+import redis
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.broker import close_broker, create_broker, redis_url, wait_for_redis
 from config.settings import Settings
 from intake.archive import FileArchive
 from intake.email_intake import EmailIngestor
+from intake.parse_pool import PoolOptions
+from intake.prescan import PrescanLimits
 from intake.mime import Limits
 from intake.quoting import ReplySplitter
 from intake.queue import InflightRegistry, QueueSink
 from storage import schema
-from storage.db import create_db_engine
+from storage.db import create_db_engine, is_unavailable, reachable
+
+log = structlog.get_logger("helpdesk.runtime")
 
 
 class Runtime:
@@ -31,10 +47,14 @@ class Runtime:
         return create_broker(self.settings, self.redis_url)
 
     @cached_property
+    def database(self) -> Engine:
+        """The engine, not yet migrated (creating it does not connect)."""
+        return create_db_engine(self.settings.resolved_database_url, pool_size=self.settings.worker_threads + 2)
+
+    @cached_property
     def engine(self) -> Engine:
-        engine = create_db_engine(self.settings.resolved_database_url, pool_size=self.settings.worker_threads + 2)
-        schema.upgrade(engine)
-        return engine
+        schema.upgrade(self.database)
+        return self.database
 
     @cached_property
     def archive(self) -> FileArchive:
@@ -50,7 +70,8 @@ class Runtime:
 
     @cached_property
     def ingestor(self) -> EmailIngestor:
-        return EmailIngestor(self.sink, self.archive, self.limits, ReplySplitter(self.settings.languages))
+        return EmailIngestor(self.sink, self.archive, self.limits, ReplySplitter(self.settings.languages),
+                             prescan_limits=PrescanLimits.from_settings(self.settings), pool=PoolOptions.from_settings(self.settings))
 
     @property
     def limits(self) -> Limits:
@@ -58,10 +79,45 @@ class Runtime:
         return Limits(max_raw_bytes=s.max_raw_bytes, max_text_chars=s.max_text_chars, max_attachment_bytes=s.max_attachment_bytes)
 
     def close(self) -> None:
+        if "ingestor" in self.__dict__:
+            self.ingestor.close()
         if "broker" in self.__dict__:
             close_broker(self.broker)
-        if "engine" in self.__dict__:
-            self.engine.dispose()
+        if "database" in self.__dict__:
+            self.database.dispose()
+
+    def reachability(self) -> dict[str, str]:
+        """``{"redis": "ok" | error, "database": "ok" | error}``, each checked once, without waiting."""
+        found: dict[str, str] = {}
+        try:
+            self.broker.client.ping()
+            found["redis"] = "ok"
+        except (redis.RedisError, OSError) as exc:
+            found["redis"] = f"{type(exc).__name__}: {exc}"
+        found["database"] = reachable(self.database) or "ok"
+        return found
+
+    def wait_for_services(self, stop: threading.Event, *, database: bool = True) -> bool:
+        """Block until Redis (and the database, migrated) answer; bounded exponential backoff. False if stopped first."""
+        limit = self.settings.service_wait_max_seconds
+
+        def waiting(component: str) -> Callable[[str, float], None]:
+            return lambda error, delay: log.warning(f"{component} unreachable; waiting", error=error[:300], retry_in=round(delay, 2))
+
+        if not wait_for_redis(self.broker.client, stop, max_delay=limit, on_wait=waiting("redis")):
+            return False
+        delay = 0.25
+        while database and not stop.is_set():
+            try:
+                self.engine  # noqa: B018 - connects and migrates
+                return True
+            except (SQLAlchemyError, OSError) as exc:
+                if not is_unavailable(exc) and not isinstance(exc, OSError):
+                    raise
+                waiting("database")(f"{type(exc).__name__}: {exc}", delay)
+            stop.wait(delay)
+            delay = min(limit, delay * 2)
+        return not stop.is_set()
 
     def __enter__(self) -> "Runtime":
         return self
@@ -75,11 +131,17 @@ def prepare_worker(runtime: Runtime) -> None:
     from workers.actors import build_services, register_actors  # noqa: PLC0415 - workers are not needed to enqueue
     from dramatiq.middleware import Retries  # noqa: PLC0415
 
-    from workers.middleware import DeadLetters, LogContext  # noqa: PLC0415
+    from dramatiq.middleware import AgeLimit  # noqa: PLC0415
+
+    from storage.db import ping  # noqa: PLC0415
+    from workers.middleware import DeadLetters, LogContext, Outages  # noqa: PLC0415
 
     services = build_services(runtime.settings, runtime.broker, runtime.engine)
     # dramatiq runs "after" hooks in reverse order: placed before Retries, these see its verdict
     # (retry or dead-letter) on a failed message.
     runtime.broker.add_middleware(LogContext(), before=Retries)
     runtime.broker.add_middleware(DeadLetters(services.store, services.inflight), before=Retries)
+    # First of all: a thread waiting at the gate has not started its message (no time limit runs yet).
+    probes = {"redis": runtime.broker.client.ping, "database": lambda: ping(runtime.engine)}
+    runtime.broker.add_middleware(Outages(probes, max_delay=runtime.settings.service_wait_max_seconds), before=AgeLimit)
     register_actors(runtime.broker, services)

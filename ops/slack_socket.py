@@ -6,6 +6,11 @@ when Slack rotates it, and hands us each envelope. Events and card actions are
 enqueued for the workers exactly as over HTTP, and acknowledged only after
 Redis has them — an envelope we fail to enqueue is not acknowledged, so Slack
 sends it again. Slash commands are answered in the acknowledgement.
+
+Items are not converted here: the workers turn events into messages, and
+quarantine (dead-letter, with the reason) an event they cannot convert. While the connection is
+up the adapter's health record ``slack-socket`` gets a ``running`` heartbeat,
+so ``helpdesk status`` can tell when it is down.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class SocketModeIntake:
         if not settings.slack_app_token or not settings.slack_bot_token:
             raise ValueError("Socket Mode needs HELPDESK_SLACK_APP_TOKEN (xapp-…) and HELPDESK_SLACK_BOT_TOKEN")
         self.runtime = runtime
+        self.heartbeat_seconds = settings.adapter_heartbeat_seconds
         self.health = AdapterHealth(runtime.broker.client, settings.redis_namespace)
         self.commands = SlashCommands(runtime.engine, Desk(load_desk(settings), settings.ticket_prefix), runtime)
         self.client = SocketModeClient(app_token=settings.slack_app_token, web_client=make_client(settings.slack_bot_token, settings.slack_api_url))
@@ -47,7 +53,7 @@ class SocketModeIntake:
         try:
             if request.type in KINDS:
                 enqueue(self.runtime.broker, KINDS[request.type], request.payload)
-            elif request.type == "slash_commands":
+            elif request.type == "slash_commands" and isinstance(request.payload, dict):
                 payload = self.commands.answer({k: str(v) for k, v in request.payload.items()})
         except Exception as exc:  # noqa: BLE001 - not acknowledged: Slack delivers the envelope again
             log.error("slack envelope not taken", type=request.type, error=f"{type(exc).__name__}: {exc}")
@@ -57,9 +63,15 @@ class SocketModeIntake:
         self.health.success(ADAPTER, request.type)
 
     def run(self, stop: threading.Event) -> None:
+        """Until ``stop``: slack_sdk keeps the connection (and reconnects); we heartbeat while it is up."""
         self.client.connect()
         self.health.success(ADAPTER, "connected")
         try:
-            stop.wait()
+            while True:
+                if self.client.is_connected():
+                    self.health.beat(ADAPTER)
+                if stop.wait(self.heartbeat_seconds):
+                    break
         finally:
+            self.health.stopped(ADAPTER)
             self.client.close()

@@ -3,7 +3,10 @@
 Every request is verified first (signature on the raw body, age, replay) and
 refused with 401 otherwise. Events and card actions are handed to the workers
 on the ``slack`` queue and acknowledged only once Redis has them; the workers
-deduplicate Slack's retries by ``event_id``. The slash command is answered
+deduplicate Slack's retries by ``event_id``, and quarantine (dead-letter) an
+event they cannot convert. A verified body that is not the documented shape
+(not a JSON object, a payload that is not one) is refused with 400 — an
+answer Slack does not retry — never a 500 it would retry. The slash command is answered
 directly (an ephemeral message to the person who typed it), because its
 answer is what they are waiting for.
 """
@@ -26,7 +29,8 @@ from intake.slack import MAX_BODY_BYTES, SlackRequestVerifier, enqueue
 from ops.runtime import Runtime
 from storage.intake_store import TICKET
 from storage.models import utcnow
-from workers.cards import escape, queue_card_update
+from workers.cards import escape, organisation_card, queue_card_update
+from workers.knowledge import Knowledge, Refused
 from workers.desk import OPEN_STATUSES, Desk, set_status
 
 log = structlog.get_logger("helpdesk.web")
@@ -69,7 +73,10 @@ def slack_routes(runtime: Runtime) -> list[BaseRoute]:
         content_type = request.headers.get("content-type", "")
         try:
             if content_type.startswith("application/json"):
-                return _event_callback(json.loads(body))
+                document = json.loads(body)
+                if not isinstance(document, dict):
+                    return PlainTextResponse("malformed body", status_code=400)
+                return _event_callback(document)
             form = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
         except (ValueError, UnicodeDecodeError):
             return PlainTextResponse("malformed body", status_code=400)
@@ -77,6 +84,8 @@ def slack_routes(runtime: Runtime) -> list[BaseRoute]:
             try:
                 payload = json.loads(form["payload"])
             except ValueError:
+                return PlainTextResponse("malformed payload", status_code=400)
+            if not isinstance(payload, dict):
                 return PlainTextResponse("malformed payload", status_code=400)
             enqueue(runtime.broker, "interactive", payload)
             return Response(status_code=200)
@@ -88,6 +97,8 @@ def slack_routes(runtime: Runtime) -> list[BaseRoute]:
         if payload.get("type") == "url_verification":
             return JSONResponse({"challenge": payload.get("challenge", "")})
         if payload.get("type") == "event_callback":
+            if not isinstance(payload.get("event"), dict):
+                return PlainTextResponse("malformed event", status_code=400)
             enqueue(runtime.broker, "event", payload)  # raises (→ 500, Slack retries) if Redis does not take it
         return Response(status_code=200)
 
@@ -115,8 +126,20 @@ class SlashCommands:
             return self._queue(member)
         if verb == "resolve" and rest:
             return self._resolve(member, rest, form)
+        if verb == "org" and rest:
+            return self._organisation(rest)
         return _ephemeral("Usage: `/helpdesk mine` (your open tickets) · `/helpdesk queue` (your teams' unassigned tickets) · "
-                          f"`/helpdesk resolve {self.desk.prefix}-123`")
+                          f"`/helpdesk resolve {self.desk.prefix}-123` · `/helpdesk org DOMAIN` (an organisation's stage, tickets, engagements)")
+
+    def _organisation(self, domain: str) -> dict[str, Any]:
+        """The organisation's card: where its implementation stands, its open tickets, the desk's engagements."""
+        knowledge = Knowledge(self.engine, self.desk.config, surface="slack")
+        try:
+            detail = knowledge.organisation(domain.strip().split()[0])
+        except Refused as exc:
+            return _ephemeral(escape(str(exc)))
+        text, blocks = organisation_card(detail, knowledge.suggestions(detail), self.desk.prefix)
+        return {"response_type": "ephemeral", "text": escape(text), "blocks": blocks}
 
     def _teams_of(self, member: str) -> list[str]:
         return [key for key, team in self.desk.config.teams.teams.items() if any(m.key == member for m in team.members)]

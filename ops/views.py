@@ -8,9 +8,16 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ops.runtime import Runtime
 from storage import queries
+from workers.escaping import terminal_line
+
+
+def safe(value: Any) -> Text:
+    """Text from outside as one plain table cell: no escape sequences, no rich markup (``[link=…]`` stays text)."""
+    return Text(terminal_line("" if value is None else str(value)))
 
 
 def ticket_rows(runtime: Runtime, limit: int | None = None) -> list[dict[str, Any]]:
@@ -51,7 +58,7 @@ def render_tickets(console: Console, rows: list[dict[str, Any]]) -> None:
         kind = row["type"] + (" ⚑" if row["needs_triage"] else "")
         table.add_row(
             row["number"], row["status"], kind, row["sector"], row["language"], row["team"], row["assignee"] or "—",
-            row["priority"], row["channel"], str(row["messages"]), row["subject"],
+            row["priority"], row["channel"], str(row["messages"]), safe(row["subject"]),
         )
     console.print(table)
     console.print("⚑ needs triage (type confidence below the threshold)")
@@ -65,7 +72,14 @@ def report_data(runtime: Runtime, since: datetime | None, until: datetime | None
     with runtime.engine.connect().execution_options(readonly=True) as connection:
         data = full_report(connection, _aware(since), until)
     data["period"] = {"since": since, "until": until}
+    data["stage_ladder"] = list(_stage_ladder(runtime))
     return data
+
+
+def _stage_ladder(runtime: Runtime) -> tuple[str, ...]:
+    from config.desk import load_desk  # noqa: PLC0415
+
+    return load_desk(runtime.settings).implementations.stages
 
 
 def write_csv(data: dict[str, Any], folder: "Path") -> list["Path"]:
@@ -93,6 +107,14 @@ def write_csv(data: dict[str, Any], folder: "Path") -> list["Path"]:
     table("backlog", ["measure", "value"], list(map(list, data["backlog"].items())))
     table("enquirers", ["measure", "value"], list(map(list, data["enquirers"].items())))
     table("organisations", ["domain", "name", "sector", "tickets"], [[o["domain"], o["name"], o["sector"], o["tickets"]] for o in data["top_organisations"]])
+    engagements = data["engagements"]
+    table("engagements", ["month", "kind", "sector", "count", "hours"],
+          [["", k, s, v["count"], v["hours"]] for k, sectors in sorted(engagements["by_kind_sector"].items()) for s, v in sorted(sectors.items())]
+          + [[m, k, "", v["count"], v["hours"]] for m, kinds in engagements["by_month"].items() for k, v in sorted(kinds.items())])
+    table("implementations", ["standard", "stage", "organisations_at_end", "reached_in_period"],
+          [[std, stage, data["implementations"].get(std, {}).get(stage, 0), data["stage_changes"].get(std, {}).get(stage, 0)]
+           for std in sorted({*data["implementations"], *data["stage_changes"]})
+           for stage in sorted({*data["implementations"].get(std, {}), *data["stage_changes"].get(std, {})})])
     return written
 
 
@@ -122,8 +144,40 @@ def render_report(console: Console, data: dict[str, Any]) -> None:
         for column in ("organisation", "sector", "tickets"):
             orgs.add_column(column, justify="right" if column == "tickets" else "left")
         for org in data["top_organisations"]:
-            orgs.add_row(org["name"] or org["domain"], org["sector"] or "—", str(org["tickets"]))
+            orgs.add_row(safe(org["name"] or org["domain"]), org["sector"] or "—", str(org["tickets"]))
         console.print(orgs)
+        render_engagements(console, data["engagements"])
+        render_funnel(console, data["implementations"], data["stage_changes"], data.get("stage_ladder", ()))
+
+
+def render_engagements(console: Console, engagements: dict[str, Any]) -> None:
+    """Engagements requested in the period by kind, with hours, and by sector."""
+    sectors = sorted({s for row in engagements["by_kind_sector"].values() for s in row})
+    table = Table(title=f"Engagements ({engagements['count']}, {engagements['hours']:g} h; delivered "
+                        f"{engagements['delivered']['count']})", title_justify="left")
+    table.add_column("kind")
+    table.add_column("count", justify="right")
+    table.add_column("hours", justify="right")
+    for sector in sectors:
+        table.add_column(sector.replace("_", " "), justify="right")
+    for kind, totals in engagements["by_kind"].items():
+        row = engagements["by_kind_sector"].get(kind, {})
+        table.add_row(kind.replace("_", " "), str(totals["count"]), f"{totals['hours']:g}", *(str(row.get(s, {}).get("count", "")) for s in sectors))
+    console.print(table if engagements["by_kind"] else "Engagements: none in the period")
+
+
+def render_funnel(console: Console, implementations: dict[str, dict[str, int]], reached: dict[str, dict[str, int]],
+                  ladder: "tuple[str, ...] | list[str]" = ()) -> None:
+    """Where implementations stand at the end of the period, and how many reached each stage in it."""
+    table = Table(title="Implementations by stage", title_justify="left")
+    for column in ("standard", "stage", "at the end", "reached in period"):
+        table.add_column(column, justify="right" if column in ("at the end", "reached in period") else "left")
+    for standard in sorted({*implementations, *reached}):
+        stages = {*implementations.get(standard, {}), *reached.get(standard, {})}
+        for stage in sorted(stages, key=lambda st: (list(ladder).index(st) if st in ladder else len(ladder), st)):
+            table.add_row(standard, stage.replace("_", " "), str(implementations.get(standard, {}).get(stage, 0)),
+                          str(reached.get(standard, {}).get(stage, 0)))
+    console.print(table if implementations or reached else "Implementations: none recorded")
 
 
 def render_by_month(console: Console, dimension: str, months: dict[str, dict[str, int]]) -> None:

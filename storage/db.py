@@ -4,15 +4,22 @@ SQLite runs in WAL mode with a busy timeout; write transactions start with
 ``BEGIN IMMEDIATE`` so that concurrent writers queue on the lock instead of
 failing with SQLITE_BUSY halfway through a read-then-write transaction.
 Connections marked ``readonly`` begin deferred and do not block writers.
+
+``is_unavailable`` tells an unreachable database (refused, reset, shut down,
+starting up) from a statement the database refused: the first is an outage to
+wait out, the second a failure of the message.
 """
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -40,9 +47,46 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database server cannot be reached (not that it refused a statement)."""
+    import psycopg  # noqa: PLC0415 - the PostgreSQL driver; SQLite files have no outages of this kind
+
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, psycopg.InterfaceError):
+        return True  # the connection is gone
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    # No SQLSTATE: the connection failed or broke. 08: connection exception; 57P01-57P03: the server is
+    # shutting down, crashed or starting up. Others (deadlock, serialization, cancel) are ordinary failures.
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot be reached; returns quietly when it answers."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def reachable(engine: Engine) -> str | None:
+    """None when the database answers, else what went wrong."""
+    try:
+        ping(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # People's mail lives in this file: readable by the desk's user only (SQLite would create it 0644);
+        # its -wal and -shm files take the database file's permissions.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

@@ -20,13 +20,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.models import Contact, ContactIdentity, Message, MetricEvent, Organisation, Quarantine, Ticket
+from storage.models import Contact, ContactIdentity, Message, MetricEvent, Organisation, OrganisationDomain, Quarantine, Ticket
 
 MESSAGE = Message.__table__
 TICKET = Ticket.__table__
 CONTACT = Contact.__table__
 IDENTITY = ContactIdentity.__table__
 ORGANISATION = Organisation.__table__
+ORG_DOMAIN = OrganisationDomain.__table__
 EVENT = MetricEvent.__table__
 QUARANTINE = Quarantine.__table__
 
@@ -79,7 +80,10 @@ class _Statements:
         self.org_insert = (
             insert_factory(ORGANISATION).on_conflict_do_nothing(index_elements=["domain"]).returning(ORGANISATION.c.id)
         )
-        self.org_id = select(ORGANISATION.c.id).where(ORGANISATION.c.domain == p("domain"))
+        # An organisation's first domain, or a further one staff added (`helpdesk org set D --add-domain`).
+        self.org_id = select(ORGANISATION.c.id).where(ORGANISATION.c.domain == p("domain")).union_all(
+            select(ORG_DOMAIN.c.organisation_id).where(ORG_DOMAIN.c.domain == p("domain"))
+        ).limit(1)
         self.contact_for = (
             select(IDENTITY.c.contact_id, CONTACT.c.organisation_id)
             .join(CONTACT, CONTACT.c.id == IDENTITY.c.contact_id)
@@ -97,6 +101,7 @@ class _Statements:
         )
         self.ticket_insert = insert(TICKET).returning(TICKET.c.id)
         self.event_insert = insert_factory(EVENT).on_conflict_do_nothing(index_elements=["key"])
+        self.event_once = insert_factory(EVENT).on_conflict_do_nothing(index_elements=["key"]).returning(EVENT.c.id)
         self.quarantine_insert = (
             insert_factory(QUARANTINE).on_conflict_do_nothing(index_elements=["key"]).returning(QUARANTINE.c.id)
         )
@@ -269,6 +274,10 @@ class IntakeTx:
         rows = list(events)
         if rows:
             self.c.execute(self.s.event_insert, rows)
+
+    def add_event_once(self, event: dict[str, Any]) -> bool:
+        """Record one metric event; False if an event with its key was recorded before (nothing is written)."""
+        return self.c.execute(self.s.event_once, event).scalar() is not None
 
     def add_outbox(self, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime) -> bool:
         from storage import outbox  # noqa: PLC0415

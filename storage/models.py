@@ -62,7 +62,85 @@ class Organisation(SQLModel, table=True):
     domain: str = Field(max_length=255, unique=True)
     name: str | None = Field(default=None, max_length=255)
     sector: str | None = Field(default=None, max_length=40)
+    country: str | None = Field(default=None, max_length=2)  # ISO 3166-1 alpha-2, upper case
+    added_by: str | None = Field(default=None, max_length=64)  # a staff member's key; empty: created by intake from a domain
     created_at: datetime = _ts()
+    updated_at: datetime | None = _ts(nullable=True)
+
+
+class OrganisationDomain(SQLModel, table=True):
+    """Further domains of an organisation (its first one is ``organisation.domain``): mail from them counts for it."""
+
+    __tablename__ = "organisation_domain"
+
+    domain: str = Field(primary_key=True, max_length=255)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    created_at: datetime = _ts()
+
+
+class Implementation(SQLModel, table=True):
+    """An organisation's use of one standard, at a stage of the configured ladder."""
+
+    __tablename__ = "implementation"
+    __table_args__ = (UniqueConstraint("organisation_id", "standard", name="uq_implementation_org_standard"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    standard: str = Field(max_length=40)
+    stage: str = Field(max_length=40, index=True)
+    stage_since: datetime = _ts()
+    urls: list | None = _json()  # publication and data URLs
+    notes: str = _text()
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class StageChange(SQLModel, table=True):
+    """A move of an implementation from one stage to another: who, when (the funnel of management information)."""
+
+    __tablename__ = "stage_change"
+    __table_args__ = (Index("ix_stage_change_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    implementation_id: int = Field(foreign_key="implementation.id", index=True)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    standard: str = Field(max_length=40)
+    from_stage: str | None = Field(default=None, max_length=40)
+    to_stage: str = Field(max_length=40)
+    by: str = Field(max_length=64)
+    at: datetime = _ts()
+
+
+class Engagement(SQLModel, table=True):
+    """Work the desk does for an organisation (a scoping note, a mapping review, a training …), with its effort."""
+
+    __tablename__ = "engagement"
+    __table_args__ = (Index("ix_engagement_requested_at", "requested_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str | None = Field(default=None, max_length=255, unique=True)  # idempotency of "add" (a retried command or action)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    kind: str = Field(max_length=40)
+    status: str = Field(default="requested", max_length=20)  # requested | in_progress | delivered | cancelled
+    owner: str | None = Field(default=None, max_length=64)
+    hours: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    link: str | None = Field(default=None, max_length=2000)
+    note: str = _text()
+    created_by: str = Field(max_length=64)
+    requested_at: datetime = _ts()
+    started_at: datetime | None = _ts(nullable=True)
+    delivered_at: datetime | None = _ts(nullable=True)
+    updated_at: datetime = _ts()
+
+
+class EngagementTicket(SQLModel, table=True):
+    """A ticket an engagement came from (``origin``) or produced (``produced``)."""
+
+    __tablename__ = "engagement_ticket"
+
+    engagement_id: int = Field(foreign_key="engagement.id", primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True, index=True)
+    relation: str = Field(default="origin", max_length=10)
 
 
 class Contact(SQLModel, table=True):
@@ -177,6 +255,7 @@ class Message(SQLModel, table=True):
     new_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the reply without quoted history
     html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     report: dict | None = _json()  # a delivery/disposition report: action, status, recipient, original message id
+    signals: dict | None = _json()  # the headers that reveal automated or unauthenticated mail (Auto-Submitted, Authentication-Results …)
     language: str | None = Field(default=None, max_length=8)
     message_id: str | None = Field(default=None, max_length=998)
     thread_key: str | None = Field(default=None, max_length=512)
@@ -308,6 +387,35 @@ class AlertState(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class Acknowledgement(SQLModel, table=True):
+    """Each acknowledgement sent, with the normalised address and domain it went to: the hourly limits count these."""
+
+    __tablename__ = "acknowledgement"
+    __table_args__ = (Index("ix_acknowledgement_address_at", "address", "at"), Index("ix_acknowledgement_domain_at", "domain", "at"))
+
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    address: str = Field(max_length=512)
+    domain: str | None = Field(default=None, max_length=255)
+    at: datetime = _ts(index=True)
+
+
+class AuditLog(SQLModel, table=True):
+    """Who did — or tried to do — what, where: refused staff actions, privacy exports and erasures."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)  # the same attempt, delivered twice, is recorded once
+    at: datetime = _ts()
+    actor: str = Field(max_length=128)  # a member key, or the surface's own id of a stranger (a Slack user id)
+    surface: str = Field(max_length=20)  # slack | cli | web | api | scheduler
+    action: str = Field(max_length=40)
+    target: str = Field(default="", max_length=255)
+    outcome: str = Field(max_length=20)  # refused | done
+    detail: dict | None = _json()
+
+
 class SlackEvent(SQLModel, table=True):
     """Every Slack event and action handled, by its id: Slack's retries are recognised and done once."""
 
@@ -318,4 +426,4 @@ class SlackEvent(SQLModel, table=True):
     received_at: datetime = _ts()
 
 
-TABLES = [Organisation, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox, AlertState, SlackEvent]
+TABLES = [Organisation, OrganisationDomain, Implementation, StageChange, Engagement, EngagementTicket, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox, AlertState, Acknowledgement, AuditLog, SlackEvent]

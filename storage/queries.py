@@ -138,3 +138,24 @@ def list_tickets(connection: Connection, limit: int | None = None) -> list[dict[
 def list_quarantine(connection: Connection, limit: int = 100) -> list[dict[str, Any]]:
     stmt = select(QUARANTINE).order_by(QUARANTINE.c.id.desc()).limit(limit)
     return [dict(row._mapping) for row in connection.execute(stmt)]
+
+
+# Open quarantine: dead letters and rejected input neither replayed nor purged. `helpdesk dlq list` lists these rows and
+# `helpdesk status` (the ``quarantined`` figure, /metrics, alerts) counts them. ``summary``'s ``quarantined`` differs on
+# purpose: every row created in the period, whatever became of it since (management information).
+_OPEN_QUARANTINE = QUARANTINE.c.status == "open"
+
+
+def open_quarantine(connection: Connection) -> list[Any]:
+    """Open quarantine rows, oldest first: what `helpdesk dlq list` shows."""
+    return connection.execute(select(QUARANTINE).where(_OPEN_QUARANTINE).order_by(QUARANTINE.c.id)).all()
+
+
+def open_quarantine_counts(connection: Connection) -> dict[str, int]:
+    """How many open quarantine rows there are of each kind (``dead_letter``, ``rejected``): ``open_quarantine`` counted."""
+    rows = connection.execute(select(QUARANTINE.c.kind, func.count()).where(_OPEN_QUARANTINE).group_by(QUARANTINE.c.kind))
+    return {str(kind): count for kind, count in rows}
+
+
+def ticket_total(connection: Connection) -> int:
+    return _count(connection, TICKET)

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, and_, case, func, literal, select, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from storage.intake_store import CONTACT, ORGANISATION, TICKET
+from storage.knowledge import engagements_report, implementations_report, stage_changes_report
 from storage.queries import summary
 
 DIMENSIONS = ("type", "sector", "channel", "language", "team")
@@ -175,6 +176,9 @@ SECTIONS: dict[str, Callable[..., Any]] = {
     "times": times,
     "backlog": lambda c, since, until: backlog(c, until),
     "enquirers": enquirers,
+    "engagements": lambda c, since, until: engagements_report(c, since, until, lambda column: month_of(c, column)),
+    "implementations": lambda c, since, until: implementations_report(c, until),
+    "stage_changes": stage_changes_report,
 }
 
 
@@ -186,6 +190,10 @@ def full_report(c: Connection, since: datetime | None, until: datetime) -> dict[
     data["times"] = times(c, since, until)
     data["backlog"] = backlog(c, until)
     data["enquirers"] = enquirers(c, since, until)
+    # Knowledge of implementations: the desk's engagements, where implementations stand, and the funnel of the period
+    data["engagements"] = engagements_report(c, since, until, lambda column: month_of(c, column))
+    data["implementations"] = implementations_report(c, until)
+    data["stage_changes"] = stage_changes_report(c, since, until)
     return data
 
 

@@ -4,12 +4,17 @@ Failure handling, by kind:
 - invalid input (an undecodable payload, data the database refuses) is listed
   in ``throws``: dead-lettered at once with its reason, never retried;
 - a reply whose parent is still queued raises ``Retry`` with a short delay;
-- anything else is transient (database or Redis unavailable …): retried with
-  bounded exponential backoff by dramatiq's Retries middleware.
+- Redis or the database unreachable is an outage, not a failure of the
+  message: translated at this boundary into ``ServiceUnavailable``, which puts
+  the message back without counting a retry (``config.broker.Retries``) and
+  pauses the worker until the service answers (``workers.middleware.Outages``);
+- anything else is transient: retried with bounded exponential backoff by
+  dramatiq's Retries middleware.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -26,7 +31,7 @@ from sqlalchemy.exc import DataError
 
 from classifiers.docs import DocsIndex, DocsIndexError, Signposting
 from classifiers.pipeline import EnquiryClassifier
-from config.broker import observability
+from config.broker import ServiceUnavailable, observability, redis_unavailable
 from config.desk import DeskConfig, load_desk
 from config.settings import Settings
 from intake.base import Rejected
@@ -34,15 +39,19 @@ from intake.errors import MessageDecodeError
 from intake.message import InboundMessage
 from intake.queue import INTAKE_QUEUE, PROCESS_ACTOR, REJECT_ACTOR, InflightRegistry, QueueSink
 from intake.slack import SLACK_ACTOR, SLACK_QUEUE
+from storage.db import is_unavailable as database_unavailable
 from storage.intake_store import IntakeStore
-from workers.conversation import Threader
+from workers.conversation import Threader, TicketKeys
+from workers.privacy import Privacy
+from intake.archive import FileArchive
+from config.secrets import desk_secret
 from intake.imap import parse_source
 from intake.state import ProcessedLog
 from workers.pipeline import Outcome, ParentInFlight, Pipeline
 from workers.routing import Router
 from workers.training import ModelStore, load_or_train
 from workers.desk import Desk, resume_on_enquirer_reply
-from workers.effects import Effects
+from workers.effects import AcknowledgementPolicy, Effects
 from workers.email_out import EmailSender
 from workers.x_sender import XSender
 from workers.health import Problem, desk_snapshot
@@ -96,6 +105,7 @@ def slack_poster(settings: Settings) -> SlackPoster | None:
 
 def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) -> Services:
     desk = load_desk(settings)
+    keys = TicketKeys(desk_secret(settings))  # reply addresses and subject tokens carry a key a guessed number lacks
     store = IntakeStore(engine)
     inflight = InflightRegistry(broker.client, settings.redis_namespace)
     models = ModelWatcher(ModelStore(settings.resolved_model_dir), desk, engine)
@@ -104,7 +114,7 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
         store=store,
         classifier=EnquiryClassifier(desk, settings.triage_confidence, models.current),
         router=Router(desk.routing),
-        threader=Threader(settings.ticket_prefix, desk.taxonomy.free_mail_domains, strangers=settings.thread_strangers),
+        threader=Threader(settings.ticket_prefix, desk.taxonomy.free_mail_domains, strangers=settings.thread_strangers, keys=keys),
         inflight=inflight,
         own_addresses=frozenset({settings.mail_from.lower()} if settings.mail_from else set()),
         own_message_id_domain=settings.resolved_message_id_domain,
@@ -114,9 +124,14 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
     )
     models.on_change = lambda new: setattr(pipeline, "classifier", EnquiryClassifier(desk, settings.triage_confidence, new))
     poster = slack_poster(settings)
+    policy = AcknowledgementPolicy(
+        window=timedelta(hours=settings.acknowledgement_window_hours), per_address_hour=settings.ack_limit_per_address_hour,
+        per_domain_hour=settings.ack_limit_per_domain_hour, global_hour=settings.ack_limit_global_hour,
+        own_addresses=frozenset({settings.mail_from.lower()} if settings.mail_from else set()),
+    )
     effects = Effects(engine, operations, poster, lease=timedelta(seconds=settings.effect_lease_seconds), acknowledge=settings.acknowledge,
-                      acknowledgement_window=timedelta(hours=settings.acknowledgement_window_hours))
-    email = EmailSender.from_settings(engine, settings, desk.templates.desk_name)
+                      acknowledgement_policy=policy)
+    email = EmailSender.from_settings(engine, settings, desk.templates.desk_name, keys=keys)
     if email is not None:
         effects.senders["email"] = email
     x_sender = XSender.from_settings(engine, settings)
@@ -125,7 +140,12 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
     def problems() -> list[Problem]:
         return desk_snapshot(settings, broker.client, engine, QUEUES).problems
 
-    jobs = Jobs(engine, operations, lambda key: enqueue_effect(broker, key), health=problems, ops_channel=settings.ops_slack_channel)
+    retention = None
+    if settings.retention_days is not None:
+        privacy = Privacy(engine, desk, FileArchive(settings.data_dir / "raw"), keys.secret, prefix=settings.ticket_prefix, surface="scheduler")
+        retention = lambda now: privacy.expire(now, settings.retention_days)  # noqa: E731
+    jobs = Jobs(engine, operations, lambda key: enqueue_effect(broker, key), health=problems, ops_channel=settings.ops_slack_channel,
+                retention=retention)
     slack = SlackHandler(engine, operations, settings, poster, QueueSink(broker, inflight))
     return Services(settings, desk, engine, store, pipeline, inflight, models, operations, effects, jobs, slack)
 
@@ -159,10 +179,10 @@ class ModelWatcher:
             return
         try:
             self._checked = time.monotonic()
-            versions = self.store.versions()
-            if versions and not versions[-1].name.endswith(f"{self.current.version}.joblib"):
+            newest_version = self.store.newest_version()
+            if newest_version is not None and newest_version != self.current.version:
                 newest = self.store.newest()
-                if newest is not None:
+                if newest is not None and newest.version != self.current.version:
                     self.current = newest
                     if self.on_change is not None:
                         self.on_change(newest)
@@ -225,6 +245,39 @@ def parent_wait_schedule(wait_seconds: int, max_retries: int) -> list[int]:
         total += delay
         delay = min(delay * 2, MAX_PARENT_WAIT_DELAY_MS)
     return delays
+
+
+def unavailable_component(exc: BaseException) -> str | None:
+    """``redis`` or ``database`` when ``exc`` (or what caused it) says that service cannot be reached."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if redis_unavailable(seen):
+            return "redis"
+        if database_unavailable(seen):
+            return "database"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def outage_aware(fn: Callable[..., None]) -> Callable[..., None]:
+    """Raise ``ServiceUnavailable`` when the actor failed because Redis or the database is unreachable."""
+
+    @functools.wraps(fn)
+    def run(*args: object, **kwargs: object) -> None:
+        try:
+            return fn(*args, **kwargs)
+        except (dramatiq.Retry, ServiceUnavailable):
+            raise
+        except Exception as exc:
+            component = unavailable_component(exc)
+            if component is None:
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ServiceUnavailable(component, f"{type(exc).__name__}: {detail}"[:500]) from exc
+
+    return run
 
 
 def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dramatiq.Actor]:
@@ -296,10 +349,11 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
 
     options = {"broker": broker, "queue_name": INTAKE_QUEUE, "throws": INVALID_INPUT}
     return {
-        PROCESS_ACTOR: dramatiq.actor(process_inbound, actor_name=PROCESS_ACTOR, **options),
-        REJECT_ACTOR: dramatiq.actor(record_rejected, actor_name=REJECT_ACTOR, **options),
-        EFFECT_ACTOR: dramatiq.actor(run_effect, actor_name=EFFECT_ACTOR, broker=broker, queue_name=EFFECTS_QUEUE, throws=(EffectRefused,)),
-        SLACK_ACTOR: dramatiq.actor(handle_slack, actor_name=SLACK_ACTOR, broker=broker, queue_name=SLACK_QUEUE,
+        PROCESS_ACTOR: dramatiq.actor(outage_aware(process_inbound), actor_name=PROCESS_ACTOR, **options),
+        REJECT_ACTOR: dramatiq.actor(outage_aware(record_rejected), actor_name=REJECT_ACTOR, **options),
+        EFFECT_ACTOR: dramatiq.actor(outage_aware(run_effect), actor_name=EFFECT_ACTOR, broker=broker, queue_name=EFFECTS_QUEUE,
+                                     throws=(EffectRefused,)),
+        SLACK_ACTOR: dramatiq.actor(outage_aware(handle_slack), actor_name=SLACK_ACTOR, broker=broker, queue_name=SLACK_QUEUE,
                                     throws=(json.JSONDecodeError, *INVALID_INPUT)),
-        JOB_ACTOR: dramatiq.actor(run_job, actor_name=JOB_ACTOR, broker=broker, queue_name=SCHEDULED_QUEUE, max_retries=2),
+        JOB_ACTOR: dramatiq.actor(outage_aware(run_job), actor_name=JOB_ACTOR, broker=broker, queue_name=SCHEDULED_QUEUE, max_retries=2),
     }

@@ -9,8 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from storage import outbox
+from storage.knowledge import implementation_stages
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import Contact, ContactIdentity, Organisation
+from workers import escaping
 from workers.desk import Desk
 
 SUMMARY_CHARS = 280
@@ -22,6 +24,8 @@ class Enquirer:
     address: str = ""
     organisation: str = ""
     summary: str = ""
+    domain: str = ""
+    stages: tuple[tuple[str, str], ...] = ()  # (standard, stage) of the organisation's implementations
 
 
 def load(c: Connection, ticket_id: int) -> tuple[Any, Enquirer] | None:
@@ -39,13 +43,15 @@ def load(c: Connection, ticket_id: int) -> tuple[Any, Enquirer] | None:
     summary = " ".join(first.split())
     if len(summary) > SUMMARY_CHARS:
         summary = summary[:SUMMARY_CHARS].rsplit(" ", 1)[0] + " …"
+    org_domain = c.execute(select(org.c.domain).where(org.c.id == ticket.organisation_id)).scalar() if ticket.organisation_id else None
     return ticket, Enquirer(name=who.display_name if who else "", address=address or "",
-                            organisation=(who.name or who.domain or "") if who else "", summary=summary)
+                            organisation=(who.name or who.domain or "") if who else "", summary=summary,
+                            domain=org_domain or "", stages=implementation_stages(c, ticket.organisation_id))
 
 
 def escape(text: str) -> str:
     """Enquirers' words shown as text, never as Slack markup (no surprise @channel, no disguised links)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaping.slack(text)
 
 
 def queue_card_update(c: Connection, ticket_id: int, key: str) -> str | None:
@@ -82,7 +88,8 @@ def card(ticket: Any, desk: Desk, enquirer: Enquirer | None = None) -> tuple[str
     who_asked = _who(ticket.channel, enquirer)
     fields = [
         f"*Enquirer:* {who_asked}",
-        f"*Organisation:* {escape(enquirer.organisation) or '—'}",
+        f"*Organisation:* {escape(enquirer.organisation) or '—'}"
+        + "".join(f" · {escape(standard)} _{escape(stage.replace('_', ' '))}_" for standard, stage in enquirer.stages),
         f"*Type:* {label('type')}" + (" ⚑ needs triage" if ticket.needs_triage else ""),
         f"*Sector:* {label('sector')}",
         f"*Language:* {label('language')}",
@@ -94,15 +101,26 @@ def card(ticket: Any, desk: Desk, enquirer: Enquirer | None = None) -> tuple[str
     ]
     text = f"{number} · {escape(ticket.subject[:150])} · {ticket.type} · {ticket.sector} · {ticket.status}"
     blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{number} · {ticket.subject[:120] or '(no subject)'}"[:150]}},
+        {"type": "header", "text": {"type": "plain_text", "text": f"{number} · {escaping.terminal_line(ticket.subject)[:120] or '(no subject)'}"[:150]}},
         *([{"type": "section", "text": {"type": "mrkdwn", "text": "> " + escape(enquirer.summary)}}] if enquirer.summary else []),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]},
         *_documentation(ticket),
+        *_engagement_hint(ticket, desk, enquirer),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"routed by rule *{ticket.routing_rule}* to {ticket.team} · "
                                                                    "reply in this thread to answer the enquirer; start with `note:` to keep it internal"}]},
         actions(ticket, desk),
     ]
     return text, blocks
+
+
+def _engagement_hint(ticket: Any, desk: Desk, enquirer: Enquirer) -> list[dict[str, Any]]:
+    """A ticket of a type that usually leads to an engagement says so; staff decide (nothing is created)."""
+    kind = desk.config.implementations.suggest.get(ticket.type)
+    if kind is None or not enquirer.domain:
+        return []
+    command = f"helpdesk engagement add {enquirer.domain} --kind {kind} --ticket {desk.prefix}-{ticket.id}"
+    return [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"💡 may lead to a *{kind.replace('_', ' ')}* for "
+                                                                       f"{escape(enquirer.domain)}: `{escape(command)}`"}]}]
 
 
 def _documentation(ticket: Any) -> list[dict[str, Any]]:
@@ -147,3 +165,26 @@ def actions(ticket: Any, desk: Desk) -> dict[str, Any]:
         elements.append({"type": "button", "action_id": "resolve", "text": {"type": "plain_text", "text": "Resolve"}, "value": ticket_id,
                          "style": "danger"})
     return {"type": "actions", "block_id": f"ticket:{ticket_id}", "elements": elements}
+
+
+def organisation_card(detail: Any, suggestions: list[Any], prefix: str, open_limit: int = 10) -> tuple[str, list[dict[str, Any]]]:
+    """An organisation as staff see it in Slack (``/helpdesk org DOMAIN``): stage, open tickets, engagements."""
+    org = detail.organisation
+    title = escape(org.name or org.domain)
+    stages = " · ".join(f"{escape(i.standard)} *{escape(i.stage.replace('_', ' '))}* since {i.stage_since:%Y-%m-%d}"
+                        for i in detail.implementations) or "no implementation recorded"
+    open_tickets = [t for t in detail.tickets if t.status in ("new", "open", "pending")]
+    lines = [f"• {prefix}-{t.id} {escape(t.subject[:80])} ({t.type}, {t.status})" for t in open_tickets[:open_limit]]
+    engagements = [f"• #{e.id} {e.kind.replace('_', ' ')} — {e.status}, {e.hours:g} h" for e in detail.engagements[:10]]
+    hints = [f"💡 {prefix}-{s.ticket.id} may lead to a *{s.kind.replace('_', ' ')}*" for s in suggestions[:5]]
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}* ({escape(', '.join(org.domains))}) · "
+                                                               f"{escape(org.sector or 'unknown')} · {escape(org.country or '—')}\n{stages}"[:2900]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": (f"*Open tickets ({len(open_tickets)})*\n" + "\n".join(lines)
+                                                                if lines else "No open tickets.")[:2900]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": (f"*Engagements ({len(detail.engagements)})*\n" + "\n".join(engagements)
+                                                                if engagements else "No engagements yet.")[:2900]}},
+    ]
+    if hints:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(hints)[:2900]}]})
+    return f"{org.name or org.domain}: {stages}", blocks

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, or_, select, update
 from intake.email_intake import EmailIngestor
 from storage.intake_store import QUARANTINE
 from storage.models import utcnow
+from storage.queries import open_quarantine
 from storage.outbox import insert_factory
 
 RESET_OPTIONS = ("retries", "traceback", "redis_message_id", "eta", "requeue_timestamp")
@@ -65,11 +66,10 @@ def sync(client: redis.Redis, namespace: str, engine: Engine, queues: tuple[str,
 
 
 def open_letters(engine: Engine, kind: str | None = None) -> list[Any]:
-    stmt = select(QUARANTINE).where(QUARANTINE.c.status == "open").order_by(QUARANTINE.c.id)
-    if kind:
-        stmt = stmt.where(QUARANTINE.c.kind == kind)
+    """Open dead letters and rejected input (``kind``: only those); their number is ``helpdesk status``'s ``quarantined``."""
     with engine.connect() as c:
-        return c.execute(stmt).all()
+        rows = open_quarantine(c)
+    return [row for row in rows if kind is None or row.kind == kind]
 
 
 def find(engine: Engine, ident: str) -> Any | None:
@@ -121,12 +121,14 @@ def _reparse(engine: Engine, row: Any, ingestor: EmailIngestor | None, archive: 
 
 
 def purge(client: redis.Redis, namespace: str, engine: Engine, queues: tuple[str, ...]) -> int:
-    """Drop every dead letter from Redis; the database rows stay, marked purged (for the record)."""
+    """Drop every dead letter from Redis; the database rows stay, marked purged, for the record — without their
+    payloads (the messages people sent, which purging means no longer keeping)."""
     for queue in queues:
         client.delete(*_xq(namespace, queue))
     with engine.begin() as c:
         return c.execute(
-            update(QUARANTINE).where(QUARANTINE.c.kind == "dead_letter", QUARANTINE.c.status == "open").values(status="purged")
+            update(QUARANTINE).where(QUARANTINE.c.kind == "dead_letter", QUARANTINE.c.status == "open")
+            .values(status="purged", payload=None)
         ).rowcount
 
 

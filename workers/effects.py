@@ -15,13 +15,15 @@ Without a Slack token Slack rows complete as skipped (the embedded demo).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
 
-from storage import outbox
+from storage import acknowledgements, outbox
 from storage.intake_store import EVENT, MESSAGE, TICKET
 from storage.models import Contact, utcnow
 from storage.outbox import OutboxItem
@@ -33,18 +35,49 @@ from workers.slack import SlackPoster, SlackRefused
 
 
 CONTACT = Contact.__table__
+_AUTH_FAIL = re.compile(r"\b(dmarc|spf)\s*=\s*(fail|softfail|permerror)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class AcknowledgementPolicy:
+    """When the desk says "we have your enquiry": never to a forged or own address, and never as a mail cannon.
+
+    An acknowledgement goes out only if, in the hour before, fewer than ``per_address_hour`` went to the
+    same mailbox (plus-addresses count as one: ``victim+1@`` … ``victim+30@``), fewer than ``per_domain_hour``
+    to its domain and fewer than ``global_hour`` in all — and the receiving server did not report an SPF or
+    DMARC failure for the sender. A contact gets at most one per ``window``.
+    """
+
+    window: timedelta = timedelta(hours=24)
+    per_address_hour: int = 2
+    per_domain_hour: int = 20
+    global_hour: int = 200
+    own_addresses: frozenset[str] = frozenset()
+
+
+def base_address(address: str) -> str:
+    local, at, domain = address.strip().lower().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}" if at else address.strip().lower()
+
+
+def authentication_failure(signals: dict[str, str] | None) -> str | None:
+    """The SPF or DMARC failure the receiving server reported (its Authentication-Results), if any."""
+    found = _AUTH_FAIL.search((signals or {}).get("authentication-results", ""))
+    return f"{found.group(1).lower()}={found.group(2).lower()}" if found else None
 
 
 class Effects:
     def __init__(self, engine: Engine, desk: Desk, poster: SlackPoster | None, clock: Callable[[], datetime] = utcnow,
-                 lease: timedelta = outbox.LEASE, *, acknowledge: bool = False, acknowledgement_window: timedelta = timedelta(hours=24)) -> None:
+                 lease: timedelta = outbox.LEASE, *, acknowledge: bool = False, acknowledgement_window: timedelta = timedelta(hours=24),
+                 acknowledgement_policy: AcknowledgementPolicy | None = None) -> None:
         self.engine = engine
         self.lease = lease
         self.desk = desk
         self.poster = poster
         self.clock = clock
         self.acknowledge = acknowledge
-        self.acknowledgement_window = acknowledgement_window
+        self.policy = acknowledgement_policy or AcknowledgementPolicy(window=acknowledgement_window)
+        self.acknowledgement_window = self.policy.window
         self.handlers: dict[str, Callable[[OutboxItem], dict[str, Any]]] = {
             "assign": self._assign,
             "acknowledge": self._acknowledge,
@@ -108,6 +141,10 @@ class Effects:
                 EVENT.c.at > now - self.acknowledgement_window).limit(1)).scalar()
             if recent is not None:
                 return {"skipped": f"acknowledged {self.desk.prefix}-{recent} within the window"}
+            refusal = self._policy_refusal(c, ticket, now)
+            if refusal is not None:
+                _event(c, f"ack-withheld:{ticket.id}", "acknowledgement_withheld", ticket.id, now, {"reason": refusal})
+                return {"skipped": refusal}
             _event(c, f"acknowledged:{ticket.id}", "acknowledged", ticket.id, now, {"contact": ticket.contact_id})
         values = template_values(self.desk, ticket, enquirer=who)
         body = templates.render(templates.pick(texts.body, ticket.language) or "", values)
@@ -115,6 +152,26 @@ class Effects:
         message_pk, effect = add_staff_message(self.engine, ticket.id, body, now, author="helpdesk", key=f"ack:{ticket.id}",
                                                note=False, kind="acknowledgement", subject=subject)
         return {"message": message_pk, "effects": [effect] if effect else []}
+
+    def _policy_refusal(self, c: Any, ticket: Any, now: datetime) -> str | None:
+        """Why no acknowledgement may go to this ticket's enquirer now (None: it may); records it when it may."""
+        opening = acknowledgements.opening_message(c, ticket.id)
+        address = base_address(opening.sender_address if opening is not None else "")
+        failure = authentication_failure(opening.signals if opening is not None else None)
+        if failure is not None:
+            return f"the sender failed authentication ({failure}): it may be forged"
+        if address in {base_address(a) for a in self.policy.own_addresses}:
+            return "the sender is one of our own addresses"
+        domain = address.rpartition("@")[2] if "@" in address else None
+        counts = acknowledgements.recent(c, address, domain, now - timedelta(hours=1))
+        policy = self.policy
+        for count, limit, scope in ((counts.to_address, policy.per_address_hour, f"to {address}"),
+                                    (counts.to_domain, policy.per_domain_hour, f"to {domain}"),
+                                    (counts.in_total, policy.global_hour, "in all")):
+            if count >= limit:
+                return f"{count} acknowledgement(s) {scope} in the last hour (limit {limit})"
+        acknowledgements.record(c, ticket.id, address, domain, now)
+        return None
 
     def _slack_post(self, item: OutboxItem) -> dict[str, Any]:
         if self.poster is None:

@@ -34,6 +34,8 @@ from sqlalchemy import Engine, select, update
 
 from config.settings import Settings
 from storage.intake_store import MESSAGE
+from workers import escaping
+from workers.conversation import TicketKeys
 from workers.errors import EffectRefused, NotSent
 
 _RE_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|vs|antw|rif|r|ref)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
@@ -65,10 +67,12 @@ class SmtpConfig:
         return context
 
 
-def reply_address(mail_from: str, prefix: str, ticket_id: int) -> str:
-    """``helpdesk@osds.example`` → ``helpdesk+hd-123@osds.example`` (what the threader's reply-address rule reads)."""
+def reply_address(mail_from: str, prefix: str, ticket_id: int, key: str | None = None) -> str:
+    """``helpdesk@osds.example`` → ``helpdesk+hd-123-k7f3qa@osds.example`` (what the threader's reply-address rule reads;
+    the key lets a colleague the enquirer copies in join the ticket, while a guessed number does not)."""
     local, _, domain = mail_from.partition("@")
-    return f"{local.split('+', 1)[0]}+{prefix.lower()}-{ticket_id}@{domain}"
+    suffix = f"-{key}" if key else ""
+    return f"{local.split('+', 1)[0]}+{prefix.lower()}-{ticket_id}{suffix}@{domain}"
 
 
 def reply_subject(subject: str, token: str) -> str:
@@ -103,11 +107,14 @@ def thread_of(engine: Engine, ticket_id: int) -> Thread | None:
 
 
 def compose(*, text: str, thread: Thread, message_id: str, token: str, mail_from: str, desk_name: str, reply_to: str | None,
-            sent_at: datetime, automatic: bool = False, subject: str | None = None) -> EmailMessage:
+            sent_at: datetime, automatic: bool = False, subject: str | None = None, ticket_ref: str | None = None) -> EmailMessage:
     mail = EmailMessage(policy=SMTP)
-    mail["From"] = formataddr((desk_name, mail_from))
-    mail["To"] = formataddr((thread.to_name, thread.to_address)) if thread.to_name else thread.to_address
-    mail["Subject"] = subject or reply_subject(thread.subject, token)
+    # Every value from outside is one clean line: a CR/LF in a subject or name can inject no header (and cannot
+    # make the send fail halfway, recorded as "may have gone out" when nothing did).
+    mail["From"] = formataddr((escaping.header(desk_name), mail_from))
+    to_name = escaping.header(thread.to_name, 200)
+    mail["To"] = formataddr((to_name, thread.to_address)) if to_name else thread.to_address
+    mail["Subject"] = escaping.header(subject) or reply_subject(escaping.header(thread.subject), token)
     mail["Date"] = format_datetime(sent_at.astimezone(timezone.utc))
     mail["Message-ID"] = f"<{message_id}>"
     if thread.in_reply_to:
@@ -116,10 +123,10 @@ def compose(*, text: str, thread: Thread, message_id: str, token: str, mail_from
         mail["References"] = " ".join(f"<{r}>" for r in thread.references)
     if reply_to:
         mail["Reply-To"] = reply_to
-    mail["X-Helpdesk-Ticket"] = token
+    mail["X-Helpdesk-Ticket"] = ticket_ref or token
     if automatic:
         mail["Auto-Submitted"] = "auto-replied"
-    mail.set_content(text, charset="utf-8")
+    mail.set_content(escaping.body(text), charset="utf-8")
     return mail
 
 
@@ -129,7 +136,8 @@ class EmailSender:
     detects_earlier_sends = False
 
     def __init__(self, engine: Engine, smtp: SmtpConfig, *, mail_from: str, message_id_domain: str, prefix: str, desk_name: str,
-                 plus_addressing: bool = True) -> None:
+                 plus_addressing: bool = True, keys: TicketKeys | None = None) -> None:
+        self.keys = keys
         self.engine = engine
         self.smtp = smtp
         self.mail_from = mail_from
@@ -139,24 +147,26 @@ class EmailSender:
         self.plus_addressing = plus_addressing
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings, desk_name: str) -> "EmailSender | None":
+    def from_settings(cls, engine: Engine, settings: Settings, desk_name: str, keys: TicketKeys | None = None) -> "EmailSender | None":
         smtp = SmtpConfig.from_settings(settings)
         if smtp is None or not settings.mail_from or not settings.resolved_message_id_domain:
             return None
         return cls(engine, smtp, mail_from=settings.mail_from, message_id_domain=settings.resolved_message_id_domain,
-                   prefix=settings.ticket_prefix, desk_name=desk_name, plus_addressing=settings.reply_to_plus_addressing)
+                   prefix=settings.ticket_prefix, desk_name=desk_name, plus_addressing=settings.reply_to_plus_addressing, keys=keys)
 
     def __call__(self, message: Any, ticket: Any, item: Any) -> dict[str, Any]:
         thread = thread_of(self.engine, ticket.id)
         if thread is None:
             raise EffectRefused(f"{self.prefix}-{ticket.id} has no e-mail from the enquirer to answer")
         message_id = message.message_id or f"{self.prefix.lower()}-{ticket.id}.{uuid.uuid4().hex[:16]}@{self.domain}"
-        token = f"{self.prefix}-{ticket.id}"
-        reply_to = reply_address(self.mail_from, self.prefix, ticket.id) if self.plus_addressing else None
+        number = f"{self.prefix}-{ticket.id}"
+        token = self.keys.token(self.prefix, ticket.id) if self.keys is not None else number
+        key = self.keys.key(ticket.id) if self.keys is not None else None
+        reply_to = reply_address(self.mail_from, self.prefix, ticket.id, key) if self.plus_addressing else None
         automatic = message.kind == "acknowledgement"
         mail = compose(text=message.text, thread=thread, message_id=message_id, token=token, mail_from=self.mail_from,
                        desk_name=self.desk_name, reply_to=reply_to, sent_at=datetime.now(timezone.utc), automatic=automatic,
-                       subject=message.subject or None)
+                       subject=message.subject or None, ticket_ref=number)
         with self.engine.begin() as c:  # intent, with the id the enquirer's answer will name, before anything leaves
             c.execute(update(MESSAGE).where(MESSAGE.c.id == message.id).values(
                 message_id=message_id, subject=str(mail["Subject"])[:2000], refs=list(thread.references),

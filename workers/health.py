@@ -5,32 +5,44 @@ severity: ``unhealthy`` (intake is stuck or losing time: act now) or
 ``warning`` (someone should look). ``helpdesk status`` exits non-zero when
 anything is unhealthy; alerts post each problem once to the ops channel and a
 recovery notice when it clears.
+
+Adapters (their records are written by ``intake.state.AdapterHealth``):
+``adapter_down`` (unhealthy) — its heartbeat is older than ``adapter_down``
+seconds and it was not stopped on purpose: the process died or hangs;
+``adapter_restarted`` (warning) — a loop crashed and was restarted within
+``crash_window`` seconds; ``adapter_stuck`` (unhealthy) — mail has waited above
+the IMAP checkpoint for longer than ``adapter_silent`` seconds;
+``adapter_failing`` / ``adapter_silent`` — the last sync failed / none
+succeeded for a long time. Quarantine: ``dead_letters`` and ``quarantined``
+(rejected input) are warnings while any is open; ``quarantined`` in the
+snapshot is the number `helpdesk dlq list` shows.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from intake.state import AdapterHealth, RedisCheckpointStore
-from storage.intake_store import QUARANTINE, TICKET
-from workers.queue_state import QueueState, read_queue
+from storage.queries import open_quarantine_counts, ticket_total
+from workers.queue_state import QueueState, read_queue, read_workers
 
 if TYPE_CHECKING:
     from config.settings import Settings
 
 QUEUE_AGE_LIMIT_SECONDS = 300.0  # a message ready this long means the workers are not keeping up
 ADAPTER_SILENT_SECONDS = 900.0  # no successful sync for this long while an adapter runs
+ADAPTER_DOWN_SECONDS = 60.0  # a heartbeat this old means the adapter is not running
+CRASH_WINDOW_SECONDS = 3600.0  # a crash (and restart) this recent is worth a look
 
 
 @dataclass(frozen=True)
 class Problem:
-    condition: str  # queue_stuck | queue_backlog | stranded | no_workers | dead_letters | adapter_failing | adapter_silent
+    condition: str  # queue_stuck | stranded | no_workers | dead_letters | quarantined | adapter_down | adapter_restarted | adapter_stuck | adapter_failing | adapter_silent
     subject: str
     severity: str  # unhealthy | warning
     detail: str
@@ -48,7 +60,13 @@ class Snapshot:
     throughput: dict[str, dict[str, float]]
     dead_letters_open: int
     tickets: int
+    rejected_open: int = 0  # quarantined input (unparseable) not replayed yet
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def quarantined(self) -> int:
+        """Open dead letters and rejected input: the rows `helpdesk dlq list` shows."""
+        return self.dead_letters_open + self.rejected_open
 
     @property
     def status(self) -> str:
@@ -64,6 +82,7 @@ class Snapshot:
             "adapters": self.adapters,
             "throughput_per_minute": self.throughput,
             "dead_letters_open": self.dead_letters_open,
+            "quarantined": self.quarantined,
             "tickets": self.tickets,
             "problems": [asdict(p) for p in self.problems],
         }
@@ -72,27 +91,29 @@ class Snapshot:
 def desk_snapshot(settings: "Settings", client: redis.Redis, engine: Engine, queues: tuple[str, ...]) -> "Snapshot":
     """The snapshot with the desk's own thresholds: `helpdesk status`, /readyz, /metrics and alerts judge alike."""
     return snapshot(client, settings.redis_namespace, engine, queues, settings.heartbeat_timeout_seconds * 1000,
-                    queue_age_limit=settings.alert_queue_age_seconds, adapter_silent=settings.alert_adapter_silent_seconds)
+                    queue_age_limit=settings.alert_queue_age_seconds, adapter_silent=settings.alert_adapter_silent_seconds,
+                    adapter_down=settings.alert_adapter_down_seconds)
 
 
 def snapshot(client: redis.Redis, namespace: str, engine: Engine, queues: tuple[str, ...], heartbeat_timeout_ms: int,
              *, queue_age_limit: float = QUEUE_AGE_LIMIT_SECONDS, adapter_silent: float = ADAPTER_SILENT_SECONDS,
-             now: float | None = None) -> Snapshot:
+             adapter_down: float = ADAPTER_DOWN_SECONDS, now: float | None = None) -> Snapshot:
     now = now if now is not None else time.time()
     states = [read_queue(client, namespace, q, heartbeat_timeout_ms) for q in queues]
-    workers = read_workers(client, namespace)
+    workers = [w.to_dict() for w in read_workers(client, namespace)]
     adapters = read_adapters(client, namespace)
     with engine.connect() as c:
-        dead = c.execute(select(func.count()).select_from(QUARANTINE).where(QUARANTINE.c.kind == "dead_letter", QUARANTINE.c.status == "open")).scalar_one()
-        tickets = c.execute(select(func.count()).select_from(TICKET)).scalar_one()
+        quarantine = open_quarantine_counts(c)
+        tickets = ticket_total(c)
     # Redis may hold letters the database has not mirrored yet (and the database keeps them after Redis expires them)
-    dead = max(dead, sum(q.dead_lettered for q in states))
-    snap = Snapshot(states, workers, adapters, throughput(client, namespace, now), dead, tickets)
-    snap.problems = evaluate(snap, queue_age_limit=queue_age_limit, adapter_silent=adapter_silent, now=now)
+    dead = max(quarantine.get("dead_letter", 0), sum(q.dead_lettered for q in states))
+    snap = Snapshot(states, workers, adapters, throughput(client, namespace, now), dead, tickets, quarantine.get("rejected", 0))
+    snap.problems = evaluate(snap, queue_age_limit=queue_age_limit, adapter_silent=adapter_silent, adapter_down=adapter_down, now=now)
     return snap
 
 
-def evaluate(snap: Snapshot, *, queue_age_limit: float, adapter_silent: float, now: float) -> list[Problem]:
+def evaluate(snap: Snapshot, *, queue_age_limit: float, adapter_silent: float, now: float,
+             adapter_down: float = ADAPTER_DOWN_SECONDS, crash_window: float = CRASH_WINDOW_SECONDS) -> list[Problem]:
     problems = []
     for q in snap.queues:
         if q.oldest_age_seconds is not None and q.oldest_age_seconds > queue_age_limit:
@@ -106,26 +127,47 @@ def evaluate(snap: Snapshot, *, queue_age_limit: float, adapter_silent: float, n
         problems.append(Problem("no_workers", "workers", "unhealthy", f"{waiting} message(s) waiting and no worker alive"))
     if snap.dead_letters_open:
         problems.append(Problem("dead_letters", "dlq", "warning", f"{snap.dead_letters_open} dead letter(s) to look at (helpdesk dlq list)"))
+    if snap.rejected_open:
+        problems.append(Problem("quarantined", "quarantine", "warning",
+                                f"{snap.rejected_open} quarantined input(s) open (helpdesk dlq list --kind rejected)"))
     for name, info in snap.adapters.items():
-        success = float(info.get("last_success", 0) or 0)
-        error_at = float(info.get("last_error_at", 0) or 0)
-        if error_at > success:
-            problems.append(Problem("adapter_failing", name, "unhealthy" if now - success > adapter_silent else "warning",
-                                    f"{name}: {info.get('last_error', '')[:200]}"))
-        elif success and now - success > adapter_silent:
-            problems.append(Problem("adapter_silent", name, "warning", f"{name}: no successful sync for {now - success:.0f} s"))
+        problems.extend(adapter_problems(name, info, adapter_silent=adapter_silent, adapter_down=adapter_down,
+                                         crash_window=crash_window, now=now))
     return problems
 
 
-def read_workers(client: redis.Redis, namespace: str) -> list[dict[str, Any]]:
-    workers = []
-    for key in client.scan_iter(match=f"{namespace}:workers:*", count=100):
-        raw = client.get(key)
-        if raw:
-            info = json.loads(raw)
-            info["id"] = key.decode().rsplit(":", 1)[1]
-            workers.append(info)
-    return workers
+def adapter_problems(name: str, info: dict[str, Any], *, adapter_silent: float, adapter_down: float, crash_window: float,
+                     now: float) -> list[Problem]:
+    """What is wrong with one adapter loop, from its health record (and, for IMAP, its checkpoint)."""
+    problems = []
+    running, stopped = _number(info, "running"), _number(info, "stopped_at")
+    if running and stopped < running and now - running > adapter_down:
+        problems.append(Problem("adapter_down", name, "unhealthy", f"{name} is not running: no heartbeat for {now - running:.0f} s"))
+    crashed = _number(info, "last_crash_at")
+    if crashed and now - crashed < crash_window:
+        problems.append(Problem("adapter_restarted", name, "warning",
+                                f"{name} crashed and was restarted ({info.get('restarts', '?')} restart(s)); last: "
+                                f"{str(info.get('last_crash', '')).splitlines()[0][:200] if info.get('last_crash') else '?'}"))
+    waiting, checkpoint = _number(info, "waiting_since"), info.get("checkpoint") or {}
+    behind = int(_number(info, "highest_uid")) - int(checkpoint.get("last_uid", 0) or 0)
+    moved = float(checkpoint.get("updated_at", 0) or 0)  # a long first sync still moves its checkpoint batch by batch
+    if waiting and behind > 0 and now - max(waiting, moved) > adapter_silent:
+        problems.append(Problem("adapter_stuck", name, "unhealthy",
+                                f"{name}: {behind} message(s) above the checkpoint have waited {now - waiting:.0f} s"))
+    success, error_at = _number(info, "last_success"), _number(info, "last_error_at")
+    if error_at > success:
+        problems.append(Problem("adapter_failing", name, "unhealthy" if now - success > adapter_silent else "warning",
+                                f"{name}: {info.get('last_error', '')[:200]}"))
+    elif success and now - success > adapter_silent and not (stopped >= running > 0):
+        problems.append(Problem("adapter_silent", name, "warning", f"{name}: no successful sync for {now - success:.0f} s"))
+    return problems
+
+
+def _number(info: dict[str, Any], key: str) -> float:
+    try:
+        return float(info.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def read_adapters(client: redis.Redis, namespace: str) -> dict[str, dict[str, Any]]:

@@ -1,14 +1,23 @@
-"""Worker middleware: structured logging per message, and the dead-letter mirror.
+"""Worker middleware: structured logging per message, the dead-letter mirror, and the outage gate.
 
 Actors add facts to the log context (ticket, outcome); this middleware writes
 one line per message with the message id, queue and duration, so logging is
 not sprinkled through the actors.
+
+``Outages`` pauses the whole worker while Redis or the database is
+unreachable: the first message that meets the outage (``ServiceUnavailable``)
+closes the gate, every worker thread then waits before its next message, and
+one thread checks the service with bounded exponential backoff until it
+answers. A 20-second outage costs a handful of failed attempts, not thousands,
+and no message burns its retries on it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +25,7 @@ import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
+from config.broker import ServiceUnavailable
 from intake.base import Rejected
 from intake.errors import MessageDecodeError
 from intake.message import InboundMessage
@@ -44,9 +54,85 @@ class LogContext(Middleware):
             log.info("message processed", duration_ms=elapsed_ms, retries=retries)
         elif isinstance(exception, dramatiq.Retry):
             log.info("message deferred", reason=str(exception), duration_ms=elapsed_ms, retries=retries)
+        elif isinstance(exception, ServiceUnavailable):
+            log.warning("message put back: service unavailable", reason=str(exception), duration_ms=elapsed_ms)
         else:
             log.warning("message failed", error=f"{type(exception).__name__}: {exception}", dead_lettered=message.failed, retries=retries)
         structlog.contextvars.clear_contextvars()
+
+
+class Outages(Middleware):
+    """Pauses consumption while a service the actors need is unreachable.
+
+    ``probes`` maps a component (``redis``, ``database``) to a call that raises
+    while it is down. Add it first (before ``TimeLimit``): a thread waiting at
+    the gate has not started its message, so no time limit runs against it.
+    """
+
+    MIN_DELAY = 0.25
+
+    def __init__(self, probes: dict[str, Callable[[], object]], *, max_delay: float = 30.0) -> None:
+        self.probes = probes
+        self.max_delay = max_delay
+        self._down: dict[str, tuple[float, str]] = {}  # component -> (since, last error)
+        self._lock = threading.Lock()
+        self._probing = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self._stopping = threading.Event()
+        self.outages = 0  # how many times the gate closed (for tests and logs)
+
+    @property
+    def down(self) -> dict[str, str]:
+        with self._lock:
+            return {component: error for component, (_, error) in self._down.items()}
+
+    def mark_down(self, component: str, detail: str) -> None:
+        with self._lock:
+            if component not in self._down:
+                self.outages += 1
+                log.warning("service unreachable: pausing this worker", component=component, error=detail[:300])
+            self._down[component] = (self._down.get(component, (time.monotonic(), ""))[0], detail)
+            self._open.clear()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stopping.set()
+        self._open.set()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        while not self._open.is_set() and not self._stopping.is_set():
+            if self._probing.acquire(blocking=False):
+                try:
+                    self._probe_until_up()
+                finally:
+                    self._probing.release()
+            else:
+                self._open.wait(1.0)
+
+    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *, result=None, exception=None) -> None:
+        if isinstance(exception, ServiceUnavailable) and exception.component in self.probes:
+            self.mark_down(exception.component, exception.detail)
+
+    def _probe_until_up(self) -> None:
+        delay = self.MIN_DELAY
+        while not self._stopping.is_set():
+            for component, (since, _) in list(self._down.items()):
+                try:
+                    self.probes[component]()
+                except Exception as exc:  # noqa: BLE001 - any failure of the probe means still down
+                    with self._lock:
+                        self._down[component] = (since, f"{type(exc).__name__}: {exc}")
+                    continue
+                with self._lock:
+                    self._down.pop(component, None)
+                log.warning("service reachable again: resuming", component=component,
+                            down_seconds=round(time.monotonic() - since, 1))
+            with self._lock:
+                if not self._down:
+                    self._open.set()
+                    return
+            self._stopping.wait(delay)
+            delay = min(self.max_delay, delay * 2)
 
 
 class DeadLetters(Middleware):

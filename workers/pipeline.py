@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from hashlib import sha256
 from typing import Any, Literal
 
 from classifiers.automated import Verdict, detect_automated
@@ -91,8 +92,8 @@ class Pipeline:
                 continue  # a concurrent delivery stored it first; the next attempt sees its row
         else:
             raise RuntimeError(f"{message.channel}:{message.external_id}: lost the race three times")
-        if outcome.ticket_id is None and self.inflight is not None:
-            # Replies find a stored parent through its ticket; one that opened none must say it has landed.
+        if self.inflight is not None:
+            # Stored (or found stored): its in-flight mark has done its job, whatever the outcome.
             self.inflight.clear(message.channel, message_ids(message))
         if self.after_store is not None:
             self.after_store(message, outcome)
@@ -107,6 +108,7 @@ class Pipeline:
                 message.subject,
                 message.signals,
                 message_id=message.thread.message_id,
+                report=message.report,  # what intake read from the body: a plain-text bounce, an SES notification
                 own_addresses=self.own_addresses,
                 own_message_id_domain=self.own_message_id_domain,
             )
@@ -150,7 +152,12 @@ class Pipeline:
         if message.source and claim.source == message.source:
             # The same item of the same source read again (an adapter's restart overlap): not a new copy.
             return Outcome("redelivered", claim.ticket_id, claim.message_pk, f"{message.source} was read before")
-        tx.add_events([_event(f"duplicate:{delivery_id}", "duplicate", claim.ticket_id, message.channel, now, {"message": claim.message_pk})])
+        # One duplicate per copy, not per read: a copy (another mailbox item) read again after a restart
+        # or in the overlap window has the same key and is not counted twice.
+        copy = sha256(f"{message.channel}\0{message.external_id}\0{message.source}".encode("utf-8", "surrogatepass")).hexdigest()
+        key = f"duplicate:{copy[:48]}" if message.source else f"duplicate:{delivery_id}"
+        if not tx.add_event_once(_event(key, "duplicate", claim.ticket_id, message.channel, now, {"message": claim.message_pk})):
+            return Outcome("redelivered", claim.ticket_id, claim.message_pk, f"{message.source} was read before")
         return Outcome("duplicate", claim.ticket_id, claim.message_pk, f"already stored as message {claim.message_pk}")
 
     def _automated(
@@ -291,6 +298,7 @@ def _message_row(
         "text": message.text,
         "new_text": message.new_text,
         "report": message.report,
+        "signals": dict(message.signals) or None,
         "html": message.html,
         "message_id": message.thread.message_id,
         "thread_key": message.thread.thread_key,

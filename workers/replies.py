@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select, update
 from storage import outbox
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import Contact, utcnow
+from workers import escaping
 from workers.desk import Desk
 
 CONTACT = Contact.__table__
@@ -38,11 +39,11 @@ def template_values(desk: Desk, ticket: Any, *, enquirer: str = "", agent: str |
     """The variables of acknowledgements and canned replies, for ``ticket``."""
     templates = desk.config.templates
     team = desk.team(ticket.team)
-    first_name = enquirer.split()[0] if enquirer and "@" not in enquirer else ""
+    first_name = escaping.first_name(enquirer)  # an untrusted display name is echoed only as one word of letters
     return {
         "enquirer_name": first_name or GREETING_FALLBACK.get(ticket.language, "there"),
         "ticket": f"{desk.prefix}-{ticket.id}",
-        "subject": ticket.subject,
+        "subject": escaping.header(ticket.subject),
         "team": team.name if team is not None else ticket.team,
         "agent_name": desk.member_name(agent) if agent else "",
         "signature": templates.signature(ticket.team, ticket.language),

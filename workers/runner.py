@@ -1,4 +1,10 @@
-"""Running a worker process: start dramatiq's Worker, stop on a signal or when the queues drain."""
+"""Running a worker process: start dramatiq's Worker, stop on a signal or when the queues drain.
+
+A worker outlives the services it needs: started while Redis is down it waits
+for Redis (bounded exponential backoff) instead of exiting, and a Redis outage
+while it runs pauses its queue readings instead of ending it. dramatiq's own
+consumers reconnect by themselves.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,18 @@ import time
 from collections.abc import Callable
 
 import dramatiq
+import redis
+import structlog
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import BrokerConnectionError
 
+from config.broker import wait_for_redis
 from workers.queue_state import is_idle, read_queue, recover_stranded
 
 IDLE_CHECKS = 3  # consecutive empty readings before an --until-idle worker stops
 POLL_SECONDS = 0.2
+REDIS_ERRORS = (redis.RedisError, BrokerConnectionError)
+log = structlog.get_logger("helpdesk.worker")
 
 
 def run_worker(
@@ -25,6 +37,7 @@ def run_worker(
     heartbeat_timeout_ms: int = 60_000,
     on_poll: Callable[[int], None] | None = None,
     stop_event: threading.Event | None = None,
+    max_wait_seconds: float = 30.0,
 ) -> None:
     """Process ``queues`` until SIGINT/SIGTERM, ``stop_event``, or — with ``until_idle`` — until
     every queue is empty and nothing is delayed or in flight anywhere.
@@ -33,7 +46,8 @@ def run_worker(
     """
     stop = stop_event or threading.Event()
     install_signal_handlers(stop)
-    recover_stranded(broker, queues)
+    if not recover(broker, queues, stop, max_wait_seconds):
+        return
     worker = dramatiq.Worker(broker, worker_threads=threads, queues=set(queues), worker_timeout=100)
     worker.start()
     try:
@@ -42,11 +56,17 @@ def run_worker(
         while not stop.wait(POLL_SECONDS):
             if not until_idle and on_poll is None:
                 continue
-            states = [read_queue(broker.client, broker.namespace, q, heartbeat_timeout_ms) for q in queues]
+            try:
+                states = [read_queue(broker.client, broker.namespace, q, heartbeat_timeout_ms) for q in queues]
+            except REDIS_ERRORS as exc:  # Redis went away: keep the worker, look again once it answers
+                idle_readings = 0
+                log.warning("redis unreachable; waiting", error=f"{type(exc).__name__}: {exc}")
+                wait_for_redis(broker.client, stop, max_delay=max_wait_seconds)
+                continue
             if on_poll is not None:
                 on_poll(sum(s.unfinished for s in states))
             if any(s.stranded for s in states) and time.monotonic() - last_recovery > 5:
-                recover_stranded(broker, queues)
+                recover(broker, queues, stop, max_wait_seconds)
                 last_recovery = time.monotonic()
             idle_readings = idle_readings + 1 if is_idle(states) else 0
             if until_idle and idle_readings >= IDLE_CHECKS:
@@ -54,6 +74,23 @@ def run_worker(
                 break
     finally:
         worker.stop(timeout=30_000)
+
+
+def recover(broker: RedisBroker, queues: tuple[str, ...], stop: threading.Event, max_wait_seconds: float = 30.0) -> bool:
+    """Return what dead workers held to the queues, waiting for Redis first; False if stopped while waiting."""
+    while not stop.is_set():
+        if not wait_for_redis(broker.client, stop, max_delay=max_wait_seconds, on_wait=_log_wait):
+            return False
+        try:
+            recover_stranded(broker, queues)
+            return True
+        except REDIS_ERRORS as exc:
+            _log_wait(f"{type(exc).__name__}: {exc}", 0.0)
+    return False
+
+
+def _log_wait(error: str, delay: float) -> None:
+    log.warning("redis unreachable; waiting", error=error, retry_in=round(delay, 2))
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

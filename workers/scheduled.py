@@ -4,7 +4,8 @@
 - ``backlog``: assign waiting tickets, oldest first, as capacity frees and shifts start;
 - ``away``: reassign unanswered tickets whose assignee went off shift or on leave;
 - ``digest``: one daily digest per team at its local time;
-- ``outbox``: re-enqueue side effects the queue may have lost.
+- ``outbox``: re-enqueue side effects the queue may have lost;
+- ``retention``: with ``HELPDESK_RETENTION_DAYS``, delete bodies and raw mail of tickets closed longer ago.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ class Jobs:
         *,
         health: Callable[[], list[Problem]] | None = None,
         ops_channel: str | None = None,
+        retention: Callable[[datetime], dict[str, int]] | None = None,
     ) -> None:
         self.engine = engine
         self.desk = desk
         self.enqueue = enqueue
         self.health = health
         self.ops_channel = ops_channel
+        self.retention_job = retention
         self.by_name: dict[str, Callable[[datetime], dict[str, int]]] = {
             "sla": self.sla,
             "backlog": self.backlog,
@@ -56,10 +59,15 @@ class Jobs:
             "digest": self.digest,
             "outbox": self.outbox,
             "alerts": self.alerts,
+            "retention": self.retention,
         }
 
     def run(self, name: str, now: datetime) -> dict[str, int]:
         return self.by_name[name](now)
+
+    def retention(self, now: datetime) -> dict[str, int]:
+        """Bodies and raw mail kept no longer than the desk's retention (nothing without one)."""
+        return self.retention_job(now) if self.retention_job is not None else {}
 
     # -- SLA -------------------------------------------------------------------------------
     def sla(self, now: datetime) -> dict[str, int]:

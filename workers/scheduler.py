@@ -14,7 +14,7 @@ import dramatiq
 
 from workers.actors import enqueue_job
 
-JOB_NAMES = ("outbox", "backlog", "away", "sla", "digest", "alerts")
+JOB_NAMES = ("outbox", "backlog", "away", "sla", "digest", "alerts", "retention")
 
 
 def tick(broker: dramatiq.Broker, namespace: str, tick_seconds: int, now: float | None = None) -> list[str]:

@@ -21,12 +21,13 @@ from sqlalchemy import Engine, select, update
 from config.settings import Settings
 from intake.base import Sink
 from intake.slack import is_message_from_a_person, message_to_inbound, plain_text
-from storage import outbox
+from storage import audit, outbox
 from storage.corrections import UnknownTicket, record_correction
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import SlackEvent, utcnow
 from workers.cards import queue_card_update
 from workers.desk import Desk, _event, add_staff_message, assign_to, record_first_response, set_status
+from workers.permissions import Forbidden, Staff
 from workers.replies import render_canned
 from workers.slack import SlackPoster
 
@@ -49,6 +50,7 @@ class SlackHandler:
         self._bot_user_id = settings.slack_bot_user_id
         self.staff = {m.slack_user: m.key for t in desk.config.teams.teams.values() for m in t.members if m.slack_user}
         self.members = {m.key for t in desk.config.teams.teams.values() for m in t.members}
+        self.people = Staff(desk.config)
 
     @property
     def bot_user_id(self) -> str | None:
@@ -62,7 +64,11 @@ class SlackHandler:
             key = payload.get("event_id") or f"{event.get('channel')}:{event.get('event_ts') or event.get('ts')}"
             if not self._first_time(key, event.get("type", "event")):
                 return Handled("duplicate")
-            return self._event(event, key)
+            try:
+                return self._event(event, key)
+            except BaseException:
+                self._forget(key)  # not done: a retry or a replay from the dead letters must find it new
+                raise
         if kind == "interactive":
             user = (payload.get("user") or {}).get("id", "")
             stamps = [a.get("action_ts", "") for a in payload.get("actions", [])]
@@ -78,6 +84,10 @@ class SlackHandler:
                 .on_conflict_do_nothing(index_elements=["key"]).returning(SLACK_EVENT.c.key)
             ).scalar()
         return inserted is not None
+
+    def _forget(self, key: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(SLACK_EVENT.delete().where(SLACK_EVENT.c.key == key[:255]))
 
     # -- events -----------------------------------------------------------------------------
     def _event(self, event: dict[str, Any], event_id: str) -> Handled:
@@ -136,8 +146,9 @@ class SlackHandler:
                 return Handled("ignored")
             new_text = plain_text(changed.get("text", ""))
             c.execute(update(MESSAGE).where(MESSAGE.c.id == row.id).values(text=new_text, edited_at=now))
+            # The author changed their words: keep only what they say now (no copy of the text before).
             _event(c, f"edited:{external_id}:{event.get('event_ts')}", "message_edited", row.ticket_id, now,
-                   {"message": row.id, "before": row.text[:2000], "after": new_text[:2000]})
+                   {"message": row.id, "chars_before": len(row.text), "chars_after": len(new_text)})
         return Handled("edited")
 
     def _deleted(self, event: dict[str, Any]) -> Handled:
@@ -148,16 +159,23 @@ class SlackHandler:
                 MESSAGE.c.channel == "slack", MESSAGE.c.external_id == external_id)).first()
             if row is None:
                 return Handled("ignored")
-            c.execute(update(MESSAGE).where(MESSAGE.c.id == row.id).values(deleted_at=now))
+            # The author took it back: its words go too; the message stays as a counted, empty fact of the ticket.
+            c.execute(update(MESSAGE).where(MESSAGE.c.id == row.id).values(deleted_at=now, text="", new_text=None, html=None))
             _event(c, f"deleted:{external_id}", "message_deleted", row.ticket_id, now, {"message": row.id})
         return Handled("deleted")
 
     # -- actions on cards ------------------------------------------------------------------
     def _actions(self, payload: dict[str, Any]) -> Handled:
         user = (payload.get("user") or {}).get("id", "")
-        member = self.staff.get(user)
+        person = self.people.by_slack_user(user)
+        member = person.key if person is not None else None
         effects: list[str] = []
         for action in payload.get("actions", []):
+            try:
+                self._authorise(action, member)
+            except Forbidden as exc:
+                self._refused(payload, action, user, exc)
+                continue
             done = self._action(action, user, member)
             if done is not None:
                 ticket_id, key, *sent = done
@@ -167,6 +185,32 @@ class SlackHandler:
                 if effect:
                     effects.append(effect)
         return Handled("actions", tuple(effects))
+
+    def _authorise(self, action: dict[str, Any], member: str | None) -> None:
+        """Every card action is a desk action with the roles that may do it; assigning to oneself is claiming."""
+        action_id = action.get("action_id", "")
+        raw = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
+        choice = raw.partition(":")[2]
+        name = {"reclassify_type": "reclassify", "reclassify_sector": "reclassify"}.get(action_id, action_id)
+        if action_id == "assign" and choice == member:
+            name = "claim"
+        if member is None:
+            raise Forbidden(name, None, "only members of the desk's teams can act on tickets (an admin adds your Slack id to teams.yaml)")
+        self.people.authorise(member, name)
+
+    def _refused(self, payload: dict[str, Any], action: dict[str, Any], user: str, exc: Forbidden) -> None:
+        """Nothing changes; the attempt is recorded with who tried, and they are told why (only they see it)."""
+        raw = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
+        audit.record(self.engine, f"refused:slack:{user}:{action.get('action_ts', '')}:{action.get('action_id', '')}",
+                     actor=user, surface="slack", action=exc.action, target=raw.partition(":")[0], outcome="refused",
+                     detail={"reason": exc.reason})
+        channel = (payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get("channel_id")
+        if self.poster is None or not channel:
+            return
+        try:
+            self.poster.client.chat_postEphemeral(channel=channel, user=user, text=f"Not done: {exc.reason}.")
+        except Exception:  # noqa: BLE001 - the refusal stands (and is recorded) even if Slack cannot be told now
+            pass
 
     def _action(self, action: dict[str, Any], user: str, member: str | None) -> tuple[Any, ...] | None:
         action_id = action.get("action_id", "")

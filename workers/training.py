@@ -4,8 +4,10 @@
   example puts one in five in the *held-out* split, which training never sees.
 - Staff corrections in the database are training data too (the latest per
   ticket and field wins).
-- ``ModelStore`` keeps every trained model in ``DATA_DIR/models`` as
-  ``classifier-<version>.joblib``; the workers use the newest.
+- ``ModelStore`` keeps every trained model in ``DATA_DIR/models`` as data only —
+  ``classifier-<version>.npz`` (numpy arrays, loaded with pickle refused) beside
+  ``classifier-<version>.json`` (metadata and the arrays' SHA-256) — so a file in
+  that folder can never run code in a worker. Anything else there is ignored.
 """
 
 from __future__ import annotations
@@ -13,21 +15,24 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-import joblib
+import numpy as np
+import structlog
 from sqlalchemy import Engine
 
 from classifiers.enquiry_type import KeywordTypeClassifier
 from classifiers.evaluation import Evaluation, evaluate
-from classifiers.model import Example, TrainedModels, fit_sector_model, fit_type_model
+from classifiers.model import Example, ModelFormatError, TrainedModels, fit_sector_model, fit_type_model, models_from_data, models_to_data
 from classifiers.pipeline import EnquiryClassifier
 from config.desk import DeskConfig
 
@@ -81,13 +86,16 @@ def split(examples: Iterable[Example]) -> tuple[list[Example], list[Example]]:
     return train, heldout
 
 
-def correction_examples(engine: Engine) -> list[Example]:
+def correction_examples(engine: Engine, staff: frozenset[str] | None = None) -> list[Example]:
+    """Staff corrections as examples; with ``staff``, only corrections by those people (never a stranger's)."""
     from storage.corrections import training_corrections  # noqa: PLC0415
 
     with engine.connect() as connection:
         rows = training_corrections(connection)
     merged: dict[int, dict] = {}
     for row in rows:
+        if staff is not None and row["corrected_by"] not in staff:
+            continue
         entry = merged.setdefault(row["ticket_id"], {"subject": row["subject"], "text": row["text"], "sender": row["sender_address"]})
         entry[row["field"]] = row["new_value"]
     return [Example(text=e["text"], subject=e["subject"], sender=e["sender"], type=e.get("type"), sector=e.get("sector")) for e in merged.values()]
@@ -121,14 +129,16 @@ def evaluate_examples(classifier: EnquiryClassifier, examples: Sequence[Example]
 
 
 class ModelStore:
-    """Versioned models in a folder; the newest by version wins."""
+    """Versioned models in a folder, as data only (arrays + JSON with a checksum); the newest valid version wins."""
 
-    PATTERN = re.compile(r"^classifier-(\d{4})-(\d{14})\.joblib$")
+    PATTERN = re.compile(r"^classifier-(\d{4})-(\d{14})\.json$")
+    MAX_BYTES = 512 * 1024 * 1024
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
     def versions(self) -> list[Path]:
+        """The manifests (``classifier-<version>.json``), oldest first."""
         if not self.folder.exists():
             return []
         return sorted(p for p in self.folder.iterdir() if self.PATTERN.match(p.name))
@@ -138,21 +148,63 @@ class ModelStore:
         number = int(self.PATTERN.match(existing[-1].name).group(1)) + 1 if existing else 1  # type: ignore[union-attr]
         return f"{number:04d}-{datetime.now(timezone.utc).strftime('%Y%m%d%H%M%S')}"
 
+    def newest_version(self) -> str | None:
+        versions = self.versions()
+        return versions[-1].name.removeprefix("classifier-").removesuffix(".json") if versions else None
+
     def save(self, models: TrainedModels) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"classifier-{models.version}.joblib"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
-        os.close(fd)
-        try:
-            joblib.dump(models, tmp, compress=3)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        """Write the arrays, then the manifest naming their checksum (so a half-written model is never read)."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        arrays, meta = models_to_data(models)
+        data_path = self.folder / f"classifier-{models.version}.npz"
+        _atomic_write(self.folder, data_path, lambda handle: np.savez_compressed(handle, **arrays))
+        meta["sha256"] = hashlib.sha256(data_path.read_bytes()).hexdigest()
+        path = self.folder / f"classifier-{models.version}.json"
+        _atomic_write(self.folder, path, lambda handle: handle.write(json.dumps(meta).encode("utf-8")))
         return path
 
+    def load(self, manifest: Path) -> TrainedModels:
+        """One version; raises ModelFormatError unless it is our data format with a matching checksum."""
+        try:
+            meta = json.loads(manifest.read_text(encoding="utf-8"))
+            data_path = manifest.with_suffix(".npz")
+            if data_path.stat().st_size > self.MAX_BYTES:
+                raise ModelFormatError(f"{data_path.name} is larger than {self.MAX_BYTES} bytes")
+            raw = data_path.read_bytes()
+        except (OSError, ValueError) as exc:
+            raise ModelFormatError(f"{manifest.name}: {exc}") from exc
+        if not isinstance(meta, dict) or hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
+            raise ModelFormatError(f"{manifest.name}: the arrays do not match the recorded checksum")
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError) as exc:  # ValueError: an object array, which would need pickle
+            raise ModelFormatError(f"{data_path.name}: {exc}") from exc
+        return models_from_data(arrays, meta)
+
     def newest(self) -> TrainedModels | None:
-        versions = self.versions()
-        return joblib.load(versions[-1]) if versions else None
+        """The newest version that loads; a damaged or foreign file is skipped with a warning, never executed."""
+        for manifest in reversed(self.versions()):
+            try:
+                return self.load(manifest)
+            except ModelFormatError as exc:
+                structlog.get_logger("helpdesk.training").warning("model skipped", file=manifest.name, reason=str(exc))
+        return None
+
+
+def _atomic_write(folder: Path, path: Path, write: "Callable[[Any], object]") -> None:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def desk_people(desk: DeskConfig) -> frozenset[str]:
+    return frozenset({m.key for t in desk.teams.teams.values() for m in t.members} | {p.key for p in desk.teams.staff})
 
 
 def load_or_train(desk: DeskConfig, store: ModelStore, engine: Engine | None = None) -> TrainedModels:
@@ -160,7 +212,7 @@ def load_or_train(desk: DeskConfig, store: ModelStore, engine: Engine | None = N
     newest = store.newest()
     if newest is not None:
         return newest
-    corrections = correction_examples(engine) if engine is not None else []
+    corrections = correction_examples(engine, desk_people(desk)) if engine is not None else []
     version = store.next_version()
     if corrections:
         models = train(desk, split(shipped_examples())[0], corrections, version=version)

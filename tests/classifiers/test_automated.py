@@ -22,6 +22,18 @@ from classifiers.automated import detect_automated
         ("a@b.org", "newsletter", {"list-id": "<news.b.org>"}, "list"),
         ("a@b.org", "newsletter", {"precedence": "bulk"}, "bulk"),
         ("a@b.org", "hello", {"return-path": "<>"}, "auto_reply"),
+        ("post_master@vtext.com", "Re: Nyaan", {}, "bounce"),
+        ("a@b.org", "x", {"return-path": "<MAILER-DAEMON>"}, "bounce"),
+        ("a@b.org", "Undeliverable: datos", {}, "bounce"),
+        ("a@b.org", "Non recapitabile: dati", {}, "bounce"),
+        ("a@b.org", "Недоставленное сообщение", {}, "bounce"),
+        ("a@b.org", "メールエラー通知", {}, "bounce"),
+        ("a@b.org", "メッセージを配信できません。", {}, "bounce"),  # voiced kana survive folding
+        ("a@b.org", "complaint about message from 192.0.2.1", {}, "complaint"),
+        ("a@b.org", "You are not member (neko ML)", {"x-mlserver": "fml [fml 4.0.3]"}, "list"),
+        ("a@b.org", "Digest", {"mailing-list": "contact x-help@b.org; run by ezmlm"}, "list"),
+        ("a@b.org", "[dev] question", {"list-post": "<mailto:dev@lists.b.org>"}, "list"),
+        ("no-reply@sns.amazonaws.com", "AWS Notification Message", {"x-amz-sns-message-id": "ad6b"}, "bulk"),
     ],
 )
 def test_robots_are_recognised_with_a_reason(sender: str, subject: str, signals: dict[str, str], kind: str) -> None:
@@ -35,7 +47,31 @@ def test_robots_are_recognised_with_a_reason(sender: str, subject: str, signals:
         ("Absence of the tender/value field", {}),
         ("Validation errors", {"auto-submitted": "no"}),
         ("Question", {"return-path": "<a@b.org>", "content-type": "text/plain"}),
+        ("Delivery failure of our weekly data feed", {}),  # "delivery" of data is a person's topic
+        ("Returned values differ from the schema", {}),
+        ("Complaint about the registry", {}),
+        ("Re: loop", {"x-loop": "someone@elsewhere.org"}),  # a loop guard naming somebody else says nothing
     ],
 )
 def test_people_are_not_robots(subject: str, signals: dict[str, str]) -> None:
     assert detect_automated("person@b.org", subject, signals) is None
+
+
+@pytest.mark.parametrize(
+    ("report", "kind"),
+    [
+        ({"kind": "ses-bounce", "recipient": "x@b.org", "action": "failed"}, "bounce"),
+        ({"kind": "ses-complaint", "recipient": "x@b.org"}, "complaint"),
+        ({"kind": "ses-delivery", "recipient": "x@b.org", "action": "delivered"}, "receipt"),
+        ({"kind": "plain-bounce", "recipient": "x@b.org", "action": "failed"}, "bounce"),
+    ],
+)
+def test_a_report_read_from_the_body_decides_the_kind(report: dict[str, str], kind: str) -> None:
+    verdict = detect_automated("no-reply@sns.amazonaws.com", "AWS Notification Message", {"x-amz-sns-message-id": "1"}, report=report)
+    assert verdict is not None and verdict.kind == kind and "x@b.org" in verdict.reason
+
+
+def test_a_loop_guard_naming_us_is_our_own_mail() -> None:
+    verdict = detect_automated("list@b.org", "Re: your ticket", {"x-loop": "helpdesk@osds.example"},
+                               own_addresses=frozenset({"helpdesk@osds.example"}))
+    assert verdict is not None and verdict.kind == "own" and "X-Loop" in verdict.reason

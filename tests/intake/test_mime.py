@@ -166,3 +166,16 @@ def test_base64_body_with_encoded_display_name() -> None:
     m = parse(raw).message
     assert m.sender.name == "João Silva"
     assert "gostaríamos" in m.text
+
+
+@pytest.mark.parametrize("sender", [
+    b"=?utf-8?q?Eve=0D=0ABcc=3A_victim=40evil=2Eexample?= <eve@x.example>",
+    b'"=?utf-8?q?Eve=0D=0ABcc=3A_victim=40evil=2Eexample?=" <eve@x.example>',
+    b"=?utf-8?b?RXZlDQpCY2M6IHZpY3RpbUBldmlsLmV4YW1wbGU=?= <eve@x.example>",
+])
+def test_an_encoded_line_break_in_a_display_name_injects_no_sender(sender: bytes) -> None:
+    raw = b"From: " + sender + b"\r\nTo: helpdesk@osds.example\r\nSubject: hi\r\nMessage-ID: <inj@x.example>\r\n\r\nbody\r\n"
+    message = parse(raw).message
+    assert message.sender.address == "eve@x.example"
+    assert "\n" not in message.sender.name
+    assert "\r" not in message.sender.name

@@ -354,3 +354,49 @@ def test_intake_x_once_and_x_gaps_commands(x: XServer, settings: Settings, rclie
 def _count(engine: Engine, table: Any) -> int:
     with engine.connect() as c:
         return c.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+class _ExplodingCrossPosts(CrossPosts):
+    """The real cross-post memory, except that one text makes it raise what nobody foresaw."""
+
+    def earlier(self, sender: str, text: str, message_id: str) -> str | None:
+        if "RECURSE-ME" in text:
+            raise RecursionError("maximum recursion depth exceeded")
+        return super().earlier(sender, text, message_id)
+
+
+def test_an_item_whose_conversion_raises_is_quarantined_and_the_stream_goes_on(x: XServer, rclient: redis.Redis, namespace: str) -> None:
+    # Given three mentions, the middle one making its conversion raise RecursionError
+    first = x.fake.mention(ANA, "first question")
+    bomb = x.fake.mention(BEN, "RECURSE-ME please")
+    last = x.fake.mention(ANA, "second question")
+    sink = MemorySink()
+    health = AdapterHealth(rclient, namespace)
+    account = x_account(x)
+    adapter = XAdapter(account, sink, RedisCheckpointStore(rclient, namespace), health, crossposts=_ExplodingCrossPosts(rclient, namespace),
+                       api=XApi(account), backfill=True, backoff_min=0.01, backoff_max=0.05)
+    # When polled
+    result = adapter.poll(MENTIONS)
+    # Then the bad one is quarantined with the exception, the others are queued, and the checkpoint is past all three
+    assert result.error is None and result.skipped == {"adapter_error": 1}
+    assert [m.external_id for m in sink.messages] == [f"tweet:{first}", f"tweet:{last}"]
+    [rejected] = sink.rejected
+    assert rejected.reason == "adapter_error" and "RecursionError: maximum recursion depth" in rejected.detail
+    assert bomb in rejected.detail  # the raw item is kept in the detail
+    assert checkpoint(rclient, namespace, MENTIONS) == int(last)
+    adapter.api.close()
+
+
+def test_a_redis_failure_during_conversion_fails_the_poll_and_keeps_the_checkpoint(x: XServer, rclient: redis.Redis, namespace: str) -> None:
+    # Given a cross-post memory whose Redis is unreachable (a transport failure, not the item's)
+    x.fake.mention(ANA, "is the tender value field required in every release?")
+    sink = MemorySink()
+    account = x_account(x)
+    gone = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    adapter = XAdapter(account, sink, RedisCheckpointStore(rclient, namespace), AdapterHealth(rclient, namespace),
+                       crossposts=CrossPosts(gone, namespace), api=XApi(account), backfill=True, backoff_min=0.01, backoff_max=0.05)
+    # When polled, then the poll fails, nothing is quarantined, and the checkpoint stays for the retry
+    result = adapter.poll(MENTIONS)
+    assert result.error and "ConnectionError" in result.error
+    assert sink.messages == [] and sink.rejected == [] and checkpoint(rclient, namespace, MENTIONS) is None
+    adapter.api.close()

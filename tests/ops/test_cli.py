@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ops.demo import SAMPLES
-from tests.cli import cli_env, run_cli
+from tests.cli import HELPDESK, cli_env, run_cli
+from tests.factories import make_email
+from tests.ops.test_lifecycle import assert_no_server_left
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +35,11 @@ def test_demo_processes_the_bundled_sample_exactly(demo_run: tuple[Path, dict[st
     assert set(report["by_language"]) == {"en", "es", "fr", "pt"}
     assert "Tickets by enquiry type × enquirer sector" in output
     assert (workdir / "helpdesk-data" / "redis" / "appendonly.aof").exists()  # append-only persistence is on
+
+
+def test_the_demo_leaves_no_redis_server_running(demo_run: tuple[Path, dict[str, str], str]) -> None:
+    workdir, _, _ = demo_run
+    assert_no_server_left(workdir)
 
 
 def test_demo_replies_land_on_their_parents(demo_run: tuple[Path, dict[str, str], str]) -> None:
@@ -72,3 +81,41 @@ def test_demo_refuses_a_folder_with_real_data(tmp_path: Path) -> None:
 def test_a_bad_setting_stops_with_its_name(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="HELPDESK_WORKER_THREDS"):
         run_cli(["status"], cli_env(worker_threds=3), cwd=tmp_path)
+
+
+def _import(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*HELPDESK, "import", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_import_of_nothing_recognisable_says_so_and_fails(tmp_path: Path, model_dir: Path) -> None:
+    env = cli_env(model_dir=model_dir, log_level="WARNING")
+    (tmp_path / "random.mbox").write_bytes(os.urandom(4096))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "scan.jpg").write_bytes(os.urandom(512))
+    for args, why in ((["random.mbox"], "no messages found"), (["empty"], "an empty folder"), (["photos"], "not a mail file")):
+        done = _import(args, tmp_path, env)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert "queued 0 message(s)" in done.stdout and "not recognised 1 file(s)" in done.stdout
+        assert why in done.stderr and "nothing to import" in done.stderr
+    assert_no_server_left(tmp_path)
+
+
+def test_import_names_what_it_skipped_and_its_quarantine_count_is_everyones(tmp_path: Path, model_dir: Path) -> None:
+    env = cli_env(model_dir=model_dir, log_level="WARNING")
+    mails = tmp_path / "mails"
+    mails.mkdir()
+    (mails / "good.eml").write_bytes(make_email(message_id="<good@x.org>"))
+    (mails / "broken.eml").write_bytes(os.urandom(2048))
+    (mails / "notes.txt").write_text("not mail")
+    done = _import(["mails"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "queued 1 message(s); quarantined 1 unreadable item(s)" in done.stdout and "not recognised 1 file(s)" in done.stdout
+    assert "notes.txt" in done.stderr
+    run_cli(["worker", "--until-idle"], env, cwd=tmp_path)
+    status = json.loads(subprocess.run([*HELPDESK, "status", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                                       timeout=120).stdout)
+    letters = json.loads(run_cli(["dlq", "list", "--json"], env, cwd=tmp_path).stdout)
+    report = json.loads(run_cli(["report", "--json"], env, cwd=tmp_path).stdout)
+    assert status["quarantined"] == len(letters) == report["quarantined"] == 1
+    assert_no_server_left(tmp_path)

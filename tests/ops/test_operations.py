@@ -173,4 +173,47 @@ def test_monthly_report_as_csv(env: dict[str, str], tmp_path: Path) -> None:
     result = run_cli(["report", "--month", "2026-11", "--csv", str(tmp_path / "csv")], env)
     assert "Management information" in result.stdout
     assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == [
-        "backlog.csv", "by_month.csv", "enquirers.csv", "organisations.csv", "sla.csv", "summary.csv", "times.csv"]
+        "backlog.csv", "by_month.csv", "engagements.csv", "enquirers.csv", "implementations.csv", "organisations.csv", "sla.csv",
+        "summary.csv", "times.csv"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_open_quarantine_fails_strict_status_and_every_surface_counts_it_alike(settings: Settings, env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    from intake.base import Rejected
+    from intake.state import AdapterHealth
+
+    with Runtime(settings) as runtime:
+        runtime.engine  # noqa: B018 - migrate
+        # Given one rejected input (stored by the worker) and one dead letter
+        runtime.sink.reject(Rejected(channel="email", key="k" * 64, reason="adapter_error", detail="RecursionError: deep",
+                                     source="imap:u@h/INBOX;uidvalidity=1;uid=7", received_at=utcnow()))
+        run_cli(["worker", "--until-idle"], env)
+        _dead_letter(runtime.broker, _intake_message("dead"))
+        # and an adapter loop that runs, and crashed once
+        health = AdapterHealth(runtime.broker.client, settings.redis_namespace)
+        health.beat("imap:u@h/INBOX")
+        health.crashed("imap:u@h/INBOX", "RuntimeError: boom")
+        with serve(__import__("ops.web", fromlist=["build_app"]).build_app(runtime)) as url:
+            metrics = httpx.get(f"{url}/metrics").text
+    # When the operator asks
+    plain = subprocess.run([sys.executable, "-m", "ops", "status", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    strict = subprocess.run([sys.executable, "-m", "ops", "status", "--json", "--strict"], env=env, capture_output=True, text=True, timeout=120)
+    listed = json.loads(run_cli(["dlq", "list", "--json"], env).stdout)
+    report = json.loads(run_cli(["report", "--json"], env).stdout)
+    # Then the quarantined input is a warning: fine for `status`, a failure for `status --strict`
+    data = json.loads(plain.stdout)
+    assert plain.returncode == 0 and data["status"] == "warning"
+    assert strict.returncode == 1
+    problems = {p["condition"]: p for p in data["problems"]}
+    assert problems["quarantined"]["severity"] == "warning" and problems["quarantined"]["detail"].startswith("1 quarantined input(s) open")
+    assert problems["adapter_restarted"]["subject"] == "imap:u@h/INBOX"
+    # and status, dlq list and the report count the same rows
+    assert data["quarantined"] == len(listed) == report["quarantined"] == 2
+    assert data["dead_letters_open"] == 1
+    # and /metrics shows them, and the adapter's heartbeat and restarts
+    assert "helpdesk_quarantined_open 2.0" in metrics
+    assert 'helpdesk_adapter_running{adapter="imap:u@h/INBOX"} 1.0' in metrics
+    assert 'helpdesk_adapter_restarts_total{adapter="imap:u@h/INBOX"} 1.0' in metrics

@@ -347,3 +347,33 @@ def test_socket_mode_carries_events_actions_and_commands(
     assert f"HD-{ticket.id}" in answer["payload"]["text"]
     assert adapter.returncode == 0, adapter.stderr.read() if adapter.stderr else ""
     assert len(_tickets(engine)) == 1
+
+
+def _quarantined(engine: Engine) -> list[Any]:
+    from storage.intake_store import QUARANTINE
+
+    with engine.connect() as c:
+        return c.execute(select(QUARANTINE)).all()
+
+
+def test_an_event_that_cannot_become_a_message_is_quarantined_and_intake_goes_on(
+    slack_settings: Settings, app: SlackSender, running_worker, engine: Engine, slack,  # noqa: ANN001
+) -> None:
+    help_channel = slack.fake.channel("#help")
+    # Given bodies that are signed but not the documented shape: refused with 400 (which Slack does not retry), never a 500
+    assert app.raw(b"[1, 2, 3]", "application/json").status_code == 400
+    assert app.raw(b'{"type": "event_callback", "event": ["not", "an", "object"]}', "application/json").status_code == 400
+    with running_worker(engine, slack_settings):
+        # When a genuine event arrives whose message cannot be converted (a timestamp that is no number), then a good one
+        broken = message(help_channel, ENQUIRER, "Where is the codelist for tender status?", ts="not-a-time",
+                         event_ts=f"{time.time():.6f}")
+        assert app.event(broken, event_id="Ev-broken").status_code == 200
+        good = message(help_channel, ENQUIRER, "Is the ocid prefix registered for every publisher?")
+        assert app.event(good, event_id="Ev-good").status_code == 200
+        # Then the broken one is quarantined at once (no retries) with its reason, and the good one becomes a ticket
+        wait_for(lambda: len(_tickets(engine)) == 1, timeout=20)
+        wait_for(lambda: len(_quarantined(engine)) == 1, timeout=20)
+        [row] = _quarantined(engine)
+    assert row.kind == "dead_letter" and row.queue == "slack" and "MessageDecodeError" in row.reason
+    assert "cannot become a message: ValueError" in row.detail
+    assert _messages(engine, _tickets(engine)[0].id)[0].external_id == f"{help_channel}:{good['ts']}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tests.factories import make_message
-from workers.conversation import Threader
+from workers.conversation import Threader, TicketKeys
 
 
 @dataclass
@@ -97,3 +97,43 @@ def test_desks_may_refuse_colleagues_too() -> None:
     strict = Threader("HD", frozenset(), strangers="never")
     lookup = FakeLookup(participants={12: ANA})
     assert strict.link(make_message("x", sender="luis@hacienda.gob.mx", subject="[HD-12]"), lookup).ticket_id is None
+
+
+# -- keyed references: a guessed number lets no one in -------------------------------------------------
+KEYS = TicketKeys(b"a-test-secret-of-thirty-two-bytes!")
+keyed = Threader("HD", frozenset({"gmail.com"}), keys=KEYS)
+
+
+def test_a_colleague_guessing_the_number_starts_a_ticket_of_their_own() -> None:
+    lookup = FakeLookup(participants={12: ANA})
+    link = keyed.link(make_message("x", sender="luis@hacienda.gob.mx", subject="Re: [HD-12] datos"), lookup)
+    assert link.ticket_id is None
+    assert "gave no valid ticket key" in link.reason
+
+
+def test_a_colleague_with_the_key_from_our_mail_joins() -> None:
+    lookup = FakeLookup(participants={12: ANA})
+    token = KEYS.token("HD", 12)
+    by_subject = keyed.link(make_message("x", sender="luis@hacienda.gob.mx", subject=f"Re: datos [{token}]"), lookup)
+    by_address = keyed.link(make_message("y", sender="luis@hacienda.gob.mx", subject="datos",
+                                         recipients=(f"helpdesk+hd-12-{KEYS.key(12)}@osds.example",)), lookup)
+    assert (by_subject.ticket_id, by_address.ticket_id) == (12, 12)
+    assert "the ticket key matches" in by_subject.reason
+
+
+def test_a_wrong_key_or_another_tickets_key_is_no_key() -> None:
+    lookup = FakeLookup(participants={12: ANA, 13: ANA})
+    wrong = keyed.link(make_message("x", sender="luis@hacienda.gob.mx", subject=f"[HD-12-{KEYS.key(13)}]"), lookup)
+    assert wrong.ticket_id is None
+
+
+def test_the_participant_needs_no_key() -> None:
+    lookup = FakeLookup(participants={12: ANA})
+    assert keyed.link(make_message("x", subject="Re: [HD-12] datos"), lookup).ticket_id == 12
+
+
+def test_keys_are_stable_short_and_differ_per_ticket() -> None:
+    assert KEYS.key(12) == TicketKeys(b"a-test-secret-of-thirty-two-bytes!").key(12)
+    assert KEYS.key(12) != KEYS.key(13)
+    assert len(KEYS.key(12)) == 6
+    assert KEYS.key(12) != TicketKeys(b"another-secret-of-thirty-two-byte").key(12)

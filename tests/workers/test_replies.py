@@ -18,6 +18,8 @@ from tests.factories import make_email
 from tests.intake.imap_helpers import account_for, append, ingestor_for, wait_for, watching
 from tests.smtp_server import SmtpServer
 from workers.actors import enqueue_effect
+from config.secrets import desk_secret
+from workers.conversation import TicketKeys
 from workers.desk import add_staff_message
 
 pytestmark = pytest.mark.slow
@@ -85,16 +87,17 @@ def test_email_reply_is_threaded_with_exact_headers_and_sent_once(
         time.sleep(1.0)
     assert len(smtp.received) == 1
     token = f"HD-{ticket.id}"
+    key = TicketKeys(desk_secret(mail_settings)).key(ticket.id)
     headers = sent.header_lines()
     row = _message(engine, message_id)
     assert re.fullmatch(rf"hd-{ticket.id}\.[0-9a-f]{{16}}@helpdesk\.osds\.example", row.message_id)
     assert headers["From"] == "OSDS Helpdesk <helpdesk@osds.example>"
     assert headers["To"] == "Ana =?utf-8?q?G=C3=B3mez?= <ana@hacienda.gob.mx>"  # RFC 2047: only the word that needs it
-    assert headers["Subject"] == f"Re: Validation errors in our tender data [{token}]"
+    assert headers["Subject"] == f"Re: Validation errors in our tender data [{token}-{key}]"
     assert headers["Message-ID"] == f"<{row.message_id}>"
     assert headers["In-Reply-To"] == "<q1@hacienda.gob.mx>"
     assert headers["References"] == "<older@hacienda.gob.mx> <q1@hacienda.gob.mx>"
-    assert headers["Reply-To"] == f"helpdesk+hd-{ticket.id}@osds.example"
+    assert headers["Reply-To"] == f"helpdesk+hd-{ticket.id}-{key}@osds.example"
     assert headers["X-Helpdesk-Ticket"] == token
     assert "Auto-Submitted" not in headers, "a person's reply is not automatic"
     assert sent.mail_from == MAIL_FROM and sent.rcpt_tos == ("ana@hacienda.gob.mx",)

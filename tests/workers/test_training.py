@@ -40,3 +40,50 @@ def test_store_versions_and_the_watcher_swaps_in_the_newest(tmp_path: Path, mode
     assert [m.version for m in seen] == [newer.version] and watcher.current.version == newer.version
     watcher.refresh()
     assert len(seen) == 1  # nothing newer: no swap
+
+
+def test_a_model_file_can_carry_no_code(tmp_path: Path, model_dir: Path) -> None:
+    """Anyone able to write the models folder must not run code in the workers: pickles and object arrays are refused."""
+    import io  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import pickle  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    desk = load_desk(load_settings(environ={}))
+    store = ModelStore(tmp_path)
+    good = load_or_train(desk, store)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):  # noqa: ANN204 - what a malicious pickle does on load
+            return (marker.write_text, ("code ran",))
+
+    # Given a newer version whose arrays hold a pickled object, with a checksum that matches
+    version = store.next_version()
+    buffer = io.BytesIO()
+    np.savez(buffer, **{"type.weights": np.array([Exploit()], dtype=object)})
+    (tmp_path / f"classifier-{version}.npz").write_bytes(buffer.getvalue())
+    import hashlib  # noqa: PLC0415
+
+    manifest = {"format": "helpdesk-classifier/1", "version": version, "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+    (tmp_path / f"classifier-{version}.json").write_text(json.dumps(manifest))
+    # and an old-style pickle beside it
+    (tmp_path / "classifier-9998-20990101000000.joblib").write_bytes(pickle.dumps(Exploit()))
+    # When the workers look for the newest model
+    newest = store.newest()
+    # Then no code ran and the last good model is used
+    assert not marker.exists()
+    assert newest is not None
+    assert newest.version == good.version
+
+
+def test_a_tampered_model_is_refused_by_its_checksum(tmp_path: Path, model_dir: Path) -> None:
+    desk = load_desk(load_settings(environ={}))
+    store = ModelStore(tmp_path)
+    first = load_or_train(desk, store)
+    second = dataclasses.replace(first, version=store.next_version())
+    store.save(second)
+    data = tmp_path / f"classifier-{second.version}.npz"
+    data.write_bytes(data.read_bytes()[:-10] + b"0123456789")
+    assert store.newest().version == first.version

@@ -1,0 +1,449 @@
+"""Parsing raw e-mail with a hard bound on time and memory: helper processes that may die instead of the adapter.
+
+``prescan`` rejects the hostile mail we know of; this module contains what
+we do not know of yet — a parser bug that loops, recurses or allocates
+without end. Each helper is a fresh interpreter (``python -c``: nothing
+inherited from the adapter but the socket it talks over) that imports the
+parser, caps its own address space (``RLIMIT_AS``) and then parses one item
+at a time. Per item the adapter waits at most ``timeout_seconds``.
+
+What a poisoned item becomes (``RejectedInput``, so the item is quarantined):
+
+    parse_timeout   no answer in time: the helper is killed
+    parse_memory    MemoryError under the cap: the helper reports it and exits
+    parse_crashed   the helper died (a signal, the OOM killer, a crash in C)
+    parse_error     any other exception, RecursionError included ("ExcType: msg" and a short traceback)
+
+A dead or stopped helper is replaced on the next item; a healthy one is
+recycled after ``max_tasks_per_helper`` items (bounding slow leaks). A helper
+found dead *before* it received an item (killed from outside while idle) is
+replaced and the item sent again: only the item that was being parsed is
+ever blamed. When no helper can be started at all the pool raises
+``SinkError``: that is not the item's fault, and the source must retry.
+
+Results come back as the InboundMessage's JSON (the parent validates the
+contract and never unpickles anything a helper produced) followed by one raw
+frame per attachment blob, without copies through pickle.
+
+``InProcessParser`` is the in-memory twin with the same interface and the same
+translation of exceptions, for unit tests and the demo; it bounds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from intake.archive import sha256_hex
+from intake.errors import RejectedInput, SinkError
+from intake.message import InboundMessage
+from intake.mime import Limits, ParsedEmail, parse_email
+from intake.quoting import ReplySplitter
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+ParseFunction = Callable[..., ParsedEmail]  # parse_email's signature
+EXIT_MEMORY = 86  # a helper's exit status after a MemoryError it could not even report
+EXIT_NOT_READY = 87  # … when it could not parse the canary mail under its cap
+_CANARY = b"From: canary@helpdesk.invalid\r\nSubject: canary\r\nContent-Type: text/html\r\n\r\n<p>Is the parser alive?</p>\r\n"
+_TRACEBACK_CHARS = 1500
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """How many helpers, and the bounds of each. ``workers=0`` parses in-process (no isolation)."""
+
+    workers: int = 2
+    timeout_seconds: float = 30.0
+    memory_mb: int = 1024  # address-space cap of each helper (0: none); includes the interpreter's own ~100 MB
+    max_tasks_per_helper: int = 1000
+    start_timeout_seconds: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "PoolOptions":
+        return cls(workers=settings.parse_workers, timeout_seconds=float(settings.parse_timeout_seconds),
+                   memory_mb=settings.parse_memory_mb)
+
+
+class EmailParser(ABC):
+    """Raw bytes → ParsedEmail. ``parse`` raises RejectedInput for anything the item itself caused, never another
+    exception for it; it raises SinkError only when the parser itself is unavailable (retry later)."""
+
+    @abstractmethod
+    def parse(self, raw: bytes, *, received_at: datetime, source: str, raw_ref: str | None) -> ParsedEmail: ...
+
+    def close(self) -> None:
+        """Release helpers, if any."""
+
+    def __enter__(self) -> "EmailParser":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_parser(limits: Limits, splitter: ReplySplitter | None, options: PoolOptions) -> EmailParser:
+    """The isolated pool, or the in-process parser when ``options.workers`` is 0."""
+    if options.workers <= 0:
+        return InProcessParser(limits, splitter)
+    return ParsePool(limits, splitter, options)
+
+
+class InProcessParser(EmailParser):
+    """Parses in the calling thread: no bound on time or memory, same exception translation as the pool."""
+
+    def __init__(self, limits: Limits = Limits(), splitter: ReplySplitter | None = None, parse: ParseFunction = parse_email) -> None:
+        self.limits, self.splitter, self._parse = limits, splitter, parse
+
+    def parse(self, raw: bytes, *, received_at: datetime, source: str, raw_ref: str | None) -> ParsedEmail:
+        try:
+            return self._parse(raw, received_at=received_at, source=source, raw_ref=raw_ref, limits=self.limits, splitter=self.splitter)
+        except RejectedInput:
+            raise
+        except MemoryError as exc:
+            raise RejectedInput("parse_memory", describe(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - every parser failure is the item's, and quarantines it
+            raise RejectedInput("parse_error", describe(exc)) from exc
+
+
+def describe(exc: BaseException) -> str:
+    """``ExcType: message`` and the innermost frames of the traceback, short enough for a quarantine record."""
+    head = f"{type(exc).__name__}: {str(exc)[:300]}"
+    frames = traceback.format_tb(exc.__traceback__)[-4:]
+    return (head + "\n" + "".join(frames)[-_TRACEBACK_CHARS:]).strip() if frames else head
+
+
+class _Helper:
+    """One helper process and the parent's end of its socket."""
+
+    def __init__(self, process: subprocess.Popen, conn: Connection) -> None:
+        self.process, self.conn, self.tasks = process, conn, 0
+        self.retired_at = 0.0
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Close the socket (an idle helper exits on EOF); kill it if it does not go."""
+        self.conn.close()
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def gone(self, grace: float) -> bool:
+        """Whether a retired helper has exited (and is reaped); one that outstays ``grace`` is killed."""
+        if self.process.poll() is not None:
+            return True
+        if time.monotonic() - self.retired_at > grace:
+            self.kill()
+            return True
+        return False
+
+    def kill(self) -> int:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.conn.close()
+        return self.process.wait()
+
+    def exit_status(self) -> int | None:
+        try:
+            return self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class _Helpers:
+    """The pool's helpers, shared with its finalizer (which must not hold the pool itself)."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.idle: list[_Helper] = []
+        self.live: set[_Helper] = set()
+        self.retired: list[_Helper] = []  # told to go (socket closed), not yet reaped
+        self.starting = 0
+        self.closed = False
+
+    def retire(self, helper: _Helper) -> None:
+        """Let a helper go without waiting for it: it exits on EOF; ``reap`` collects it later."""
+        helper.conn.close()
+        helper.retired_at = time.monotonic()
+        with self.changed:
+            self.retired.append(helper)
+
+    def reap(self, grace: float = 5.0) -> None:
+        with self.changed:
+            retired, self.retired = self.retired, []
+        waiting = [helper for helper in retired if not helper.gone(grace)]
+        with self.changed:
+            self.retired.extend(waiting)
+
+    def shutdown(self) -> None:
+        with self.changed:
+            self.closed = True
+            helpers, self.idle, self.live = list(self.live), [], set()
+            self.changed.notify_all()
+        for helper in helpers:
+            helper.stop(grace=0.5)
+        self.reap(grace=0.0)
+
+
+class _Timeout(Exception):
+    pass
+
+
+class ParsePool(EmailParser):
+    """A small pool of helper processes, started on demand; thread-safe (IMAP folders parse concurrently)."""
+
+    def __init__(
+        self,
+        limits: Limits = Limits(),
+        splitter: ReplySplitter | None = None,
+        options: PoolOptions = PoolOptions(),
+        parse: ParseFunction = parse_email,
+    ) -> None:
+        if options.workers < 1:
+            raise ValueError("a ParsePool needs at least one worker; use InProcessParser for none")
+        self.limits, self.options = limits, options
+        self._target = f"{parse.__module__}:{parse.__qualname__}"
+        if "<" in self._target:
+            raise ValueError(f"the parse function must be importable by name, not {self._target}")
+        self._config = pickle.dumps({
+            "sys_path": list(sys.path), "parse": self._target, "limits": limits, "splitter": splitter,
+            "memory_bytes": options.memory_mb * 1024 * 1024, "cpu_seconds": options.timeout_seconds,
+        })
+        self._max_frame = max(limits.max_raw_bytes, limits.max_attachment_bytes) + 16 * 1024 * 1024
+        self._helpers = _Helpers()
+        self._finalizer = weakref.finalize(self, self._helpers.shutdown)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    @property
+    def helper_pids(self) -> list[int]:
+        """Process ids of the live helpers (for operators and tests)."""
+        with self._helpers.changed:
+            return sorted(h.process.pid for h in self._helpers.live)
+
+    def parse(self, raw: bytes, *, received_at: datetime, source: str, raw_ref: str | None) -> ParsedEmail:
+        meta = pickle.dumps((received_at, source, raw_ref))
+        header = len(meta).to_bytes(4, "big") + meta
+        for attempt in (1, 2):
+            helper = self._acquire()
+            healthy = False
+            try:
+                try:
+                    helper.conn.send_bytes(header + raw)
+                except OSError:
+                    if attempt == 2:
+                        raise RejectedInput(*self._death(helper)) from None
+                    continue  # it died while idle: not this item's fault, try a fresh helper
+                outcome, healthy = self._answer(helper)
+                helper.tasks += 1
+            finally:
+                self._release(helper, healthy)
+            if isinstance(outcome, RejectedInput):
+                raise outcome
+            return outcome
+        raise AssertionError("unreachable")
+
+    # -- one exchange ---------------------------------------------------------------------------------------
+    def _answer(self, helper: _Helper) -> tuple[ParsedEmail | RejectedInput, bool]:
+        """The helper's verdict on the item just sent, and whether the helper may parse another one."""
+        deadline = time.monotonic() + self.options.timeout_seconds
+        try:
+            status_line, _, message_json = self._receive(helper, deadline).partition(b"\n")
+            status = json.loads(status_line)
+            if status["status"] == "ok":
+                message = InboundMessage.from_json(message_json)
+                blobs = {}
+                for _ in range(int(status["blobs"])):
+                    data = self._receive(helper, deadline)
+                    blobs[sha256_hex(data)] = data
+                return ParsedEmail(message=message, blobs=blobs), True
+            return RejectedInput(str(status["reason"])[:100], str(status.get("detail", ""))), status["status"] == "rejected"
+        except _Timeout:
+            helper.kill()
+            return RejectedInput("parse_timeout", f"no result within {self.options.timeout_seconds:g} s; the parse helper was killed"), False
+        except (EOFError, OSError):
+            return RejectedInput(*self._death(helper)), False
+        except Exception as exc:  # noqa: BLE001 - an answer that breaks the contract (invalid message JSON, …)
+            helper.kill()
+            return RejectedInput("parse_error", describe(exc)), False
+
+    def _receive(self, helper: _Helper, deadline: float) -> bytes:
+        if not helper.conn.poll(max(0.0, deadline - time.monotonic())):
+            raise _Timeout
+        return helper.conn.recv_bytes(self._max_frame)
+
+    def _death(self, helper: _Helper) -> tuple[str, str]:
+        helper.conn.close()
+        status = helper.exit_status()
+        if status is None:
+            helper.kill()
+            return "parse_crashed", "the parse helper stopped answering and was killed"
+        if status == EXIT_MEMORY:
+            return "parse_memory", f"the parse helper ran out of memory (cap {self.options.memory_mb} MB)"
+        if status < 0:
+            try:
+                name = signal.Signals(-status).name
+            except ValueError:
+                name = f"signal {-status}"
+            if -status == signal.SIGXCPU:
+                return "parse_timeout", f"the parse helper exceeded its CPU time ({name})"
+            return "parse_crashed", f"the parse helper was killed by {name} (the out-of-memory killer sends SIGKILL)"
+        return "parse_crashed", f"the parse helper exited with status {status}"
+
+    # -- helpers: start on demand, hand out one per caller, replace the dead -----------------------------------
+    def _acquire(self) -> _Helper:
+        helpers = self._helpers
+        with helpers.changed:
+            while True:
+                if helpers.closed:
+                    raise SinkError("the parse pool is closed")
+                if helpers.idle:
+                    return helpers.idle.pop()
+                if len(helpers.live) + helpers.starting < self.options.workers:
+                    helpers.starting += 1
+                    break
+                helpers.changed.wait()
+        helper = None
+        try:
+            helper = self._start()
+        finally:
+            with helpers.changed:
+                helpers.starting -= 1
+                if helper is not None:
+                    helpers.live.add(helper)
+                helpers.changed.notify()
+        return helper
+
+    def _release(self, helper: _Helper, healthy: bool) -> None:
+        helpers = self._helpers
+        with helpers.changed:
+            keep = healthy and not helpers.closed and helper.tasks < self.options.max_tasks_per_helper
+            if keep:
+                helpers.idle.append(helper)
+            else:
+                helpers.live.discard(helper)
+            helpers.changed.notify()
+        if not keep:
+            helpers.retire(helper)
+        helpers.reap()
+
+    def _start(self) -> _Helper:
+        parent, child = socket.socketpair()
+        try:
+            env = dict(os.environ)
+            root = str(Path(__file__).resolve().parents[1])
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+            process = subprocess.Popen(
+                [sys.executable, "-c", f"from intake.parse_pool import helper_main; helper_main({child.fileno()})"],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
+            )
+        except OSError as exc:
+            parent.close()
+            raise SinkError(f"cannot start a parse helper: {exc}") from exc
+        finally:
+            child.close()
+        helper = _Helper(process, Connection(parent.detach()))
+        try:
+            helper.conn.send_bytes(self._config)
+            if helper.conn.poll(self.options.start_timeout_seconds) and helper.conn.recv_bytes(64) == b"ready":
+                return helper
+        except (EOFError, OSError):
+            pass
+        status = helper.kill()
+        raise SinkError(f"a parse helper did not start (exit status {status}); see its stderr")
+
+
+# -- the helper process ---------------------------------------------------------------------------------------
+def helper_main(fd: int) -> None:
+    """Entry point of a helper: read the configuration, cap memory, then parse items until the socket closes."""
+    import faulthandler  # noqa: PLC0415
+    import importlib  # noqa: PLC0415
+    import resource  # noqa: PLC0415
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the adapter's to handle; it stops us
+    faulthandler.enable()
+    conn = Connection(fd)
+    config = pickle.loads(conn.recv_bytes())
+    sys.path[:] = [*config["sys_path"], *(p for p in sys.path if p not in config["sys_path"])]
+    module, _, name = config["parse"].partition(":")
+    parse = importlib.import_module(module)
+    for part in name.split("."):
+        parse = getattr(parse, part)
+    try:
+        importlib.import_module("inscriptis")  # imported lazily by HTML-only mail: load it before the cap
+    except ImportError:
+        pass
+    if config["memory_bytes"] > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (config["memory_bytes"], resource.RLIM_INFINITY))
+    try:  # a helper that cannot parse the simplest mail under its cap is not ready (and no mail is blamed for it)
+        parse(_CANARY, received_at=datetime.now(timezone.utc), source="canary", raw_ref=None,
+              limits=config["limits"], splitter=config["splitter"])
+    except BaseException:  # noqa: BLE001
+        os._exit(EXIT_NOT_READY)
+    conn.send_bytes(b"ready")
+    while True:
+        try:
+            frame = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        except MemoryError:
+            os._exit(EXIT_MEMORY)  # the raw item alone does not fit under the cap
+        size = int.from_bytes(frame[:4], "big")
+        header, raw = pickle.loads(frame[4 : 4 + size]), frame[4 + size :]
+        del frame
+        _limit_cpu(resource, config["cpu_seconds"])
+        _serve(conn, parse, raw, header, config)
+        del raw
+
+
+_RESERVE = [bytearray(1024 * 1024)]  # given back on MemoryError, so that the failure can still be reported
+
+
+def _serve(conn: Connection, parse: ParseFunction, raw: bytes, header: tuple, config: dict) -> None:
+    received_at, source, raw_ref = header
+    try:
+        try:
+            parsed = parse(raw, received_at=received_at, source=source, raw_ref=raw_ref,
+                           limits=config["limits"], splitter=config["splitter"])
+            status = json.dumps({"status": "ok", "blobs": len(parsed.blobs)}).encode()
+            frames = [status + b"\n" + parsed.message.to_json().encode(), *parsed.blobs.values()]
+        except RejectedInput as exc:
+            frames = [json.dumps({"status": "rejected", "reason": exc.reason, "detail": exc.detail}).encode()]
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - RecursionError and every parser bug: the item's failure
+            frames = [json.dumps({"status": "failed", "reason": "parse_error", "detail": describe(exc)}).encode()]
+        for frame in frames:
+            conn.send_bytes(frame)
+    except MemoryError:
+        _RESERVE.clear()  # room to report the failure
+        parsed = frames = None  # noqa: F841 - free what the parse held
+        try:
+            conn.send_bytes(b'{"status": "failed", "reason": "parse_memory", "detail": "MemoryError: the parse helper hit its memory cap"}')
+        finally:
+            os._exit(EXIT_MEMORY)
+
+
+def _limit_cpu(resource: object, seconds: float) -> None:
+    """SIGXCPU if this item uses far more CPU than the adapter waits for: a backstop should the adapter be gone."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # type: ignore[attr-defined]
+    soft = int(usage.ru_utime + usage.ru_stime + 2 * seconds + 10)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))  # type: ignore[attr-defined]

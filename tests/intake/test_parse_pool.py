@@ -1,0 +1,221 @@
+"""Parsing in helper processes: poisoned mail is quarantined with its reason, the pool replaces the helper and goes on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from intake.archive import MemoryArchive
+from intake.base import MemorySink
+from intake.email_intake import EmailIngestor
+from intake.errors import RejectedInput, SinkError
+from intake.message import InboundMessage
+from intake.mime import Limits, parse_email
+from intake.parse_pool import InProcessParser, ParsePool, PoolOptions
+from intake.prescan import PrescanLimits
+from tests.factories import make_email
+from tests.intake import hostile
+from tests.intake.hostile import ALLOCATE, EXIT, HANG, HOSTILE, RAISE, SEGFAULT, Hostile, marked, misbehaving_parse
+
+NOW = datetime(2026, 12, 5, 9, 0, tzinfo=timezone.utc)
+IMAP_CORPUS = Path(__file__).resolve().parents[1] / "data" / "imap-corpus"
+NO_PRESCAN = PrescanLimits(**{name: 2**62 for name in PrescanLimits.__dataclass_fields__})
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ParsePool]:
+    """One pool for the module, with a short timeout and a 512 MB cap, misbehaving on marked mail."""
+    with ParsePool(options=PoolOptions(workers=2, timeout_seconds=3, memory_mb=512), parse=misbehaving_parse) as shared:
+        yield shared
+
+
+def _parse(parser, raw: bytes):  # noqa: ANN001, ANN202
+    return parser.parse(raw, received_at=NOW, source="test", raw_ref=None)
+
+
+def _reason(parser, raw: bytes) -> RejectedInput:  # noqa: ANN001
+    with pytest.raises(RejectedInput) as caught:
+        _parse(parser, raw)
+    return caught.value
+
+
+def _rss_peak_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_the_pool_parses_exactly_as_in_process(pool: ParsePool) -> None:
+    for path in sorted(IMAP_CORPUS.glob("*.eml")):
+        raw = path.read_bytes()
+        isolated, local = _outcome(lambda: _parse(pool, raw)), _outcome(lambda: parse_email(raw, received_at=NOW, source="test", raw_ref=None))
+        assert isolated == local, path.name
+
+
+def _outcome(parse):  # noqa: ANN001, ANN202
+    try:
+        parsed = parse()
+    except RejectedInput as exc:
+        return exc.reason, exc.detail
+    return parsed.message, parsed.blobs
+
+
+def test_attachment_blobs_come_back_whole() -> None:
+    from email.message import EmailMessage  # noqa: PLC0415
+
+    msg = EmailMessage()
+    msg["From"], msg["Subject"] = "ana@hacienda.gob.mx", "our data"
+    msg.set_content("See the attached file.")
+    data = os.urandom(3 * 1024 * 1024)
+    msg.add_attachment(data, maintype="application", subtype="octet-stream", filename="data.bin")
+    with ParsePool(options=PoolOptions(workers=1)) as isolated:
+        parsed = _parse(isolated, msg.as_bytes())
+    (attachment,) = parsed.message.attachments
+    assert parsed.blobs == {attachment.sha256: data}
+
+
+@pytest.mark.parametrize(("marker", "reason"), [
+    (HANG, "parse_timeout"), (ALLOCATE, "parse_memory"), (SEGFAULT, "parse_crashed"), (EXIT, "parse_crashed"), (RAISE, "parse_error"),
+], ids=["hang", "allocate", "segfault", "exit", "raise"])
+def test_a_poisoned_mail_is_quarantined_and_the_next_one_parses(pool: ParsePool, marker: bytes, reason: str) -> None:
+    # Given a mail that makes the parser misbehave
+    started = time.monotonic()
+    rejected = _reason(pool, marked(marker))
+    # Then it is rejected with its reason, within the timeout (and some start-up)
+    assert rejected.reason == reason, rejected.detail
+    assert time.monotonic() - started < 3 + 5
+    if reason == "parse_error":
+        assert rejected.detail.startswith("KeyError: 'a parser bug'") and "misbehaving_parse" in rejected.detail
+    # And the next ordinary mail parses on a helper that replaced the broken one
+    assert _parse(pool, make_email()).message.subject == "Validation errors in our tender data"
+    assert len(pool.helper_pids) <= 2
+
+
+def test_a_helper_killed_while_idle_is_replaced_without_blaming_the_next_mail(pool: ParsePool) -> None:
+    _parse(pool, make_email())
+    for pid in pool.helper_pids:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert _parse(pool, make_email(message_id="<innocent@x.org>")).message.external_id == "innocent@x.org"
+
+
+def test_every_hostile_mail_without_prescan_is_contained_by_the_pool(pool: ParsePool) -> None:
+    # Given no prescan at all: the pool alone must contain what the stdlib does with hostile mail
+    peak_before = _rss_peak_kb()
+    outcomes = {}
+    for mail in HOSTILE:
+        if mail.name in {"many_parameters", "many_address_comments"}:
+            continue  # merely slow (5-10 s of CPU in the stdlib): prescan's job, not worth the wait here
+        started = time.monotonic()
+        try:
+            outcomes[mail.name] = _parse(pool, mail.build()).message.channel
+        except RejectedInput as exc:
+            outcomes[mail.name] = exc.reason
+        assert time.monotonic() - started < 3 + 5, mail.name
+    assert outcomes["deep_multipart"] == outcomes["nested_comments_from"] == "parse_error"  # RecursionError
+    assert outcomes["encoded_words_subject"] in {"parse_memory", "parse_timeout"}
+    assert outcomes["broken_base64"] == outcomes["nul_bytes"] == "email"
+    # And the test process itself never held what the helpers did
+    assert _rss_peak_kb() - peak_before < 150 * 1024
+
+
+@pytest.mark.parametrize("mail", HOSTILE, ids=lambda h: h.name)
+def test_each_hostile_mail_ends_as_a_message_or_quarantined_with_its_reason(mail: Hostile) -> None:
+    # Given the ingestor as the adapters build it (prescan, then the pool)
+    sink, archive = MemorySink(), MemoryArchive()
+    with EmailIngestor(sink, archive, Limits(), pool=PoolOptions(workers=1, timeout_seconds=10)) as ingestor:
+        started = time.monotonic()
+        queued = ingestor.ingest(mail.build(), f"test:{mail.name}")
+        elapsed = time.monotonic() - started
+    assert elapsed < 10
+    if queued:
+        assert "message" in mail.reasons
+        assert InboundMessage.from_json(sink.messages[0].to_json()) == sink.messages[0]
+    else:
+        (rejected,) = sink.rejected
+        allowed = mail.reasons | ({"parse_error"} if "message" in mail.reasons else set())  # see the report on mime.py bugs
+        assert rejected.reason in allowed, rejected.detail
+        assert rejected.raw_ref in archive and rejected.detail
+
+
+def test_the_ingestor_quarantines_even_an_exception_outside_the_parser() -> None:
+    class BrokenParser(InProcessParser):
+        def parse(self, raw: bytes, **kwargs):  # noqa: ANN003, ANN201
+            raise ZeroDivisionError("not from the parser's translation")
+
+    sink = MemorySink()
+    ingestor = EmailIngestor(sink, MemoryArchive(), Limits(), parser=BrokenParser())
+    assert ingestor.ingest(make_email(), "test") is False
+    assert sink.rejected[0].reason == "parse_error" and sink.rejected[0].detail.startswith("ZeroDivisionError")
+
+
+def test_in_process_parsing_translates_failures_the_same_way() -> None:
+    local = InProcessParser(parse=misbehaving_parse)
+    assert _reason(local, marked(RAISE)).reason == "parse_error"
+    assert _reason(local, hostile.deep_multipart(1000)).detail.startswith("RecursionError")
+    assert _parse(local, make_email()).message.subject
+
+
+def test_concurrent_callers_share_at_most_the_configured_helpers() -> None:
+    with ParsePool(options=PoolOptions(workers=2)) as shared:
+        seen: set[int] = set()
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for i in range(15):
+                    assert _parse(shared, make_email(message_id=f"<t{n}-{i}@x.org>")).message.external_id == f"t{n}-{i}@x.org"
+                    seen.update(shared.helper_pids)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors and 1 <= len(seen) <= 2
+        pids = shared.helper_pids
+    assert shared.helper_pids == []
+    time.sleep(0.2)
+    assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in pids)
+
+
+def test_helpers_are_recycled_after_their_quota() -> None:
+    with ParsePool(options=PoolOptions(workers=1, max_tasks_per_helper=3)) as recycled:
+        pids = set()
+        for i in range(7):
+            _parse(recycled, make_email(message_id=f"<r{i}@x.org>"))
+            pids.update(recycled.helper_pids)
+    assert len(pids) == 3
+
+
+def test_a_helper_that_cannot_start_is_the_parsers_failure_not_the_mails() -> None:
+    with ParsePool(options=PoolOptions(workers=1, start_timeout_seconds=20), parse=hostile.broken_parse) as starved:
+        with pytest.raises(SinkError):
+            _parse(starved, make_email())
+    with pytest.raises(SinkError):
+        _parse(starved, make_email())  # closed
+
+
+def test_the_parse_function_must_be_importable_by_name() -> None:
+    with pytest.raises(ValueError, match="importable"):
+        ParsePool(parse=lambda raw, **kw: parse_email(raw, **kw))
+    with pytest.raises(ValueError):
+        ParsePool(options=PoolOptions(workers=0))
+
+
+def test_options_come_from_the_settings() -> None:
+    from config.settings import Settings  # noqa: PLC0415
+
+    options = PoolOptions.from_settings(Settings(parse_workers=3, parse_timeout_seconds=7.5, parse_memory_mb=300))
+    assert (options.workers, options.timeout_seconds, options.memory_mb) == (3, 7.5, 300)
+    assert isinstance(EmailIngestor(MemorySink(), MemoryArchive(), Limits(), pool=PoolOptions(workers=0)).parser, InProcessParser)

@@ -1,0 +1,94 @@
+"""Acknowledgements cannot be aimed at third parties: limits per mailbox, domain and desk; no forged or own senders;
+no untrusted display name echoed. Real SMTP server (aiosmtpd), real worker."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from config.settings import Settings
+from storage.intake_store import EVENT, TICKET
+from tests.factories import make_email
+from tests.intake.imap_helpers import ingestor_for, wait_for
+from tests.smtp_server import SmtpServer
+
+pytestmark = pytest.mark.slow
+
+MAIL_FROM = "helpdesk@osds.example"
+
+
+@pytest.fixture
+def smtp():  # noqa: ANN201
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def ack_settings(settings: Settings, smtp: SmtpServer) -> Settings:
+    return settings.model_copy(update={
+        "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_security": "none", "mail_from": MAIL_FROM, "acknowledge": True,
+        "acknowledgement_window_hours": 24, "ack_limit_per_address_hour": 2, "ack_limit_per_domain_hour": 4,
+    })
+
+
+def _events(engine: Engine, kind: str) -> list[Any]:
+    with engine.connect() as c:
+        return c.execute(select(EVENT).where(EVENT.c.kind == kind)).all()
+
+
+def _tickets(engine: Engine) -> list[Any]:
+    with engine.connect() as c:
+        return c.execute(select(TICKET)).all()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_plus_addresses_and_one_domain_cannot_flood_a_mailbox(
+    ack_settings: Settings, running_worker, engine: Engine, broker, smtp: SmtpServer,  # noqa: ANN001
+) -> None:
+    with running_worker(engine, ack_settings):
+        ingest = ingestor_for(ack_settings, broker).ingest
+        # Given 12 enquiries from plus-addresses of one victim, and 6 from colleagues at one other domain
+        for n in range(12):
+            ingest(make_email(sender=f"victim+{n}@example.net", message_id=f"<v{n}@attacker.example>", subject=f"Question {n}",
+                              body="How do I publish my data?"), "test")
+        for n in range(6):
+            ingest(make_email(sender=f"person{n}@ministry.example", message_id=f"<m{n}@ministry.example>", subject=f"Query {n}",
+                              body="Which codelist do we use?"), "test")
+        wait_for(lambda: len(_tickets(engine)) == 18
+                 and len(_events(engine, "acknowledged")) + len(_events(engine, "acknowledgement_withheld")) == 18, timeout=60)
+        time.sleep(1)
+    # Then the victim's mailbox got 2 acknowledgements (the hourly limit per mailbox), the domain 4
+    recipients = [r.rcpt_tos[0] for r in smtp.received]
+    assert sum(r.startswith("victim+") for r in recipients) == 2
+    assert sum(r.endswith("@ministry.example") for r in recipients) == 4
+    reasons = {e.data["reason"].split(" in the last hour")[0].split(" ", 2)[-1] for e in _events(engine, "acknowledgement_withheld")}
+    assert reasons == {"to victim@example.net", "to ministry.example"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_forged_own_and_oddly_named_senders(
+    ack_settings: Settings, running_worker, engine: Engine, broker, smtp: SmtpServer,  # noqa: ANN001
+) -> None:
+    with running_worker(engine, ack_settings):
+        ingest = ingestor_for(ack_settings, broker).ingest
+        # A sender whose domain's DMARC failed at our mail server: perhaps forged — no acknowledgement
+        ingest(make_email(sender="ceo@bank.example", message_id="<f1@bank.example>", subject="Urgent",
+                          headers={"Authentication-Results": "mx.osds.example; spf=softfail smtp.mailfrom=bank.example; dmarc=fail header.from=bank.example"}), "test")
+        # Our own plus-address: our own mail, no ticket at all
+        ingest(make_email(sender="helpdesk+hd-999@osds.example", message_id="<o1@elsewhere.example>", subject="Loop?"), "test")
+        # A display name written to be echoed as a lure
+        ingest(make_email(sender='"WIN-$500-at-https://evil.example/claim" <win@lure.example>', message_id="<w1@lure.example>",
+                          subject="Hello"), "test")
+        smtp.wait_for(1)
+        wait_for(lambda: len(_events(engine, "acknowledgement_withheld")) == 1, timeout=30)
+        time.sleep(1)
+    assert [r.rcpt_tos[0] for r in smtp.received] == ["win@lure.example"]
+    body = smtp.received[0].message.get_content()
+    assert "evil.example" not in body
+    assert "WIN" not in body
+    [withheld] = _events(engine, "acknowledgement_withheld")
+    assert "dmarc=fail" in withheld.data["reason"] or "spf=softfail" in withheld.data["reason"]
+    assert len(_tickets(engine)) == 2, "our own address opens no ticket"
