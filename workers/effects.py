@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from classifiers.automated import base_address
 from storage import acknowledgements, outbox
 from storage.intake_store import EVENT, MESSAGE, TICKET
 from storage.models import Contact, utcnow
@@ -53,11 +54,6 @@ class AcknowledgementPolicy:
     per_domain_hour: int = 20
     global_hour: int = 200
     own_addresses: frozenset[str] = frozenset()
-
-
-def base_address(address: str) -> str:
-    local, at, domain = address.strip().lower().rpartition("@")
-    return f"{local.split('+', 1)[0]}@{domain}" if at else address.strip().lower()
 
 
 def authentication_failure(signals: dict[str, str] | None) -> str | None:
