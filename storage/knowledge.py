@@ -230,9 +230,6 @@ def _fold(c: Connection, source: int, target: int) -> None:
     c.execute(delete(ORG).where(ORG.c.id == source))
 
 
-def organisation_domain_of(engine: Engine, org_id: int) -> str | None:
-    with engine.connect() as c:
-        return c.execute(select(ORG.c.domain).where(ORG.c.id == org_id)).scalar()
 
 
 # -- implementations -----------------------------------------------------------------------
@@ -460,9 +457,6 @@ def implementation_stages(c: Connection, organisation_id: int | None) -> tuple[t
     return tuple((standard, stage) for standard, stage in rows)
 
 
-def ticket_engagement_links(engine: Engine, ticket_id: int) -> list[int]:
-    with engine.connect() as c:
-        return list(c.execute(select(ENG_TICKET.c.engagement_id).where(ENG_TICKET.c.ticket_id == ticket_id)).scalars())
 
 
 def export_rows(engine: Engine) -> list[dict[str, Any]]:

@@ -154,11 +154,7 @@ class Knowledge:
         tickets = store.tickets_without_engagement(self.engine, detail.organisation.id, tuple(kinds))
         return [Suggestion(t, kinds[t.type]) for t in tickets if t.type in kinds]
 
-    def suggestion_for_type(self, enquiry_type: str) -> str | None:
-        return self.config.suggest.get(enquiry_type)
 
-    def stage_ladder_position(self, stage: str) -> int:
-        return self.config.stages.index(stage) if stage in self.config.stages else -1
 
     # -- engagements ----------------------------------------------------------------------
     def add_engagement(
