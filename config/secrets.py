@@ -1,15 +1,25 @@
-"""The desk's secret: keys ticket references (and, later, signs web sessions). Set, or made once and kept.
+"""The desk's secret, and keeping every secret out of what is shown.
+
+The desk's secret keys ticket references (and, later, signs web sessions). Set, or made once and kept.
 
 ``HELPDESK_SECRET_KEY`` (at least 32 characters) wins; without it a random secret is made on first use
 in ``DATA_DIR/secret.key`` (mode 0600) and read by every process sharing that folder. Machines that do
 not share a data folder (production) must share ``HELPDESK_SECRET_KEY``.
+
+``secret_values`` lists every secret the settings hold; ``redact`` takes them out of a text before it is
+logged, stored in a health record or printed; ``command_for_display`` shows a configured command by its
+program's name only.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shlex
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import SecretStr
 
 from config.errors import SettingsError
 from config.settings import Settings
@@ -38,3 +48,53 @@ def _file_secret(path: Path) -> bytes:
         handle.flush()
         os.fsync(handle.fileno())
     return value
+
+
+# -- redaction ------------------------------------------------------------------------------------
+REDACTED = "[redacted]"
+_SECRET_FIELDS = ("imap_password", "smtp_password", "slack_bot_token", "slack_signing_secret", "slack_app_token",
+                  "x_bearer_token", "x_consumer_secret", "x_access_token", "x_access_token_secret", "secret_key", "ops_token")
+MIN_SECRET_CHARS = 4  # shorter values would redact ordinary words
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold, as it could appear in text: passwords, tokens, the token command's
+    arguments, and passwords inside service URLs. Longest first, so a secret containing another goes whole."""
+    values: set[str] = set()
+    for name in _SECRET_FIELDS:
+        value = getattr(settings, name, None)
+        if value is not None:
+            values.add(value.get_secret_value() if isinstance(value, SecretStr) else str(value))
+    if settings.imap_oauth2_token_command:
+        for arg in _command_words(settings.imap_oauth2_token_command)[1:]:
+            values.add(arg)
+            if "=" in arg:
+                values.add(arg.split("=", 1)[1])
+    for url in (settings.redis_url, settings.database_url):
+        password = urlsplit(url or "").password
+        if password:
+            values.update({password, unquote(password)})
+    return sorted((v for v in values if len(v) >= MIN_SECRET_CHARS), key=len, reverse=True)
+
+
+def redact(text: str, secrets_: list[str]) -> str:
+    for value in secrets_:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def command_for_display(command: str) -> str:
+    """A configured command as it may be shown: the program's name, never its arguments."""
+    words = _command_words(command)
+    if not words:
+        return "(empty command)"
+    program = os.path.basename(words[0])
+    return f"{program} {REDACTED}" if len(words) > 1 else program
+
+
+def _command_words(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return command.split()

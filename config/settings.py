@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     alert_adapter_down_seconds: float = Field(60.0, gt=0, description="An adapter whose heartbeat is older than this (and was not stopped) is not running: unhealthy.")
     adapter_heartbeat_seconds: float = Field(5.0, gt=0, description="How often a running adapter records that it is alive.")
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve dramatiq's own Prometheus metrics from each worker on this port.")
+    worker_metrics_host: str = Field("127.0.0.1", description="Interface of the worker metrics port (loopback: only this machine's scraper).")
+    ops_token: SecretStr | None = Field(None, min_length=16, description="Bearer token for /metrics and /readyz; without it they answer loopback clients only.")
     scheduler_tick_seconds: int = Field(30, ge=1, description="How often `helpdesk scheduler` runs its jobs.")
     thread_strangers: Literal["never", "same_organisation"] = Field("same_organisation", description="Who may join a ticket by reference or token without having taken part in it.")
     log_format: Literal["console", "json"] = Field("console", description="json in production.")

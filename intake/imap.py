@@ -52,6 +52,7 @@ from imapclient.exceptions import IMAPClientError
 from imapclient.imapclient import SocketTimeout
 
 from config.errors import SettingsError
+from config.secrets import command_for_display
 from config.settings import Settings
 from intake.archive import sha256_hex
 from intake.email_intake import EmailIngestor
@@ -134,14 +135,23 @@ def connect(account: ImapAccount) -> IMAPClient:
 
 
 def oauth2_token(command: str, timeout: float) -> str:
-    """Run the desk's token provider (e.g. a helper refreshing a Google or Microsoft 365 token) and read the token."""
+    """Run the desk's token provider (e.g. a helper refreshing a Google or Microsoft 365 token) and read the token.
+
+    Its arguments often carry a client secret: errors name the program only, never the arguments or its output.
+    """
+    shown = command_for_display(command)
     try:
-        result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=timeout, check=True)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise IMAPClientError(f"OAuth2 token command failed: {exc}") from exc
+        result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise IMAPClientError(f"OAuth2 token command {shown} timed out after {timeout:g} s") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise IMAPClientError(f"OAuth2 token command {shown} could not be run: {reason}") from None
+    if result.returncode != 0:
+        raise IMAPClientError(f"OAuth2 token command {shown} failed with exit status {result.returncode}")
     token = result.stdout.strip()
     if not token:
-        raise IMAPClientError("OAuth2 token command printed no token")
+        raise IMAPClientError(f"OAuth2 token command {shown} printed no token")
     return token
 
 

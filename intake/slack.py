@@ -33,6 +33,7 @@ from intake.message import InboundMessage, Party, ThreadRefs, content_hash
 SLACK_QUEUE = "slack"
 SLACK_ACTOR = "handle_slack"
 MAX_BODY_BYTES = 1_000_000
+MAX_TIMESTAMP_DIGITS = 12  # seconds since 1970 stay at 10 digits until the year 2286
 REPLAY_WINDOW_SECONDS = 360
 _MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|([^>]+))?>")
 _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]+)>|<(https?://[^>]+)>|<mailto:[^|>]+\|([^>]+)>")
@@ -54,6 +55,12 @@ class SlackRequestVerifier:
         signature = headers.get("x-slack-signature", "")
         if not timestamp or not signature:
             return "unsigned"
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
+            return "malformed timestamp"
+        try:
+            body.decode("utf-8")  # Slack signs UTF-8 text; the SDK would raise on anything else
+        except UnicodeDecodeError:
+            return "malformed body"
         if not self.verifier.is_valid(body, timestamp, signature):
             return "bad signature or stale timestamp"
         if self.client is not None and not self.client.set(f"{self.namespace}:slack-seen:{signature}", 1, nx=True, ex=REPLAY_WINDOW_SECONDS):

@@ -177,7 +177,7 @@ def worker(
             return
         prepare_worker(runtime)
         if settings.worker_metrics_port:
-            _serve_dramatiq_metrics(runtime, settings.worker_metrics_port)
+            _serve_dramatiq_metrics(runtime, settings.worker_metrics_host, settings.worker_metrics_port)
         run_worker(
             runtime.broker,
             QUEUES,
@@ -189,8 +189,9 @@ def worker(
         )
 
 
-def _serve_dramatiq_metrics(runtime: Runtime, port: int) -> None:
-    """dramatiq's own Prometheus counters (messages, errors, retries, durations) from this worker on ``port``."""
+def _serve_dramatiq_metrics(runtime: Runtime, host: str, port: int) -> None:
+    """dramatiq's own Prometheus counters (messages, errors, retries, durations) from this worker on ``host:port``
+    (loopback unless HELPDESK_WORKER_METRICS_HOST says otherwise: the port has no authentication)."""
     from dramatiq.middleware.prometheus import DB_PATH, Prometheus  # noqa: PLC0415
 
     middleware = Prometheus()
@@ -201,7 +202,7 @@ def _serve_dramatiq_metrics(runtime: Runtime, port: int) -> None:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=DB_PATH)
-    start_http_server(port, registry=registry)
+    start_http_server(port, addr=host, registry=registry)
 
 
 @app.command()

@@ -24,7 +24,24 @@ class _StderrLogger:
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
-def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
+class _Redact:
+    """Takes every configured secret out of a log event's text (values and rendered tracebacks alike)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = secrets
+
+    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        from config.secrets import redact  # noqa: PLC0415
+
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = redact(value, self.secrets)
+            elif isinstance(value, BaseException):
+                event[key] = redact(f"{type(value).__name__}: {value}", self.secrets)
+        return event
+
+
+def configure_logging(fmt: str = "console", level: str = "INFO", secrets: list[str] | None = None) -> None:
     numeric = getattr(logging, level)
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
@@ -33,6 +50,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _Redact(secrets or []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -47,6 +65,8 @@ def command_settings(**overrides: Any) -> "Settings":
     """A command's settings (environment plus ``overrides``), with logging configured by them."""
     from config.settings import load_settings  # noqa: PLC0415
 
+    from config.secrets import secret_values  # noqa: PLC0415
+
     settings = load_settings(**overrides)
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, secret_values(settings))
     return settings

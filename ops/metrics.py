@@ -7,6 +7,7 @@ cached briefly so a tight scrape interval costs the database little.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -22,6 +23,21 @@ from config.settings import Settings
 from workers.health import desk_snapshot
 
 CONFIDENCE_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+def adapter_label(name: str) -> str:
+    """An adapter's name without its account (a login at a host): ``imap:user@host/INBOX`` → ``imap:3f2a1b9c/INBOX``.
+
+    The account becomes the first 8 hex digits of its SHA-256: stable across scrapes, the same for every
+    folder of one mailbox, and telling nobody the login or the host.
+    """
+    kind, sep, rest = name.partition(":")
+    if not sep:
+        return name
+    account, slash, folder = rest.partition("/")
+    account, colon, part = account.partition(":")
+    digest = hashlib.sha256(account.encode("utf-8")).hexdigest()[:8]
+    return f"{kind}:{digest}" + (f":{part}" if colon else "") + (f"/{folder}" if slash else "")
 
 
 class HelpdeskCollector(Collector):
@@ -60,8 +76,9 @@ class HelpdeskCollector(Collector):
         running = GaugeMetricFamily("helpdesk_adapter_running", "1 while the adapter loop's heartbeat is fresh.", labels=["adapter"])
         heartbeat = GaugeMetricFamily("helpdesk_adapter_heartbeat_timestamp_seconds", "Last heartbeat of the adapter loop.", labels=["adapter"])
         restarts = CounterMetricFamily("helpdesk_adapter_restarts", "Times the adapter loop crashed and was restarted.", labels=["adapter"])
-        down = {p.subject for p in snap.problems if p.condition == "adapter_down"}
-        for name, info in snap.adapters.items():
+        down = {adapter_label(p.subject) for p in snap.problems if p.condition == "adapter_down"}
+        for full_name, info in snap.adapters.items():
+            name = adapter_label(full_name)
             if info.get("last_success"):
                 success.add_metric([name], float(info["last_success"]))
             if info.get("last_error_at"):

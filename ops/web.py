@@ -1,14 +1,18 @@
 """The web process: an ASGI app built by ``create_app`` — health, metrics, and (with Slack) the Slack endpoints.
 
+``/healthz`` answers anyone ("alive", nothing more). ``/readyz`` and ``/metrics`` are for operators:
+a bearer token (``HELPDESK_OPS_TOKEN``) or, without one, clients on this machine only.
+
 Nothing is registered at import time: routes and their dependencies come in
 through the factory, so tests build apps of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import hmac
+from collections.abc import Callable, Sequence
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
@@ -17,9 +21,58 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from sqlalchemy import text
 
+from config.settings import Settings
 from ops.metrics import HelpdeskCollector, dramatiq_collector
 from ops.runtime import Runtime
 from storage import schema
+
+log = structlog.get_logger("helpdesk.web")
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def operator_only(settings: Settings) -> Callable[[Request], Response | None]:
+    """The guard of the operational endpoints: None lets the request in, otherwise the refusal.
+
+    With ``HELPDESK_OPS_TOKEN`` set, a request needs ``Authorization: Bearer <token>``; without it, only
+    clients on this machine (loopback) are answered. Behind a reverse proxy every client looks local:
+    set the token there.
+    """
+    token = settings.ops_token.get_secret_value().encode("utf-8") if settings.ops_token else None
+
+    def guard(request: Request) -> Response | None:
+        if token is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"), token):
+                return None
+            return PlainTextResponse("bearer token required", status_code=401, headers={"WWW-Authenticate": 'Bearer realm="helpdesk-ops"'})
+        host = request.client.host if request.client else ""
+        if host in LOOPBACK:
+            return None
+        return PlainTextResponse("operational endpoints answer this machine only (or set HELPDESK_OPS_TOKEN)", status_code=403)
+
+    return guard
+
+
+def readiness(runtime: Runtime) -> dict[str, str]:
+    """Each component's state — a word, never an error text (that names hosts); the error goes to the log."""
+    checks: dict[str, str] = {}
+    try:
+        runtime.broker.client.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["redis"] = "unreachable"
+        log.warning("readiness: redis unreachable", error=f"{type(exc).__name__}: {exc}")
+    try:
+        with runtime.engine.connect() as c:
+            c.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if schema.is_current(runtime.engine) else "pending"
+    except Exception as exc:  # noqa: BLE001
+        checks["database"] = "unreachable"
+        log.warning("readiness: database unreachable", error=f"{type(exc).__name__}: {exc}")
+    return checks
 
 
 def health_routes(runtime: Runtime, queues: tuple[str, ...]) -> list[BaseRoute]:
@@ -29,28 +82,21 @@ def health_routes(runtime: Runtime, queues: tuple[str, ...]) -> list[BaseRoute]:
     dramatiq_metrics = dramatiq_collector()
     if dramatiq_metrics is not None:
         registry.register(dramatiq_metrics)
+    guard = operator_only(settings)
 
     def healthz(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
     def readyz(request: Request) -> Response:  # blocking calls: Starlette runs it in its threadpool
-        checks: dict[str, Any] = {}
-        try:
-            runtime.broker.client.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which
-            checks["redis"] = f"{type(exc).__name__}: {exc}"
-        try:
-            with runtime.engine.connect() as c:
-                c.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-            checks["migrations"] = "ok" if schema.is_current(runtime.engine) else "pending: run `helpdesk db upgrade`"
-        except Exception as exc:  # noqa: BLE001
-            checks["database"] = f"{type(exc).__name__}: {exc}"
+        if (refused := guard(request)) is not None:
+            return refused
+        checks = readiness(runtime)
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     def metrics(request: Request) -> Response:
+        if (refused := guard(request)) is not None:
+            return refused
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]

@@ -3,7 +3,8 @@
 A worker outlives the services it needs: started while Redis is down it waits
 for Redis (bounded exponential backoff) instead of exiting, and a Redis outage
 while it runs pauses its queue readings instead of ending it. dramatiq's own
-consumers reconnect by themselves.
+consumers reconnect by themselves; what an outage made the worker forget it
+holds is handed back by ``workers.holdings``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
 
 from config.broker import wait_for_redis
+from workers.holdings import Holdings, in_hand
 from workers.queue_state import is_idle, read_queue, recover_stranded
 
 IDLE_CHECKS = 3  # consecutive empty readings before an --until-idle worker stops
 POLL_SECONDS = 0.2
+HOLDINGS_SECONDS = 5.0  # how often a worker compares what Redis says it holds with what it holds
 REDIS_ERRORS = (redis.RedisError, BrokerConnectionError)
 log = structlog.get_logger("helpdesk.worker")
 
@@ -48,12 +51,20 @@ def run_worker(
     install_signal_handlers(stop)
     if not recover(broker, queues, stop, max_wait_seconds):
         return
+    taken = in_hand(broker)
     worker = dramatiq.Worker(broker, worker_threads=threads, queues=set(queues), worker_timeout=100)
+    holdings = Holdings(broker, worker, taken)
     worker.start()
     try:
         idle_readings = 0
-        last_recovery = time.monotonic()
+        last_recovery = last_holdings = time.monotonic()
         while not stop.wait(POLL_SECONDS):
+            if time.monotonic() - last_holdings >= HOLDINGS_SECONDS:
+                last_holdings = time.monotonic()
+                try:
+                    holdings.check()
+                except REDIS_ERRORS as exc:
+                    log.warning("redis unreachable; holdings not compared", error=f"{type(exc).__name__}: {exc}")
             if not until_idle and on_poll is None:
                 continue
             try:

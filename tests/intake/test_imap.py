@@ -298,7 +298,14 @@ def test_a_failing_token_command_is_reported_and_retried(dovecot, mailbox, setti
     command = tmp_path / "broken-provider"
     command.write_text("#!/bin/sh\necho 'refresh token expired' >&2\nexit 3\n")
     command.chmod(0o755)
-    account = dataclasses.replace(account_for(dovecot, mailbox), password=None, oauth2_token_command=str(command))
+    secret = "s3cr3t-client-value-42"
+    account = dataclasses.replace(account_for(dovecot, mailbox), password=None,
+                                  oauth2_token_command=f"{command} --client-id=desk --client-secret={secret}")
     with watching(account, settings, broker) as watcher:
-        wait_for(lambda: "OAuth2 token command failed" in watcher.health.read_all().get(f"imap:{watcher.name}", {}).get("last_error", ""),
-                 timeout=15)
+        def last_error() -> str:
+            return watcher.health.read_all().get(f"imap:{watcher.name}", {}).get("last_error", "")
+
+        wait_for(lambda: "OAuth2 token command" in last_error(), timeout=15)
+    # the error names the program and its exit status, never its arguments (a client secret) or its output
+    assert "broken-provider [redacted] failed with exit status 3" in last_error()
+    assert secret not in last_error() and "client-id" not in last_error() and "refresh token" not in last_error()

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from config.broker import close_broker
 from config.settings import Settings
 from intake.queue import INTAKE_QUEUE, PROCESS_ACTOR
+from ops.metrics import adapter_label
 from ops.runtime import Runtime
 from storage.intake_store import TICKET
 from storage.models import utcnow
@@ -215,5 +216,67 @@ def test_open_quarantine_fails_strict_status_and_every_surface_counts_it_alike(s
     assert data["dead_letters_open"] == 1
     # and /metrics shows them, and the adapter's heartbeat and restarts
     assert "helpdesk_quarantined_open 2.0" in metrics
-    assert 'helpdesk_adapter_running{adapter="imap:u@h/INBOX"} 1.0' in metrics
-    assert 'helpdesk_adapter_restarts_total{adapter="imap:u@h/INBOX"} 1.0' in metrics
+    label = adapter_label("imap:u@h/INBOX")
+    assert label.startswith("imap:") and label.endswith("/INBOX") and "u@h" not in metrics  # no login, no host
+    assert f'helpdesk_adapter_running{{adapter="{label}"}} 1.0' in metrics
+    assert f'helpdesk_adapter_restarts_total{{adapter="{label}"}} 1.0' in metrics
+
+
+# -- who may read the operational endpoints -------------------------------------------------------
+def _get(app, path: str, client_host: str, token: str | None = None) -> httpx.Response:  # noqa: ANN001
+    import asyncio
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(client_host, 40000))
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://desk.example") as client:
+            return await client.get(path, headers=headers)
+
+    return asyncio.run(call())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_given_no_ops_token_when_a_remote_client_asks_then_only_healthz_answers(settings: Settings) -> None:
+    from ops.web import build_app
+
+    with Runtime(settings) as runtime:
+        app = build_app(runtime)
+        remote = {path: _get(app, path, "203.0.113.9").status_code for path in ("/healthz", "/readyz", "/metrics")}
+        local = {path: _get(app, path, "127.0.0.1").status_code for path in ("/healthz", "/readyz", "/metrics")}
+    assert remote == {"/healthz": 200, "/readyz": 403, "/metrics": 403}
+    assert local == {"/healthz": 200, "/readyz": 200, "/metrics": 200}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_given_an_ops_token_when_asked_then_only_the_bearer_of_it_is_answered_from_anywhere(settings: Settings) -> None:
+    from pydantic import SecretStr
+
+    from ops.web import build_app
+
+    token = "ops-token-0123456789abcdef"
+    with Runtime(settings.model_copy(update={"ops_token": SecretStr(token)})) as runtime:
+        app = build_app(runtime)
+        answers = {
+            "none, local": _get(app, "/metrics", "127.0.0.1").status_code,
+            "wrong": _get(app, "/metrics", "203.0.113.9", "not-the-token-at-all").status_code,
+            "right, remote": _get(app, "/metrics", "203.0.113.9", token).status_code,
+            "readyz right": _get(app, "/readyz", "203.0.113.9", token).status_code,
+            "readyz none": _get(app, "/readyz", "203.0.113.9").status_code,
+        }
+    assert answers == {"none, local": 401, "wrong": 401, "right, remote": 200, "readyz right": 200, "readyz none": 401}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_given_redis_unreachable_when_readyz_is_read_then_it_names_states_not_hosts(settings: Settings, engine) -> None:  # noqa: ANN001
+    import types
+
+    import redis as redis_lib
+
+    from ops.web import readiness
+    from tests.dovecot import free_port
+
+    dead = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    runtime = types.SimpleNamespace(broker=types.SimpleNamespace(client=dead), engine=engine)
+    checks = readiness(runtime)
+    assert checks == {"redis": "unreachable", "database": "ok", "migrations": "ok"}
+    assert "127.0.0.1" not in json.dumps(checks)

@@ -125,6 +125,30 @@ def test_forged_stale_and_replayed_requests_are_refused(app: SlackSender) -> Non
     assert too_big.status_code == 413
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_given_malformed_timestamps_and_bodies_when_posted_then_refused_never_a_server_error(app: SlackSender) -> None:
+    import httpx  # noqa: PLC0415
+
+    body = b'{"type": "url_verification", "challenge": "c"}'
+    now = int(time.time())
+
+    def post(content: bytes, timestamp: str, signature: str) -> httpx.Response:
+        return httpx.post(app.url, content=content, timeout=10, headers={
+            "Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature})
+
+    # When: a timestamp that is no number, one of 5,000 digits, and a correctly signed body that is not UTF-8
+    not_a_number = post(body, "yesterday", sign(body, now))
+    huge = post(body, "9" * 5000, sign(body, now))
+    latin1 = "{\"type\": \"url_verification\", \"challenge\": \"caf\u00e9\"}".encode("latin-1")
+    not_utf8 = post(latin1, str(now), sign(latin1, now))
+    signed_form_not_utf8 = app.raw(b"payload=%7B%7D&x=\xff\xfe", "application/x-www-form-urlencoded")
+
+    # Then
+    assert [r.status_code for r in (not_a_number, huge, not_utf8, signed_form_not_utf8)] == [401, 401, 401, 401]
+    assert "malformed timestamp" in not_a_number.text and "malformed timestamp" in huge.text
+    assert "malformed body" in not_utf8.text
+
+
 # -- the loop -----------------------------------------------------------------------------
 def test_slack_enquiry_becomes_one_ticket_with_a_card_and_joined_contact(
     slack_settings: Settings, app: SlackSender, running_worker, engine: Engine, slack,  # noqa: ANN001

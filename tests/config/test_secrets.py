@@ -1,0 +1,45 @@
+"""Secrets stay out of what is shown: logs, health records, status, error texts."""
+
+from __future__ import annotations
+
+import pytest
+import structlog
+from pydantic import SecretStr
+
+from config.secrets import REDACTED, command_for_display, redact, secret_values
+from config.settings import Settings
+from ops.logs import configure_logging
+
+
+def test_given_settings_with_secrets_then_every_one_of_them_is_known_and_redacted(tmp_path) -> None:  # noqa: ANN001
+    settings = Settings(data_dir=tmp_path, imap_password="mailbox-pass", slack_bot_token="xoxb-123-456",
+                        imap_oauth2_token_command="/opt/bin/get-token --tenant=desk --client-secret=TopSecret99",
+                        redis_url="redis://:redis%2Fpass@cache.internal:6379/0", ops_token=SecretStr("o" * 20))
+    values = secret_values(settings)
+    text = ("login mailbox-pass with xoxb-123-456 via /opt/bin/get-token --tenant=desk --client-secret=TopSecret99 "
+            "on redis redis/pass and ooooooooooooooooooooo")
+    shown = redact(text, values)
+    for secret in ("mailbox-pass", "xoxb-123-456", "TopSecret99", "redis/pass", "o" * 20):
+        assert secret not in shown
+    assert shown.count(REDACTED) >= 5
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    ("/opt/bin/get-token --client-secret=abc", f"get-token {REDACTED}"),
+    ("get-token", "get-token"),
+    ("'unterminated", "'unterminated"),
+    ("", "(empty command)"),
+])
+def test_a_command_is_shown_by_its_program_only(command: str, shown: str) -> None:
+    assert command_for_display(command) == shown
+
+
+def test_given_logging_with_secrets_when_an_event_carries_one_then_the_line_does_not(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json", "INFO", ["TopSecret99"])
+    try:
+        structlog.get_logger("t").warning("token command failed", error=RuntimeError("exit 1: --client-secret=TopSecret99"),
+                                          detail="argv --client-secret=TopSecret99")
+    finally:
+        configure_logging()
+    line = capsys.readouterr().err
+    assert "TopSecret99" not in line and line.count(REDACTED) == 2
