@@ -159,3 +159,7 @@ def open_quarantine_counts(connection: Connection) -> dict[str, int]:
 
 def ticket_total(connection: Connection) -> int:
     return _count(connection, TICKET)
+
+
+def ticket_exists(connection: Connection, ticket_id: int) -> bool:
+    return connection.execute(select(TICKET.c.id).where(TICKET.c.id == ticket_id)).first() is not None

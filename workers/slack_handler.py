@@ -21,15 +21,14 @@ from sqlalchemy import Engine, select, update
 from config.settings import Settings
 from intake.base import Sink
 from intake.slack import is_message_from_a_person, message_to_inbound, plain_text
-from storage import audit, outbox
-from storage.corrections import UnknownTicket, record_correction
+from storage import outbox
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import SlackEvent, utcnow
 from workers.cards import queue_card_update
-from workers.desk import Desk, _event, add_staff_message, assign_to, record_first_response, set_status
+from workers.desk import Desk, _event, add_staff_message, record_first_response
 from workers.permissions import Forbidden, Staff
-from workers.replies import render_canned
 from workers.slack import SlackPoster
+from workers.ticket_actions import Outcome, TicketActions
 
 SLACK_EVENT = SlackEvent.__table__
 
@@ -49,8 +48,8 @@ class SlackHandler:
         self.intake_channels = set(settings.slack_intake_channels)
         self._bot_user_id = settings.slack_bot_user_id
         self.staff = {m.slack_user: m.key for t in desk.config.teams.teams.values() for m in t.members if m.slack_user}
-        self.members = {m.key for t in desk.config.teams.teams.values() for m in t.members}
         self.people = Staff(desk.config)
+        self.actions = TicketActions(engine, desk, surface="slack", people=self.people)
 
     @property
     def bot_user_id(self) -> str | None:
@@ -172,47 +171,21 @@ class SlackHandler:
         effects: list[str] = []
         for action in payload.get("actions", []):
             try:
-                self._authorise(action, member)
+                outcome = self._action(action, user, member)
             except Forbidden as exc:
-                self._refused(payload, action, user, exc)
+                self._refused(payload, user, exc)
                 continue
-            done = self._action(action, user, member)
-            if done is not None:
-                ticket_id, key, *sent = done
-                effects.extend(e for e in sent if e)
-                with self.engine.begin() as c:
-                    effect = queue_card_update(c, ticket_id, key)
-                if effect:
-                    effects.append(effect)
+            if outcome is None or outcome.status in ("unknown_ticket", "invalid"):
+                continue
+            effects.extend(outcome.effects)
+            with self.engine.begin() as c:
+                effect = queue_card_update(c, outcome.ticket_id, f"slack:{user}:{action.get('action_ts', '')}")
+            if effect:
+                effects.append(effect)
         return Handled("actions", tuple(effects))
 
-    def _authorise(self, action: dict[str, Any], member: str | None) -> None:
-        """Every card action is a desk action with the roles that may do it; assigning to oneself is claiming."""
-        action_id = action.get("action_id", "")
-        raw = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
-        choice = raw.partition(":")[2]
-        name = {"reclassify_type": "reclassify", "reclassify_sector": "reclassify"}.get(action_id, action_id)
-        if action_id == "assign" and choice == member:
-            name = "claim"
-        if member is None:
-            raise Forbidden(name, None, "only members of the desk's teams can act on tickets (an admin adds your Slack id to teams.yaml)")
-        self.people.authorise(member, name)
-
-    def _refused(self, payload: dict[str, Any], action: dict[str, Any], user: str, exc: Forbidden) -> None:
-        """Nothing changes; the attempt is recorded with who tried, and they are told why (only they see it)."""
-        raw = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
-        audit.record(self.engine, f"refused:slack:{user}:{action.get('action_ts', '')}:{action.get('action_id', '')}",
-                     actor=user, surface="slack", action=exc.action, target=raw.partition(":")[0], outcome="refused",
-                     detail={"reason": exc.reason})
-        channel = (payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get("channel_id")
-        if self.poster is None or not channel:
-            return
-        try:
-            self.poster.client.chat_postEphemeral(channel=channel, user=user, text=f"Not done: {exc.reason}.")
-        except Exception:  # noqa: BLE001 - the refusal stands (and is recorded) even if Slack cannot be told now
-            pass
-
-    def _action(self, action: dict[str, Any], user: str, member: str | None) -> tuple[Any, ...] | None:
+    def _action(self, action: dict[str, Any], user: str, member: str | None) -> Outcome | None:
+        """A card's button or menu as a desk action, done by ``TicketActions`` (which checks who may)."""
         action_id = action.get("action_id", "")
         raw = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
         ticket_part, _, choice = raw.partition(":")
@@ -220,32 +193,30 @@ class SlackHandler:
             return None
         ticket_id = int(ticket_part)
         key = f"slack:{user}:{action.get('action_ts', '')}"
-        by = member or user
-        now = utcnow()
-        taxonomy = self.desk.config.taxonomy
-        reclassify = {"reclassify_type": ("type", taxonomy.types), "reclassify_sector": ("sector", taxonomy.sectors)}
-        if action_id == "claim" and member is not None:
-            assign_to(self.engine, self.desk, ticket_id, member, now, by=member, key=f"claim:{key}")
-        elif action_id == "assign" and choice in self.members:
-            assign_to(self.engine, self.desk, ticket_id, choice, now, by=by, key=f"assign:{key}")
-        elif action_id in reclassify and choice in reclassify[action_id][1]:
-            field = reclassify[action_id][0]
-            try:
-                record_correction(self.engine, ticket_id=ticket_id, field=field, new_value=choice, by=by, key=key, source="slack")  # type: ignore[arg-type]
-            except UnknownTicket:
-                return None
-        elif action_id == "canned" and member is not None and choice:
-            try:
-                text = render_canned(self.engine, self.desk, ticket_id, choice, agent=member)
-            except LookupError:
-                return None
-            _, effect = add_staff_message(self.engine, ticket_id, text, now, author=member, key=f"canned:{key}", note=False)
-            return (ticket_id, key, effect) if effect else None
-        elif action_id in ("resolve", "reopen"):
-            set_status(self.engine, self.desk, ticket_id, "resolved" if action_id == "resolve" else "open", now, by=by, key=f"{action_id}:{key}")
-        else:
-            return None
-        return ticket_id, key
+        if member is None:  # not a person of the desk: refused (and recorded) whatever the action
+            name = {"reclassify_type": "reclassify", "reclassify_sector": "reclassify"}.get(action_id, action_id)
+            self.actions.authorise(None, name, ticket_id, attempt=key, who=user)
+        if action_id == "claim":
+            return self.actions.claim(member, ticket_id, key=key)
+        if action_id == "assign":
+            return self.actions.assign(member, ticket_id, choice, key=key)
+        if action_id in ("reclassify_type", "reclassify_sector"):
+            return self.actions.reclassify(member, ticket_id, "type" if action_id == "reclassify_type" else "sector", choice, key=key)
+        if action_id == "canned" and choice:
+            return self.actions.canned(member, ticket_id, choice, key=key)
+        if action_id in ("pending", "resolve", "reopen"):
+            return getattr(self.actions, action_id)(member, ticket_id, key=key)
+        return None
+
+    def _refused(self, payload: dict[str, Any], user: str, exc: Forbidden) -> None:
+        """Nothing changed (and the attempt is in the audit log): tell them why — only they see it."""
+        channel = (payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get("channel_id")
+        if self.poster is None or not channel:
+            return
+        try:
+            self.poster.client.chat_postEphemeral(channel=channel, user=user, text=f"Not done: {exc.reason}.")
+        except Exception:  # noqa: BLE001 - the refusal stands (and is recorded) even if Slack cannot be told now
+            pass
 
     # -- lookups ----------------------------------------------------------------------------
     def _ticket_of_card(self, channel: str | None, ts: str) -> int | None:
