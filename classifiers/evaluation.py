@@ -46,3 +46,14 @@ def evaluate(truth: Sequence[str], predicted: Sequence[str]) -> Evaluation:
         confusion=confusion_matrix(truth, predicted, labels=labels).tolist() if truth else [],
         count=len(truth),
     )
+
+
+def grouped_folds(groups: Sequence[str], folds: int) -> list[tuple[list[int], list[int]]]:
+    """(train, test) index lists of ``folds`` folds in which no group is on both sides (groups: source projects)."""
+    from sklearn.model_selection import GroupKFold  # noqa: PLC0415
+
+    n = min(folds, len(set(groups)))
+    if n < 2:
+        raise ValueError("cross-validation by group needs at least two groups")
+    indices = list(range(len(groups)))
+    return [(list(train), list(test)) for train, test in GroupKFold(n_splits=n).split(indices, groups=list(groups))]

@@ -13,7 +13,6 @@ saving and loading are the caller's business (see ``workers.training``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,10 +23,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from classifiers.enquiry_type import KeywordTypeClassifier, Tokens
 from classifiers.features import TextFeatures
-from classifiers.text import words
 
 MODEL_TOKENS = 140  # ~800 characters; longer added nothing in cross-validation
-SIGNATURE_CHARS = 200
 RULE_SCORE_CAP = 6.0
 # How much the rule layer's cue scores weigh against the text n-grams. At full weight the model
 # leaned on generic cues ("publish", "account") and mislabelled enquiries written in another voice
@@ -162,48 +159,11 @@ def fit_type_model(examples: Sequence[Example], rules: KeywordTypeClassifier, ru
 
 
 @dataclass
-class SectorModel:
-    """Sector from the signature block and the sender's domain, for senders without stronger evidence."""
-
-    features: TextFeatures
-    head: LinearSoftmax
-
-    @property
-    def classes(self) -> list[str]:
-        return self.head.classes
-
-    def predict_one(self, sender: str, text: str, top: int | None = None) -> list[tuple[str, float]]:
-        indices, values = self.features.transform_one(words(sector_text(sender, text)))
-        return self.head.ranked(self.head.proba_row(indices, values), top)
-
-
-def sector_text(sender: str, text: str) -> str:
-    """The evidence the sector model reads: the address (its words: 'redacao', 'jornal', 'daily'), the
-    domain's suffixes as tokens of their own, and the signature block."""
-    local, _, domain = sender.lower().rpartition("@") if "@" in sender else ("", "", "")
-    labels = domain.split(".") if domain else []
-    suffixes = " ".join(f"dom_{'_'.join(labels[i:])}" for i in range(1, len(labels))) or "dom_none"
-    address_words = " ".join(part for part in re.split(r"[^a-z0-9]+", f"{local} {'.'.join(labels[:-1])}") if part)
-    return f"{suffixes} {address_words}\n{text.strip()[-SIGNATURE_CHARS:]}"
-
-
-def fit_sector_model(examples: Sequence[Example], seed: int = 0) -> SectorModel | None:
-    labelled = [e for e in examples if e.sector and e.sector != "unknown"]
-    if len({e.sector for e in labelled}) < 2:
-        return None
-    docs = [words(sector_text(e.sender, e.text)) for e in labelled]
-    features = TextFeatures().fit(docs)
-    matrix = features.transform(docs)
-    return SectorModel(features, fit_softmax(matrix, [e.sector for e in labelled], c=5.0, seed=seed))
-
-
-@dataclass
 class TrainedModels:
     """Everything ``classify train`` produces, saved and loaded as one versioned object."""
 
     version: str
     type_model: TypeModel
-    sector_model: SectorModel | None
     trained_at: str
     examples: int
     corrections: int
@@ -226,11 +186,7 @@ def models_to_data(models: TrainedModels) -> tuple[dict[str, np.ndarray], dict[s
         "corrections": models.corrections, "metrics": models.metrics,
         "type": {"rule_types": list(models.type_model.rule_types), **_head_to_data("type", models.type_model.head, arrays),
                  "features": _features_to_data("type", models.type_model.features, arrays)},
-        "sector": None,
     }
-    if models.sector_model is not None:
-        meta["sector"] = {**_head_to_data("sector", models.sector_model.head, arrays),
-                          "features": _features_to_data("sector", models.sector_model.features, arrays)}
     return arrays, meta
 
 
@@ -242,11 +198,7 @@ def models_from_data(arrays: dict[str, np.ndarray], meta: dict) -> TrainedModels
         type_meta = meta["type"]
         type_model = TypeModel(_features_from_data("type", type_meta["features"], arrays), list(type_meta["rule_types"]),
                                _head_from_data("type", type_meta, arrays))
-        sector_meta = meta.get("sector")
-        sector_model = None
-        if sector_meta:
-            sector_model = SectorModel(_features_from_data("sector", sector_meta["features"], arrays), _head_from_data("sector", sector_meta, arrays))
-        return TrainedModels(version=str(meta["version"]), type_model=type_model, sector_model=sector_model,
+        return TrainedModels(version=str(meta["version"]), type_model=type_model,
                              trained_at=str(meta["trained_at"]), examples=int(meta["examples"]), corrections=int(meta["corrections"]),
                              metrics=dict(meta.get("metrics") or {}))
     except (KeyError, TypeError, ValueError) as exc:

@@ -9,6 +9,8 @@ from classifiers.result import Classification, Label
 from classifiers.sector import SectorClassifier
 from config.desk import DeskConfig
 
+MAX_CUES_SHOWN = 6
+
 
 class EnquiryClassifier:
     """Built once per process from the desk configuration and the newest trained models.
@@ -20,7 +22,7 @@ class EnquiryClassifier:
     def __init__(self, desk: DeskConfig, triage_confidence: float, models: TrainedModels | None = None) -> None:
         self.types = KeywordTypeClassifier(desk.taxonomy)
         self.models = models
-        self.sectors = SectorClassifier(desk.taxonomy, desk.organisations, models.sector_model if models else None)
+        self.sectors = SectorClassifier(desk.taxonomy, desk.organisations)
         self.languages = LanguageClassifier(desk.languages)
         self.triage_confidence = triage_confidence
 
@@ -50,5 +52,9 @@ class EnquiryClassifier:
             return rules
         ranked = self.models.type_model.predict_one(tokens, scores, top=2)
         (best, probability), (runner, runner_p) = ranked[0], ranked[1]
-        reasons = (f"model {self.models.version}: {probability:.2f} {best} (next: {runner} {runner_p:.2f})", *rules.reasons)
-        return Label(best, round(probability, 3), reasons)
+        reasons = [f"model {self.models.version}: {probability:.2f} {best} (next: {runner} {runner_p:.2f})"]
+        for name, role in ((best, f"cues for {best}"), (runner, f"cues for the runner-up {runner}")):
+            cues = scores.get(name, (0.0, []))[1]
+            if cues:  # each type's own cues, never another type's under its name
+                reasons.append(f"{role}: " + ", ".join(repr(c) for c in cues[:MAX_CUES_SHOWN]))
+        return Label(best, round(probability, 3), tuple(reasons))

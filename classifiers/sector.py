@@ -1,14 +1,17 @@
-"""Enquirer sector from the sender's address and signature.
+"""Enquirer sector from evidence only: who the sender is, never what they write about.
 
 Evidence in order of strength:
 1. the organisation registry (domain → organisation → sector, parents included:
    compras.worldbank.org → worldbank.org);
 2. public-suffix-aware domain patterns (``gov.uk``, ``gob.*``, ``ac.*``, ``edu`` …);
-3. the organisation named in the signature ("Municipio de Tlaxcala" → government);
-4. the learned model, or a generic top-level hint (``.org``, ``.com``), whichever
-   is more confident;
+3. what the enquirers say of themselves ("I work for the Ministry of Finance", "we are an NGO");
+4. the organisation named in the signature after a sign-off ("Municipio de Tlaxcala" → government);
+5. a generic top-level hint (``.org``, ``.com``), weak.
 A free-mail domain is no evidence at all and never becomes an organisation: a
-free-mail sender with no organisation in sight is an individual.
+free-mail sender with no organisation in sight is an individual. With no evidence
+the sector is ``unknown`` — topic words ("tender", "budget", "research") never decide
+it: a wrong sector corrupts the "who asks" figures silently, ``unknown`` does not.
+Each reason quotes its evidence.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import fnmatch
 import functools
 from dataclasses import dataclass
 
-from classifiers.model import SectorModel
 from classifiers.result import Label
+from classifiers.self_statement import self_statement
 from classifiers.signature import CONFIDENCE as SIGNATURE_CONFIDENCE
 from classifiers.signature import signature_organisation
 from config.desk import DomainPattern, OrganisationRegistry, Taxonomy
 
 STRONG_PATTERN = 0.8  # domain patterns at least this confident outrank a signature
+SELF_STATEMENT_CONFIDENCE = 0.85
 
 
 @dataclass(frozen=True)
@@ -34,24 +38,20 @@ class SectorResult:
 
 
 class SectorClassifier:
-    def __init__(self, taxonomy: Taxonomy, registry: OrganisationRegistry, model: SectorModel | None = None) -> None:
+    def __init__(self, taxonomy: Taxonomy, registry: OrganisationRegistry) -> None:
         self.free_mail = taxonomy.free_mail_domains
         self.registry = {org.domain.lower(): org for org in registry.organisations}
         self.patterns: list[tuple[tuple[str, ...], DomainPattern]] = [
             (tuple(reversed(p.pattern.lower().split("."))), p) for p in taxonomy.domain_patterns
         ]
-        self.model = model
 
     def classify(self, address: str, text: str = "") -> SectorResult:
         domain = address.rsplit("@", 1)[1].lower().strip(".") if "@" in address else ""
         if domain and domain not in self.free_mail:
             return self._by_domain(domain, address, text)
-        signed = self._by_signature(text, None)
-        if signed is not None:
-            return signed
-        model = self._by_model(address, text, None, floor=0.5, exclude={"individual"})
-        if model is not None:
-            return model
+        stated = self._by_statement(text, None)
+        if stated is not None:
+            return stated
         if not domain:
             return SectorResult(Label("unknown", 0.0, ("no e-mail domain and no organisation named",)), None, None)
         reason = f"{domain} is a free-mail provider and no organisation is named: a person writing for themselves"
@@ -68,33 +68,27 @@ class SectorClassifier:
         if pattern is not None and pattern.confidence >= STRONG_PATTERN:
             reason = f"domain {domain} matches *.{pattern.pattern} → {pattern.sector}"
             return SectorResult(Label(pattern.sector, pattern.confidence, (reason,)), org_domain, None)
-        signed = self._by_signature(text, org_domain)
-        if signed is not None:
-            return signed
-        floor = pattern.confidence if pattern is not None else 0.35
-        model = self._by_model(address, text, org_domain, floor=floor, exclude={"individual"})
-        if model is not None:
-            return model
+        stated = self._by_statement(text, org_domain)
+        if stated is not None:
+            return stated
         if pattern is not None:
             reason = f"domain {domain} matches *.{pattern.pattern} → {pattern.sector} (a weak hint)"
             return SectorResult(Label(pattern.sector, pattern.confidence, (reason,)), org_domain, None)
         return SectorResult(Label("unknown", 0.1, (f"no evidence for domain {domain}",)), org_domain, None)
 
-    def _by_signature(self, text: str, org_domain: str | None) -> SectorResult | None:
-        found = signature_organisation(text) if text else None
-        if found is None:
+    def _by_statement(self, text: str, org_domain: str | None) -> SectorResult | None:
+        """What the writers say of themselves, in a sentence or in their signature."""
+        if not text:
             return None
-        reason = f"signature names {found.line!r} → {found.sector}"
-        return SectorResult(Label(found.sector, SIGNATURE_CONFIDENCE, (reason,)), org_domain, None)
-
-    def _by_model(self, address: str, text: str, org_domain: str | None, *, floor: float, exclude: set[str]) -> SectorResult | None:
-        if self.model is None:
-            return None
-        ranked = [(sector, p) for sector, p in self.model.predict_one(address, text, top=len(exclude) + 1) if sector not in exclude]
-        if not ranked or ranked[0][1] < floor:
-            return None
-        sector, probability = ranked[0]
-        return SectorResult(Label(sector, round(probability, 3), (f"model: {probability:.2f} {sector}",)), org_domain, None)
+        said = self_statement(text)
+        if said is not None:
+            reason = f"the enquirer says {said.phrase!r} → {said.sector}"
+            return SectorResult(Label(said.sector, SELF_STATEMENT_CONFIDENCE, (reason,)), org_domain, None)
+        found = signature_organisation(text)
+        if found is not None:
+            reason = f"signature names {found.line!r} → {found.sector}"
+            return SectorResult(Label(found.sector, SIGNATURE_CONFIDENCE, (reason,)), org_domain, None)
+        return None
 
 
 def _parents(domain: str) -> list[str]:

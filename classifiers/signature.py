@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from classifiers.text import fold
 
 SIGNATURE_LINES = 12
+SIGNATURE_LINE_CHARS = 100
 CONFIDENCE = 0.75
 
 # Folded (lower-case, no accents) patterns per sector; a line may match several: the first sector listed wins.
@@ -23,7 +24,8 @@ _PATTERNS: list[tuple[str, str]] = [
               r"\bnews\b|noticias|revista|magazine|gazette|tribune|\bradio\b|\btv\b|television|data desk"),
     ("academia", r"universit|universidad|universidade|\bcollege\b|faculty|facultad|faculte|faculdade|school of|"
                  r"research (centre|center|institute)|centro de investigacion|laboratoire|laboratorio|phd|doctoral|"
-                 r"doctorant|doutorand|doctorand|professor|profesor|professeur|estudiante|etudiant|estudante|\bstudent\b"),
+                 r"doctorant|doutorand|doctorand|professor|profesor|professeur|estudiante|etudiant|estudante|\bstudent\b|"
+                 r"researcher|investigador|chercheu|pesquisador|lecturer|\bacademic\b"),
     ("multilateral_donor", r"development bank|world bank|banco (mundial|interamericano|africano)|banque (mondiale|africaine)|"
                            r"united nations|naciones unidas|nations unies|nacoes unidas|\bundp\b|\bpnud\b|unicef|"
                            r"foundation|fundacion|fondation|fundacao|european commission|commission europeenne|"
@@ -34,7 +36,7 @@ _PATTERNS: list[tuple[str, str]] = [
                    r"procurement (agency|authority|office)|direccion de compras|contraloria|tribunal de (cuentas|contas)|"
                    r"cour des comptes|state[- ]owned|empresa publica|public agency|agencia nacional|agence nationale|"
                    r"instituto nacional|national (agency|institute|office)|prefecture|region de|regiao|provinc|"
-                   r"estado de|state of|federal"),
+                   r"estado de|state of|federal|civil servant|public servant|funcionari|fonctionnaire|servidor publico"),
     ("civil_society", r"\bngo\b|\bong\b|\bosc\b|association|asociacion|associacao|observator|transparen|\bwatch\b|"
                       r"initiative|iniciativa|coalition|coalicion|colectivo|collectif|civil society|sociedad civil|"
                       r"societe civile|sociedade civil|ciudadan|citoyen|cidada|non[- ]profit|sin fines de lucro|"
@@ -42,11 +44,19 @@ _PATTERNS: list[tuple[str, str]] = [
     ("private_sector", r"\bltd\b|limited|\binc\b|\bllc\b|gmbh|\bs\.?a\.?\b|\bsas\b|\bltda\b|\bsarl\b|consulting|"
                        r"consultores|consultoria|conseil\b|solutions|soluciones|solucoes|technolog|tecnolog|software|"
                        r"systems\b|sistemas\b|\bpartners?\b|analytics|\bconsultancy\b|\bvendor\b|startup|\baudit\b|assurance|"
-                       r"\bcorp\b|corporation|company"),
+                       r"\bcorp\b|corporation|company|consultant|freelance|empresa\b|entreprise|\bfirm\b"),
 ]
 _COMPILED = [(sector, re.compile(pattern)) for sector, pattern in _PATTERNS]
 _SIGN_OFF = re.compile(r"^(best|kind|warm)?\s*regards|^thanks|^thank you|^saludos|^atentamente|^cordialement|^bien a vous|"
                        r"^atenciosamente|^abracos|^obrigad|^gracias|^merci|^cheers|^--\s*$")
+
+
+def sector_of_phrase(folded: str) -> str | None:
+    """The sector a folded (lower-case, unaccented) phrase names, by the first kind of organisation it mentions."""
+    for sector, pattern in _COMPILED:
+        if pattern.search(folded):
+            return sector
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,16 +69,25 @@ def signature_organisation(text: str) -> SignatureOrganisation | None:
     """The organisation named in the signature block at the end of ``text``, if any."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     block = lines[-SIGNATURE_LINES:]
-    # Start after the sign-off when there is one: lines above it are the message, not the signature.
+    # A signature follows a sign-off ("Best regards," "Saludos," "--"); without one there is none to read:
+    # the last lines of a message are its words (or its code), not who wrote it.
     for i in range(len(block) - 1, -1, -1):
         if _SIGN_OFF.search(fold(block[i])):
             block = block[i + 1 :]
             break
+    else:
+        return None
     for line in reversed(block):
-        if len(line) > 120:  # a sentence of the message, not a signature line
+        if not _looks_like_a_signature_line(line):
             continue
-        folded = fold(line)
-        for sector, pattern in _COMPILED:
-            if pattern.search(folded):
-                return SignatureOrganisation(sector, line[:200])
+        sector = sector_of_phrase(fold(line))
+        if sector is not None:
+            return SignatureOrganisation(sector, line[:SIGNATURE_LINE_CHARS])
     return None
+
+
+def _looks_like_a_signature_line(line: str) -> bool:
+    """A name, a title, an organisation — not a sentence of a disclaimer or a fragment of one."""
+    words = line.split()
+    return (len(line) <= SIGNATURE_LINE_CHARS and len(words) <= 12 and line[0].isalpha() and not line[0].islower()
+            and not line.rstrip().endswith((".", "?", "!", ";", ":")))

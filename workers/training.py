@@ -22,6 +22,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,12 @@ from sqlalchemy import Engine
 
 from classifiers.enquiry_type import KeywordTypeClassifier
 from classifiers.evaluation import Evaluation, evaluate
-from classifiers.model import Example, ModelFormatError, TrainedModels, fit_sector_model, fit_type_model, models_from_data, models_to_data
+from classifiers.model import Example, ModelFormatError, TrainedModels, fit_type_model, models_from_data, models_to_data
 from classifiers.pipeline import EnquiryClassifier
 from config.desk import DeskConfig
 
 DATA = Path(__file__).resolve().parents[1] / "classifiers" / "data"
+REAL_SET = DATA / "real" / "enquiries.jsonl"  # real enquiries, restated and labelled (see workers/real_set.py)
 HELDOUT_SHARE = 5  # one example in five is held out
 
 
@@ -67,6 +69,35 @@ def read_examples(path: Path) -> list[Example]:
         except ValueError as exc:
             raise DatasetError(f"{path}:{number}: {exc}") from exc
     return examples
+
+
+@dataclass(frozen=True)
+class RealEnquiry:
+    id: str
+    source: str
+    project: str
+    example: Example  # restated subject and text, adjudicated type and sector
+
+
+def read_real_set(path: Path = REAL_SET) -> list[RealEnquiry]:
+    found = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            example = Example(text=record["text"], subject=record.get("subject") or "", type=record["type"], sector=record["sector"],
+                              language=record.get("language"))
+            found.append(RealEnquiry(str(record["id"]), str(record["source"]), str(record["project"]), example))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{path}:{number}: {exc}") from exc
+    return found
+
+
+@functools.cache
+def real_examples() -> tuple[Example, ...]:
+    """The real development set as training examples (empty where the file is absent)."""
+    return tuple(r.example for r in read_real_set()) if REAL_SET.exists() else ()
 
 
 @functools.cache
@@ -102,13 +133,12 @@ def correction_examples(engine: Engine, staff: frozenset[str] | None = None) -> 
 
 
 def train(desk: DeskConfig, examples: Sequence[Example], corrections: Sequence[Example] = (), version: str = "") -> TrainedModels:
-    """Fit the type and sector models on ``examples`` plus ``corrections`` (corrections count double)."""
+    """Fit the type model on ``examples`` plus ``corrections`` (corrections count double)."""
     rules = KeywordTypeClassifier(desk.taxonomy)
     data = [*examples, *corrections, *corrections]
     return TrainedModels(
         version=version or datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"),
         type_model=fit_type_model(data, rules, list(desk.taxonomy.types)),
-        sector_model=fit_sector_model(data),
         trained_at=datetime.now(timezone.utc).isoformat(),
         examples=len(examples),
         corrections=len(corrections),
@@ -215,7 +245,7 @@ def load_or_train(desk: DeskConfig, store: ModelStore, engine: Engine | None = N
     corrections = correction_examples(engine, desk_people(desk)) if engine is not None else []
     version = store.next_version()
     if corrections:
-        models = train(desk, split(shipped_examples())[0], corrections, version=version)
+        models = train(desk, [*split(shipped_examples())[0], *real_examples()], corrections, version=version)
     else:
         models = dataclasses.replace(_first_model(desk.taxonomy.model_dump_json()), version=version)
     store.save(models)
@@ -234,11 +264,10 @@ def _first_model(taxonomy_json: str) -> TrainedModels:
         if taxonomy_json not in _first_models:
             taxonomy = Taxonomy.model_validate_json(taxonomy_json)
             rules = KeywordTypeClassifier(taxonomy)
-            examples = split(shipped_examples())[0]
+            examples = [*split(shipped_examples())[0], *real_examples()]
             _first_models[taxonomy_json] = TrainedModels(
                 version="shipped",
                 type_model=fit_type_model(examples, rules, list(taxonomy.types)),
-                sector_model=fit_sector_model(examples),
                 trained_at=datetime.now(timezone.utc).isoformat(),
                 examples=len(examples),
                 corrections=0,

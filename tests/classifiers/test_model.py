@@ -91,3 +91,16 @@ def test_classification_performs_no_io(desk, trained, monkeypatch: pytest.Monkey
 def test_low_confidence_means_needs_triage(desk, trained) -> None:  # noqa: ANN001
     classifier = EnquiryClassifier(desk, 0.99, trained)
     assert classifier.classify(subject="hello", text="hi there", sender="a@gmail.com").needs_triage
+
+
+@pytest.mark.parametrize("subject, text", [
+    ("Validate JSON", "How do I validate my JSON against the schema? I want to publish it next week."),
+    ("Question", "Where can I download the data? We publish a report about it."),
+])
+def test_given_a_model_decision_then_reasons_name_only_the_chosen_and_runner_up_types_cues(desk, trained, subject, text) -> None:  # noqa: ANN001
+    label = EnquiryClassifier(desk, 0.45, trained).classify_type(subject, text)
+    named = {reason.split(":")[0] for reason in label.reasons[1:]}
+    model_line = label.reasons[0]
+    runner = model_line.split("(next: ")[1].split()[0]
+
+    assert named <= {f"cues for {label.value}", f"cues for the runner-up {runner}"}

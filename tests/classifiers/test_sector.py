@@ -64,3 +64,23 @@ def test_pattern_needs_an_organisation_label(sectors: SectorClassifier) -> None:
 def test_unknown_domain(sectors: SectorClassifier) -> None:
     result = sectors.classify("a@example.xyz")
     assert result.label.value == "unknown"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How do I validate my JSON against the schema? The tender and budget fields fail.",
+        "Our research on public procurement shows missing award values. Could you help?",
+    ],
+)
+def test_given_topic_words_and_no_evidence_then_the_sector_is_unknown(sectors: SectorClassifier, text: str) -> None:
+    result = sectors.classify("", text)
+
+    assert result.label.value == "unknown"
+
+
+def test_given_a_self_statement_then_the_reason_quotes_it(sectors: SectorClassifier) -> None:
+    result = sectors.classify("", "Hi, I work for the Ministry of Finance of Chile. Where do tenders go?")
+
+    assert result.label.value == "government"
+    assert result.label.reasons == ("the enquirer says 'I work for the Ministry of Finance of Chile' → government",)

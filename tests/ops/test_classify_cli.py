@@ -93,7 +93,7 @@ def test_corrections_are_kept_and_feed_retraining(tmp_path: Path, env: dict[str,
     engine.dispose()
     assert (example.type, example.sector, example.subject) == ("scoping", "civil_society", "Quick question")
     before = ModelStore(Path(env["HELPDESK_MODEL_DIR"])).versions()
-    output = run_cli(["classify", "train"], env).stdout
+    output = run_cli(["classify", "train", "--folds", "2"], env).stdout
     assert "1 corrections" in output and "held-out type: macro-F1" in output
     after = ModelStore(Path(env["HELPDESK_MODEL_DIR"])).versions()
     assert len(after) == len(before) + 1 and after[-1].name > before[-1].name
@@ -141,3 +141,44 @@ def test_reprocess_applies_the_current_model_and_keeps_corrections(tmp_path: Pat
     run_cli(["reprocess"], env)  # nothing left to change: no new events
     assert reclassified() == before
     engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_given_a_current_model_that_scored_better_on_the_real_set_when_retrained_then_it_stays_unless_forced(
+    env: dict[str, str]
+) -> None:
+    import subprocess
+    import sys
+
+    # Given: the current model recorded a cross-validated macro-F1 no new model can reach
+    store = ModelStore(Path(env["HELPDESK_MODEL_DIR"]))
+    current = store.newest()
+    current.metrics = {**current.metrics, "real_cv": {"macro_f1": 0.99, "accuracy": 0.99}}
+    current.version = store.next_version()
+    store.save(current)
+    before = store.versions()
+
+    # When
+    refused = subprocess.run([sys.executable, "-m", "ops", "classify", "train", "--folds", "2"], env=env, capture_output=True, text=True, timeout=600)
+    after_refusal = store.versions()
+    forced = run_cli(["classify", "train", "--force", "--folds", "2"], env).stdout
+
+    # Then
+    assert refused.returncode == 1
+    assert "not saved" in refused.stderr
+    assert f"current {current.version}" in refused.stdout and "0.990" in refused.stdout
+    assert after_refusal == before
+    assert "saved model" in forced
+    assert len(store.versions()) == len(before) + 1
+
+
+def test_given_a_missing_file_when_predicting_then_a_plain_message_not_an_errno(tmp_path: Path, env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ops", "classify", "predict", str(tmp_path / "missing.jsonl")], env=env,
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 1
+    assert "cannot read" in result.stderr and "No such file or directory" in result.stderr
+    assert "[Errno" not in result.stderr
