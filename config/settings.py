@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field("127.0.0.1", description="Interface of the worker metrics port (loopback: only this machine's scraper).")
     ops_token: SecretStr | None = Field(None, min_length=16, description="Bearer token for /metrics and /readyz; without it they answer loopback clients only.")
     scheduler_tick_seconds: int = Field(30, ge=1, description="How often `helpdesk scheduler` runs its jobs.")
+    # -- web dashboard (issue #20) ------------------------------------------------------------
+    web_session_hours: float = Field(12.0, gt=0, le=24 * 30, description="A web sign-in lasts this long (the signed session cookie's lifetime).")
+    web_secure_cookies: bool = Field(False, description="Send the session cookie over HTTPS only (set it behind TLS in production).")
+    web_login_attempts: int = Field(10, ge=1, description="Failed sign-ins allowed per username and per client address in a window.")
+    web_login_window_seconds: int = Field(900, ge=1, description="The window of HELPDESK_WEB_LOGIN_ATTEMPTS.")
+    web_enquiries_per_hour: int = Field(20, ge=1, description="Enquiries (form and API) accepted per client address an hour.")
+    web_api_requests_per_minute: int = Field(120, ge=1, description="Staff API requests per token a minute.")
+    web_poll_seconds: int = Field(15, ge=2, le=3600, description="How often an open queue page asks for new tickets.")
     thread_strangers: Literal["never", "same_organisation"] = Field("same_organisation", description="Who may join a ticket by reference or token without having taken part in it.")
     log_format: Literal["console", "json"] = Field("console", description="json in production.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

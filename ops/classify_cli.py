@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from classifiers.evaluation import Evaluation
-from classifiers.pipeline import EnquiryClassifier
 from config.desk import load_desk
-from config.settings import Settings
 from ops.logs import command_settings as _settings
+
+if TYPE_CHECKING:  # scikit-learn loads with these: commands import them when they run, so `helpdesk --help` stays fast
+    from classifiers.evaluation import Evaluation
+    from classifiers.pipeline import EnquiryClassifier
+    from config.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate, run and retrain the enquiry classifiers.")
 
@@ -44,6 +46,7 @@ def _examples(path: Path | None):  # noqa: ANN202 - list[Example]
 
 def _classifiers(settings: Settings) -> tuple[EnquiryClassifier, EnquiryClassifier]:
     """(model, keyword baseline)."""
+    from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
     from ops.runtime import Runtime  # noqa: PLC0415
     from workers.training import ModelStore, load_or_train  # noqa: PLC0415
 
@@ -90,6 +93,7 @@ def eval_(
 
 
 def _eval_real(as_json: bool) -> None:
+    from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
     from workers.real_set import cross_validate, real_metrics, sector_scores, triage_threshold  # noqa: PLC0415
     from workers.training import read_real_set, shipped_examples  # noqa: PLC0415
 
@@ -180,6 +184,7 @@ def train(
 ) -> None:
     """Retrain from the shipped examples, the real set and every staff correction; the new model replaces the current
     one only if its cross-validated macro-F1 on the real set is no worse (old and new are printed)."""
+    from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
     from ops.runtime import Runtime  # noqa: PLC0415
     from workers.real_set import cross_validate, real_metrics, recorded_real_f1, triage_threshold  # noqa: PLC0415
     from workers.training import (  # noqa: PLC0415

@@ -7,9 +7,12 @@ it can never disturb a real desk's data.
 
 from __future__ import annotations
 
+import email.utils
+import re
 import shutil
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from rich.console import Console
@@ -19,7 +22,8 @@ from config.broker import stop_embedded_redis
 from config.errors import SettingsError
 from config.settings import Settings
 from ops.runtime import Runtime, prepare_worker
-from ops.views import render_matrix, report_data, render_tickets, ticket_rows
+from ops.report_cli import render_matrix, report_data
+from ops.views import render_tickets, ticket_rows
 
 SAMPLES = Path(__file__).resolve().parent / "samples" / "enquiries"
 MARKER = ".helpdesk-demo"
@@ -34,11 +38,13 @@ def run_demo(settings: Settings, console: Console, *, reset: bool = True) -> dic
     console.print(f"data folder: [bold]{settings.data_dir.resolve()}[/bold] (SQLite + embedded Redis, append-only)")
     started = time.monotonic()
     _index_docs(settings, console)
+    samples = dated_samples(SAMPLES, settings.data_dir / "samples", datetime.now(timezone.utc))
     with Runtime(settings) as runtime:
+        _train(settings, runtime, console)
         prepare_worker(runtime)
-        from ops.cli import import_paths  # noqa: PLC0415 - shares the CLI's progress display
+        from ops.intake_cli import import_paths  # noqa: PLC0415 - shares the CLI's progress display
 
-        imported = import_paths(runtime, [SAMPLES], label="queueing sample e-mails")
+        imported = import_paths(runtime, [samples], label="queueing sample e-mails")
         _drain(runtime, console, imported.queued + imported.rejected)
         data = report_data(runtime, None, None)
         rows = ticket_rows(runtime)
@@ -51,9 +57,69 @@ def _index_docs(settings: Settings, console: Console) -> None:
     """The sample desk's documentation, indexed so each ticket gets its suggestions (`helpdesk docs index config/docs`)."""
     from classifiers.docs import build_index  # noqa: PLC0415
 
-    index = build_index(DOCS)
-    index.save(settings.resolved_docs_index)
-    console.print(f"documentation index: {len(index.pages)} pages of {DOCS} → {settings.resolved_docs_index}")
+    began = time.monotonic()
+    with console.status(f"indexing the documentation in {DOCS} …"):
+        index = build_index(DOCS)
+        index.save(settings.resolved_docs_index)
+    console.print(f"documentation index: {len(index.pages)} pages of {DOCS} → {settings.resolved_docs_index} "
+                  f"({time.monotonic() - began:.1f} s)")
+
+
+def _train(settings: Settings, runtime: Runtime, console: Console) -> None:
+    """The first run trains the classifier on the shipped examples (some seconds): say so while it does."""
+    from config.desk import load_desk  # noqa: PLC0415
+    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+
+    store = ModelStore(settings.resolved_model_dir)
+    if store.newest() is not None:
+        return
+    began = time.monotonic()
+    console.print("classifier: training the first model on the shipped examples (first run only, some seconds) …")
+    with console.status("training …"):  # a spinner on a terminal; nothing when the output is piped
+        models = load_or_train(load_desk(settings), store, runtime.engine)
+    console.print(f"classifier: model {models.version} trained in {time.monotonic() - began:.1f} s → {settings.resolved_model_dir}")
+
+
+_DATE = re.compile(rb"^Date:[ \t]*(?P<value>[^\r\n]*)", re.MULTILINE | re.IGNORECASE)
+
+
+def dated_samples(source: Path, target: Path, now: datetime) -> Path:
+    """The sample e-mails copied to ``target`` with their ``Date`` headers moved by whole days so that the newest is
+    today (or yesterday, when today's would lie in the future): the month report of the current month has tickets."""
+    mails = sorted(source.glob("*.eml"))
+    dates = {path: _date_of(path.read_bytes()) for path in mails}
+    newest = max((d for d in dates.values() if d is not None), default=now)
+    shift = timedelta(days=(now.date() - newest.astimezone(timezone.utc).date()).days)
+    if newest + shift > now:
+        shift -= timedelta(days=1)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for path in mails:
+        raw, date = path.read_bytes(), dates[path]
+        if date is not None:
+            header = _DATE.search(_headers(raw))
+            assert header is not None
+            moved = email.utils.format_datetime(date + shift).encode()
+            raw = raw[: header.start("value")] + moved + raw[header.end("value"):]
+        (target / path.name).write_bytes(raw)
+    return target
+
+
+def _headers(raw: bytes) -> bytes:
+    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    return raw[:end]
+
+
+def _date_of(raw: bytes) -> datetime | None:
+    found = _DATE.search(_headers(raw))
+    if found is None:
+        return None
+    try:
+        date = email.utils.parsedate_to_datetime(found["value"].decode("ascii", "replace"))
+    except (TypeError, ValueError):
+        return None
+    return date if date.tzinfo is not None else date.replace(tzinfo=timezone.utc)
 
 
 def _prepare_folder(data_dir: Path, reset: bool) -> None:

@@ -15,9 +15,10 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from rich.console import Console
-from rich.table import Table
 
+from ops import tables
 from ops.runtime import Runtime
+from ops.views import safe
 from workers.actors import QUEUES
 from workers.health import desk_snapshot
 
@@ -86,7 +87,7 @@ def collect_status(runtime: Runtime) -> dict[str, Any]:
     return data
 
 
-def render_status(console: Console, data: dict[str, Any]) -> None:
+def render_status(console: Console, data: dict[str, Any], shape: tables.Shape | None = None) -> None:
     if data["status"] == "unreachable":
         parts = " · ".join(f"{name} {state}" for name, state in data["components"].items())
         console.print(f"intake is [bold red]unreachable[/bold red] · {parts}")
@@ -96,31 +97,32 @@ def render_status(console: Console, data: dict[str, Any]) -> None:
     colour = {"ok": "green", "warning": "yellow", "unhealthy": "red"}[data["status"]]
     console.print(f"intake is [bold {colour}]{data['status']}[/bold {colour}] · redis {data['redis']} · database {data['database']} · "
                   f"tickets {data['tickets']:,}")
-    table = Table(title="Queues", title_justify="left")
-    for column in ("queue", "ready", "delayed", "in flight", "dead-lettered", "oldest", "stranded", "processed/min", "failed/min"):
-        table.add_column(column, justify="left" if column == "queue" else "right")
+    right = {"justify": "right"}
+    queue_columns = [tables.Column("queue"), tables.Column("ready", **right), tables.Column("in flight", **right),
+                     tables.Column("dead-lettered", **right), tables.Column("oldest", **right), tables.Column("delayed", priority=1, **right),
+                     tables.Column("stranded", priority=2, **right), tables.Column("failed/min", priority=3, **right),
+                     tables.Column("processed/min", priority=4, **right)]
+    rows = []
     for q in data["queues"]:
         age = q["oldest_age_seconds"]
         rate = data["throughput_per_minute"].get(q["queue"], {})
-        table.add_row(q["queue"], str(q["ready"]), str(q["delayed"]), str(q["in_flight"]), str(q["dead_lettered"]),
-                      "—" if age is None else f"{age:.0f} s", str(q["stranded"]),
-                      f"{rate.get('processed', 0):g}", f"{rate.get('failed', 0):g}")
-    console.print(table)
-    workers = Table(title=f"Workers alive ({len(data['workers'])})", title_justify="left")
-    for column in ("id", "host", "pid", "threads", "up"):
-        workers.add_column(column)
-    for w in data["workers"]:
-        workers.add_row(w["id"][:8], str(w.get("host")), str(w.get("pid")), str(w.get("threads")), f"{time.time() - w.get('started', time.time()):.0f} s")
-    console.print(workers)
+        rows.append([q["queue"], str(q["ready"]), str(q["in_flight"]), str(q["dead_lettered"]), "—" if age is None else f"{age:.0f} s",
+                     str(q["delayed"]), str(q["stranded"]), f"{rate.get('failed', 0):g}", f"{rate.get('processed', 0):g}"])
+    tables.show(console, "Queues", queue_columns, rows, shape)
+    worker_columns = [tables.Column(c) for c in ("id", "host", "pid", "threads", "up")]
+    tables.show(console, f"Workers alive ({len(data['workers'])})", worker_columns,
+                [[w["id"][:8], safe(w.get("host")), str(w.get("pid")), str(w.get("threads")),
+                  f"{time.time() - w.get('started', time.time()):.0f} s"] for w in data["workers"]], shape)
     if data["adapters"]:
-        adapters = Table(title="Adapters", title_justify="left")
-        for column in ("adapter", "checkpoint", "last success", "last error"):
-            adapters.add_column(column, overflow="fold")
+        adapter_columns = [tables.Column("adapter"), tables.Column("last success"), tables.Column("checkpoint", priority=2),
+                           tables.Column("last error", priority=1, flexible=True, min_width=20)]
+        rows = []
         for name, info in sorted(data["adapters"].items()):
             checkpoint = info.get("checkpoint")
-            adapters.add_row(name, f"uid {checkpoint['last_uid']} (validity {checkpoint['uidvalidity']})" if checkpoint else "—",
-                             _ago(info.get("last_success")), f"{_ago(info.get('last_error_at'))} {info.get('last_error', '')[:80]}".strip())
-        console.print(adapters)
+            rows.append([name, _ago(info.get("last_success")),
+                         f"uid {checkpoint['last_uid']} (validity {checkpoint['uidvalidity']})" if checkpoint else "—",
+                         safe(f"{_ago(info.get('last_error_at'))} {info.get('last_error', '')[:80]}".strip())])
+        tables.show(console, "Adapters", adapter_columns, rows, shape)
     for problem in data["problems"]:
         mark = "[red]✗[/red]" if problem["severity"] == "unhealthy" else "[yellow]![/yellow]"
         console.print(f"{mark} {problem['detail']}")

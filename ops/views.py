@@ -1,18 +1,27 @@
-"""Tables and JSON for `helpdesk tickets` and `helpdesk report`."""
+"""What `helpdesk tickets`, `show` and `contacts show` print: rows for JSON, and tables that fit the terminal.
+
+Times are shown in UTC, and say so; every text that came from outside is escaped for the terminal.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from ops import tables
 from ops.runtime import Runtime
-from storage import queries
-from workers.escaping import terminal_line
+from workers.escaping import terminal, terminal_line
+
+if TYPE_CHECKING:
+    from storage.queries import TicketFilter
+    from workers.desk import Desk
+
+OPEN_STATUSES = ("new", "open", "pending")
+MARKS = {"breached": ("✖", "red"), "at_risk": ("!", "yellow"), "paused": ("‖", "dim")}
+LEGEND = "⚑ needs triage · SLA: ! at risk, ✖ breached, ‖ paused · times in UTC"
 
 
 def safe(value: Any) -> Text:
@@ -20,214 +29,199 @@ def safe(value: Any) -> Text:
     return Text(terminal_line("" if value is None else str(value)))
 
 
-def ticket_rows(runtime: Runtime, limit: int | None = None) -> list[dict[str, Any]]:
-    prefix = runtime.settings.ticket_prefix
-    with runtime.engine.connect().execution_options(readonly=True) as connection:
-        rows = queries.list_tickets(connection, limit)
-    return [
-        {
-            "number": f"{prefix}-{row['id']}",
-            "status": row["status"],
-            "type": row["type"],
-            "sector": row["sector"],
-            "language": row["language"],
-            "team": row["team"],
-            "assignee": row["assignee"],
-            "priority": row["priority"],
-            "channel": row["channel"],
-            "subject": row["subject"],
-            "enquirer": row["contact_address"],
-            "organisation": row["organisation"],
-            "messages": row["messages"],
-            "needs_triage": row["needs_triage"],
-            "created_at": row["created_at"],
-            "classification": row["classification"],
-            "routing": row["routing"],
-            "suggestions": row["suggestions"] or [],
-            "docs_gap": row["docs_gap"],
-        }
-        for row in rows
-    ]
+def when(value: datetime | None, *, year: bool = True) -> str:
+    """A time in UTC to the minute: ``2026-12-05 14:00`` (``Dec 05 14:00`` without the year, for narrow columns)."""
+    if value is None:
+        return "—"
+    value = value.astimezone(timezone.utc)
+    return f"{value:%Y-%m-%d %H:%M}" if year else f"{value:%b %d %H:%M}"
 
 
-def render_tickets(console: Console, rows: list[dict[str, Any]]) -> None:
-    table = Table(title=f"Tickets ({len(rows)})", title_justify="left")
-    for column in ("number", "status", "type", "sector", "lang", "team", "assignee", "priority", "channel", "msgs", "subject"):
-        table.add_column(column, overflow="ellipsis", no_wrap=column != "subject", max_width=48 if column == "subject" else None)
-    for row in rows:
-        kind = row["type"] + (" ⚑" if row["needs_triage"] else "")
-        table.add_row(
-            row["number"], row["status"], kind, row["sector"], row["language"], row["team"], row["assignee"] or "—",
-            row["priority"], row["channel"], str(row["messages"]), safe(row["subject"]),
-        )
-    console.print(table)
-    console.print("⚑ needs triage (type confidence below the threshold)")
+def _desk(runtime: Runtime) -> "Desk":
+    from config.desk import load_desk  # noqa: PLC0415
+    from workers.desk import Desk  # noqa: PLC0415
+
+    return Desk(load_desk(runtime.settings), runtime.settings.ticket_prefix)
 
 
-def report_data(runtime: Runtime, since: datetime | None, until: datetime | None) -> dict[str, Any]:
-    from storage.report import full_report  # noqa: PLC0415
+def ticket_rows(runtime: Runtime, limit: int | None = None, where: "TicketFilter | None" = None) -> list[dict[str, Any]]:
+    from storage import queries  # noqa: PLC0415
     from storage.models import utcnow  # noqa: PLC0415
 
-    until = _aware(until) or utcnow()
+    now = utcnow()
     with runtime.engine.connect().execution_options(readonly=True) as connection:
-        data = full_report(connection, _aware(since), until)
-    data["period"] = {"since": since, "until": until}
-    data["stage_ladder"] = list(_stage_ladder(runtime))
-    return data
+        rows = queries.list_tickets(connection, limit, where, now)
+    desk = _desk(runtime)
+    return [ticket_row(row, desk, now) for row in rows]
 
 
-def _stage_ladder(runtime: Runtime) -> tuple[str, ...]:
-    from config.desk import load_desk  # noqa: PLC0415
+def ticket_row(row: dict[str, Any], desk: "Desk", now: datetime) -> dict[str, Any]:
+    """A ticket as `tickets --json` gives it, with its SLA clocks."""
+    from storage.contacts import label  # noqa: PLC0415
 
-    return load_desk(runtime.settings).implementations.stages
-
-
-def write_csv(data: dict[str, Any], folder: "Path") -> list["Path"]:
-    """One CSV per section, in long format (month, dimension, value, tickets …) for spreadsheets."""
-    import csv  # noqa: PLC0415
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    def table(name: str, header: list[str], rows: list[list[Any]]) -> None:
-        path = folder / f"{name}.csv"
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-        written.append(path)
-
-    table("summary", ["measure", "value"], [[k, data[k]] for k in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs_triage",
-                                                                          "docs_gaps")])
-    table("by_month", ["dimension", "month", "value", "tickets"],
-          [[d, m, v, n] for d, months in data["by_month"].items() for m, values in sorted(months.items()) for v, n in sorted(values.items())])
-    table("times", ["measure", "median_hours", "p90_hours", "n"],
-          [[k, v["median"], v["p90"], v["n"]] for k, v in data["times"].items() if isinstance(v, dict)])
-    table("sla", ["measure", "value"], [[k, v] for k, v in data["times"].items() if not isinstance(v, dict)])
-    table("backlog", ["measure", "value"], list(map(list, data["backlog"].items())))
-    table("enquirers", ["measure", "value"], list(map(list, data["enquirers"].items())))
-    table("organisations", ["domain", "name", "sector", "tickets"], [[o["domain"], o["name"], o["sector"], o["tickets"]] for o in data["top_organisations"]])
-    engagements = data["engagements"]
-    table("engagements", ["month", "kind", "sector", "count", "hours"],
-          [["", k, s, v["count"], v["hours"]] for k, sectors in sorted(engagements["by_kind_sector"].items()) for s, v in sorted(sectors.items())]
-          + [[m, k, "", v["count"], v["hours"]] for m, kinds in engagements["by_month"].items() for k, v in sorted(kinds.items())])
-    table("implementations", ["standard", "stage", "organisations_at_end", "reached_in_period"],
-          [[std, stage, data["implementations"].get(std, {}).get(stage, 0), data["stage_changes"].get(std, {}).get(stage, 0)]
-           for std in sorted({*data["implementations"], *data["stage_changes"]})
-           for stage in sorted({*data["implementations"].get(std, {}), *data["stage_changes"].get(std, {})})])
-    return written
+    next_due, sla = sla_state(row, desk, now)
+    return {
+        "number": f"{desk.prefix}-{row['id']}",
+        "status": row["status"],
+        "type": row["type"],
+        "sector": row["sector"],
+        "language": row["language"],
+        "team": row["team"],
+        "assignee": row["assignee"],
+        "priority": row["priority"],
+        "channel": row["channel"],
+        "subject": row["subject"],
+        "enquirer": label(row["channel"], row["contact_address"], row["contact_name"]),
+        "enquirer_name": row["contact_name"],
+        "contact_id": row["contact_id"],
+        "organisation": row["organisation"],
+        "messages": row["messages"],
+        "needs_triage": row["needs_triage"],
+        "created_at": row["created_at"],
+        "first_response_at": row["first_response_at"],
+        "resolved_at": row["resolved_at"],
+        "first_response_due_at": row["first_response_due_at"],
+        "resolution_due_at": row["resolution_due_at"],
+        "next_due_at": next_due,
+        "sla": sla,
+        "sla_breached": row["sla_breached"],
+        "sla_paused": row["sla_paused_at"] is not None,
+        "sla_paused_at": row["sla_paused_at"],
+        "classification": row["classification"],
+        "routing": row["routing"],
+        "suggestions": row["suggestions"] or [],
+        "docs_gap": row["docs_gap"],
+    }
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    from datetime import timezone  # noqa: PLC0415
+def sla_state(row: dict[str, Any], desk: "Desk", now: datetime) -> tuple[datetime | None, str | None]:
+    """The clock that runs next (first response until answered, then resolution) and how it stands:
+    ``breached``, ``at_risk`` (past the desk's warning share), ``paused``, ``ok`` — or None without a target."""
+    from workers.sla import progress  # noqa: PLC0415
 
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
-
-
-def render_report(console: Console, data: dict[str, Any]) -> None:
-    period = data.get("period", {})
-    console.rule(f"Management information · {period.get('since') or 'all time'} → {period.get('until')}")
-    totals = Table(title="Intake", title_justify="left")
-    for column in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs triage", "docs gaps"):
-        totals.add_column(column, justify="right")
-    totals.add_row(*(str(data.get(k, 0)) for k in ("tickets", "messages", "duplicates", "threaded", "automated", "quarantined", "needs_triage",
-                                                   "docs_gaps")))
-    console.print(totals)
-    render_matrix(console, "Tickets by type × sector", data["type_by_sector"])
-    if "by_month" in data:
-        for dimension in ("type", "sector", "channel", "language", "team"):
-            render_by_month(console, dimension, data["by_month"][dimension])
-        render_times(console, data["times"])
-        render_pairs(console, "Backlog at the end of the period", data["backlog"])
-        render_pairs(console, "Enquirers", data["enquirers"])
-        orgs = Table(title="Top organisations", title_justify="left")
-        for column in ("organisation", "sector", "tickets"):
-            orgs.add_column(column, justify="right" if column == "tickets" else "left")
-        for org in data["top_organisations"]:
-            orgs.add_row(safe(org["name"] or org["domain"]), org["sector"] or "—", str(org["tickets"]))
-        console.print(orgs)
-        render_engagements(console, data["engagements"])
-        render_funnel(console, data["implementations"], data["stage_changes"], data.get("stage_ladder", ()))
+    if row["status"] not in OPEN_STATUSES:
+        return None, "breached" if row["sla_breached"] else None
+    due = row["first_response_due_at"] if row["first_response_at"] is None else row["resolution_due_at"]
+    if row["sla_paused_at"] is not None:
+        return due, "paused"
+    if row["sla_breached"]:
+        return due, "breached"
+    if due is None:
+        return None, None
+    share = progress(row["created_at"], due, now, desk.calendar(row["team"]))
+    return due, "at_risk" if share >= desk.config.sla.warn_at else "ok"
 
 
-def render_engagements(console: Console, engagements: dict[str, Any]) -> None:
-    """Engagements requested in the period by kind, with hours, and by sector."""
-    sectors = sorted({s for row in engagements["by_kind_sector"].values() for s in row})
-    table = Table(title=f"Engagements ({engagements['count']}, {engagements['hours']:g} h; delivered "
-                        f"{engagements['delivered']['count']})", title_justify="left")
-    table.add_column("kind")
-    table.add_column("count", justify="right")
-    table.add_column("hours", justify="right")
-    for sector in sectors:
-        table.add_column(sector.replace("_", " "), justify="right")
-    for kind, totals in engagements["by_kind"].items():
-        row = engagements["by_kind_sector"].get(kind, {})
-        table.add_row(kind.replace("_", " "), str(totals["count"]), f"{totals['hours']:g}", *(str(row.get(s, {}).get("count", "")) for s in sectors))
-    console.print(table if engagements["by_kind"] else "Engagements: none in the period")
+def due_cell(row: dict[str, Any]) -> Text:
+    mark, style = MARKS.get(row.get("sla") or "", ("", ""))
+    due = row.get("next_due_at")
+    text = Text(when(due, year=False) if due is not None else "—")
+    if mark:
+        text.append(f" {mark}", style=style)
+    return text
 
 
-def render_funnel(console: Console, implementations: dict[str, dict[str, int]], reached: dict[str, dict[str, int]],
-                  ladder: "tuple[str, ...] | list[str]" = ()) -> None:
-    """Where implementations stand at the end of the period, and how many reached each stage in it."""
-    table = Table(title="Implementations by stage", title_justify="left")
-    for column in ("standard", "stage", "at the end", "reached in period"):
-        table.add_column(column, justify="right" if column in ("at the end", "reached in period") else "left")
-    for standard in sorted({*implementations, *reached}):
-        stages = {*implementations.get(standard, {}), *reached.get(standard, {})}
-        for stage in sorted(stages, key=lambda st: (list(ladder).index(st) if st in ladder else len(ladder), st)):
-            table.add_row(standard, stage.replace("_", " "), str(implementations.get(standard, {}).get(stage, 0)),
-                          str(reached.get(standard, {}).get(stage, 0)))
-    console.print(table if implementations or reached else "Implementations: none recorded")
+TICKET_COLUMNS = (
+    tables.Column("number", "number"),
+    tables.Column("status", "status"),
+    tables.Column("due", "next due"),
+    tables.Column("type", "type", priority=1),
+    tables.Column("assignee", "assignee", priority=2),
+    tables.Column("subject", "subject", priority=3, flexible=True, min_width=18),
+    tables.Column("team", "team", priority=4),
+    tables.Column("lang", "lang", priority=5),
+    tables.Column("sector", "sector", priority=6),
+    tables.Column("enquirer", "enquirer", priority=7),
+    tables.Column("opened", "opened", priority=8),
+    tables.Column("priority", "priority", priority=9),
+    tables.Column("channel", "channel", priority=10),
+    tables.Column("msgs", "msgs", priority=11, justify="right"),
+)
 
 
-def render_by_month(console: Console, dimension: str, months: dict[str, dict[str, int]]) -> None:
-    values = sorted({v for counts in months.values() for v in counts}, key=lambda v: -sum(m.get(v, 0) for m in months.values()))
-    table = Table(title=f"Tickets by month × {dimension}", title_justify="left")
-    table.add_column("month")
-    for value in values:
-        table.add_column(value.replace("_", " "), justify="right")
-    table.add_column("total", justify="right", style="bold")
-    for month in sorted(months):
-        counts = months[month]
-        table.add_row(month, *(str(counts.get(v, "")) for v in values), str(sum(counts.values())))
-    console.print(table)
+def render_tickets(console: Console, rows: list[dict[str, Any]], shape: tables.Shape | None = None, *, title: str | None = None) -> None:
+    cells = [
+        [
+            row["number"], row["status"], due_cell(row), row["type"] + (" ⚑" if row["needs_triage"] else ""), row["assignee"] or "—",
+            safe(row["subject"]), row["team"], row["language"], row["sector"], safe(row.get("enquirer") or "")[:40],
+            when(row.get("created_at"))[:10], row["priority"], row["channel"], str(row["messages"]),
+        ]
+        for row in rows
+    ]
+    tables.show(console, title or f"Tickets ({len(rows)})", TICKET_COLUMNS, cells, shape)
+    console.print(Text(LEGEND, style="dim"))
 
 
-def render_times(console: Console, times: dict[str, Any]) -> None:
-    table = Table(title="Response and resolution (hours)", title_justify="left")
-    for column in ("measure", "median", "p90", "tickets measured"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
-    for name, value in times.items():
-        if isinstance(value, dict):
-            table.add_row(name.replace("_", " "), _fmt(value["median"]), _fmt(value["p90"]), str(value["n"]))
-    console.print(table)
-    console.print(f"SLA met: first response {_fmt(times['sla_first_response_met_pct'])} %, resolution "
-                  f"{_fmt(times['sla_resolution_met_pct'])} % · reopened (counted apart): {times['reopened']}")
+# -- one ticket ---------------------------------------------------------------------------------
+def render_ticket(console: Console, ticket: dict[str, Any], others: list[dict[str, Any]]) -> None:
+    """`helpdesk show`: the ticket's facts, why it was classified and routed so, its SLA clocks, the conversation and history."""
+    console.rule(Text(f"{ticket['number']} · {ticket['status']} · ", style="bold") + safe(ticket["subject"]), align="left")
+    classification, routing = ticket.get("classification") or {}, ticket.get("routing") or {}
+    from storage.contacts import x_handle  # noqa: PLC0415
+
+    name = ticket["enquirer_name"]
+    named = name and name not in ticket["enquirer"] and x_handle(name) is None  # an X label carries the name already
+    facts = [
+        ("enquirer", safe(ticket["enquirer"]) + Text(f" · {terminal_line(name)}" if named else "")),
+        ("organisation", safe(ticket["organisation"] or "—")),
+        ("opened", f"{when(ticket['created_at'])} UTC on {ticket['channel']}"),
+        ("team", f"{ticket['team']} · assignee {ticket['assignee'] or '— (unassigned)'} · priority {ticket['priority']}"),
+    ]
+    for field in ("type", "sector", "language"):
+        label = classification.get(field) or {}
+        value = ticket[field] if field != "language" else ticket["language"]
+        facts.append((field, safe(f"{value} ({label.get('confidence', '—')})" + (" ⚑ needs triage" if field == "type" and ticket["needs_triage"] else ""))))
+        facts += [("", safe(f"  {reason}")) for reason in label.get("reasons", [])]
+    facts.append(("routing", safe(f"rule {routing.get('rule') or '—'}")))
+    facts += [("", safe(f"  {reason}")) for reason in routing.get("reasons", [])]
+    facts += _sla_facts(ticket)
+    for name, value in facts:
+        console.print(Text(f"{name:>14}  ", style="bold") + (value if isinstance(value, Text) else Text(value)))
+    _conversation(console, ticket.get("conversation", []))
+    _history(console, ticket.get("events", []))
+    if others:
+        render_tickets(console, others, title=f"Other open tickets of this person ({len(others)})")
 
 
-def render_pairs(console: Console, title: str, values: dict[str, Any]) -> None:
-    table = Table(title=title, title_justify="left")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in values.items():
-        table.add_row(key.replace("_", " "), _fmt(value))
-    console.print(table)
+def _sla_facts(ticket: dict[str, Any]) -> list[tuple[str, Text | str]]:
+    state = ticket.get("sla") or "no target"
+    first = f"due {when(ticket['first_response_due_at'])}" + (f", answered {when(ticket['first_response_at'])}" if ticket["first_response_at"] else "")
+    resolution = f"due {when(ticket['resolution_due_at'])}" + (f", resolved {when(ticket['resolved_at'])}" if ticket["resolved_at"] else "")
+    paused = [("paused since", when(ticket["sla_paused_at"]) + " (waiting on the enquirer)")] if ticket["sla_paused"] else []
+    mark, style = MARKS.get(state, ("", ""))
+    return [("SLA", Text(f"{state.replace('_', ' ')} {mark}".strip(), style=style or "")),
+            ("first response", first), ("resolution", resolution), *paused]
 
 
-def _fmt(value: Any) -> str:
-    return "—" if value is None else (f"{value:,.1f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))
+def _conversation(console: Console, messages: list[dict[str, Any]]) -> None:
+    console.print(Text(f"Conversation ({len(messages)} messages, times in UTC)", style="bold"))
+    for message in messages:
+        arrow = "→" if message["direction"] == "out" else "←"
+        who = message["author"] if message["direction"] == "out" else message["sender_name"] or message["sender_address"]
+        status = f" · {message['status']}" if message.get("status") else ""
+        # imported mail is received long after it was written: show when it was sent
+        at = min(filter(None, (message.get("sent_at"), message["received_at"])))
+        head = Text(f"{when(at)} {arrow} {message['channel']} · {message['kind']}{status} · ", style="cyan")
+        console.print(head + safe(who))
+        for line in terminal(message["text"] or "").strip().splitlines()[:40]:
+            console.print(Text("    " + line))
 
 
-def render_matrix(console: Console, title: str, matrix: dict[str, dict[str, int]]) -> None:
-    sectors = sorted({s for row in matrix.values() for s in row})
-    table = Table(title=title, title_justify="left")
-    table.add_column("type")
-    for sector in sectors:
-        table.add_column(sector.replace("_", " "), justify="right")
-    table.add_column("total", justify="right", style="bold")
-    for etype in sorted(matrix, key=lambda t: -sum(matrix[t].values())):
-        row = matrix[etype]
-        table.add_row(etype, *(str(row.get(s, "")) for s in sectors), str(sum(row.values())))
-    totals = [sum(matrix[t].get(s, 0) for t in matrix) for s in sectors]
-    table.add_row("total", *(str(t) for t in totals), str(sum(totals)), style="bold")
-    console.print(table)
+def _history(console: Console, events: list[dict[str, Any]]) -> None:
+    console.print(Text(f"History ({len(events)})", style="bold"))
+    for event in events:
+        data = event.get("data") or {}
+        detail = ", ".join(f"{k} {v}" for k, v in data.items() if isinstance(v, (str, int, float)) and k not in ("key", "at"))
+        console.print(Text(f"{when(event['at'])}  {event['kind'].replace('_', ' ')}", style="dim") + Text(": " if detail else "") + safe(detail))
+
+
+# -- contacts -------------------------------------------------------------------------------------
+def render_contact(console: Console, contact: dict[str, Any], tickets: list[dict[str, Any]], shape: tables.Shape | None = None) -> None:
+    console.print(Text(f"contact {contact['id']}: ", style="bold") + safe(contact["display_name"] or "—")
+                  + Text(f" · {contact['organisation'] or 'no organisation'} · first wrote {when(contact['created_at'])} UTC"))
+    columns = (tables.Column("channel"), tables.Column("identity", priority=1, flexible=True, min_width=20))
+    tables.show(console, f"Identities ({len(contact['identities'])})", columns,
+                [[i["channel"], safe(i["label"])] for i in contact["identities"]], shape)
+    if contact["merged"]:
+        console.print(f"linked from contact(s) {', '.join(map(str, contact['merged']))}")
+    render_tickets(console, tickets, shape, title=f"Tickets ({len(tickets)})")

@@ -1,4 +1,4 @@
-"""The web process: an ASGI app built by ``create_app`` — health, metrics, and (with Slack) the Slack endpoints.
+"""The web process: an ASGI app built by ``create_app`` — health, metrics, (with Slack) the Slack endpoints, and the dashboard.
 
 ``/healthz`` answers anyone ("alive", nothing more). ``/readyz`` and ``/metrics`` are for operators:
 a bearer token (``HELPDESK_OPS_TOKEN``) or, without one, clients on this machine only.
@@ -18,7 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from sqlalchemy import text
 
 from config.settings import Settings
@@ -107,7 +107,9 @@ def create_app(runtime: Runtime, routes: Sequence[BaseRoute], *, debug: bool = F
 
 
 def build_app(runtime: Runtime) -> Starlette:
-    """The app of `helpdesk web`: health and metrics, plus the Slack endpoints when Slack is configured."""
+    """The app of `helpdesk web`: health and metrics, the Slack endpoints when Slack is configured, and the
+    web dashboard (``web.app``: staff pages, the enquiry form and the JSON APIs) for every other path."""
+    from web.app import web_app  # noqa: PLC0415
     from workers.actors import QUEUES  # noqa: PLC0415
 
     routes = health_routes(runtime, QUEUES)
@@ -115,4 +117,5 @@ def build_app(runtime: Runtime) -> Starlette:
         from ops.slack_web import slack_routes  # noqa: PLC0415
 
         routes += slack_routes(runtime)
+    routes.append(Mount("", app=web_app(runtime)))  # last: the routes above keep their own guards
     return create_app(runtime, routes)

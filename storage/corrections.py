@@ -46,6 +46,8 @@ def record_correction(
         if row is None:
             raise UnknownTicket(ticket_id)
         old_value = row.type if field == "type" else row.sector
+        if old_value == new_value and _latest_correction(c, ticket_id, field) == new_value:
+            return CorrectionResult(ticket_id, field, old_value, new_value, recorded=False)  # staff said so already
         inserted = c.execute(
             insert(CORRECTION)
             .values(key=key, ticket_id=ticket_id, field=field, old_value=old_value, new_value=new_value,
@@ -70,6 +72,11 @@ def record_correction(
             .on_conflict_do_nothing(index_elements=["key"])
         )
     return CorrectionResult(ticket_id, field, old_value, new_value, recorded=True)
+
+
+def _latest_correction(c: Connection, ticket_id: int, field: str) -> str | None:
+    return c.execute(select(CORRECTION.c.new_value).where(CORRECTION.c.ticket_id == ticket_id, CORRECTION.c.field == field)
+                     .order_by(CORRECTION.c.id.desc()).limit(1)).scalar()
 
 
 def training_corrections(connection: Connection) -> list[dict[str, Any]]:

@@ -426,4 +426,28 @@ class SlackEvent(SQLModel, table=True):
     received_at: datetime = _ts()
 
 
-TABLES = [Organisation, OrganisationDomain, Implementation, StageChange, Engagement, EngagementTicket, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox, AlertState, Acknowledgement, AuditLog, SlackEvent]
+class StaffCredential(SQLModel, table=True):
+    """A person's web password (argon2 hash, never the password); the person is a key of the teams file."""
+
+    __tablename__ = "staff_credential"
+
+    staff_key: str = Field(primary_key=True, max_length=64)
+    password_hash: str = Field(max_length=512)
+    updated_at: datetime = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the staff JSON API, stored as its SHA-256 (the token itself is shown once, at creation)."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    staff_key: str = Field(max_length=64, index=True)
+    name: str = Field(default="", max_length=128)
+    created_at: datetime = _ts()
+    last_used_at: datetime | None = _ts(nullable=True)
+    revoked_at: datetime | None = _ts(nullable=True)
+
+
+TABLES = [Organisation, OrganisationDomain, Implementation, StageChange, Engagement, EngagementTicket, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox, AlertState, Acknowledgement, AuditLog, SlackEvent, StaffCredential, ApiToken]

@@ -11,10 +11,12 @@ Definitions used in reports:
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select, tuple_
+from sqlalchemy import Connection, and_, case, func, or_, select, tuple_
+from sqlalchemy.sql import ColumnElement
 
 from storage.intake_store import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
 
@@ -110,8 +112,56 @@ def _window(column: Any, since: datetime | None, until: datetime | None) -> list
     return clauses
 
 
-def list_tickets(connection: Connection, limit: int | None = None) -> list[dict[str, Any]]:
-    """One row per ticket with its enquirer, newest first."""
+@dataclass(frozen=True)
+class TicketFilter:
+    """Which tickets a listing shows; every field left empty matches every ticket."""
+
+    team: str | None = None
+    assignee: str | None = None
+    statuses: tuple[str, ...] = ()
+    breached: bool = False
+    needs_triage: bool = False
+    contact_ids: tuple[int, ...] = ()
+    exclude_ticket: int | None = None
+
+
+OPEN = ("new", "open")  # the SLA clocks run (pending pauses them; resolved stops them)
+
+
+def sla_breached(now: datetime) -> ColumnElement:
+    """A clock missed: measured late, or still running past its due time (not while waiting on the enquirer)."""
+    running = and_(TICKET.c.status.in_(OPEN), TICKET.c.sla_paused_at.is_(None))
+    return or_(
+        TICKET.c.first_response_met.is_(False),
+        TICKET.c.resolution_met.is_(False),
+        and_(running, TICKET.c.first_response_at.is_(None), TICKET.c.first_response_due_at < now),
+        and_(running, TICKET.c.resolution_due_at < now),
+    )
+
+
+def _ticket_where(where: TicketFilter, now: datetime) -> list[Any]:
+    clauses: list[Any] = []
+    if where.team:
+        clauses.append(TICKET.c.team == where.team)
+    if where.assignee:
+        clauses.append(TICKET.c.assignee == where.assignee)
+    if where.statuses:
+        clauses.append(TICKET.c.status.in_(where.statuses))
+    if where.breached:
+        clauses.append(sla_breached(now))
+    if where.needs_triage:
+        clauses.append(TICKET.c.needs_triage.is_(True))
+    if where.contact_ids:
+        clauses.append(TICKET.c.contact_id.in_(where.contact_ids))
+    if where.exclude_ticket is not None:
+        clauses.append(TICKET.c.id != where.exclude_ticket)
+    return clauses
+
+
+def list_tickets(connection: Connection, limit: int | None = None, where: TicketFilter | None = None,
+                 now: datetime | None = None, *, only: int | None = None) -> list[dict[str, Any]]:
+    """One row per ticket with its enquirer and ``sla_breached``, newest first."""
+    now = now or datetime.now(timezone.utc)
     first_identity = (
         select(IDENTITY.c.contact_id, func.min(IDENTITY.c.address).label("address")).group_by(IDENTITY.c.contact_id).subquery()
     )
@@ -123,16 +173,18 @@ def list_tickets(connection: Connection, limit: int | None = None) -> list[dict[
             ORGANISATION.c.domain.label("organisation"),
             ORGANISATION.c.name.label("organisation_name"),
             select(func.count()).where(MESSAGE.c.ticket_id == TICKET.c.id).scalar_subquery().label("messages"),
+            case((sla_breached(now), True), else_=False).label("sla_breached"),
         )
         .select_from(TICKET)
         .outerjoin(CONTACT, CONTACT.c.id == TICKET.c.contact_id)
         .outerjoin(first_identity, first_identity.c.contact_id == TICKET.c.contact_id)
         .outerjoin(ORGANISATION, ORGANISATION.c.id == TICKET.c.organisation_id)
+        .where(*_ticket_where(where or TicketFilter(), now), *([TICKET.c.id == only] if only is not None else []))
         .order_by(TICKET.c.id.desc())
     )
     if limit:
         stmt = stmt.limit(limit)
-    return [dict(row._mapping) for row in connection.execute(stmt)]
+    return [dict(row._mapping) | {"sla_breached": bool(row.sla_breached)} for row in connection.execute(stmt)]
 
 
 def list_quarantine(connection: Connection, limit: int = 100) -> list[dict[str, Any]]:
@@ -163,3 +215,21 @@ def ticket_total(connection: Connection) -> int:
 
 def ticket_exists(connection: Connection, ticket_id: int) -> bool:
     return connection.execute(select(TICKET.c.id).where(TICKET.c.id == ticket_id)).first() is not None
+
+
+def ticket_detail(connection: Connection, ticket_id: int, now: datetime | None = None) -> dict[str, Any] | None:
+    """One ticket whole: its row (as ``list_tickets`` gives it), the conversation on every channel, oldest first,
+    and the history of events; None when there is no such ticket."""
+    rows = list_tickets(connection, where=TicketFilter(), now=now, only=ticket_id)
+    if not rows:
+        return None
+    messages = connection.execute(
+        select(MESSAGE.c.id, MESSAGE.c.direction, MESSAGE.c.kind, MESSAGE.c.channel, MESSAGE.c.sender_address, MESSAGE.c.sender_name,
+               MESSAGE.c.subject, func.coalesce(MESSAGE.c.new_text, MESSAGE.c.text).label("text"), MESSAGE.c.received_at,
+               MESSAGE.c.sent_at, MESSAGE.c.author, MESSAGE.c.status, MESSAGE.c.thread_reason)
+        .where(MESSAGE.c.ticket_id == ticket_id).order_by(MESSAGE.c.received_at, MESSAGE.c.id)
+    )
+    events = connection.execute(
+        select(EVENT.c.kind, EVENT.c.at, EVENT.c.data).where(EVENT.c.ticket_id == ticket_id).order_by(EVENT.c.at, EVENT.c.id)
+    )
+    return rows[0] | {"conversation": [dict(m._mapping) for m in messages], "events": [dict(e._mapping) for e in events]}

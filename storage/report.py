@@ -80,6 +80,28 @@ def by_month(c: Connection, since: datetime | None, until: datetime | None) -> d
     return result
 
 
+GROUPINGS = ("type", "sector", "channel", "language", "team", "organisation", "month")
+
+
+def grouped(c: Connection, by: tuple[str, ...], since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+    """Tickets of the period counted by any combination of ``GROUPINGS``: one row per combination that occurs,
+    most tickets first (months in calendar order when ``month`` leads). A ticket without an organisation counts
+    under ``none``."""
+    unknown = [name for name in by if name not in GROUPINGS]
+    if unknown or not by:
+        raise ValueError(f"group by one or more of {', '.join(GROUPINGS)}; not {', '.join(unknown) or 'nothing'}")
+    organisation = func.coalesce(ORGANISATION.c.name, ORGANISATION.c.domain, "none")
+    columns = [(month_of(c, TICKET.c.created_at) if name == "month" else organisation if name == "organisation"
+                else getattr(TICKET.c, name)).label(name) for name in by]
+    stmt = (select(*columns, func.count().label("tickets"))
+            .select_from(TICKET.outerjoin(ORGANISATION, ORGANISATION.c.id == TICKET.c.organisation_id))
+            .where(*_window(since, until)).group_by(*columns))
+    rows = [{name: str(row._mapping[name]) for name in by} | {"tickets": int(row.tickets)} for row in c.execute(stmt)]
+    if by[0] == "month":
+        return sorted(rows, key=lambda r: (r["month"], -r["tickets"], *(r[n] for n in by[1:])))
+    return sorted(rows, key=lambda r: (-r["tickets"], *(r[n] for n in by)))
+
+
 def organisations(c: Connection, since: datetime | None, until: datetime | None, limit: int = TOP_ORGANISATIONS) -> list[dict[str, Any]]:
     rows = c.execute(
         select(ORGANISATION.c.domain, ORGANISATION.c.name, ORGANISATION.c.sector, func.count().label("tickets"))

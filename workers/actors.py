@@ -134,6 +134,7 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
     email = EmailSender.from_settings(engine, settings, desk.templates.desk_name, keys=keys)
     if email is not None:
         effects.senders["email"] = email
+        effects.senders["web"] = email  # web enquiries are answered by e-mail, in the thread of their first message
     x_sender = XSender.from_settings(engine, settings)
     if x_sender is not None:
         effects.senders["x"] = x_sender

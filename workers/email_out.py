@@ -82,6 +82,9 @@ def reply_subject(subject: str, token: str) -> str:
     return f"Re: {base}"
 
 
+MAIL_CHANNELS = ("email", "web")  # a web enquiry gives an e-mail address: it is answered by mail
+
+
 @dataclass(frozen=True)
 class Thread:
     """What a reply answers: the enquirer's latest message on the ticket."""
@@ -96,7 +99,7 @@ class Thread:
 def thread_of(engine: Engine, ticket_id: int) -> Thread | None:
     with engine.connect() as c:
         row = c.execute(select(MESSAGE.c.sender_address, MESSAGE.c.sender_name, MESSAGE.c.subject, MESSAGE.c.message_id, MESSAGE.c.refs)
-                        .where(MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "in", MESSAGE.c.channel == "email",
+                        .where(MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "in", MESSAGE.c.channel.in_(MAIL_CHANNELS),
                                MESSAGE.c.kind != "automated")
                         .order_by(MESSAGE.c.id.desc()).limit(1)).first()
     if row is None or "@" not in (row.sender_address or ""):

@@ -29,6 +29,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "view": DESK_WORK | {"manager", "operator"},
     # knowledge of implementations
     "org.set": KNOWLEDGE_WORK,
+    "contact.link": KNOWLEDGE_WORK,  # merge two contacts that are one person
     "engagement.add": KNOWLEDGE_WORK,
     "engagement.update": KNOWLEDGE_WORK,
     # management information and operations

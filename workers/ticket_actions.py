@@ -123,7 +123,7 @@ class TicketActions:
         taxonomy = self.desk.config.taxonomy
         allowed = taxonomy.types if field == "type" else taxonomy.sectors
         if value not in allowed:
-            return Outcome("reclassify", ticket_id, "invalid", detail=f"{value!r} is not a {field} (one of {', '.join(allowed)})")
+            return Outcome("reclassify", ticket_id, "invalid", detail=f"unknown {field} {value!r} (one of {', '.join(allowed)})")
         try:
             result = record_correction(self.engine, ticket_id=ticket_id, field=field, new_value=value, by=person.key, key=key,
                                        source=self.surface)

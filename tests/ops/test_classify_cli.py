@@ -102,7 +102,7 @@ def test_corrections_are_kept_and_feed_retraining(tmp_path: Path, env: dict[str,
 def test_reclassify_refuses_unknown_labels_and_tickets(env: dict[str, str]) -> None:
     with pytest.raises(AssertionError, match="unknown type 'gossip'"):
         run_cli(["reclassify", "HD-1", "--type", "gossip", "--by", "ana"], env)
-    with pytest.raises(AssertionError, match="no ticket HD-999"):
+    with pytest.raises(AssertionError, match="there is no HD-999"):
         run_cli(["reclassify", "HD-999", "--type", "schema", "--by", "ana"], env)
 
 

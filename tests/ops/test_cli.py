@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,24 @@ def test_import_names_what_it_skipped_and_its_quarantine_count_is_everyones(tmp_
     report = json.loads(run_cli(["report", "--json"], env, cwd=tmp_path).stdout)
     assert status["quarantined"] == len(letters) == report["quarantined"] == 1
     assert_no_server_left(tmp_path)
+
+
+def test_given_a_first_demo_run_when_it_trains_and_indexes_then_it_says_so(demo_run: tuple[Path, dict[str, str], str]) -> None:
+    _, _, output = demo_run
+    assert "documentation index: 43 pages" in output
+    assert "trained in" in output
+
+
+def test_given_the_demo_when_the_current_month_is_reported_then_it_has_tickets(demo_run: tuple[Path, dict[str, str], str]) -> None:
+    workdir, env, _ = demo_run
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    report = json.loads(run_cli(["report", "--month", month, "--json"], env, cwd=workdir).stdout)
+    assert report["tickets"] > 0
+
+
+def test_given_the_demo_when_tickets_are_listed_at_80_columns_then_numbers_and_statuses_are_whole(
+        demo_run: tuple[Path, dict[str, str], str]) -> None:
+    workdir, env, _ = demo_run
+    out = run_cli(["tickets"], {**env, "COLUMNS": "80"}, cwd=workdir).stdout
+    assert all(len(line) <= 80 for line in out.splitlines())
+    assert "│ HD-35  │ new    │" in out

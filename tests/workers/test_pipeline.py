@@ -22,7 +22,8 @@ def _tickets(engine: Engine) -> list:
 
 
 def test_new_enquiry_becomes_a_classified_routed_ticket(pipeline: Pipeline, engine: Engine) -> None:
-    outcome = pipeline.process(make_message(sender="ana@finance.gov.uk"), "d1")
+    text = "Hello, our published tender data has validation errors for tender/value and some award dates are missing. Can you help?"
+    outcome = pipeline.process(make_message(sender="ana@finance.gov.uk", text=text), "d1")
     assert outcome.kind == "created" and outcome.effects == (f"assign:{outcome.ticket_id}",)
     [ticket] = _tickets(engine)
     assert ticket.type == "data_quality" and ticket.sector == "government" and ticket.language == "en"
