@@ -28,16 +28,19 @@ class _Redact:
     """Takes every configured secret out of a log event's text (values and rendered tracebacks alike)."""
 
     def __init__(self, secrets: list[str]) -> None:
+        from config.secrets import redact  # noqa: PLC0415 - once per configuration, not per event
+
         self.secrets = secrets
+        self.redact = redact
 
     def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-        from config.secrets import redact  # noqa: PLC0415
-
+        if not self.secrets:
+            return event
         for key, value in event.items():
             if isinstance(value, str):
-                event[key] = redact(value, self.secrets)
+                event[key] = self.redact(value, self.secrets)
             elif isinstance(value, BaseException):
-                event[key] = redact(f"{type(value).__name__}: {value}", self.secrets)
+                event[key] = self.redact(f"{type(value).__name__}: {value}", self.secrets)
         return event
 
 

@@ -17,20 +17,10 @@ from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.slow
 
-MAIL_FROM = "helpdesk@osds.example"
-
-
 @pytest.fixture
-def smtp():  # noqa: ANN201
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-def ack_settings(settings: Settings, smtp: SmtpServer) -> Settings:
-    return settings.model_copy(update={
-        "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_security": "none", "mail_from": MAIL_FROM, "acknowledge": True,
-        "acknowledgement_window_hours": 24, "ack_limit_per_address_hour": 2, "ack_limit_per_domain_hour": 4,
+def ack_settings(mail_settings: Settings) -> Settings:
+    return mail_settings.model_copy(update={
+        "acknowledge": True, "acknowledgement_window_hours": 24, "ack_limit_per_address_hour": 2, "ack_limit_per_domain_hour": 4,
     })
 
 

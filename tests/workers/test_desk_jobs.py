@@ -11,55 +11,17 @@ from sqlalchemy import Engine, select
 from config.desk import load_desk
 from config.settings import Settings
 from storage import outbox
-from storage.intake_store import EVENT, TICKET
+from storage.intake_store import EVENT
 from tests.factories import make_message
 from tests.intake.imap_helpers import wait_for
 from tests.slack_server import TOKEN
+from tests.workers.desk_setup import MONDAY_10, TEAMS, open_ticket, read_ticket
 from workers.actors import build_services, enqueue_effect
 from workers.desk import Desk, assign, set_status
 from workers.effects import Effects
 from workers.scheduled import Jobs
 from workers.scheduler import JOB_NAMES, tick
 from workers.slack import SlackPoster, make_client
-
-ALL_WEEK = "[mon, tue, wed, thu, fri, sat, sun]"
-MONDAY_10 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
-
-TEAMS = f"""
-version: 1
-teams:
-  data:
-    name: Data
-    slack_channel: "#data"
-    escalation_channel: "#escalations"
-    strategy: round_robin
-    calendar: {{timezone: UTC, working_hours: "09:00-17:00"}}
-    digest_at: "09:00"
-    members:
-      - {{key: priya, name: Priya, slack_user: U1, capacity: 1, working_hours: "00:00-24:00", working_days: {ALL_WEEK}, lead: true}}
-      - {{key: jonas, name: Jonas, slack_user: U2, capacity: 1, working_hours: "00:00-24:00", working_days: {ALL_WEEK}}}
-  general:
-    name: General
-    slack_channel: "#general"
-    calendar: {{timezone: UTC}}
-    members:
-      - {{key: ana, name: Ana, capacity: 5, working_hours: "00:00-24:00", working_days: {ALL_WEEK}}}
-"""
-ROUTING = "version: 1\ndefault: {team: data, priority: normal}\nrules: []\n"
-SLA = "version: 1\nwarn_at: 0.75\npolicies:\n  - {name: standard, when: {}, first_response: 4h, resolution: 2d}\n"
-
-
-@pytest.fixture
-def desk_settings(settings: Settings, slack, tmp_path: Path) -> Settings:  # noqa: ANN001
-    for name, text in (("teams.yaml", TEAMS), ("routing.yaml", ROUTING), ("sla.yaml", SLA)):
-        (tmp_path / name).write_text(text)
-    slack.fake.channel("#data")
-    slack.fake.channel("#escalations")
-    return settings.model_copy(update={
-        "teams_file": tmp_path / "teams.yaml", "routing_file": tmp_path / "routing.yaml", "sla_file": tmp_path / "sla.yaml",
-        "slack_bot_token": TOKEN, "slack_api_url": slack.api_url,
-    })
-
 
 @pytest.fixture
 def desk(desk_settings: Settings) -> Desk:
@@ -69,17 +31,6 @@ def desk(desk_settings: Settings) -> Desk:
 @pytest.fixture
 def effects(engine: Engine, desk: Desk, slack) -> Effects:  # noqa: ANN001
     return Effects(engine, desk, SlackPoster(make_client(TOKEN, slack.api_url)), clock=lambda: MONDAY_10)
-
-
-def _open_ticket(desk_settings: Settings, broker, engine: Engine, external_id: str, at: datetime = MONDAY_10) -> int:  # noqa: ANN001
-    pipeline = build_services(desk_settings, broker, engine).pipeline
-    outcome = pipeline.process(make_message(external_id, sender=f"{external_id}@finance.gov.uk", received_at=at), f"d-{external_id}")
-    return outcome.ticket_id
-
-
-def _ticket(engine: Engine, ticket_id: int):  # noqa: ANN202
-    with engine.connect() as c:
-        return c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).one()
 
 
 def _events(engine: Engine, kind: str) -> list:
@@ -98,7 +49,7 @@ def test_a_new_ticket_is_assigned_and_carded_through_the_worker(desk_settings, b
         import time
 
         time.sleep(1.0)
-    ticket = _ticket(engine, ticket_id)
+    ticket = read_ticket(engine, ticket_id)
     assert ticket.assignee in ("priya", "jonas") and ticket.status == "open"
     assert ticket.assignment["reasons"][0].startswith("round robin")
     assert ticket.sla_policy == "standard" and ticket.first_response_due_at is not None
@@ -108,7 +59,7 @@ def test_a_new_ticket_is_assigned_and_carded_through_the_worker(desk_settings, b
 
 
 def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
-    ids = [_open_ticket(desk_settings, broker, engine, f"c{i}", MONDAY_10 + timedelta(minutes=i)) for i in range(4)]
+    ids = [open_ticket(desk_settings, broker, engine, f"c{i}", MONDAY_10 + timedelta(minutes=i)) for i in range(4)]
     results = [assign(engine, desk, i, MONDAY_10) for i in ids]
     assert [r.outcome for r in results] == ["assigned", "assigned", "backlog", "backlog"]  # two members of capacity 1
     assert "nobody available with capacity: backlog" in results[2].reasons and "priya full (1/1)" in " ".join(results[2].reasons)
@@ -116,14 +67,14 @@ def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine
     assert jobs.backlog(MONDAY_10) == {"assigned": 0, "waiting": 2}
     set_status(engine, desk, ids[0], "resolved", MONDAY_10, by="test", key="t1")  # capacity frees
     assert jobs.backlog(MONDAY_10) == {"assigned": 1, "waiting": 1}
-    assert _ticket(engine, ids[2]).assignee is not None and _ticket(engine, ids[3]).assignee is None  # the oldest first
+    assert read_ticket(engine, ids[2]).assignee is not None and read_ticket(engine, ids[3]).assignee is None  # the oldest first
     assert jobs.backlog(MONDAY_10) == {"assigned": 0, "waiting": 1}  # run again: same state
 
 
 def test_sla_warning_then_breach_reach_slack_once(desk_settings, broker, engine: Engine, desk: Desk, effects: Effects, slack) -> None:  # noqa: ANN001
-    ticket_id = _open_ticket(desk_settings, broker, engine, "s1")
+    ticket_id = open_ticket(desk_settings, broker, engine, "s1")
     assign(engine, desk, ticket_id, MONDAY_10)
-    due = _ticket(engine, ticket_id).first_response_due_at
+    due = read_ticket(engine, ticket_id).first_response_due_at
     assert due == MONDAY_10 + timedelta(hours=4)
     queued: list[str] = []
     jobs = Jobs(engine, desk, enqueue=queued.append)
@@ -143,23 +94,23 @@ def test_sla_warning_then_breach_reach_slack_once(desk_settings, broker, engine:
 
 
 def test_waiting_on_the_enquirer_pauses_the_clock(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
-    ticket_id = _open_ticket(desk_settings, broker, engine, "p1")
+    ticket_id = open_ticket(desk_settings, broker, engine, "p1")
     assign(engine, desk, ticket_id, MONDAY_10)
-    before = _ticket(engine, ticket_id).resolution_due_at
+    before = read_ticket(engine, ticket_id).resolution_due_at
     set_status(engine, desk, ticket_id, "pending", MONDAY_10 + timedelta(hours=1), by="priya", key="pending-1")
     assert Jobs(engine, desk, lambda k: None).sla(before + timedelta(hours=1)) == {"warned": 0, "breached": 0}  # paused
     # The enquirer answers on Tuesday 10:00: 1 h of Monday + 1 h of Tuesday passed in business time
     pipeline = build_services(desk_settings, broker, engine).pipeline
     reply_at = MONDAY_10 + timedelta(days=1)
     pipeline.process(make_message("p1-reply", sender="p1@finance.gov.uk", in_reply_to=("p1",), received_at=reply_at), "d-p1r")
-    ticket = _ticket(engine, ticket_id)
+    ticket = read_ticket(engine, ticket_id)
     assert ticket.status == "open" and ticket.sla_paused_at is None
     # the pipeline stamps "now", not the message time; the clock moved on by the business time it stood still
     assert ticket.resolution_due_at > before
 
 
 def test_daily_digest_once_per_team_and_day(desk_settings, broker, engine: Engine, desk: Desk, effects: Effects, slack) -> None:  # noqa: ANN001
-    _open_ticket(desk_settings, broker, engine, "g1")
+    open_ticket(desk_settings, broker, engine, "g1")
     queued: list[str] = []
     jobs = Jobs(engine, desk, enqueue=queued.append)
     assert jobs.digest(datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)) == {"posted": 0}  # before 09:00 local
@@ -173,7 +124,7 @@ def test_daily_digest_once_per_team_and_day(desk_settings, broker, engine: Engin
 
 
 def test_tickets_of_someone_on_leave_are_reassigned_with_the_reason(desk_settings, broker, engine: Engine, desk: Desk, tmp_path: Path) -> None:  # noqa: ANN001
-    ticket_id = _open_ticket(desk_settings, broker, engine, "l1")
+    ticket_id = open_ticket(desk_settings, broker, engine, "l1")
     first = assign(engine, desk, ticket_id, MONDAY_10).member
     other = "jonas" if first == "priya" else "priya"
     away = TEAMS.replace(f"{{key: {first}, name: {first.title()},", f"{{key: {first}, name: {first.title()}, on_leave_until: 2026-11-20,")
@@ -182,7 +133,7 @@ def test_tickets_of_someone_on_leave_are_reassigned_with_the_reason(desk_setting
     jobs = Jobs(engine, desk_away, enqueue=lambda key: None)
     assert jobs.away(MONDAY_10) == {"reassigned": 1}
     assert jobs.away(MONDAY_10) == {"reassigned": 0}
-    ticket = _ticket(engine, ticket_id)
+    ticket = read_ticket(engine, ticket_id)
     assert ticket.assignee == other and ticket.assignment_count == 2
     assert ticket.assignment["reasons"][0] == f"{first} on leave until 2026-11-20"
     [event] = _events(engine, "reassigned")
@@ -192,7 +143,7 @@ def test_tickets_of_someone_on_leave_are_reassigned_with_the_reason(desk_setting
 def test_slack_rate_limit_and_lost_response_still_one_post(desk_settings, broker, engine: Engine, desk: Desk, effects: Effects, slack) -> None:  # noqa: ANN001
     from workers.slack import RateLimited, SlackUnavailable
 
-    ticket_id = _open_ticket(desk_settings, broker, engine, "r1")
+    ticket_id = open_ticket(desk_settings, broker, engine, "r1")
     result = assign(engine, desk, ticket_id, MONDAY_10)
     [card_key] = result.effects
     slack.fake.inject("chat.postMessage", "ratelimit", 1, 3)
@@ -209,7 +160,7 @@ def test_slack_rate_limit_and_lost_response_still_one_post(desk_settings, broker
 
 
 def test_the_outbox_sweep_recovers_lost_enqueues(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
-    ticket_id = _open_ticket(desk_settings, broker, engine, "o1")  # its assign row is pending; nobody enqueued it
+    ticket_id = open_ticket(desk_settings, broker, engine, "o1")  # its assign row is pending; nobody enqueued it
     queued: list[str] = []
     from storage.models import utcnow
 

@@ -17,6 +17,7 @@ from tests.cli import run_cli, settings_env, start_cli
 from tests.factories import make_email
 from tests.intake.imap_helpers import account_for, append, ingestor_for, wait_for, watching
 from tests.smtp_server import SmtpServer
+from tests.workers.conftest import MAIL_FROM
 from workers.actors import enqueue_effect
 from config.secrets import desk_secret
 from workers.conversation import TicketKeys
@@ -24,20 +25,6 @@ from workers.desk import add_staff_message
 
 pytestmark = pytest.mark.slow
 
-MAIL_FROM = "helpdesk@osds.example"
-
-
-@pytest.fixture
-def smtp():  # noqa: ANN201
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
-def mail_settings(settings: Settings, smtp: SmtpServer) -> Settings:
-    return settings.model_copy(update={
-        "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_security": "none", "mail_from": MAIL_FROM, "acknowledge": False,
-    })
 
 
 def _tickets(engine: Engine) -> list[Any]:
