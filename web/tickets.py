@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import nh3
@@ -30,6 +31,7 @@ from web.security import CSRF_FIELD, csrf_ok
 from workers.actors import enqueue_effect
 from workers.permissions import Actor
 from workers.sla import progress
+from workers.replies import suggestions_text
 from workers.ticket_actions import Outcome
 
 MAX_TEXT = 50_000
@@ -143,7 +145,7 @@ def ticket_routes(web: Web) -> list[BaseRoute]:
         html = {m.id: sanitise(m.html) for m in view.messages if show_html and m.html}
         return web.render(request, "ticket.html", nav="tickets", view=view, t=view.ticket, clock=clock, html=html, show_html=show_html,
                           choices=choices(), attempt=secrets.token_urlsafe(12), canned=sorted(config.templates.canned),
-                          number=f"{web.desk.prefix}-{ticket_id}")
+                          documentation=linkable(view.ticket.get("suggestions")), number=f"{web.desk.prefix}-{ticket_id}")
 
     async def act(request: Request) -> Response:
         form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_TEXT * 4)
@@ -181,7 +183,8 @@ def perform(web: Web, user: Actor, ticket_id: int, action: str, form: Mapping[st
         canned = str(form.get("canned", ""))[:64]
         if canned and not text.strip():
             return actions.canned(user.key, ticket_id, canned, key=key)
-        return actions.reply(user.key, ticket_id, text, key=key)
+        picked = form.getlist("doc") if isinstance(form, FormData) else form.get("doc", [])
+        return actions.reply(user.key, ticket_id, with_documentation(web, ticket_id, text, picked), key=key)
     if action == "note":
         return actions.note(user.key, ticket_id, text, key=key)
     if action == "claim":
@@ -196,6 +199,29 @@ def perform(web: Web, user: Actor, ticket_id: int, action: str, form: Mapping[st
     if action in ("pending", "resolve", "reopen"):
         return getattr(actions, action)(user.key, ticket_id, key=key)
     return None
+
+
+def with_documentation(web: Web, ticket_id: int, text: str, picked: Any) -> str:
+    """The reply text with the documentation suggestions the person ticked (by their position on the page) appended
+    under the desk's heading in the ticket's language; unknown positions are ignored, and nothing is added to an empty
+    reply (it stays invalid: a reply is the person's words, with links as a complement)."""
+    if not text.strip() or not isinstance(picked, (list, tuple)):
+        return text
+    view = dashboard.ticket_view(web.engine, ticket_id)
+    if view is None:
+        return text
+    offered = linkable(view.ticket.get("suggestions"))
+    chosen = [offered[int(p)] for p in dict.fromkeys(str(p) for p in picked[:10]) if p.isdigit() and int(p) < len(offered)]
+    if not chosen:
+        return text
+    ticket = SimpleNamespace(suggestions=chosen, language=view.ticket.get("language"))
+    return f"{text.rstrip()}\n{suggestions_text(ticket, web.desk.config.templates)}"
+
+
+def linkable(suggestions: Any) -> list[dict[str, Any]]:
+    """The ticket's documentation suggestions that can be sent as links (an http(s) URL), at most three."""
+    found = [s for s in (suggestions or []) if isinstance(s, dict) and str(s.get("url", "")).startswith(("https://", "http://"))]
+    return found[:3]
 
 
 def describe(outcome: Outcome) -> str:

@@ -112,6 +112,32 @@ def test_given_a_member_when_working_a_ticket_then_each_action_changes_it_once(s
     assert "Resolve: Done" in client.get(page).text or "Reopen" in client.get(page).text
 
 
+def test_given_documentation_suggestions_when_a_member_ticks_one_then_the_reply_carries_its_link(site: Site) -> None:
+    # Given a ticket with two documentation suggestions, one of them without a usable link
+    ticket_id = site.open_ticket("docs1@x")
+    suggestions = [{"title": "Validating data", "url": "https://standard.example/validate"},
+                   {"title": "Not a link", "url": "javascript:alert(1)"},
+                   {"title": "Publishing", "url": "https://standard.example/publish"}]
+    with site.runtime.engine.begin() as c:
+        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(suggestions=suggestions, language="en"))
+    client = site.sign_in("ana")
+    page = f"/tickets/HD-{ticket_id}"
+    offered = client.get(page).text
+
+    # When she replies with the second offered link ticked (and a position that does not exist)
+    client.post(f"{page}/reply", data={**_form(client, page), "text": "Have a look.", "doc": ["1", "7"]})
+
+    # Then only usable links are offered, and the reply is her words plus the ticked page under the desk's heading
+    with site.runtime.engine.connect() as c:
+        sent = c.execute(select(MESSAGE.c.text).where(MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "out")).scalar_one()
+    assert offered.count('name="doc"') == 2
+    assert "javascript:" not in offered
+    assert sent.startswith("Have a look.\n")
+    assert "These pages of the documentation may already help:" in sent
+    assert "- Publishing: https://standard.example/publish" in sent
+    assert "standard.example/validate" not in sent
+
+
 def test_given_a_manager_when_replying_then_403_nothing_changes_and_the_refusal_is_audited(site: Site) -> None:
     ticket_id = site.open_ticket("m1@x")
     client = site.sign_in("maria")
