@@ -12,6 +12,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -55,12 +56,12 @@ def run_demo(settings: Settings, console: Console, *, reset: bool = True) -> dic
 
 def _index_docs(settings: Settings, console: Console) -> None:
     """The sample desk's documentation, indexed so each ticket gets its suggestions (`helpdesk docs index config/docs`)."""
-    from classifiers.docs import build_index  # noqa: PLC0415
+    from workers.docs_index import build_index, save_index  # noqa: PLC0415
 
     began = time.monotonic()
     with console.status(f"indexing the documentation in {DOCS} …"):
         index = build_index(DOCS)
-        index.save(settings.resolved_docs_index)
+        save_index(index, settings.resolved_docs_index)
     console.print(f"documentation index: {len(index.pages)} pages of {DOCS} → {settings.resolved_docs_index} "
                   f"({time.monotonic() - began:.1f} s)")
 
@@ -84,14 +85,13 @@ _DATE = re.compile(rb"^Date:[ \t]*(?P<value>[^\r\n]*)", re.MULTILINE | re.IGNORE
 
 
 def dated_samples(source: Path, target: Path, now: datetime) -> Path:
-    """The sample e-mails copied to ``target`` with their ``Date`` headers moved by whole days so that the newest is
-    today (or yesterday, when today's would lie in the future): the month report of the current month has tickets."""
+    """The sample e-mails copied to ``target`` with their ``Date`` headers moved into the current month, up to a few
+    minutes ago, keeping their order and relative spacing: the month report of the current month holds the whole sample
+    (on the first day of a month, the sample takes the last thirty days instead)."""
     mails = sorted(source.glob("*.eml"))
     dates = {path: _date_of(path.read_bytes()) for path in mails}
-    newest = max((d for d in dates.values() if d is not None), default=now)
-    shift = timedelta(days=(now.date() - newest.astimezone(timezone.utc).date()).days)
-    if newest + shift > now:
-        shift -= timedelta(days=1)
+    known = [d for d in dates.values() if d is not None]
+    place = demo_clock(min(known, default=now), max(known, default=now), now)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -100,10 +100,26 @@ def dated_samples(source: Path, target: Path, now: datetime) -> Path:
         if date is not None:
             header = _DATE.search(_headers(raw))
             assert header is not None
-            moved = email.utils.format_datetime(date + shift).encode()
+            moved = email.utils.format_datetime(place(date).astimezone(date.tzinfo)).encode()
             raw = raw[: header.start("value")] + moved + raw[header.end("value"):]
         (target / path.name).write_bytes(raw)
     return target
+
+
+def demo_clock(oldest: datetime, newest: datetime, now: datetime) -> Callable[[datetime], datetime]:
+    """A map of the sample's span [oldest, newest] onto [start of this month, now − 5 minutes], linear and
+    order-keeping (whole seconds, as a Date header has them)."""
+    end = now.astimezone(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    start = end.replace(day=1, hour=0, minute=0, second=0)
+    if end - start < timedelta(days=1):
+        start = end - timedelta(days=30)
+    span = (newest - oldest).total_seconds()
+
+    def place(date: datetime) -> datetime:
+        share = (date - oldest).total_seconds() / span if span > 0 else 1.0
+        return start + timedelta(seconds=round(share * (end - start).total_seconds()))
+
+    return place
 
 
 def _headers(raw: bytes) -> bytes:

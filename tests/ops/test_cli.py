@@ -128,11 +128,16 @@ def test_given_a_first_demo_run_when_it_trains_and_indexes_then_it_says_so(demo_
     assert "trained in" in output
 
 
-def test_given_the_demo_when_the_current_month_is_reported_then_it_has_tickets(demo_run: tuple[Path, dict[str, str], str]) -> None:
+def test_given_the_demo_when_the_current_month_is_reported_then_it_holds_the_whole_sample(demo_run: tuple[Path, dict[str, str], str]) -> None:
+    # Given the demo run today; When the current month is reported
     workdir, env, _ = demo_run
-    month = datetime.now(timezone.utc).strftime("%Y-%m")
-    report = json.loads(run_cli(["report", "--month", month, "--json"], env, cwd=workdir).stdout)
-    assert report["tickets"] > 0
+    expected = json.loads((SAMPLES / "expected.json").read_text())["counts"]
+    now = datetime.now(timezone.utc)
+    if now.day == 1 and now.hour < 1:
+        pytest.skip("in the first hour of a month the demo dates its sample over the last thirty days")  # never in CI's strict mode by chance: see test_demo_dates
+    report = json.loads(run_cli(["report", "--month", now.strftime("%Y-%m"), "--json"], env, cwd=workdir).stdout)
+    # Then every ticket of the sample is in it
+    assert report["tickets"] == expected["tickets"]
 
 
 def test_given_the_demo_when_tickets_are_listed_at_80_columns_then_numbers_and_statuses_are_whole(
