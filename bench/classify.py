@@ -4,7 +4,9 @@
 
 Trains on the shipped train split, then classifies the held-out split one
 message at a time, as the worker does, and prints messages/s (target ≥ 2,000)
-and macro-F1 of the model beside the keyword baseline.
+and macro-F1 of the model beside the keyword baseline. It also times the candidate type model that
+reads a static sentence embedding beside the n-grams (``classifiers/embedding_model.py``, not yet
+in the worker), with sector and language, as the worker would run it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from classifiers.embedding_model import WeightedExample, fit_embedding_type_model  # noqa: E402
+from classifiers.embeddings import StaticEmbedder, embedding_text, load_wordllama  # noqa: E402
+from classifiers.enquiry_type import Tokens  # noqa: E402
 from classifiers.model import Example  # noqa: E402
 from classifiers.pipeline import EnquiryClassifier  # noqa: E402
 from intake.mime import parse_email  # noqa: E402
@@ -42,6 +47,18 @@ def demo_examples() -> list[Example]:
         examples.append(Example(text=message.text, subject=message.subject, sender=message.sender.address,
                                 type=entry["type"], sector=entry["sector"]))
     return examples
+
+
+def with_embeddings(classifier: EnquiryClassifier, embedder: StaticEmbedder, examples: list[Example], rule_types: list[str]):  # noqa: ANN201
+    """A function classifying one message as the worker would with the embedding model: type, sector, language."""
+    types = classifier.types
+    model = fit_embedding_type_model([WeightedExample(e) for e in examples], types, rule_types, embedder)
+
+    def classify(subject: str, text: str, sender: str) -> tuple[str, str, str]:
+        tokens = Tokens.of(subject, text)
+        best = model.predict_one(tokens, types.scores_tokens(tokens), embedder.embed_one(embedding_text(subject, text)), top=2)[0][0]
+        return best, classifier.sectors.classify(sender, text).label.value, classifier.languages.classify(f"{subject}\n{text}").value
+    return classify
 
 
 def main() -> None:
@@ -71,13 +88,18 @@ def main() -> None:
     speed = Table(title="One message at a time, one thread", title_justify="left")
     for column in ("classifier", "messages/s", "µs/message"):
         speed.add_column(column, justify="left" if column == "classifier" else "right")
-    for name, classifier in (("model (type + sector + language)", model), ("keyword baseline (type + sector + language)", baseline)):
+    embedder = load_wordllama()
+    candidates = (("model (type + sector + language)", model.classify),
+                  ("model + embeddings, candidate (type + sector + language)", with_embeddings(model, embedder, train_split, list(desk.taxonomy.types))),
+                  ("embedding alone (wordllama, one message)", lambda subject, text, sender: embedder.embed_one(embedding_text(subject, text))),
+                  ("keyword baseline (type + sector + language)", baseline.classify))
+    for name, classify in candidates:
         for e in heldout:  # warm caches
-            classifier.classify(subject=e.subject, text=e.text, sender=e.sender)
+            classify(subject=e.subject, text=e.text, sender=e.sender)
         started = time.perf_counter()
         for _ in range(args.repeat):
             for e in heldout:
-                classifier.classify(subject=e.subject, text=e.text, sender=e.sender)
+                classify(subject=e.subject, text=e.text, sender=e.sender)
         elapsed = time.perf_counter() - started
         n = args.repeat * len(heldout)
         speed.add_row(name, f"{n / elapsed:,.0f}", f"{elapsed / n * 1e6:.0f}")

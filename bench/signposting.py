@@ -19,7 +19,7 @@ the worker does) and reports, per ranker:
 The winner has the higher MRR when a paired bootstrap over the enquiries puts
 the difference beyond noise; otherwise the better gap F1 decides (a wrong
 "gap" or a missed one matters as much as rank 1 vs 2), then speed. It should be
-``DEFAULT_RANKER`` in classifiers/docs.py.
+``DEFAULT_RANKER`` in classifiers/docs/rankers.py.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from classifiers.docs import DEFAULT_RANKER, RANKERS, DocsIndex, build_index  # noqa: E402
+from classifiers.docs.index import DocsIndex  # noqa: E402
+from classifiers.docs.rankers import DEFAULT_RANKER, RANKERS  # noqa: E402
+from workers.docs_index import build_index  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,13 @@ def _print(results: list[tuple[Scores, int, float]], winner: Scores, why: str, d
         table.add_column(column, justify="left" if column == "ranker" else "right")
     for s, _pages, build_seconds in results:
         mark = " ✓" if s.ranker == winner.ranker else ""
-        table.add_row(f"{s.ranker}{mark}", f"{s.mrr:.3f}", f"{s.recall_at_3:.3f}", f"{s.ndcg_at_3:.3f}", f"{s.gap_threshold:.2f}",
+        table.add_row(f"{s.ranker}{mark}", f"{s.mrr:.3f}", f"{s.recall_at_3:.3f}", f"{s.ndcg_at_3:.3f}", f"{s.gap_threshold:g}",
                       f"{s.gap_precision:.3f}", f"{s.gap_recall:.3f}", f"{s.gap_f1:.3f}", f"{s.best_gap_threshold:.3f} ({s.best_gap_f1:.2f})", f"{s.loo_gap_f1:.3f}",
                       f"{s.queries_per_second:,.0f}", f"{build_seconds:.2f}")
     console.print(table)
     console.print(f"winner: [bold]{winner.ranker}[/bold]: {why}")
     if winner.ranker != default:
-        console.print(f"[yellow]classifiers/docs.py DEFAULT_RANKER is {default!r}: change it to {winner.ranker!r}[/yellow]")
+        console.print(f"[yellow]classifiers/docs/rankers.py DEFAULT_RANKER is {default!r}: change it to {winner.ranker!r}[/yellow]")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -31,6 +29,9 @@ class Evaluation:
 def evaluate(truth: Sequence[str], predicted: Sequence[str]) -> Evaluation:
     if len(truth) != len(predicted):
         raise ValueError("truth and predictions differ in length")
+    # scikit-learn is imported by the evaluation, not with the module: workers import this one and never evaluate
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support  # noqa: PLC0415
+
     labels = sorted(set(truth) | set(predicted))
     precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
     per_class = {

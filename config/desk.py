@@ -231,9 +231,13 @@ def load_desk(settings: Settings) -> DeskConfig:
     return desk
 
 
+# libyaml's safe loader when PyYAML was built with it: the same documents, ten times faster (every command loads the desk).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load(path: Path, model: type[_Frozen]) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except OSError as exc:
         raise ConfigFileError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:

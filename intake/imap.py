@@ -29,7 +29,8 @@ Push: IMAP IDLE where offered, re-issued before the server's limit; a wake-up
 is only a hint to sync from the checkpoint, and a poll every
 ``HELPDESK_IMAP_POLL_SECONDS`` is the safety net. Every socket operation has a
 timeout; any network or server error closes the connection and reconnects with
-exponential backoff and jitter.
+exponential backoff and jitter (``intake.backoff``: tenacity, waiting on the
+stop event, so a shutdown ends the wait).
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from imapclient.imapclient import SocketTimeout
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set
 
 from config.errors import SettingsError
 from config.secrets import command_for_display
 from config.settings import Settings
 from intake.archive import sha256_hex
+from intake.backoff import backoff
 from intake.email_intake import EmailIngestor
 from intake.errors import SinkError
 from intake.state import AdapterHealth, Checkpoint, CheckpointStore, ProcessedLog
@@ -218,43 +221,59 @@ class FolderWatcher:
         self.name = f"{account.name}/{folder}"
         self.idle_supported: bool | None = None
         self.waiting_since: float | None = None  # when mail above the checkpoint was first seen, until it is all read
-        self.failures = 0  # in a row, without a complete sync in between: how long to back off
+        self.client: IMAPClient | None = None  # the connection, while it works
+        self.rounds = Retrying(  # a failed round reconnects after a backoff; a round that went well starts the count again
+            retry=retry_if_exception_type(NETWORK_ERRORS),
+            wait=backoff(options.backoff_min, options.backoff_max),
+            stop=stop_when_event_set(stop),
+            sleep=stop.wait,
+            after=self._failed,
+            before_sleep=self._reconnecting,
+            retry_error_callback=lambda state: None,  # stopped while failing: nothing to raise, the watcher ends
+        )
 
     def run(self) -> None:
-        """Until stopped: connect, sync, wait; on any error back off (with jitter) and start again."""
-        while not self.stop.is_set():
-            try:
-                client = self.connector(self.account)
-            except NETWORK_ERRORS as exc:
-                self.failures = self._failed(exc, self.failures)
-                continue
-            try:
-                self._session(client)
-            except NETWORK_ERRORS as exc:
-                self.failures = self._failed(exc, self.failures)
-            finally:
-                _close(client)
+        """Until stopped: connect, sync, wait for news; a network or server error closes the connection and the
+        round is tried again after a backoff with jitter."""
+        try:
+            while not self.stop.is_set():
+                self.rounds(self._round)
+        finally:
+            self._disconnect()
 
-    def _failed(self, exc: BaseException, failures: int) -> int:
-        error = f"{type(exc).__name__}: {exc}"
-        self.health.error(f"{ADAPTER}:{self.name}", error)
-        delay = Backoff(self.options.backoff_min, self.options.backoff_max).delay(failures)
-        log.warning("imap connection failed; reconnecting", folder=self.name, error=error, retry_in=round(delay, 1))
-        self.stop.wait(delay)
-        return failures + 1
-
-    def _session(self, client: IMAPClient) -> None:
-        self.idle_supported = self.options.idle and client.has_capability("IDLE")
-        first = True
-        while not self.stop.is_set():
-            self.sync(client, overlap=first)
-            first = False
+    def _round(self) -> None:
+        """Connect if need be, sync from the checkpoint (with the overlap on a new connection), then wait for news."""
+        if self.stop.is_set():
+            return
+        try:
+            client, fresh = self.client, self.client is None
+            if client is None:
+                client = self.client = self.connector(self.account)
+                self.idle_supported = self.options.idle and client.has_capability("IDLE")
+            self.sync(client, overlap=fresh)
             if _new_mail_reported(client) or _new_mail_since(client):
-                continue  # mail arrived while we searched: IDLE would report only later changes
+                return  # mail arrived while we searched: IDLE would report only later changes
             if self.idle_supported:
                 self._idle(client)
             else:
                 self.stop.wait(self.options.poll_seconds)
+        except BaseException:
+            self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        if self.client is not None:
+            client, self.client = self.client, None
+            _close(client)
+
+    def _failed(self, state: RetryCallState) -> None:
+        """tenacity's ``after`` hook: every network or server error goes to the folder's health record."""
+        self.health.error(f"{ADAPTER}:{self.name}", _failure(state))
+
+    def _reconnecting(self, state: RetryCallState) -> None:
+        """tenacity's ``before_sleep`` hook: say what failed and when the next try comes."""
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning("imap connection failed; reconnecting", folder=self.name, error=_failure(state), retry_in=round(delay, 1))
 
     def sync(self, client: IMAPClient, *, overlap: bool = False) -> int:
         """Enqueue every message above the checkpoint (and ``overlap`` below it); returns how many were read."""
@@ -283,7 +302,6 @@ class FolderWatcher:
         if checkpoint is None or checkpoint.uidvalidity != uidvalidity:
             self.checkpoints.set(ADAPTER, self.account.name, self.folder, Checkpoint(uidvalidity, last))
         self._record_progress(last, last)
-        self.failures = 0
         self.health.success(f"{ADAPTER}:{self.name}", f"uidvalidity={uidvalidity} last_uid={last} read={read}")
         return read
 
@@ -320,6 +338,12 @@ class FolderWatcher:
                     break  # any response is a hint: leave IDLE and sync from the checkpoint
         finally:
             client.idle_done()
+
+
+def _failure(state: RetryCallState) -> str:
+    """``ExcType: message`` of the attempt that just failed."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _new_mail_reported(client: IMAPClient) -> bool:

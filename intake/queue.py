@@ -1,27 +1,27 @@
 """The queue sink: hands InboundMessages to the dramatiq ``intake`` queue on Redis.
 
-Adapters address the pipeline actors by name, so the intake side never imports
-the workers. Before a message is enqueued its ids are marked *in flight* (a
-Redis key with a time-to-live); a reply whose parent is still in flight waits
-for it instead of opening a ticket of its own. The worker clears the mark once
-the message is stored.
+Adapters address the pipeline actors by the names of ``config.queues``, so the
+intake side never imports the workers. Before a message is enqueued its ids are
+marked *in flight* (a Redis key with a time-to-live); a reply whose parent is
+still in flight waits for it instead of opening a ticket of its own. The worker
+clears the mark once the message is stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import dramatiq
 import redis
 
+from config.queues import INTAKE_QUEUE, PROCESS_ACTOR, REJECT_ACTOR, enqueue
 from intake.base import Rejected, Sink
 from intake.errors import SinkError
 from intake.message import InboundMessage
 
-INTAKE_QUEUE = "intake"
-PROCESS_ACTOR = "process_inbound"
-REJECT_ACTOR = "record_rejected"
+if TYPE_CHECKING:
+    import dramatiq
 
 
 class InflightRegistry:
@@ -60,24 +60,19 @@ def message_ids(message: InboundMessage) -> set[str]:
 class QueueSink(Sink):
     """Enqueues onto the broker; returns only after Redis accepted the message."""
 
-    def __init__(self, broker: dramatiq.Broker, inflight: InflightRegistry) -> None:
+    def __init__(self, broker: "dramatiq.Broker", inflight: InflightRegistry) -> None:
         self.broker = broker
         self.inflight = inflight
 
     def put(self, message: InboundMessage) -> None:
         try:
             self.inflight.mark(message.channel, message_ids(message))
-            self._enqueue(PROCESS_ACTOR, message.to_json())
+            enqueue(self.broker, INTAKE_QUEUE, PROCESS_ACTOR, message.to_json())
         except redis.RedisError as exc:
             raise SinkError(f"could not enqueue {message.channel}:{message.external_id}: {exc}") from exc
 
     def reject(self, rejected: Rejected) -> None:
         try:
-            self._enqueue(REJECT_ACTOR, rejected.to_json())
+            enqueue(self.broker, INTAKE_QUEUE, REJECT_ACTOR, rejected.to_json())
         except redis.RedisError as exc:
             raise SinkError(f"could not enqueue rejected input {rejected.key}: {exc}") from exc
-
-    def _enqueue(self, actor_name: str, payload: str) -> None:
-        self.broker.enqueue(
-            dramatiq.Message(queue_name=INTAKE_QUEUE, actor_name=actor_name, args=(payload,), kwargs={}, options={})
-        )

@@ -21,17 +21,18 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dramatiq
 import redis
 from slack_sdk.signature import SignatureVerifier
 
+from config import queues
 from intake.errors import MessageDecodeError
 from intake.message import InboundMessage, Party, ThreadRefs, content_hash
 
-SLACK_QUEUE = "slack"
-SLACK_ACTOR = "handle_slack"
+if TYPE_CHECKING:
+    import dramatiq
+
 MAX_BODY_BYTES = 1_000_000
 MAX_TIMESTAMP_DIGITS = 12  # seconds since 1970 stay at 10 digits until the year 2286
 REPLAY_WINDOW_SECONDS = 360
@@ -68,9 +69,9 @@ class SlackRequestVerifier:
         return None
 
 
-def enqueue(broker: dramatiq.Broker, kind: str, payload: dict[str, Any]) -> None:
+def enqueue(broker: "dramatiq.Broker", kind: str, payload: dict[str, Any]) -> None:
     """Hand a verified event or action to the workers; returns once Redis has it (then Slack may have its 200)."""
-    broker.enqueue(dramatiq.Message(queue_name=SLACK_QUEUE, actor_name=SLACK_ACTOR, args=(kind, json.dumps(payload)), kwargs={}, options={}))
+    queues.enqueue(broker, queues.SLACK_QUEUE, queues.SLACK_ACTOR, kind, json.dumps(payload))
 
 
 def is_message_from_a_person(event: dict[str, Any], bot_user_id: str | None) -> bool:

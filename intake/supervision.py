@@ -19,13 +19,12 @@ Three kinds of failure, handled at three levels:
 While its thread lives, every supervised loop's health record gets a
 ``running`` heartbeat every few seconds, and ``stopped_at`` when it is stopped
 on purpose; a heartbeat that goes stale without a stop means the process died
-(``workers.health`` reports it). ``Backoff`` is the one backoff of the intake
-side: reconnects, failed polls and restarts all use it.
+(``workers.health`` reports it). Restarts wait as ``Backoff`` says, which is
+``intake.backoff``'s policy (tenacity's strategies), the same as reconnects and failed polls.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 import traceback
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from intake.archive import sha256_hex
+from intake.backoff import FailureStreak, backoff
 from intake.errors import SinkError
 from intake.state import AdapterHealth
 
@@ -57,7 +57,9 @@ class Backoff:
     jitter: float = 0.5
 
     def delay(self, failures: int) -> float:
-        return min(self.maximum, self.minimum * 2 ** min(failures, 32)) * random.uniform(1 - self.jitter, 1 + self.jitter)
+        """The wait before the next restart after ``failures`` restarts in a row (0: the shortest)."""
+        streak = FailureStreak(backoff(self.minimum, self.maximum, self.jitter))
+        return streak.delay_after(min(failures, 32) + 1)
 
 
 def failure_detail(exc: BaseException) -> str:

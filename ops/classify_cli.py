@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from config.desk import load_desk
 from ops.logs import command_settings as _settings
 
 if TYPE_CHECKING:  # scikit-learn loads with these: commands import them when they run, so `helpdesk --help` stays fast
@@ -48,6 +47,7 @@ def _classifiers(settings: Settings) -> tuple[EnquiryClassifier, EnquiryClassifi
     """(model, keyword baseline)."""
     from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
     from ops.runtime import Runtime  # noqa: PLC0415
+    from config.desk import load_desk  # noqa: PLC0415
     from workers.training import ModelStore, load_or_train  # noqa: PLC0415
 
     desk = load_desk(settings)
@@ -58,7 +58,7 @@ def _classifiers(settings: Settings) -> tuple[EnquiryClassifier, EnquiryClassifi
 
 @app.command("eval")
 def eval_(
-    file: Annotated[Path | None, typer.Argument(help="JSON lines: text, subject?, sender?, type?, sector?. Default: the shipped held-out split.")] = None,
+    file: Annotated[Path | None, typer.Argument(metavar="FILE", help="JSON lines: text, subject?, sender?, type?, sector?. Default: the shipped held-out split.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     real: Annotated[bool, typer.Option("--real", help="Cross-validate on the real development set, folds grouped by source project.")] = False,
 ) -> None:
@@ -93,8 +93,12 @@ def eval_(
 
 
 def _eval_real(as_json: bool) -> None:
+    from classifiers.embeddings import EmbeddingsUnavailable, load_wordllama  # noqa: PLC0415
     from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
-    from workers.real_set import cross_validate, real_metrics, sector_scores, triage_threshold  # noqa: PLC0415
+    from workers.real_set import (  # noqa: PLC0415
+        cross_validate, cross_validate_embeddings, real_metrics, sector_scores, triage_threshold,
+    )
+    from config.desk import load_desk  # noqa: PLC0415
     from workers.training import read_real_set, shipped_examples  # noqa: PLC0415
 
     settings = _settings()
@@ -103,10 +107,19 @@ def _eval_real(as_json: bool) -> None:
     with console.status("cross-validating") as status:
         cv = cross_validate(desk, real, list(shipped_examples()),
                             on_fold=lambda n, total: status.update(f"cross-validating: fold {n} of {total} done"))
+        try:  # the candidate model beside it, on the same folds, when the package that ships the embeddings is there
+            embedder, missing = load_wordllama(), ""
+        except EmbeddingsUnavailable as exc:
+            embedder, missing = None, str(exc)
+        candidate = None if embedder is None else cross_validate_embeddings(
+            desk, real, list(shipped_examples()), embedder,
+            on_fold=lambda n, total: status.update(f"cross-validating with embeddings: fold {n} of {total} done"))
     triage = triage_threshold(cv)
     sectors = sector_scores(EnquiryClassifier(desk, settings.triage_confidence), real)
     if as_json:
         data = {**real_metrics(cv, triage), "enquiries": len(real), "projects": len({r.project for r in real}),
+                "real_cv_embeddings": ({**candidate.model.to_dict(), "embedder": embedder.name}
+                                       if candidate is not None and embedder is not None else {"unavailable": missing}),
                 "sector": {**sectors.evaluation.to_dict(), "given": sectors.given, "precision_given": round(sectors.precision_given, 4),
                            "unknown_when_no_evidence": round(sectors.unknown_when_no_evidence, 4)}}
         console.print_json(json.dumps(data))
@@ -117,9 +130,21 @@ def _eval_real(as_json: bool) -> None:
     for column in ("classifier", "macro-F1", "accuracy"):
         summary.add_column(column, justify="left" if column == "classifier" else "right")
     summary.add_row("model", f"{cv.model.macro_f1:.3f}", f"{cv.model.accuracy:.3f}")
+    if candidate is not None:
+        summary.add_row("model + embeddings (candidate)", f"{candidate.model.macro_f1:.3f}", f"{candidate.model.accuracy:.3f}")
     summary.add_row("keyword baseline", f"{cv.baseline.macro_f1:.3f}", f"{cv.baseline.accuracy:.3f}")
     console.print(summary)
+    if candidate is None:
+        console.print(f"model + embeddings: not measured — {escape(missing)}")
     _per_class("type", cv.model)
+    if candidate is not None:
+        compared = Table(title="type: F1 per class, model beside model + embeddings", title_justify="left")
+        for column in ("type", "model", "+ embeddings", "support"):
+            compared.add_column(column, justify="left" if column == "type" else "right")
+        for name, m in cv.model.per_class.items():
+            other = candidate.model.per_class.get(name, {"f1": 0.0})
+            compared.add_row(name, f"{m['f1']:.2f}", f"{other['f1']:.2f}", str(m["support"]))
+        console.print(compared)
     _confusion("type", cv.model)
     if triage.threshold > 1:
         console.print(f"triage: no confidence reaches {triage.target:.0%} precision — every ticket would need triage")
@@ -153,7 +178,7 @@ def _confusion(label: str, ev: Evaluation) -> None:
 
 
 @app.command()
-def predict(file: Annotated[Path, typer.Argument(help="JSON lines with text and optional subject and sender.")]) -> None:
+def predict(file: Annotated[Path, typer.Argument(metavar="FILE", help="JSON lines with text and optional subject and sender.")]) -> None:
     """One JSON line per input record, in order: type, sector, language, confidence, needs_triage."""
     settings = _settings()
     examples = _examples(file)
@@ -190,6 +215,7 @@ def train(
     from workers.training import (  # noqa: PLC0415
         ModelStore, correction_examples, desk_people, evaluate_examples, read_real_set, shipped_examples, split,
     )
+    from config.desk import load_desk  # noqa: PLC0415
     from workers.training import train as fit  # noqa: PLC0415
 
     settings = _settings()

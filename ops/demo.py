@@ -153,7 +153,7 @@ def _prepare_folder(data_dir: Path, reset: bool) -> None:
 
 
 def _drain(runtime: Runtime, console: Console, total: int) -> None:
-    from workers.actors import QUEUES  # noqa: PLC0415
+    from config.queues import QUEUES  # noqa: PLC0415
     from workers.runner import run_worker  # noqa: PLC0415
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from config.queues import QUEUES
 from ops import tables
 from ops.runtime import Runtime
 from ops.shared_cli import ColumnsOption, JsonFlag, WideFlag, console, dump, err, settings
@@ -26,12 +27,11 @@ def dlq_list(
     columns: ColumnsOption = None,
 ) -> None:
     """Open dead letters and quarantined input, with their reasons."""
-    from workers.actors import QUEUES  # noqa: PLC0415
     from workers.dlq import open_letters, sync  # noqa: PLC0415
 
     s = settings()
     with Runtime(s) as runtime:
-        sync(runtime.broker.client, s.redis_namespace, runtime.engine, QUEUES)
+        sync(runtime.redis, s.redis_namespace, runtime.engine, QUEUES)
         rows = open_letters(runtime.engine, kind)
     if as_json:
         dump([{k: v for k, v in r._mapping.items() if k not in ("payload", "detail")} for r in rows])
@@ -62,11 +62,10 @@ def dlq_show(ident: Annotated[str, typer.Argument(metavar="ID", help="Id (from `
 
 @dlq_app.command("replay")
 def dlq_replay(
-    ids: Annotated[list[str] | None, typer.Argument(metavar="ID...", help="Ids to replay.")] = None,
+    ids: Annotated[list[str] | None, typer.Argument(metavar="ID", help="Ids to replay.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay every open dead letter and quarantined input.")] = False,
 ) -> None:
     """Enqueue dead letters again (or parse quarantined raw mail again); what was already stored stays single."""
-    from workers.actors import QUEUES  # noqa: PLC0415
     from workers.dlq import find, open_letters, replay, sync  # noqa: PLC0415
 
     if not ids and not all_:
@@ -88,14 +87,13 @@ def dlq_replay(
 @dlq_app.command("purge")
 def dlq_purge(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
     """Drop every dead letter from Redis; the database keeps them, marked purged."""
-    from workers.actors import QUEUES  # noqa: PLC0415
     from workers.dlq import purge, sync  # noqa: PLC0415
 
     if not yes and not typer.confirm("Purge every dead letter?"):
         raise typer.Exit(1)
     s = settings()
     with Runtime(s) as runtime:
-        sync(runtime.broker.client, s.redis_namespace, runtime.engine, QUEUES)
-        count = purge(runtime.broker.client, s.redis_namespace, runtime.engine, QUEUES)
+        sync(runtime.redis, s.redis_namespace, runtime.engine, QUEUES)
+        count = purge(runtime.redis, s.redis_namespace, runtime.engine, QUEUES)
     console.print(f"purged {count} dead letter(s)")
 

@@ -8,20 +8,19 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from classifiers.docs import DEFAULT_RANKER, RANKERS, DocsError, DocsIndex, build_index, page_sources
 from ops.logs import command_settings as _settings
+
+if TYPE_CHECKING:  # the index pulls in numpy and scipy: imported by the commands, not by `helpdesk --help`
+    from classifiers.docs.index import DocsIndex
 
 console = Console()
 err = Console(stderr=True)
-
-
 
 
 def register(app: typer.Typer) -> None:
@@ -33,13 +32,22 @@ def register(app: typer.Typer) -> None:
 
 
 def index_command(
-    source: Annotated[Path, typer.Argument(help="A folder of Markdown/HTML pages, or a sitemap .xml file.")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="A folder of Markdown/HTML pages, or a sitemap .xml file.")],
     out: Annotated[Path | None, typer.Option("--out", help="Where to write the index (default HELPDESK_DOCS_INDEX or DATA_DIR/docs-index.json).")] = None,
-    ranker: Annotated[str, typer.Option("--ranker", help=f"{' or '.join(RANKERS)} (default {DEFAULT_RANKER}, the better one in bench/signposting.py).")] = DEFAULT_RANKER,
+    ranker: Annotated[str | None, typer.Option("--ranker", metavar="NAME",
+                                               help="bm25 or lsa (default: the better one in bench/signposting.py).")] = None,
 ) -> None:
     """Read every page under SOURCE, build the search index and save it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    from classifiers.docs.errors import DocsError  # noqa: PLC0415
+    from classifiers.docs.rankers import DEFAULT_RANKER, RANKERS  # noqa: PLC0415
+    from config.docs_sources import page_sources  # noqa: PLC0415
+    from workers.docs_index import build_index, save_index  # noqa: PLC0415
+
     settings = _settings()
     target = out or settings.resolved_docs_index
+    ranker = ranker or DEFAULT_RANKER
     if ranker not in RANKERS:
         err.print(f"[red]unknown ranker {ranker!r}[/red]; choose {', '.join(RANKERS)}")
         raise typer.Exit(2)
@@ -48,7 +56,7 @@ def index_command(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
             task = progress.add_task("reading pages", total=len(sources))
             index = build_index(source, ranker=ranker, progress=lambda _item: progress.advance(task), sources=sources)
-        index.save(target)
+        save_index(index, target)
     except DocsError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
@@ -58,7 +66,7 @@ def index_command(
     _print_summary(index, target)
 
 
-def _print_summary(index: DocsIndex, target: Path) -> None:
+def _print_summary(index: "DocsIndex", target: Path) -> None:
     console.print(f"wrote {target}")
     table = Table(title=f"Pages indexed ({index.ranker.name})", title_justify="left")
     table.add_column("language")
@@ -74,17 +82,20 @@ def _print_summary(index: DocsIndex, target: Path) -> None:
 
 
 def search_command(
-    text: Annotated[str, typer.Argument(help="The enquiry text (subject and body).")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The enquiry text (subject and body).")],
     k: Annotated[int, typer.Option("--k", min=1, max=50, help="How many pages to suggest.")] = 3,
     language: Annotated[str | None, typer.Option("--language", help="The enquiry's language (en, es, fr, pt): pages in it and in English.")] = None,
     index_path: Annotated[Path | None, typer.Option("--index", help="Index file (default HELPDESK_DOCS_INDEX or DATA_DIR/docs-index.json).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {suggestions, gap}.")] = False,
 ) -> None:
     """Suggest documentation pages for TEXT, as a ticket would get them."""
+    from classifiers.docs.errors import DocsError  # noqa: PLC0415
+    from workers.docs_index import load_index  # noqa: PLC0415
+
     settings = _settings()
     path = index_path or settings.resolved_docs_index
     try:
-        index = DocsIndex.load(path, gap_score=settings.docs_gap_score or None)
+        index = load_index(path, gap_score=settings.docs_gap_score or None)
     except DocsError as exc:
         err.print(f"[red]{exc}[/red]\nbuild it with `helpdesk docs index SOURCE`")
         raise typer.Exit(1) from exc

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     register_x_intake(intake_app)
 
 
-def import_(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=".eml files, folders of them, mbox files or Maildirs.")]) -> None:
+def import_(paths: Annotated[list[Path], typer.Argument(metavar="PATH", help=".eml files, folders of them, mbox files or Maildirs.")]) -> None:
     """Queue every message found under PATHS for processing. Exit 1 when nothing in PATHS was recognised as mail."""
     from intake.errors import SinkError  # noqa: PLC0415
 

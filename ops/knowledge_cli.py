@@ -86,7 +86,7 @@ def _org_commands(org_app: typer.Typer) -> None:
                           "Record one with `helpdesk org set DOMAIN --standard ocds --stage scoping`.")
 
     @org_app.command("show")
-    def org_show(domain: Annotated[str, typer.Argument(help="Any of the organisation's domains.")], as_json: Json = False) -> None:
+    def org_show(domain: Annotated[str, typer.Argument(metavar="DOMAIN", help="Any of the organisation's domains.")], as_json: Json = False) -> None:
         """One organisation whole: implementations, people, tickets, engagements, and one timeline of them."""
         settings = _settings()
         with Runtime(settings) as runtime:
@@ -100,7 +100,7 @@ def _org_commands(org_app: typer.Typer) -> None:
 
     @org_app.command("set")
     def org_set(
-        domain: Annotated[str, typer.Argument(help="The organisation's domain (it is created if the desk does not know it).")],
+        domain: Annotated[str, typer.Argument(metavar="DOMAIN", help="The organisation's domain (it is created if the desk does not know it).")],
         name: Annotated[str | None, typer.Option(help="Its name.")] = None,
         sector: Annotated[str | None, typer.Option(help="Its sector (a sector of the taxonomy).")] = None,
         country: Annotated[str | None, typer.Option(help="Two-letter ISO country code.")] = None,
@@ -143,7 +143,7 @@ def _org_commands(org_app: typer.Typer) -> None:
 
     @org_app.command("import")
     def org_import(
-        file: Annotated[Path, typer.Argument(help="CSV with the columns of `org export` (domain required; the rest optional).")],
+        file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV with the columns of `org export` (domain required; the rest optional).")],
         by: By = None,
     ) -> None:
         """Create or update organisations and implementations from CSV; rows that break a rule are listed and skipped."""
@@ -179,7 +179,7 @@ def _org_commands(org_app: typer.Typer) -> None:
 def _engagement_commands(engagement_app: typer.Typer) -> None:
     @engagement_app.command("add")
     def engagement_add(
-        domain: Annotated[str, typer.Argument(help="The organisation's domain.")],
+        domain: Annotated[str, typer.Argument(metavar="DOMAIN", help="The organisation's domain.")],
         kind: Annotated[str, typer.Option("--kind", help="scoping_note, mapping_review, data_review, training … (config).")],
         hours: Annotated[float, typer.Option(help="Effort so far, in hours.")] = 0.0,
         by: By = None,

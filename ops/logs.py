@@ -6,8 +6,6 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 if TYPE_CHECKING:
     from config.settings import Settings
 
@@ -45,6 +43,8 @@ class _Redact:
 
 
 def configure_logging(fmt: str = "console", level: str = "INFO", secrets: list[str] | None = None) -> None:
+    import structlog  # noqa: PLC0415 - a command that logs pays for it; `helpdesk --help` does not
+
     numeric = getattr(logging, level)
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(

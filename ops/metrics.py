@@ -16,10 +16,10 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine
 
-from storage.intake_store import EVENT, TICKET
 from config.settings import Settings
+from storage.queries import ticket_measures
 from workers.health import desk_snapshot
 
 CONFIDENCE_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -110,25 +110,20 @@ class HelpdeskCollector(Collector):
         yield from families
 
     def _read_database(self) -> Iterator[Any]:
-        with self.engine.connect() as c:
-            rows = c.execute(select(TICKET.c.channel, TICKET.c.type, TICKET.c.sector, func.count()).group_by(TICKET.c.channel, TICKET.c.type, TICKET.c.sector)).all()
-            buckets = c.execute(select(*[func.sum(case((TICKET.c.type_confidence <= b, 1), else_=0)) for b in CONFIDENCE_BUCKETS],
-                                       func.count(), func.coalesce(func.sum(TICKET.c.type_confidence), 0.0))).one()
-            breaches = c.execute(select(func.count()).select_from(EVENT).where(EVENT.c.kind == "sla_breached")).scalar_one()
-            open_tickets = c.execute(select(TICKET.c.status, func.count()).group_by(TICKET.c.status)).all()
+        measures = ticket_measures(self.engine, CONFIDENCE_BUCKETS)
         tickets = GaugeMetricFamily("helpdesk_tickets", "Tickets by channel, enquiry type and sector.", labels=["channel", "type", "sector"])
-        for channel, etype, sector, n in rows:
+        for channel, etype, sector, n in measures.by_channel_type_sector:
             tickets.add_metric([channel, etype, sector], n)
         yield tickets
         statuses = GaugeMetricFamily("helpdesk_tickets_by_status", "Tickets by status.", labels=["status"])
-        for status, n in open_tickets:
+        for status, n in measures.by_status:
             statuses.add_metric([status], n)
         yield statuses
         confidence = HistogramMetricFamily("helpdesk_classification_confidence", "Confidence of the enquiry type of tickets.")
-        cumulative = [(str(b), float(buckets[i] or 0)) for i, b in enumerate(CONFIDENCE_BUCKETS)]
-        confidence.add_metric([], cumulative + [("+Inf", float(buckets[-2] or 0))], float(buckets[-1] or 0))
+        cumulative = [(str(b), float(n)) for b, n in zip(CONFIDENCE_BUCKETS, measures.confidence_at_most)]
+        confidence.add_metric([], cumulative + [("+Inf", float(measures.confidence_count))], measures.confidence_sum)
         yield confidence
-        yield CounterMetricFamily("helpdesk_sla_breaches", "SLA targets breached.", value=breaches)
+        yield CounterMetricFamily("helpdesk_sla_breaches", "SLA targets breached.", value=measures.sla_breaches)
 
 
 def dramatiq_collector() -> Collector | None:

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
     @privacy_app.command("export")
     def export(
-        address: Annotated[str, typer.Argument(help="The person's e-mail address, Slack user id or X handle.")],
+        address: Annotated[str, typer.Argument(metavar="ADDRESS", help="The person's e-mail address, Slack user id or X handle.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print the export as JSON (the only format).")] = True,
         out: Annotated[Path | None, typer.Option("--out", help="Write to this file (mode 0600) instead of standard output.")] = None,
         files: Annotated[bool, typer.Option("--files/--no-files", help="Include raw mail and attachments (base64).")] = True,
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
 
     @privacy_app.command("erase")
     def erase(
-        address: Annotated[str, typer.Argument(help="The person's e-mail address, Slack user id or X handle.")],
+        address: Annotated[str, typer.Argument(metavar="ADDRESS", help="The person's e-mail address, Slack user id or X handle.")],
         yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
         by: By = None,
     ) -> None:

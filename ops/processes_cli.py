@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from config.queues import QUEUES
 from ops import tables
 from ops.runtime import Runtime, prepare_worker
 from ops.shared_cli import ColumnsOption, JsonFlag, WideFlag, console, dump, err, progress, settings, ticket_number
@@ -29,10 +30,7 @@ def worker(
     threads: Annotated[int | None, typer.Option(metavar="N", help="Worker threads (default HELPDESK_WORKER_THREADS).")] = None,
 ) -> None:
     """Process queued messages until stopped (Ctrl-C / SIGTERM)."""
-    from workers.actors import QUEUES  # noqa: PLC0415
-    from workers.runner import run_worker  # noqa: PLC0415
-
-    from workers.runner import install_signal_handlers  # noqa: PLC0415
+    from workers.runner import install_signal_handlers, run_worker  # noqa: PLC0415
 
     s = settings()
     stop = threading.Event()

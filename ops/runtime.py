@@ -11,70 +11,90 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from dramatiq.brokers.redis import RedisBroker
-from sqlalchemy import Engine
+if TYPE_CHECKING:  # the heavy libraries are imported by the property that needs them: `helpdesk --help` needs none
+    import redis
+    from dramatiq.brokers.redis import RedisBroker
+    from sqlalchemy import Engine
 
-import redis
-import structlog
-from sqlalchemy.exc import SQLAlchemyError
-
-from config.broker import close_broker, create_broker, redis_url, wait_for_redis
-from config.settings import Settings
-from intake.archive import FileArchive
-from intake.email_intake import EmailIngestor
-from intake.parse_pool import PoolOptions
-from intake.prescan import PrescanLimits
-from intake.mime import Limits
-from intake.quoting import ReplySplitter
-from intake.queue import InflightRegistry, QueueSink
-from storage import schema
-from storage.db import create_db_engine, is_unavailable, reachable
-
-log = structlog.get_logger("helpdesk.runtime")
-
+    from config.settings import Settings
+    from intake.archive import FileArchive
+    from intake.email_intake import EmailIngestor
+    from intake.mime import Limits
+    from intake.queue import InflightRegistry, QueueSink
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: "Settings") -> None:
         self.settings = settings
 
     @cached_property
     def redis_url(self) -> str:
+        from config.broker import redis_url  # noqa: PLC0415
+
         return redis_url(self.settings)
 
     @cached_property
-    def broker(self) -> RedisBroker:
-        return create_broker(self.settings, self.redis_url)
+    def redis(self) -> "redis.Redis":
+        """The Redis client: the broker's once there is one, else a client of its own (reading needs no broker)."""
+        if "broker" in self.__dict__:
+            return self.broker.client
+        from config.broker import redis_client  # noqa: PLC0415
+
+        return redis_client(self.redis_url)
 
     @cached_property
-    def database(self) -> Engine:
+    def broker(self) -> "RedisBroker":
+        from config.broker import create_broker  # noqa: PLC0415
+
+        return create_broker(self.settings, self.redis_url, client=self.__dict__.get("redis"))
+
+    @cached_property
+    def database(self) -> "Engine":
         """The engine, not yet migrated (creating it does not connect)."""
+        from storage.db import create_db_engine  # noqa: PLC0415
+
         return create_db_engine(self.settings.resolved_database_url, pool_size=self.settings.worker_threads + 2)
 
     @cached_property
-    def engine(self) -> Engine:
+    def engine(self) -> "Engine":
+        from storage import schema  # noqa: PLC0415
+
         schema.upgrade(self.database)
         return self.database
 
     @cached_property
-    def archive(self) -> FileArchive:
+    def archive(self) -> "FileArchive":
+        from intake.archive import FileArchive  # noqa: PLC0415
+
         return FileArchive(self.settings.data_dir / "raw")
 
     @cached_property
-    def inflight(self) -> InflightRegistry:
+    def inflight(self) -> "InflightRegistry":
+        from intake.queue import InflightRegistry  # noqa: PLC0415
+
         return InflightRegistry(self.broker.client, self.settings.redis_namespace)
 
     @cached_property
-    def sink(self) -> QueueSink:
+    def sink(self) -> "QueueSink":
+        from intake.queue import QueueSink  # noqa: PLC0415
+
         return QueueSink(self.broker, self.inflight)
 
     @cached_property
-    def ingestor(self) -> EmailIngestor:
+    def ingestor(self) -> "EmailIngestor":
+        from intake.email_intake import EmailIngestor  # noqa: PLC0415
+        from intake.parse_pool import PoolOptions  # noqa: PLC0415
+        from intake.prescan import PrescanLimits  # noqa: PLC0415
+        from intake.quoting import ReplySplitter  # noqa: PLC0415
+
         return EmailIngestor(self.sink, self.archive, self.limits, ReplySplitter(self.settings.languages),
                              prescan_limits=PrescanLimits.from_settings(self.settings), pool=PoolOptions.from_settings(self.settings))
 
     @property
-    def limits(self) -> Limits:
+    def limits(self) -> "Limits":
+        from intake.mime import Limits  # noqa: PLC0415
+
         s = self.settings
         return Limits(max_raw_bytes=s.max_raw_bytes, max_text_chars=s.max_text_chars, max_attachment_bytes=s.max_attachment_bytes)
 
@@ -82,15 +102,23 @@ class Runtime:
         if "ingestor" in self.__dict__:
             self.ingestor.close()
         if "broker" in self.__dict__:
+            from config.broker import close_broker  # noqa: PLC0415
+
             close_broker(self.broker)
+        elif "redis" in self.__dict__:
+            self.redis.close()
         if "database" in self.__dict__:
             self.database.dispose()
 
     def reachability(self) -> dict[str, str]:
         """``{"redis": "ok" | error, "database": "ok" | error}``, each checked once, without waiting."""
+        import redis  # noqa: PLC0415
+
+        from storage.db import reachable  # noqa: PLC0415
+
         found: dict[str, str] = {}
         try:
-            self.broker.client.ping()
+            self.redis.ping()
             found["redis"] = "ok"
         except (redis.RedisError, OSError) as exc:
             found["redis"] = f"{type(exc).__name__}: {exc}"
@@ -99,7 +127,14 @@ class Runtime:
 
     def wait_for_services(self, stop: threading.Event, *, database: bool = True) -> bool:
         """Block until Redis (and the database, migrated) answer; bounded exponential backoff. False if stopped first."""
+        import structlog  # noqa: PLC0415
+        from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+        from config.broker import wait_for_redis  # noqa: PLC0415
+        from storage.db import is_unavailable  # noqa: PLC0415
+
         limit = self.settings.service_wait_max_seconds
+        log = structlog.get_logger("helpdesk.runtime")
 
         def waiting(component: str) -> Callable[[str, float], None]:
             return lambda error, delay: log.warning(f"{component} unreachable; waiting", error=error[:300], retry_in=round(delay, 2))
@@ -135,7 +170,9 @@ def prepare_worker(runtime: Runtime) -> None:
 
     from storage.db import ping  # noqa: PLC0415
     from workers.middleware import DeadLetters, LogContext, Outages  # noqa: PLC0415
+    from workers.observability import Observability  # noqa: PLC0415
 
+    runtime.broker.add_middleware(Observability(runtime.broker.client, runtime.settings.redis_namespace))
     services = build_services(runtime.settings, runtime.broker, runtime.engine)
     # dramatiq runs "after" hooks in reverse order: placed before Retries, these see its verdict
     # (retry or dead-letter) on a failed message.

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -27,11 +27,12 @@ from starlette.routing import BaseRoute, Route
 from config.desk import load_desk
 from intake.slack import MAX_BODY_BYTES, SlackRequestVerifier, enqueue
 from ops.runtime import Runtime
-from storage.intake_store import TICKET
+from storage import tickets
 from storage.models import utcnow
+from storage.tickets import TicketLine
 from workers.cards import escape, organisation_card, queue_card_update
 from workers.knowledge import Knowledge, Refused
-from workers.desk import OPEN_STATUSES, Desk, set_status
+from workers.desk import Desk, set_status
 
 log = structlog.get_logger("helpdesk.web")
 LISTED = 15
@@ -145,21 +146,16 @@ class SlashCommands:
         return [key for key, team in self.desk.config.teams.teams.items() if any(m.key == member for m in team.members)]
 
     def _mine(self, member: str) -> dict[str, Any]:
-        condition = and_(TICKET.c.assignee == member, TICKET.c.status.in_(OPEN_STATUSES))
-        return self._listing(condition, "Your open tickets", "Nothing assigned to you is open. 🎉")
+        listing = tickets.open_listing(self.engine, assignee=member, limit=LISTED)
+        return self._listing(listing, "Your open tickets", "Nothing assigned to you is open. 🎉")
 
     def _queue(self, member: str) -> dict[str, Any]:
         teams = self._teams_of(member)
-        condition = and_(TICKET.c.team.in_(teams), TICKET.c.assignee.is_(None), TICKET.c.status.in_(OPEN_STATUSES))
-        return self._listing(condition, f"Unassigned in {', '.join(teams)}", "No unassigned tickets in your teams.")
+        listing = tickets.open_listing(self.engine, unassigned_in=teams, limit=LISTED)
+        return self._listing(listing, f"Unassigned in {', '.join(teams)}", "No unassigned tickets in your teams.")
 
-    def _listing(self, condition: Any, title: str, empty: str) -> dict[str, Any]:
-        with self.engine.connect() as c:
-            total = c.execute(select(func.count()).select_from(TICKET).where(condition)).scalar() or 0
-            rows = c.execute(select(TICKET.c.id, TICKET.c.subject, TICKET.c.type, TICKET.c.status, TICKET.c.first_response_due_at,
-                                    TICKET.c.first_response_at, TICKET.c.card_channel, TICKET.c.card_ts)
-                             .where(condition).order_by(TICKET.c.first_response_due_at.is_(None), TICKET.c.first_response_due_at, TICKET.c.id)
-                             .limit(LISTED)).all()
+    def _listing(self, listing: tickets.Listing, title: str, empty: str) -> dict[str, Any]:
+        rows, total = listing.lines, listing.total
         if not rows:
             return _ephemeral(empty)
         lines = [self._line(row) for row in rows]
@@ -167,7 +163,7 @@ class SlashCommands:
         text = f"*{title}* ({total})\n" + "\n".join(lines) + more
         return {"response_type": "ephemeral", "text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]}
 
-    def _line(self, row: Any) -> str:
+    def _line(self, row: TicketLine) -> str:
         subject = escape(row.subject[:80]) or "(no subject)"
         number = f"{self.desk.prefix}-{row.id}"
         due = ""
@@ -184,8 +180,7 @@ class SlashCommands:
         number = f"{self.desk.prefix}-{ticket_id}"
         now = utcnow()
         key = f"resolve:slash:{form.get('user_id', '')}:{form.get('trigger_id') or now.isoformat()}"
-        with self.engine.connect() as c:
-            status = c.execute(select(TICKET.c.status).where(TICKET.c.id == ticket_id)).scalar()
+        status = tickets.status(self.engine, ticket_id)
         if status is None:
             return _ephemeral(f"There is no {number}.")
         if status == "resolved":
@@ -195,10 +190,9 @@ class SlashCommands:
         return _ephemeral(f"✅ {number} resolved.")
 
     def _update_card(self, ticket_id: int, key: str) -> None:
-        from workers.actors import enqueue_effect  # noqa: PLC0415 - the web process only enqueues
+        from config.queues import enqueue_effect  # noqa: PLC0415 - the web process only enqueues
 
-        with self.engine.begin() as c:
-            effect = queue_card_update(c, ticket_id, key)
+        effect = queue_card_update(self.engine, ticket_id, key)
         if effect:
             enqueue_effect(self.runtime.broker, effect)
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from ops import tables
 from ops.runtime import Runtime
 from ops.views import safe
-from workers.actors import QUEUES
+from config.queues import QUEUES
 from workers.health import desk_snapshot
 
 
@@ -66,7 +66,7 @@ def unreachable_status(runtime: Runtime, reach: dict[str, str]) -> dict[str, Any
         from workers.queue_state import read_queue  # noqa: PLC0415
 
         try:
-            data["queues"] = [read_queue(runtime.broker.client, settings.redis_namespace, q,
+            data["queues"] = [read_queue(runtime.redis, settings.redis_namespace, q,
                                          settings.heartbeat_timeout_seconds * 1000).to_dict() for q in QUEUES]
         except redis.RedisError:
             pass
@@ -75,7 +75,7 @@ def unreachable_status(runtime: Runtime, reach: dict[str, str]) -> dict[str, Any
 
 def collect_status(runtime: Runtime) -> dict[str, Any]:
     settings = runtime.settings
-    snap = desk_snapshot(settings, runtime.broker.client, runtime.engine, QUEUES)
+    snap = desk_snapshot(settings, runtime.redis, runtime.engine, QUEUES)
     data = snap.to_dict()
     data["redis"] = "embedded" if settings.embedded_redis else "external"
     data["database"] = runtime.engine.dialect.name

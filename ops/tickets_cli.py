@@ -105,7 +105,7 @@ def run_action(ticket: str, by: str | None, action: Action) -> tuple["Outcome", 
     """Do ``action`` as ``by`` (or HELPDESK_STAFF) and enqueue its effects; the outcome and the ticket's number.
     A refusal, an unknown ticket or an invalid choice exits 1 with the reason."""
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.actors import enqueue_effect  # noqa: PLC0415
+    from config.queues import enqueue_effect  # noqa: PLC0415
     from workers.desk import Desk  # noqa: PLC0415
     from workers.permissions import Forbidden  # noqa: PLC0415
     from workers.ticket_actions import TicketActions  # noqa: PLC0415
@@ -264,7 +264,7 @@ def _list_canned() -> None:
 
 
 def _release(send_queued: bool, resend: int | None) -> None:
-    from workers.actors import enqueue_effect  # noqa: PLC0415
+    from config.queues import enqueue_effect  # noqa: PLC0415
     from workers.replies import resend as resend_message, send_queued as release_queued  # noqa: PLC0415
 
     with Runtime(settings()) as runtime:

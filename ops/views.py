@@ -46,10 +46,11 @@ def _desk(runtime: Runtime) -> "Desk":
 
 def ticket_rows(runtime: Runtime, limit: int | None = None, where: "TicketFilter | None" = None) -> list[dict[str, Any]]:
     from storage import queries  # noqa: PLC0415
+    from storage.db import reading  # noqa: PLC0415
     from storage.models import utcnow  # noqa: PLC0415
 
     now = utcnow()
-    with runtime.engine.connect().execution_options(readonly=True) as connection:
+    with reading(runtime.engine) as connection:
         rows = queries.list_tickets(connection, limit, where, now)
     desk = _desk(runtime)
     return [ticket_row(row, desk, now) for row in rows]

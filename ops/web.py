@@ -19,12 +19,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from sqlalchemy import text
 
 from config.settings import Settings
 from ops.metrics import HelpdeskCollector, dramatiq_collector
 from ops.runtime import Runtime
 from storage import schema
+from storage.db import ping
 
 log = structlog.get_logger("helpdesk.web")
 
@@ -65,8 +65,7 @@ def readiness(runtime: Runtime) -> dict[str, str]:
         checks["redis"] = "unreachable"
         log.warning("readiness: redis unreachable", error=f"{type(exc).__name__}: {exc}")
     try:
-        with runtime.engine.connect() as c:
-            c.execute(text("SELECT 1"))
+        ping(runtime.engine)
         checks["database"] = "ok"
         checks["migrations"] = "ok" if schema.is_current(runtime.engine) else "pending"
     except Exception as exc:  # noqa: BLE001
@@ -110,7 +109,7 @@ def build_app(runtime: Runtime) -> Starlette:
     """The app of `helpdesk web`: health and metrics, the Slack endpoints when Slack is configured, and the
     web dashboard (``web.app``: staff pages, the enquiry form and the JSON APIs) for every other path."""
     from web.app import web_app  # noqa: PLC0415
-    from workers.actors import QUEUES  # noqa: PLC0415
+    from config.queues import QUEUES  # noqa: PLC0415
 
     routes = health_routes(runtime, QUEUES)
     if runtime.settings.slack_signing_secret:

@@ -34,7 +34,7 @@ def _tokens() -> None:
     """Bearer tokens of the staff JSON API."""
 
 
-Key = Annotated[str, typer.Argument(help="The person's key in the teams file (a member or staff).")]
+Key = Annotated[str, typer.Argument(metavar="KEY", help="The person's key in the teams file (a member or staff).")]
 
 
 def _known(settings, key: str) -> None:  # noqa: ANN001 - Settings
@@ -86,7 +86,7 @@ def create_token(key: Key, name: Annotated[str, typer.Option("--name", help="Wha
 
 
 @tokens_app.command("list")
-def list_tokens(key: Annotated[str | None, typer.Argument(help="Only this person's tokens.")] = None) -> None:
+def list_tokens(key: Annotated[str | None, typer.Argument(metavar="KEY", help="Only this person's tokens.")] = None) -> None:
     from storage.credentials import tokens  # noqa: PLC0415
 
     with Runtime(_settings(log_level="WARNING")) as runtime:
@@ -99,7 +99,7 @@ def list_tokens(key: Annotated[str | None, typer.Argument(help="Only this person
 
 
 @tokens_app.command("revoke")
-def revoke(token_id: Annotated[int, typer.Argument(help="The token's id (see `tokens list`).")]) -> None:
+def revoke(token_id: Annotated[int, typer.Argument(metavar="ID", help="The token's id (see `tokens list`).")]) -> None:
     from storage.credentials import revoke_token  # noqa: PLC0415
 
     with Runtime(_settings(log_level="WARNING")) as runtime:

@@ -34,7 +34,8 @@ def register(intake_app: typer.Typer) -> None:
                                                                   "mentions, 30 days of DMs) instead of starting from now.")] = False,
     ) -> None:
         """Poll X for mentions and direct messages and queue every enquiry; runs until stopped (or --once)."""
-        from intake.x import XAccount, run_x  # noqa: PLC0415
+        from intake.x import run_x  # noqa: PLC0415
+        from intake.x_api import XAccount  # noqa: PLC0415
         from workers.runner import install_signal_handlers  # noqa: PLC0415
 
         settings = _settings()
@@ -84,11 +85,12 @@ def register_x(app: typer.Typer) -> None:
     def x_checkpoints() -> None:
         """The newest mention and DM id queued per account and stream, and when that was."""
         from intake.state import RedisCheckpointStore  # noqa: PLC0415
-        from intake.x import ADAPTER, snowflake_time  # noqa: PLC0415
+        from intake.x_api import snowflake_time  # noqa: PLC0415
+        from intake.x_memory import ADAPTER  # noqa: PLC0415
 
         settings = _settings()
         with Runtime(settings) as runtime:
-            rows = RedisCheckpointStore(runtime.broker.client, settings.redis_namespace).all(ADAPTER)
+            rows = RedisCheckpointStore(runtime.redis, settings.redis_namespace).all(ADAPTER)
         table = _table("X checkpoints", ["account/stream", "newest id", "made at (UTC)", "updated"])
         for name, value in sorted(rows.items()):
             last = int(value["last_uid"])
@@ -97,11 +99,11 @@ def register_x(app: typer.Typer) -> None:
         console.print(table)
 
 
-def _gap_log(runtime: Runtime) -> Any:  # intake.x.GapLog
+def _gap_log(runtime: Runtime) -> Any:  # intake.x_memory.GapLog
     from intake.state import AdapterHealth  # noqa: PLC0415
-    from intake.x import GapLog  # noqa: PLC0415
+    from intake.x_memory import GapLog  # noqa: PLC0415
 
-    client, namespace = runtime.broker.client, runtime.settings.redis_namespace
+    client, namespace = runtime.redis, runtime.settings.redis_namespace
     return GapLog(client, namespace, AdapterHealth(client, namespace))
 
 

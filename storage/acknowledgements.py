@@ -8,11 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from storage.intake_store import MESSAGE
-from storage.models import Acknowledgement
-from storage.outbox import insert_factory
-
-ACK = Acknowledgement.__table__
+from storage.models import ACKNOWLEDGEMENT as ACK
+from storage.models import EVENT, MESSAGE, TICKET
+from storage.upsert import insert_once
 
 
 @dataclass(frozen=True)
@@ -32,12 +30,18 @@ def recent(c: Connection, address: str, domain: str | None, since: datetime) -> 
 
 def record(c: Connection, ticket_id: int, address: str, domain: str | None, at: datetime) -> bool:
     """Note an acknowledgement in the caller's transaction; False if this ticket's was noted before."""
-    inserted = c.execute(insert_factory(c)(ACK).values(ticket_id=ticket_id, address=address[:512], domain=(domain or None), at=at)
-                         .on_conflict_do_nothing(index_elements=["ticket_id"]).returning(ACK.c.ticket_id)).scalar()
-    return inserted is not None
+    values = {"ticket_id": ticket_id, "address": address[:512], "domain": domain or None, "at": at}
+    return insert_once(c, ACK, values, ["ticket_id"], ACK.c.ticket_id) is not None
 
 
 def opening_message(c: Connection, ticket_id: int) -> Any:
     """The enquirer's first message on the ticket: its address and the headers the policy reads."""
     return c.execute(select(MESSAGE.c.sender_address, MESSAGE.c.signals).where(
         MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "in").order_by(MESSAGE.c.id).limit(1)).first()
+
+
+def recent_for_contact(c: Connection, contact_id: int, other_than: int, since: datetime) -> int | None:
+    """A ticket of the contact (not ``other_than``) acknowledged after ``since``, if any."""
+    return c.execute(select(EVENT.c.ticket_id).select_from(EVENT.join(TICKET, TICKET.c.id == EVENT.c.ticket_id)).where(
+        EVENT.c.kind == "acknowledged", TICKET.c.contact_id == contact_id, TICKET.c.id != other_than,
+        EVENT.c.at > since).limit(1)).scalar()

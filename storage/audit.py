@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from storage.models import AuditLog, utcnow
-from storage.outbox import insert_factory
+from storage.upsert import on_conflict
 
 AUDIT = AuditLog.__table__
 
@@ -30,9 +30,9 @@ def record(engine: Engine, key: str, *, actor: str, surface: str, action: str, t
     """Append an entry; False when ``key`` was recorded before (a retried delivery of the same attempt)."""
     with engine.begin() as c:
         inserted = c.execute(
-            insert_factory(c)(AUDIT).values(key=key[:255], at=at or utcnow(), actor=actor[:128], surface=surface[:20],
-                                            action=action[:40], target=target[:255], outcome=outcome[:20], detail=detail or {})
-            .on_conflict_do_nothing(index_elements=["key"]).returning(AUDIT.c.id)
+            on_conflict(c, AUDIT, ["key"], returning=AUDIT.c.id).values(
+                key=key[:255], at=at or utcnow(), actor=actor[:128], surface=surface[:20], action=action[:40], target=target[:255],
+                outcome=outcome[:20], detail=detail or {})
         ).scalar()
     return inserted is not None
 

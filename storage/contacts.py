@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 
 from storage import audit
-from storage.intake_store import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, TICKET
-from storage.outbox import insert_factory
+from storage.events import event_row
+from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, TICKET
+from storage.upsert import insert_once
 
 MERGED = "contact_merged"
 _X_HANDLE = re.compile(r"^(?P<name>.*?)\s*\(@(?P<handle>[A-Za-z0-9_]{1,15})\)$")
@@ -105,6 +106,20 @@ def get(c: Connection, contact_id: int) -> Contact | None:
                    tuple(i for i in ids if i != contact_id))
 
 
+def display_name(c: Connection, contact_id: int, *, lock: bool = False) -> str | None:
+    """The contact's name; with ``lock``, the contact's row stays locked until the caller's transaction ends."""
+    stmt = select(CONTACT.c.display_name).where(CONTACT.c.id == contact_id)
+    return c.execute(stmt.with_for_update() if lock else stmt).scalar()
+
+
+def name_of(engine: Engine, contact_id: int | None) -> str:
+    """The contact's name ("" without a contact)."""
+    if contact_id is None:
+        return ""
+    with engine.connect() as c:
+        return display_name(c, contact_id) or ""
+
+
 def merge(engine: Engine, into: int, other: int, *, by: str, surface: str, at: datetime) -> Merge:
     """Make ``other`` part of ``into``: identities, tickets and messages move; the link is recorded (event and audit)."""
     if into == other:
@@ -117,9 +132,7 @@ def merge(engine: Engine, into: int, other: int, *, by: str, surface: str, at: d
         tickets = list(c.execute(select(TICKET.c.id).where(TICKET.c.contact_id == other)).scalars())
         data: dict[str, Any] = {"into": into, "other": other, "by": by, "display_name": found[other].display_name,
                                 "identities": [[i.channel, i.address] for i in identities], "tickets": tickets}
-        inserted = c.execute(insert_factory(c)(EVENT).values(key=f"{MERGED}:{other}:{into}", kind=MERGED, ticket_id=None, channel=None,
-                                                             at=at, data=data)
-                             .on_conflict_do_nothing(index_elements=["key"]).returning(EVENT.c.id)).scalar()
+        inserted = insert_once(c, EVENT, event_row(f"{MERGED}:{other}:{into}", MERGED, None, at, data), ["key"], EVENT.c.id)
         if inserted is None:
             return Merge(into, other, linked=False)
         c.execute(update(IDENTITY).where(IDENTITY.c.contact_id == other).values(contact_id=into))

@@ -12,12 +12,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.intake_store import EVENT, MESSAGE, TICKET
-from storage.models import Correction, utcnow
-
-CORRECTION = Correction.__table__
+from storage import events
+from storage.models import CORRECTION, MESSAGE, TICKET, utcnow
+from storage.upsert import insert_once
 Field = Literal["type", "sector"]
 
 
@@ -38,7 +36,6 @@ def record_correction(
     engine: Engine, *, ticket_id: int, field: Field, new_value: str, by: str, key: str, source: str = "cli", at: datetime | None = None
 ) -> CorrectionResult:
     at = at or utcnow()
-    insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
     with engine.begin() as c:
         # the row lock keeps two corrections at once (type and sector) from each writing back the other's old JSON
         row = c.execute(select(TICKET.c.type, TICKET.c.sector, TICKET.c.classification).where(TICKET.c.id == ticket_id)
@@ -48,13 +45,9 @@ def record_correction(
         old_value = row.type if field == "type" else row.sector
         if old_value == new_value and _latest_correction(c, ticket_id, field) == new_value:
             return CorrectionResult(ticket_id, field, old_value, new_value, recorded=False)  # staff said so already
-        inserted = c.execute(
-            insert(CORRECTION)
-            .values(key=key, ticket_id=ticket_id, field=field, old_value=old_value, new_value=new_value,
-                    corrected_by=by, source=source, at=at)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(CORRECTION.c.id)
-        ).scalar()
+        inserted = insert_once(c, CORRECTION, {"key": key, "ticket_id": ticket_id, "field": field, "old_value": old_value,
+                                               "new_value": new_value, "corrected_by": by, "source": source, "at": at},
+                               ["key"], CORRECTION.c.id)
         if inserted is None:
             return CorrectionResult(ticket_id, field, old_value, new_value, recorded=False)
         classification = dict(row.classification or {})
@@ -65,13 +58,14 @@ def record_correction(
         if field == "type":
             changes["needs_triage"] = False
         c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**changes))
-        c.execute(
-            insert(EVENT)
-            .values(key=f"reclassified:{key}"[:255], kind="reclassified", ticket_id=ticket_id, channel=None, at=at,
-                    data={"field": field, "from": old_value, "to": new_value, "by": by, "source": source})
-            .on_conflict_do_nothing(index_elements=["key"])
-        )
+        events.record(c, f"reclassified:{key}", "reclassified", ticket_id, at,
+                      {"field": field, "from": old_value, "to": new_value, "by": by, "source": source})
     return CorrectionResult(ticket_id, field, old_value, new_value, recorded=True)
+
+
+def corrected_fields(c: Connection, ticket_id: int) -> set[str]:
+    """The fields of the ticket staff corrected (a model's relabelling leaves them alone)."""
+    return {r.field for r in c.execute(select(CORRECTION.c.field).where(CORRECTION.c.ticket_id == ticket_id))}
 
 
 def _latest_correction(c: Connection, ticket_id: int, field: str) -> str | None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select, update
 
 from storage.models import ApiToken, StaffCredential, utcnow
-from storage.outbox import insert_factory
+from storage.upsert import on_conflict
 
 CREDENTIAL = StaffCredential.__table__
 TOKEN = ApiToken.__table__
@@ -24,8 +24,8 @@ def set_password_hash(engine: Engine, staff_key: str, password_hash: str, at: da
     """Store (or replace) the person's password hash."""
     at = at or utcnow()
     with engine.begin() as c:
-        stmt = insert_factory(c)(CREDENTIAL).values(staff_key=staff_key, password_hash=password_hash, updated_at=at)
-        c.execute(stmt.on_conflict_do_update(index_elements=["staff_key"], set_={"password_hash": password_hash, "updated_at": at}))
+        c.execute(on_conflict(c, CREDENTIAL, ["staff_key"], update={"password_hash": password_hash, "updated_at": at})
+                  .values(staff_key=staff_key, password_hash=password_hash, updated_at=at))
 
 
 def password_hash(engine: Engine, staff_key: str) -> str | None:

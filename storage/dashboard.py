@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, case, func, literal, or_, select
 
-from storage.intake_store import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, TICKET
+from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, TICKET
 
 OPEN = ("new", "open", "pending")
 MAX_ROWS = 500

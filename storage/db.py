@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -63,6 +63,12 @@ def is_unavailable(exc: BaseException) -> bool:
     # shutting down, crashed or starting up. Others (deadlock, serialization, cancel) are ordinary failures.
     state = exc.sqlstate
     return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only, to hand to the query functions of ``storage``: on SQLite it begins
+    deferred (``BEGIN``, not ``BEGIN IMMEDIATE``) and so does not hold up writers."""
+    return engine.connect().execution_options(readonly=True)
 
 
 def ping(engine: Engine) -> None:

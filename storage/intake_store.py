@@ -18,18 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.models import Contact, ContactIdentity, Message, MetricEvent, Organisation, OrganisationDomain, Quarantine, Ticket
+from storage import tickets
+from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET, Ticket
+from storage.upsert import on_conflict
 
-MESSAGE = Message.__table__
-TICKET = Ticket.__table__
-CONTACT = Contact.__table__
-IDENTITY = ContactIdentity.__table__
-ORGANISATION = Organisation.__table__
-ORG_DOMAIN = OrganisationDomain.__table__
-EVENT = MetricEvent.__table__
-QUARANTINE = Quarantine.__table__
+__all__ = ["CONTACT", "EVENT", "IDENTITY", "MESSAGE", "ORG_DOMAIN", "ORGANISATION", "QUARANTINE", "TICKET",
+           "AlreadyStored", "IntakeStore", "IntakeTx", "LostRace"]
 
 
 class LostRace(Exception):
@@ -55,11 +50,9 @@ class _Statements:
     prepared constants hit the compiled cache.
     """
 
-    def __init__(self, insert_factory: Any) -> None:
+    def __init__(self, dialect: str) -> None:
         p = bindparam
-        self.claim = (
-            insert_factory(MESSAGE).on_conflict_do_nothing(index_elements=["channel", "external_id"]).returning(MESSAGE.c.id)
-        )
+        self.claim = on_conflict(dialect, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id)
         self.existing = select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id, MESSAGE.c.source).where(
             MESSAGE.c.channel == p("channel"), MESSAGE.c.external_id == p("external_id")
         )
@@ -77,9 +70,7 @@ class _Statements:
         self.ticket_exists = select(TICKET.c.id).where(TICKET.c.id == p("ticket_id"))
         self.ticket_status = select(TICKET.c.status).where(TICKET.c.id == p("ticket_id"))
         self.participants = select(MESSAGE.c.sender_address, MESSAGE.c.recipients).where(MESSAGE.c.ticket_id == p("ticket_id"))
-        self.org_insert = (
-            insert_factory(ORGANISATION).on_conflict_do_nothing(index_elements=["domain"]).returning(ORGANISATION.c.id)
-        )
+        self.org_insert = on_conflict(dialect, ORGANISATION, ["domain"], returning=ORGANISATION.c.id)
         # An organisation's first domain, or a further one staff added (`helpdesk org set D --add-domain`).
         self.org_id = select(ORGANISATION.c.id).where(ORGANISATION.c.domain == p("domain")).union_all(
             select(ORG_DOMAIN.c.organisation_id).where(ORG_DOMAIN.c.domain == p("domain"))
@@ -96,15 +87,11 @@ class _Statements:
             .values(organisation_id=p("org_pk"))
         )
         self.contact_delete = delete(CONTACT).where(CONTACT.c.id == p("contact_pk"))
-        self.identity_insert = (
-            insert_factory(IDENTITY).on_conflict_do_nothing(index_elements=["channel", "address"]).returning(IDENTITY.c.id)
-        )
+        self.identity_insert = on_conflict(dialect, IDENTITY, ["channel", "address"], returning=IDENTITY.c.id)
         self.ticket_insert = insert(TICKET).returning(TICKET.c.id)
-        self.event_insert = insert_factory(EVENT).on_conflict_do_nothing(index_elements=["key"])
-        self.event_once = insert_factory(EVENT).on_conflict_do_nothing(index_elements=["key"]).returning(EVENT.c.id)
-        self.quarantine_insert = (
-            insert_factory(QUARANTINE).on_conflict_do_nothing(index_elements=["key"]).returning(QUARANTINE.c.id)
-        )
+        self.event_insert = on_conflict(dialect, EVENT, ["key"])
+        self.event_once = on_conflict(dialect, EVENT, ["key"], returning=EVENT.c.id)
+        self.quarantine_insert = on_conflict(dialect, QUARANTINE, ["key"], returning=QUARANTINE.c.id)
 
 
 class IntakeStore:
@@ -113,7 +100,7 @@ class IntakeStore:
         dialect = engine.dialect.name
         if dialect not in {"sqlite", "postgresql"}:
             raise ValueError(f"unsupported database dialect {dialect!r}")
-        self.statements = _Statements(sqlite.insert if dialect == "sqlite" else postgresql.insert)
+        self.statements = _Statements(dialect)
         # SQLite has one writer at a time. Threads of one process queue on this lock, which
         # wakes them at once, instead of on SQLite's busy handler, which sleeps in steps of
         # milliseconds; other processes still wait through the busy timeout.
@@ -258,6 +245,10 @@ class IntakeTx:
     # -- tickets and messages ---------------------------------------------------
     def create_ticket(self, values: dict[str, Any]) -> int:
         return self.c.execute(self.s.ticket_insert, values).scalar_one()
+
+    def ticket(self, ticket_id: int) -> Ticket | None:
+        """The ticket as it is in this transaction (None if there is no such ticket)."""
+        return tickets.get(self.c, ticket_id)
 
     def ticket_status(self, ticket_id: int) -> str | None:
         return self.c.execute(self.s.ticket_status, {"ticket_id": ticket_id}).scalar()

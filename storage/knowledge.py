@@ -31,7 +31,7 @@ from storage.models import (
     Ticket,
     utcnow,
 )
-from storage.outbox import insert_factory
+from storage.upsert import on_conflict
 
 ORG = Organisation.__table__
 ORG_DOMAIN = OrganisationDomain.__table__
@@ -193,9 +193,8 @@ def save_organisation(engine: Engine, domain: str, *, by: str, name: str | None 
         org_id = _org_id(c, domain)
         if org_id is None:
             org_id = c.execute(
-                insert_factory(c)(ORG).values(domain=domain, name=name, sector=sector, country=country, added_by=by,
-                                              created_at=at, updated_at=at)
-                .on_conflict_do_nothing(index_elements=["domain"]).returning(ORG.c.id)
+                on_conflict(c, ORG, ["domain"], returning=ORG.c.id).values(domain=domain, name=name, sector=sector, country=country,
+                                                                           added_by=by, created_at=at, updated_at=at)
             ).scalar() or _org_id(c, domain)
         values = {k: v for k, v in (("name", name), ("sector", sector), ("country", country)) if v is not None}
         if values:
@@ -211,8 +210,7 @@ def _add_domain(c: Connection, org_id: int, domain: str, at: datetime) -> None:
         return
     if other is not None:
         _fold(c, other, org_id)
-    c.execute(insert_factory(c)(ORG_DOMAIN).values(domain=domain, organisation_id=org_id, created_at=at)
-              .on_conflict_do_nothing(index_elements=["domain"]))
+    c.execute(on_conflict(c, ORG_DOMAIN, ["domain"]).values(domain=domain, organisation_id=org_id, created_at=at))
 
 
 def _fold(c: Connection, source: int, target: int) -> None:
@@ -245,9 +243,9 @@ def set_stage(engine: Engine, org_id: int, standard: str, stage: str, *, by: str
     with engine.begin() as c:
         row = c.execute(select(IMPL).where(IMPL.c.organisation_id == org_id, IMPL.c.standard == standard)).one_or_none()
         if row is None:
-            c.execute(insert_factory(c)(IMPL).values(organisation_id=org_id, standard=standard, stage=stage, stage_since=at,
-                                                     urls=list(urls), notes=notes or "", created_at=at, updated_at=at)
-                      .on_conflict_do_nothing(index_elements=["organisation_id", "standard"]))
+            c.execute(on_conflict(c, IMPL, ["organisation_id", "standard"]).values(
+                organisation_id=org_id, standard=standard, stage=stage, stage_since=at, urls=list(urls), notes=notes or "",
+                created_at=at, updated_at=at))
             row = c.execute(select(IMPL).where(IMPL.c.organisation_id == org_id, IMPL.c.standard == standard)).one()
             previous = None
             changed = True
@@ -330,12 +328,12 @@ def add_engagement(engine: Engine, org_id: int, kind: str, *, by: str, owner: st
                       created_by=by, requested_at=at, updated_at=at,
                       started_at=at if status in ("in_progress", "delivered") else None,
                       delivered_at=at if status == "delivered" else None)
-        new_id = c.execute(insert_factory(c)(ENG).values(**values).on_conflict_do_nothing(index_elements=["key"]).returning(ENG.c.id)).scalar()
+        new_id = c.execute(on_conflict(c, ENG, ["key"], returning=ENG.c.id).values(**values)).scalar()
         if new_id is None:  # recorded before under this key
             return _engagement(c, c.execute(select(ENG.c.id).where(ENG.c.key == key)).scalar_one()), False
         for ticket_id, relation in tickets:
-            c.execute(insert_factory(c)(ENG_TICKET).values(engagement_id=new_id, ticket_id=ticket_id, relation=relation)
-                      .on_conflict_do_nothing(index_elements=["engagement_id", "ticket_id"]))
+            c.execute(on_conflict(c, ENG_TICKET, ["engagement_id", "ticket_id"]).values(engagement_id=new_id, ticket_id=ticket_id,
+                                                                                       relation=relation))
         return _engagement(c, new_id), True
 
 
@@ -362,8 +360,8 @@ def update_engagement(engine: Engine, engagement_id: int, *, status: str | None 
         for ticket_id, relation in tickets:
             if c.execute(select(TICKET.c.id).where(TICKET.c.id == ticket_id)).scalar() is None:
                 raise KnowledgeError(f"no ticket {ticket_id}")
-            c.execute(insert_factory(c)(ENG_TICKET).values(engagement_id=engagement_id, ticket_id=ticket_id, relation=relation)
-                      .on_conflict_do_nothing(index_elements=["engagement_id", "ticket_id"]))
+            c.execute(on_conflict(c, ENG_TICKET, ["engagement_id", "ticket_id"]).values(engagement_id=engagement_id, ticket_id=ticket_id,
+                                                                                       relation=relation))
         return _engagement(c, engagement_id)
 
 

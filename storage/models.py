@@ -451,3 +451,19 @@ class ApiToken(SQLModel, table=True):
 
 
 TABLES = [Organisation, OrganisationDomain, Implementation, StageChange, Engagement, EngagementTicket, Contact, ContactIdentity, Ticket, Message, MetricEvent, Quarantine, Correction, TeamState, Outbox, AlertState, Acknowledgement, AuditLog, SlackEvent, StaffCredential, ApiToken]
+
+# The tables as SQLAlchemy Core sees them: what the repository modules of ``storage`` build statements on.
+ORGANISATION = Organisation.__table__
+ORG_DOMAIN = OrganisationDomain.__table__
+CONTACT = Contact.__table__
+IDENTITY = ContactIdentity.__table__
+TICKET = Ticket.__table__
+MESSAGE = Message.__table__
+EVENT = MetricEvent.__table__
+QUARANTINE = Quarantine.__table__
+CORRECTION = Correction.__table__
+TEAM_STATE = TeamState.__table__
+OUTBOX = Outbox.__table__
+ALERT = AlertState.__table__
+ACKNOWLEDGEMENT = Acknowledgement.__table__
+SLACK_EVENT = SlackEvent.__table__

@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.models import Outbox, utcnow
+from storage.models import OUTBOX, utcnow
+from storage.upsert import insert_once
 
-OUTBOX = Outbox.__table__
 LEASE = timedelta(minutes=5)
 
 
@@ -32,20 +31,18 @@ class OutboxItem:
     result: dict[str, Any] | None
 
 
-def insert_factory(connection: Connection) -> Any:
-    return sqlite.insert if connection.dialect.name == "sqlite" else postgresql.insert
-
-
 def add(connection: Connection, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:
     """Record a side effect in the caller's transaction; False if its key was recorded before."""
     at = at or utcnow()
-    inserted = connection.execute(
-        insert_factory(connection)(OUTBOX)
-        .values(key=key[:255], kind=kind, ticket_id=ticket_id, payload=payload, status="pending", attempts=0, created_at=at, updated_at=at)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(OUTBOX.c.id)
-    ).scalar()
-    return inserted is not None
+    values = {"key": key[:255], "kind": kind, "ticket_id": ticket_id, "payload": payload, "status": "pending", "attempts": 0,
+              "created_at": at, "updated_at": at}
+    return insert_once(connection, OUTBOX, values, ["key"], OUTBOX.c.id) is not None
+
+
+def put(engine: Engine, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:
+    """Record a side effect in a transaction of its own; False if its key was recorded before."""
+    with engine.begin() as c:
+        return add(c, key, kind, ticket_id, payload, at)
 
 
 def claim(engine: Engine, key: str, now: datetime | None = None, lease: timedelta = LEASE) -> OutboxItem | None:
@@ -103,3 +100,11 @@ def get(engine: Engine, key: str) -> dict[str, Any] | None:
     with engine.connect() as c:
         row = c.execute(select(OUTBOX).where(OUTBOX.c.key == key)).first()
     return dict(row._mapping) if row is not None else None
+
+
+def make_pending(connection: Connection, key: str, at: datetime, *, only_finished: bool = False) -> None:
+    """In the caller's transaction: the row ``key`` to be carried out again (with ``only_finished``, only if it was done or failed)."""
+    stmt = update(OUTBOX).where(OUTBOX.c.key == key)
+    if only_finished:
+        stmt = stmt.where(OUTBOX.c.status.in_(("done", "failed")))
+    connection.execute(stmt.values(status="pending", updated_at=at))

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Text, cast, func, or_, select, update
 
-from storage.intake_store import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
+from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
 from storage.models import Acknowledgement, Correction
 
 ACK = Acknowledgement.__table__

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select, tuple_
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select, tuple_
 from sqlalchemy.sql import ColumnElement
 
-from storage.intake_store import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
+from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
 
 
 def _count(connection: Connection, table: Any, *where: Any) -> int:
@@ -233,3 +233,33 @@ def ticket_detail(connection: Connection, ticket_id: int, now: datetime | None =
         select(EVENT.c.kind, EVENT.c.at, EVENT.c.data).where(EVENT.c.ticket_id == ticket_id).order_by(EVENT.c.at, EVENT.c.id)
     )
     return rows[0] | {"conversation": [dict(m._mapping) for m in messages], "events": [dict(e._mapping) for e in events]}
+
+
+@dataclass(frozen=True)
+class TicketMeasures:
+    """What the Prometheus collector exports of the tickets (read at scrape time)."""
+
+    by_channel_type_sector: tuple[tuple[str, str, str, int], ...]
+    by_status: tuple[tuple[str, int], ...]
+    confidence_at_most: tuple[int, ...]  # tickets whose type confidence is at most each bound, cumulative
+    confidence_count: int
+    confidence_sum: float
+    sla_breaches: int  # ``sla_breached`` events ever recorded
+
+
+def ticket_measures(engine: Engine, bounds: tuple[float, ...]) -> TicketMeasures:
+    with engine.connect() as c:
+        rows = c.execute(select(TICKET.c.channel, TICKET.c.type, TICKET.c.sector, func.count())
+                         .group_by(TICKET.c.channel, TICKET.c.type, TICKET.c.sector)).all()
+        buckets = c.execute(select(*[func.sum(case((TICKET.c.type_confidence <= b, 1), else_=0)) for b in bounds],
+                                   func.count(), func.coalesce(func.sum(TICKET.c.type_confidence), 0.0))).one()
+        breaches = _count(c, EVENT, EVENT.c.kind == "sla_breached")
+        statuses = c.execute(select(TICKET.c.status, func.count()).group_by(TICKET.c.status)).all()
+    return TicketMeasures(
+        by_channel_type_sector=tuple((ch, t, s, n) for ch, t, s, n in rows),
+        by_status=tuple((status, n) for status, n in statuses),
+        confidence_at_most=tuple(int(buckets[i] or 0) for i in range(len(bounds))),
+        confidence_count=int(buckets[-2] or 0),
+        confidence_sum=float(buckets[-1] or 0),
+        sla_breaches=breaches,
+    )

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy import Connection, and_, case, func, literal, select, tuple_
 from sqlalchemy.sql import ColumnElement
 
-from storage.intake_store import CONTACT, ORGANISATION, TICKET
+from storage.models import CONTACT, ORGANISATION, TICKET
 from storage.knowledge import engagements_report, implementations_report, stage_changes_report
 from storage.queries import summary
 

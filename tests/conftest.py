@@ -204,10 +204,12 @@ def running_worker(settings: Settings, broker):  # noqa: ANN001, ANN201
 
     from workers.actors import build_services, register_actors  # noqa: PLC0415
     from workers.middleware import DeadLetters, LogContext  # noqa: PLC0415
+    from workers.observability import Observability  # noqa: PLC0415
 
     @contextlib.contextmanager
     def start(engine: Engine, with_settings: Settings | None = None):  # noqa: ANN202
         services = build_services(with_settings or settings, broker, engine)
+        broker.add_middleware(Observability(broker.client, settings.redis_namespace))
         broker.add_middleware(LogContext(), before=Retries)
         broker.add_middleware(DeadLetters(services.store, services.inflight), before=Retries)
         register_actors(broker, services)

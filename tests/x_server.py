@@ -1,7 +1,7 @@
 """A local stand-in for the X API v2: the endpoints we use, in their documented request and response shapes.
 
 tweepy's real ``Client`` talks to it over HTTP (its session routed here by
-``intake.x.RoutedSession``). It keeps users, tweets and DM events with
+``intake.x_api.RoutedSession``). It keeps users, tweets and DM events with
 snowflake ids, and answers:
 
 - ``GET /2/users/:id/mentions`` — newest first, ``since_id``, ``max_results``,

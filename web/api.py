@@ -26,7 +26,7 @@ from storage.credentials import token_owner
 from web.context import Web
 from web.enquiry import json_body, problem
 from web.tickets import perform, ticket_number
-from workers.actors import enqueue_effect
+from config.queues import enqueue_effect
 from workers.permissions import Actor, Forbidden
 
 MAX_BODY = 64 * 1024

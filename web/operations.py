@@ -23,7 +23,7 @@ MAX_LETTERS = 200
 
 
 def ops_routes(web: Web) -> list[BaseRoute]:
-    from workers.actors import QUEUES  # noqa: PLC0415
+    from config.queues import QUEUES  # noqa: PLC0415
 
     runtime = web.runtime
 

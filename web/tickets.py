@@ -28,7 +28,7 @@ from storage import dashboard
 from storage.models import utcnow
 from web.context import Web
 from web.security import CSRF_FIELD, csrf_ok
-from workers.actors import enqueue_effect
+from config.queues import enqueue_effect
 from workers.permissions import Actor
 from workers.sla import progress
 from workers.replies import suggestions_text

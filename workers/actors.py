@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dramatiq
 import structlog
@@ -29,16 +30,16 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 
-from classifiers.docs import DocsIndex, DocsIndexError, Signposting
 from classifiers.pipeline import EnquiryClassifier
-from config.broker import ServiceUnavailable, observability, redis_unavailable
+from config.broker import ServiceUnavailable, redis_unavailable
 from config.desk import DeskConfig, load_desk
 from config.settings import Settings
 from intake.base import Rejected
 from intake.errors import MessageDecodeError
 from intake.message import InboundMessage
-from intake.queue import INTAKE_QUEUE, PROCESS_ACTOR, REJECT_ACTOR, InflightRegistry, QueueSink
-from intake.slack import SLACK_ACTOR, SLACK_QUEUE
+from config.queues import (EFFECT_ACTOR, EFFECTS_QUEUE, INTAKE_QUEUE, JOB_ACTOR, PROCESS_ACTOR, QUEUES, REJECT_ACTOR, SCHEDULED_QUEUE,
+                           SLACK_ACTOR, SLACK_QUEUE, enqueue_effect)
+from intake.queue import InflightRegistry, QueueSink
 from storage.db import is_unavailable as database_unavailable
 from storage.intake_store import IntakeStore
 from workers.conversation import Threader, TicketKeys
@@ -59,14 +60,14 @@ from workers.scheduled import Jobs
 from workers.errors import EffectRefused, RetryLater
 from workers.slack import SlackPoster, make_client
 from workers.slack_handler import SlackHandler
+from workers.observability import observability
 from storage.models import utcnow
 from classifiers.model import TrainedModels
 
-EFFECTS_QUEUE = "effects"
-SCHEDULED_QUEUE = "scheduled"
-EFFECT_ACTOR = "run_effect"
-JOB_ACTOR = "run_job"
-QUEUES = (INTAKE_QUEUE, EFFECTS_QUEUE, SCHEDULED_QUEUE, SLACK_QUEUE)
+if TYPE_CHECKING:  # the index needs numpy and scipy: loaded with the first index file, not with the worker
+    from classifiers.docs.index import DocsIndex
+    from classifiers.docs.suggestions import Signposting
+
 INVALID_INPUT = (MessageDecodeError, DataError)
 MAX_PARENT_WAIT_DELAY_MS = 5000
 
@@ -86,15 +87,6 @@ class Services:
     effects: Effects
     jobs: Jobs
     slack: SlackHandler
-
-
-def enqueue_effect(broker: dramatiq.Broker, key: str) -> None:
-    """Queue the carrying-out of an outbox row (the row itself is already committed)."""
-    broker.enqueue(dramatiq.Message(queue_name=EFFECTS_QUEUE, actor_name=EFFECT_ACTOR, args=(key,), kwargs={}, options={}))
-
-
-def enqueue_job(broker: dramatiq.Broker, name: str) -> None:
-    broker.enqueue(dramatiq.Message(queue_name=SCHEDULED_QUEUE, actor_name=JOB_ACTOR, args=(name,), kwargs={}, options={}))
 
 
 def slack_poster(settings: Settings) -> SlackPoster | None:
@@ -200,13 +192,13 @@ class DocsWatcher:
     def __init__(self, path: Path, gap_score: float = 0.0) -> None:
         self.path = path
         self.gap_score = gap_score
-        self.index: DocsIndex | None = None
+        self.index: "DocsIndex | None" = None
         self._stamp: float | None = None
         self._checked = time.monotonic()
         self._lock = threading.Lock()
         self._reload()  # before the first message: every ticket gets suggestions once an index exists
 
-    def current(self) -> DocsIndex | None:
+    def current(self) -> "DocsIndex | None":
         if time.monotonic() - self._checked >= self.CHECK_SECONDS and self._lock.acquire(blocking=False):
             try:
                 self._checked = time.monotonic()
@@ -224,16 +216,19 @@ class DocsWatcher:
             self._stamp = stamp
             self.index = self._load() if stamp is not None else None
 
-    def _load(self) -> DocsIndex | None:
+    def _load(self) -> "DocsIndex | None":
+        from classifiers.docs.errors import DocsIndexError  # noqa: PLC0415
+        from workers.docs_index import load_index  # noqa: PLC0415
+
         try:
-            index = DocsIndex.load(self.path, gap_score=self.gap_score or None)
+            index = load_index(self.path, gap_score=self.gap_score or None)
         except DocsIndexError as exc:
             structlog.get_logger("helpdesk.worker").warning("documentation index unusable; no suggestions", error=str(exc))
             return None
         structlog.get_logger("helpdesk.worker").info("documentation index loaded", pages=len(index.pages), path=str(self.path))
         return index
 
-    def signpost(self, text: str, language: str) -> Signposting | None:
+    def signpost(self, text: str, language: str) -> "Signposting | None":
         index = self.current()
         return index.signpost(text, k=3, language=language) if index is not None else None
 

@@ -6,12 +6,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine
 
-from storage import outbox
-from storage.knowledge import implementation_stages
-from storage.intake_store import MESSAGE, TICKET
-from storage.models import Contact, ContactIdentity, Organisation
+from storage import outbox, tickets
+from storage.models import Ticket
 from workers import escaping
 from workers.desk import Desk
 
@@ -28,25 +26,17 @@ class Enquirer:
     stages: tuple[tuple[str, str], ...] = ()  # (standard, stage) of the organisation's implementations
 
 
-def load(c: Connection, ticket_id: int) -> tuple[Any, Enquirer] | None:
+def load(source: Engine | Connection, ticket_id: int) -> tuple[Ticket, Enquirer] | None:
     """A ticket with who asked (name, address, organisation) and the start of what they asked."""
-    ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
-    if ticket is None:
+    found = tickets.with_enquirer(source, ticket_id)
+    if found is None:
         return None
-    contact, identity, org = Contact.__table__, ContactIdentity.__table__, Organisation.__table__
-    who = c.execute(select(contact.c.display_name, org.c.name, org.c.domain).select_from(contact.outerjoin(org, org.c.id == contact.c.organisation_id))
-                    .where(contact.c.id == ticket.contact_id)).first() if ticket.contact_id else None
-    address = c.execute(select(identity.c.address).where(identity.c.contact_id == ticket.contact_id)
-                        .order_by((identity.c.channel == ticket.channel).desc(), identity.c.id).limit(1)).scalar() if ticket.contact_id else None
-    first = c.execute(select(MESSAGE.c.text).where(MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "in")
-                      .order_by(MESSAGE.c.id).limit(1)).scalar() or ""
-    summary = " ".join(first.split())
+    ticket, facts = found
+    summary = " ".join(facts.first_text.split())
     if len(summary) > SUMMARY_CHARS:
         summary = summary[:SUMMARY_CHARS].rsplit(" ", 1)[0] + " …"
-    org_domain = c.execute(select(org.c.domain).where(org.c.id == ticket.organisation_id)).scalar() if ticket.organisation_id else None
-    return ticket, Enquirer(name=who.display_name if who else "", address=address or "",
-                            organisation=(who.name or who.domain or "") if who else "", summary=summary,
-                            domain=org_domain or "", stages=implementation_stages(c, ticket.organisation_id))
+    return ticket, Enquirer(name=facts.name, address=facts.address, organisation=facts.organisation, summary=summary,
+                            domain=facts.domain, stages=facts.stages)
 
 
 def escape(text: str) -> str:
@@ -54,10 +44,10 @@ def escape(text: str) -> str:
     return escaping.slack(text)
 
 
-def queue_card_update(c: Connection, ticket_id: int, key: str) -> str | None:
+def queue_card_update(engine: Engine, ticket_id: int, key: str) -> str | None:
     """The outbox row that redraws the ticket's card after the change ``key``; its key, or None when queued before."""
     effect = f"card-update:{ticket_id}:{key}"
-    return effect if outbox.add(c, effect, "slack_update", ticket_id, {}) else None
+    return effect if outbox.put(engine, effect, "slack_update", ticket_id, {}) else None
 
 
 def _who(channel: str, enquirer: Enquirer) -> str:

@@ -12,18 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Engine
 
 from config.desk import DeskConfig, Team
-from storage import outbox
-from storage.intake_store import EVENT, TICKET
-from storage.models import TeamState
+from storage import events, outbox, teams, tickets
+from storage.events import event_row
+from storage.intake_store import IntakeTx
+from storage.messages import StaffMessage
+from storage.messages import add_staff_message as _add_staff_message
 from workers.assignment import availability, choose
 from workers.business_hours import BusinessCalendar
 from workers.sla import due_times, policy_for, resume
 
-TEAM_STATE = TeamState.__table__
-OPEN_STATUSES = ("new", "open", "pending")
+OPEN_STATUSES = tickets.OPEN_STATUSES
 
 
 @dataclass(frozen=True)
@@ -69,36 +70,6 @@ class Desk:
         return None
 
 
-def _insert(c: Connection) -> Any:
-    return outbox.insert_factory(c)
-
-
-def _event(c: Connection, key: str, kind: str, ticket_id: int | None, at: datetime, data: dict[str, Any]) -> bool:
-    inserted = c.execute(
-        _insert(c)(EVENT).values(key=key[:255], kind=kind, ticket_id=ticket_id, channel=None, at=at, data=data)
-        .on_conflict_do_nothing(index_elements=["key"]).returning(EVENT.c.id)
-    ).scalar()
-    return inserted is not None
-
-
-def _lock_team(c: Connection, team: str, at: datetime) -> str | None:
-    """Lock the team's row for this transaction (created on first use); returns the round-robin pointer."""
-    c.execute(_insert(c)(TEAM_STATE).values(team=team, last_assignee=None, updated_at=at).on_conflict_do_nothing(index_elements=["team"]))
-    stmt = select(TEAM_STATE.c.last_assignee).where(TEAM_STATE.c.team == team)
-    if c.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return c.execute(stmt).scalar()
-
-
-def loads(c: Connection, members: list[str]) -> dict[str, int]:
-    """Open tickets per member, across every team they are in."""
-    rows = c.execute(
-        select(TICKET.c.assignee, func.count()).where(TICKET.c.assignee.in_(members), TICKET.c.status.in_(OPEN_STATUSES))
-        .group_by(TICKET.c.assignee)
-    )
-    return {assignee: count for assignee, count in rows}
-
-
 def assign(
     engine: Engine, desk: Desk, ticket_id: int, now: datetime, *, force: bool = False, exclude: str | None = None, because: str | None = None
 ) -> AssignResult:
@@ -107,7 +78,7 @@ def assign(
     Idempotent: a ticket already assigned stays with its assignee unless ``force`` (reassignment).
     """
     with engine.begin() as c:
-        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id).with_for_update()).first()
+        ticket = tickets.get(c, ticket_id, lock=True)
         if ticket is None:
             return AssignResult("unknown", ticket_id)
         if ticket.status == "resolved":
@@ -115,31 +86,30 @@ def assign(
         team = desk.team(ticket.team)
         if team is None:
             return AssignResult("backlog", ticket_id, None, (f"team {ticket.team!r} is not configured",))
-        last = _lock_team(c, ticket.team, now)
+        last = teams.lock(c, ticket.team, now)
         changes: dict[str, Any] = _sla_changes(ticket, desk, now)
         if ticket.assignee and not force:
-            if changes:
-                c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**changes))
+            tickets.change(c, ticket_id, changes)
             return AssignResult("already", ticket_id, ticket.assignee)
         member_keys = [m.key for m in team.members if m.key != exclude]
-        counts = loads(c, member_keys)
+        counts = tickets.open_loads(c, member_keys)
         candidates = team.model_copy(update={"members": tuple(m for m in team.members if m.key != exclude)})
         choice = choose(candidates, counts, last, now)
         reasons = [*([because] if because else []), *choice.reasons]
         note = {"member": choice.member, "reasons": reasons, "at": now.isoformat(), "team": ticket.team}
         changes.update(assignment=note, updated_at=now)
         if choice.member is None:
-            c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**changes))
-            _event(c, f"backlog:{ticket_id}:{ticket.assignment_count}", "backlogged", ticket_id, now, note)
+            tickets.change(c, ticket_id, changes)
+            events.record(c, f"backlog:{ticket_id}:{ticket.assignment_count}", "backlogged", ticket_id, now, note)
             return AssignResult("backlog", ticket_id, None, tuple(reasons))
         number = ticket.assignment_count + 1
         changes.update(assignee=choice.member, assigned_at=now, assignment_count=number,
                        status="open" if ticket.status == "new" else ticket.status)
-        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**changes))
-        c.execute(update(TEAM_STATE).where(TEAM_STATE.c.team == ticket.team).values(last_assignee=choice.member, updated_at=now))
+        tickets.change(c, ticket_id, changes)
+        teams.set_last_assignee(c, ticket.team, choice.member, now)
         kind = "reassigned" if ticket.assignee else "assigned"
-        _event(c, f"{kind}:{ticket_id}:{number}", kind, ticket_id, now,
-               {**note, "from": ticket.assignee} if ticket.assignee else note)
+        events.record(c, f"{kind}:{ticket_id}:{number}", kind, ticket_id, now,
+                      {**note, "from": ticket.assignee} if ticket.assignee else note)
         card_key = f"card:{ticket_id}:{number}"
         outbox.add(c, card_key, "slack_card", ticket_id, {"assignment": number}, now)
         return AssignResult("assigned", ticket_id, choice.member, tuple(reasons), (card_key,))
@@ -158,10 +128,10 @@ def _sla_changes(ticket: Any, desk: Desk, now: datetime) -> dict[str, Any]:
 def set_status(engine: Engine, desk: Desk, ticket_id: int, status: str, now: datetime, *, by: str, key: str) -> bool:
     """Move a ticket to ``status``; pending pauses the SLA clock, leaving pending resumes it. False if nothing changed."""
     with engine.begin() as c:
-        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id).with_for_update()).first()
+        ticket = tickets.get(c, ticket_id, lock=True)
         if ticket is None or ticket.status == status:
             return False
-        if not _event(c, key, "status_changed", ticket_id, now, {"from": ticket.status, "to": status, "by": by}):
+        if not events.record(c, key, "status_changed", ticket_id, now, {"from": ticket.status, "to": status, "by": by}):
             return False  # this very change was recorded before
         values: dict[str, Any] = {"status": status, "updated_at": now}
         calendar = desk.calendar(ticket.team)
@@ -177,12 +147,12 @@ def set_status(engine: Engine, desk: Desk, ticket_id: int, status: str, now: dat
                 values["resolution_seconds"] = (now - ticket.created_at).total_seconds()
                 values["resolution_business_seconds"] = max(0.0, calendar.elapsed(ticket.created_at, now).total_seconds() - paused)
                 values["resolution_met"] = ticket.resolution_due_at is None or now <= ticket.resolution_due_at
-            _event(c, f"resolved:{key}", "resolved", ticket_id, now, {"by": by})
+            events.record(c, f"resolved:{key}", "resolved", ticket_id, now, {"by": by})
         elif ticket.status == "resolved":
             values["resolved_at"] = None
             values["reopened_count"] = (ticket.reopened_count or 0) + 1
-            _event(c, f"reopened:{key}", "reopened", ticket_id, now, {"by": by})
-        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**values))
+            events.record(c, f"reopened:{key}", "reopened", ticket_id, now, {"by": by})
+        tickets.change(c, ticket_id, values)
         return True
 
 
@@ -201,29 +171,24 @@ def _resumed(ticket: Any, now: datetime, calendar: BusinessCalendar) -> dict[str
 def record_first_response(engine: Engine, desk: Desk, ticket_id: int, at: datetime, *, by: str, key: str) -> bool:
     """The first reply to the enquirer (not a note, not an acknowledgement): measure it once."""
     with engine.begin() as c:
-        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id).with_for_update()).first()
+        ticket = tickets.get(c, ticket_id, lock=True)
         if ticket is None or ticket.first_response_at is not None:
             return False
         calendar = desk.calendar(ticket.team)
         business = max(0.0, calendar.elapsed(ticket.created_at, at).total_seconds() - (ticket.paused_business_seconds or 0.0))
         met = ticket.first_response_due_at is None or at <= ticket.first_response_due_at
-        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(
-            first_response_at=at, first_response_seconds=(at - ticket.created_at).total_seconds(),
-            first_response_business_seconds=business, first_response_met=met, updated_at=at,
-        ))
-        _event(c, f"first_response:{ticket_id}", "first_response", ticket_id, at, {"by": by, "met": met, "key": key})
+        tickets.change(c, ticket_id, {
+            "first_response_at": at, "first_response_seconds": (at - ticket.created_at).total_seconds(),
+            "first_response_business_seconds": business, "first_response_met": met, "updated_at": at,
+        })
+        events.record(c, f"first_response:{ticket_id}", "first_response", ticket_id, at, {"by": by, "met": met, "key": key})
         return True
 
 
 def away_assignees(engine: Engine, desk: Desk, now: datetime) -> list[tuple[int, str, str]]:
     """(ticket, assignee, why) for unanswered open tickets whose assignee cannot work on them now."""
     found = []
-    with engine.connect() as c:
-        rows = c.execute(
-            select(TICKET.c.id, TICKET.c.team, TICKET.c.assignee)
-            .where(TICKET.c.status.in_(("open", "new")), TICKET.c.assignee.is_not(None), TICKET.c.first_response_at.is_(None))
-        ).all()
-    for ticket_id, team_key, assignee in rows:
+    for ticket_id, team_key, assignee in tickets.unanswered_assigned(engine):
         team = desk.team(team_key)
         if team is None or not team.reassign_when_away:
             continue
@@ -237,13 +202,13 @@ def away_assignees(engine: Engine, desk: Desk, now: datetime) -> list[tuple[int,
 def resume_on_enquirer_reply(desk: Desk) -> Any:
     """The pipeline's hook for a reply on a ticket waiting on its enquirer: open again, the SLA clock resumed."""
 
-    def hook(tx: Any, ticket_id: int, now: datetime) -> dict[str, Any]:
-        ticket = tx.c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
+    def hook(tx: IntakeTx, ticket_id: int, now: datetime) -> dict[str, Any]:
+        ticket = tx.ticket(ticket_id)
         values: dict[str, Any] = {"status": "open", "sla_paused_at": None}
         if ticket is not None and ticket.sla_paused_at is not None:
             values.update(_resumed(ticket, now, desk.calendar(ticket.team)))
-            _event(tx.c, f"resumed:{ticket_id}:{ticket.sla_paused_at.isoformat()}", "status_changed", ticket_id, now,
-                   {"from": "pending", "to": "open", "by": "enquirer reply"})
+            tx.add_event_once(event_row(f"resumed:{ticket_id}:{ticket.sla_paused_at.isoformat()}", "status_changed", ticket_id, now,
+                                        {"from": "pending", "to": "open", "by": "enquirer reply"}))
         return values
 
     return hook
@@ -252,56 +217,31 @@ def resume_on_enquirer_reply(desk: Desk) -> Any:
 def assign_to(engine: Engine, desk: Desk, ticket_id: int, member: str, now: datetime, *, by: str, key: str) -> AssignResult:
     """Staff put a ticket with a given person (Claim, Assign to…): no capacity check, the choice is theirs."""
     with engine.begin() as c:
-        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id).with_for_update()).first()
+        ticket = tickets.get(c, ticket_id, lock=True)
         if ticket is None:
             return AssignResult("unknown", ticket_id)
         if ticket.assignee == member:
             return AssignResult("already", ticket_id, member)
         number = ticket.assignment_count + 1
         note = {"member": member, "reasons": [f"{'claimed' if by == member else 'assigned'} by {by}"], "at": now.isoformat(), "team": ticket.team}
-        if not _event(c, key, "reassigned" if ticket.assignee else "assigned", ticket_id, now, {**note, "from": ticket.assignee, "by": by}):
+        if not events.record(c, key, "reassigned" if ticket.assignee else "assigned", ticket_id, now, {**note, "from": ticket.assignee, "by": by}):
             return AssignResult("already", ticket_id, ticket.assignee)
         values: dict[str, Any] = {"assignee": member, "assigned_at": now, "assignment_count": number, "assignment": note, "updated_at": now}
         if ticket.status == "new":
             values["status"] = "open"
         values.update(_sla_changes(ticket, desk, now))
-        c.execute(update(TICKET).where(TICKET.c.id == ticket_id).values(**values))
+        tickets.change(c, ticket_id, values)
         return AssignResult("assigned", ticket_id, member, tuple(note["reasons"]))
 
 
 def add_staff_message(
     engine: Engine, ticket_id: int, text: str, now: datetime, *, author: str, key: str, note: bool,
     sent_as: tuple[str, str] | None = None, kind: str = "reply", subject: str = "",
-) -> tuple[int | None, str | None]:
+) -> StaffMessage:
     """Record a staff reply (queued for sending, with its outbox row) or an internal note. Idempotent by ``key``.
 
     ``sent_as`` = (channel, external id) when the reply was already delivered (a staff member answering
-    directly in the enquirer's Slack thread): it is stored as sent. Returns (message id, outbox key to enqueue).
+    directly in the enquirer's Slack thread): it is stored as sent. The result says whether it was recorded now,
+    before, or not at all (no such ticket), and unpacks as (message id, outbox key to enqueue).
     """
-    from storage.intake_store import MESSAGE  # noqa: PLC0415
-
-    with engine.begin() as c:
-        ticket = c.execute(select(TICKET.c.id, TICKET.c.channel).where(TICKET.c.id == ticket_id)).first()
-        if ticket is None:
-            return None, None
-        channel, external_id = sent_as or (ticket.channel, f"out:{key}")
-        row = {"ticket_id": ticket_id, "channel": channel, "external_id": external_id[:998], "direction": "out",
-               "kind": "note" if note else kind, "author": author, "text": text, "content_hash": _hash(text), "subject": subject[:2000],
-               "status": None if note else ("sent" if sent_as else "queued"), "received_at": now, "stored_at": now, "source": f"staff:{author}"}
-        message_pk = c.execute(
-            _insert(c)(MESSAGE).values(**row).on_conflict_do_nothing(index_elements=["channel", "external_id"]).returning(MESSAGE.c.id)
-        ).scalar()
-        if message_pk is None:
-            return None, None  # recorded before
-        _event(c, f"{'note' if note else kind}:{message_pk}", "note_added" if note else f"{kind}_queued", ticket_id, now, {"by": author})
-        if note or sent_as:
-            return message_pk, None
-        effect = f"reply:{message_pk}"
-        outbox.add(c, effect, "send_reply", ticket_id, {"message": message_pk}, now)
-        return message_pk, effect
-
-
-def _hash(text: str) -> str:
-    import hashlib  # noqa: PLC0415
-
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return _add_staff_message(engine, ticket_id, text, now, author=author, key=key, note=note, sent_as=sent_as, kind=kind, subject=subject)

@@ -17,13 +17,12 @@ from typing import Any
 
 import dramatiq
 import redis
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine
 
 from intake.email_intake import EmailIngestor
-from storage.intake_store import QUARANTINE
+from storage import quarantine
 from storage.models import utcnow
 from storage.queries import open_quarantine
-from storage.outbox import insert_factory
 
 RESET_OPTIONS = ("retries", "traceback", "redis_message_id", "eta", "requeue_timestamp")
 
@@ -51,17 +50,12 @@ def sync(client: redis.Redis, namespace: str, engine: Engine, queues: tuple[str,
             message_id = message.message_id if message else redis_id.decode()
             payload = message.asdict() if message else {"raw": raw.decode("utf-8", "replace")}
             payload.setdefault("options", {})["redis_message_id"] = redis_id.decode()
-            with engine.begin() as c:
-                inserted = c.execute(
-                    insert_factory(c)(QUARANTINE).values(
-                        key=f"dead_letter:{message_id}", kind="dead_letter", status="open", queue=queue, message_id=message_id,
-                        channel=None, reason=(message.options.get("traceback", "").strip().splitlines() or ["unknown"])[-1][:100] if message else "undecodable",
-                        detail=message.options.get("traceback", "") if message else "", source="", payload=payload,
-                        received_at=datetime.fromtimestamp(message.message_timestamp / 1000, timezone.utc) if message else utcnow(),
-                        created_at=utcnow(),
-                    ).on_conflict_do_nothing(index_elements=["key"]).returning(QUARANTINE.c.id)
-                ).scalar()
-            added += inserted is not None
+            added += quarantine.mirror_dead_letter(
+                engine, message_id=message_id, queue=queue,
+                reason=(message.options.get("traceback", "").strip().splitlines() or ["unknown"])[-1][:100] if message else "undecodable",
+                detail=message.options.get("traceback", "") if message else "", payload=payload,
+                received_at=datetime.fromtimestamp(message.message_timestamp / 1000, timezone.utc) if message else utcnow(), at=utcnow(),
+            )
     return added
 
 
@@ -74,11 +68,7 @@ def open_letters(engine: Engine, kind: str | None = None) -> list[Any]:
 
 def find(engine: Engine, ident: str) -> Any | None:
     """By database id or dramatiq message id."""
-    with engine.connect() as c:
-        condition = QUARANTINE.c.message_id == ident
-        if ident.isdigit():
-            condition = or_(condition, QUARANTINE.c.id == int(ident))
-        return c.execute(select(QUARANTINE).where(condition)).first()
+    return quarantine.find(engine, ident)
 
 
 def replay(client: redis.Redis, namespace: str, broker: dramatiq.Broker, engine: Engine, row: Any,
@@ -125,13 +115,8 @@ def purge(client: redis.Redis, namespace: str, engine: Engine, queues: tuple[str
     payloads (the messages people sent, which purging means no longer keeping)."""
     for queue in queues:
         client.delete(*_xq(namespace, queue))
-    with engine.begin() as c:
-        return c.execute(
-            update(QUARANTINE).where(QUARANTINE.c.kind == "dead_letter", QUARANTINE.c.status == "open")
-            .values(status="purged", payload=None)
-        ).rowcount
+    return quarantine.purge_dead_letters(engine)
 
 
 def _mark(engine: Engine, row_id: int, status: str) -> None:
-    with engine.begin() as c:
-        c.execute(update(QUARANTINE).where(QUARANTINE.c.id == row_id).values(status=status, replayed_at=utcnow()))
+    quarantine.mark(engine, row_id, status, utcnow())

@@ -21,21 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
 from classifiers.automated import base_address
-from storage import acknowledgements, outbox
-from storage.intake_store import EVENT, MESSAGE, TICKET
-from storage.models import Contact, utcnow
+from storage import acknowledgements, contacts, events, messages, outbox, tickets
+from storage.models import utcnow
 from storage.outbox import OutboxItem
 from workers import cards
-from workers.desk import Desk, _event, add_staff_message, assign, record_first_response
+from workers.desk import Desk, add_staff_message, assign, record_first_response
 from workers.errors import EffectRefused, NotSent
 from workers.replies import template_values
 from workers.slack import SlackPoster, SlackRefused
 
-
-CONTACT = Contact.__table__
 _AUTH_FAIL = re.compile(r"\b(dmarc|spf)\s*=\s*(fail|softfail|permerror)\b", re.IGNORECASE)
 
 
@@ -114,16 +111,15 @@ class Effects:
         result = assign(self.engine, self.desk, item.ticket_id, self.clock())  # type: ignore[arg-type]
         effects = list(result.effects)
         if self.acknowledge:
-            with self.engine.begin() as c:
-                if outbox.add(c, f"ack:{item.ticket_id}", "acknowledge", item.ticket_id, {}, self.clock()):
-                    effects.append(f"ack:{item.ticket_id}")
+            if outbox.put(self.engine, f"ack:{item.ticket_id}", "acknowledge", item.ticket_id, {}, self.clock()):
+                effects.append(f"ack:{item.ticket_id}")
         return {"outcome": result.outcome, "member": result.member, "reasons": list(result.reasons), "effects": effects}
 
     def _acknowledge(self, item: OutboxItem) -> dict[str, Any]:
         """Tell a new enquirer we have their enquiry — once per contact per window, in their language, on their channel."""
         now = self.clock()
         with self.engine.begin() as c:
-            ticket = c.execute(select(TICKET).where(TICKET.c.id == item.ticket_id)).first()
+            ticket = tickets.get(c, item.ticket_id)  # type: ignore[arg-type]
             if ticket is None or ticket.channel not in self.senders:
                 return {"skipped": "no sender for this channel"}
             templates = self.desk.config.templates
@@ -131,23 +127,21 @@ class Effects:
             if texts is None or ticket.contact_id is None:
                 return {"skipped": "no acknowledgement for this channel"}
             # One decision per contact at a time: the check and the record share this transaction and the contact's lock.
-            who = c.execute(select(CONTACT.c.display_name).where(CONTACT.c.id == ticket.contact_id).with_for_update()).scalar() or ""
-            recent = c.execute(select(EVENT.c.ticket_id).select_from(EVENT.join(TICKET, TICKET.c.id == EVENT.c.ticket_id)).where(
-                EVENT.c.kind == "acknowledged", TICKET.c.contact_id == ticket.contact_id, TICKET.c.id != ticket.id,
-                EVENT.c.at > now - self.acknowledgement_window).limit(1)).scalar()
+            who = contacts.display_name(c, ticket.contact_id, lock=True) or ""
+            recent = acknowledgements.recent_for_contact(c, ticket.contact_id, ticket.id, now - self.acknowledgement_window)
             if recent is not None:
                 return {"skipped": f"acknowledged {self.desk.prefix}-{recent} within the window"}
             refusal = self._policy_refusal(c, ticket, now)
             if refusal is not None:
-                _event(c, f"ack-withheld:{ticket.id}", "acknowledgement_withheld", ticket.id, now, {"reason": refusal})
+                events.record(c, f"ack-withheld:{ticket.id}", "acknowledgement_withheld", ticket.id, now, {"reason": refusal})
                 return {"skipped": refusal}
-            _event(c, f"acknowledged:{ticket.id}", "acknowledged", ticket.id, now, {"contact": ticket.contact_id})
+            events.record(c, f"acknowledged:{ticket.id}", "acknowledged", ticket.id, now, {"contact": ticket.contact_id})
         values = template_values(self.desk, ticket, enquirer=who)
         body = templates.render(templates.pick(texts.body, ticket.language) or "", values)
         subject = templates.render(templates.pick(texts.subject, ticket.language) or "", values).strip() if texts.subject else ""
-        message_pk, effect = add_staff_message(self.engine, ticket.id, body, now, author="helpdesk", key=f"ack:{ticket.id}",
-                                               note=False, kind="acknowledgement", subject=subject)
-        return {"message": message_pk, "effects": [effect] if effect else []}
+        recorded = add_staff_message(self.engine, ticket.id, body, now, author="helpdesk", key=f"ack:{ticket.id}",
+                                     note=False, kind="acknowledgement", subject=subject)
+        return {"message": recorded.message_id, "effects": [recorded.effect] if recorded.effect else []}
 
     def _policy_refusal(self, c: Any, ticket: Any, now: datetime) -> str | None:
         """Why no acknowledgement may go to this ticket's enquirer now (None: it may); records it when it may."""
@@ -180,8 +174,7 @@ class Effects:
     def _slack_card(self, item: OutboxItem) -> dict[str, Any]:
         if self.poster is None:
             return {"skipped": "Slack is not configured"}
-        with self.engine.connect() as c:
-            loaded = cards.load(c, item.ticket_id)  # type: ignore[arg-type]
+        loaded = cards.load(self.engine, item.ticket_id)  # type: ignore[arg-type]
         ticket, enquirer = loaded if loaded is not None else (None, None)
         team = self.desk.team(ticket.team) if ticket is not None else None
         if ticket is None or team is None or not team.slack_channel:
@@ -189,9 +182,8 @@ class Effects:
         text, blocks = cards.card(ticket, self.desk, enquirer)
         posted = self.poster.post(item.key, team.slack_channel, text, blocks, check_first=item.attempts > 1,
                                   since=item.created_at.timestamp())
-        with self.engine.begin() as c:  # the newest card is the one whose thread answers the enquirer
-            c.execute(update(TICKET).where(TICKET.c.id == ticket.id, TICKET.c.assignment_count <= item.payload.get("assignment", 0))
-                      .values(card_channel=posted.channel, card_ts=posted.ts))
+        # the newest card is the one whose thread answers the enquirer
+        tickets.set_card(self.engine, ticket.id, item.payload.get("assignment", 0), posted.channel, posted.ts)  # type: ignore[arg-type]
         return {"channel": posted.channel, "ts": posted.ts, "found_existing": posted.found_existing}
 
     def _slack_update(self, item: OutboxItem) -> dict[str, Any]:
@@ -200,8 +192,7 @@ class Effects:
             return {"skipped": "Slack is not configured"}
         shown = None
         for _ in range(3):  # two updates racing may land out of order: the last one re-reads until the card is current
-            with self.engine.connect() as c:
-                loaded = cards.load(c, item.ticket_id)  # type: ignore[arg-type]
+            loaded = cards.load(self.engine, item.ticket_id)  # type: ignore[arg-type]
             if loaded is None or not loaded[0].card_ts:
                 return {"skipped": "no card yet"}
             ticket, enquirer = loaded
@@ -214,9 +205,8 @@ class Effects:
 
     def _send_reply(self, item: OutboxItem) -> dict[str, Any]:
         """Send a staff reply on the enquirer's own channel, once; the first one is the ticket's first response."""
-        with self.engine.connect() as c:
-            message = c.execute(select(MESSAGE).where(MESSAGE.c.id == item.payload["message"])).first()
-            ticket = c.execute(select(TICKET).where(TICKET.c.id == item.ticket_id)).first() if message is not None else None
+        message = messages.get(self.engine, item.payload["message"])
+        ticket = tickets.find(self.engine, item.ticket_id) if message is not None else None  # type: ignore[arg-type]
         if message is None or ticket is None:
             return {"skipped": "message gone"}
         if message.status in ("sent", "failed"):
@@ -247,9 +237,7 @@ class Effects:
     def _send_slack_reply(self, message: Any, ticket: Any, item: OutboxItem) -> dict[str, Any]:
         if self.poster is None:
             raise SlackRefused("Slack is not configured")
-        with self.engine.connect() as c:
-            thread_key = c.execute(select(MESSAGE.c.thread_key).where(MESSAGE.c.ticket_id == ticket.id, MESSAGE.c.direction == "in",
-                                                                     MESSAGE.c.thread_key.is_not(None)).order_by(MESSAGE.c.id).limit(1)).scalar()
+        thread_key = messages.first_thread_key(self.engine, ticket.id)
         if not thread_key:
             raise SlackRefused("the enquiry's Slack thread is unknown")
         channel, thread_ts = thread_key.split(":", 1)
@@ -260,5 +248,4 @@ class Effects:
     _send_slack_reply.detects_earlier_sends = True  # type: ignore[attr-defined]  # a retry asks Slack first (check_first)
 
     def _set_message(self, message_id: int, **values: Any) -> None:
-        with self.engine.begin() as c:
-            c.execute(update(MESSAGE).where(MESSAGE.c.id == message_id).values(**values))
+        messages.change(self.engine, message_id, values)

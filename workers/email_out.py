@@ -30,10 +30,10 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
 from config.settings import Settings
-from storage.intake_store import MESSAGE
+from storage import messages
 from workers import escaping
 from workers.conversation import TicketKeys
 from workers.errors import EffectRefused, NotSent
@@ -97,11 +97,7 @@ class Thread:
 
 
 def thread_of(engine: Engine, ticket_id: int) -> Thread | None:
-    with engine.connect() as c:
-        row = c.execute(select(MESSAGE.c.sender_address, MESSAGE.c.sender_name, MESSAGE.c.subject, MESSAGE.c.message_id, MESSAGE.c.refs)
-                        .where(MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "in", MESSAGE.c.channel.in_(MAIL_CHANNELS),
-                               MESSAGE.c.kind != "automated")
-                        .order_by(MESSAGE.c.id.desc()).limit(1)).first()
+    row = messages.latest_from_enquirer(engine, ticket_id, MAIL_CHANNELS)
     if row is None or "@" not in (row.sender_address or ""):
         return None
     refs = tuple(r for r in (row.refs or []) if isinstance(r, str))
@@ -170,10 +166,11 @@ class EmailSender:
         mail = compose(text=message.text, thread=thread, message_id=message_id, token=token, mail_from=self.mail_from,
                        desk_name=self.desk_name, reply_to=reply_to, sent_at=datetime.now(timezone.utc), automatic=automatic,
                        subject=message.subject or None, ticket_ref=number)
-        with self.engine.begin() as c:  # intent, with the id the enquirer's answer will name, before anything leaves
-            c.execute(update(MESSAGE).where(MESSAGE.c.id == message.id).values(
-                message_id=message_id, subject=str(mail["Subject"])[:2000], refs=list(thread.references),
-                recipients=[{"address": thread.to_address, "name": thread.to_name, "role": "to"}], sender_address=self.mail_from))
+        # intent, with the id the enquirer's answer will name, before anything leaves
+        messages.change(self.engine, message.id, {
+            "message_id": message_id, "subject": str(mail["Subject"])[:2000], "refs": list(thread.references),
+            "recipients": [{"address": thread.to_address, "name": thread.to_name, "role": "to"}], "sender_address": self.mail_from,
+        })
         self._send(mail, thread.to_address)
         return {"message_id": message_id, "to": thread.to_address}
 

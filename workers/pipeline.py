@@ -17,11 +17,12 @@ from hashlib import sha256
 from typing import Any, Literal
 
 from classifiers.automated import Verdict, detect_automated
-from classifiers.docs import Signposting
+from classifiers.docs.suggestions import Signposting
 from classifiers.pipeline import EnquiryClassifier
 from classifiers.result import Classification
 from intake.message import InboundMessage
 from intake.queue import InflightRegistry, message_ids
+from storage.events import event_row
 from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx, LostRace
 from storage.models import utcnow
 from workers.conversation import Threader, ThreadLink
@@ -156,7 +157,7 @@ class Pipeline:
         # or in the overlap window has the same key and is not counted twice.
         copy = sha256(f"{message.channel}\0{message.external_id}\0{message.source}".encode("utf-8", "surrogatepass")).hexdigest()
         key = f"duplicate:{copy[:48]}" if message.source else f"duplicate:{delivery_id}"
-        if not tx.add_event_once(_event(key, "duplicate", claim.ticket_id, message.channel, now, {"message": claim.message_pk})):
+        if not tx.add_event_once(event_row(key, "duplicate", claim.ticket_id, now, {"message": claim.message_pk}, message.channel)):
             return Outcome("redelivered", claim.ticket_id, claim.message_pk, f"{message.source} was read before")
         return Outcome("duplicate", claim.ticket_id, claim.message_pk, f"already stored as message {claim.message_pk}")
 
@@ -168,7 +169,7 @@ class Pipeline:
             _message_row(message, delivery_id, now, ticket_id=link.ticket_id, kind="automated", link=link, verdict=verdict)
         )
         data = {"kind": verdict.kind, "reason": verdict.reason}
-        tx.add_events([_event(f"automated:{message_pk}", "automated", link.ticket_id, message.channel, now, data)])
+        tx.add_events([event_row(f"automated:{message_pk}", "automated", link.ticket_id, now, data, message.channel)])
         return Outcome("automated", link.ticket_id, message_pk, verdict.reason)
 
     def _threaded(
@@ -180,13 +181,13 @@ class Pipeline:
             _message_row(message, delivery_id, now, ticket_id=link.ticket_id, kind="reply", link=link,
                          contact_id=contact_id, language=labels.language.value)
         )
-        events = [_event(f"threaded:{message_pk}", "threaded", link.ticket_id, message.channel, now, {"rule": link.rule})]
+        events = [event_row(f"threaded:{message_pk}", "threaded", link.ticket_id, now, {"rule": link.rule}, message.channel)]
         changes: dict[str, Any] = {"updated_at": now}
         status = tx.ticket_status(link.ticket_id)
         if status == "resolved":
             changes.update(status="open", resolved_at=None)
             tx.count_reopening(link.ticket_id)  # as a reopening by staff does (desk.set_status)
-            events.append(_event(f"reopened:{message_pk}", "reopened", link.ticket_id, message.channel, now, {"by": "enquirer reply"}))
+            events.append(event_row(f"reopened:{message_pk}", "reopened", link.ticket_id, now, {"by": "enquirer reply"}, message.channel))
         elif status == "pending" and self.on_enquirer_reply is not None:
             changes.update(self.on_enquirer_reply(tx, link.ticket_id, now))  # the enquirer answered: the SLA clock runs again
         tx.update_ticket(link.ticket_id, changes)
@@ -229,11 +230,11 @@ class Pipeline:
         }
         tx.add_events(
             [
-                _event(f"ticket_created:{ticket_id}", "ticket_created", ticket_id, message.channel, opened_at, data),
-                _event(f"routed:{ticket_id}:1", "routed", ticket_id, message.channel, now, route.to_dict()),
+                event_row(f"ticket_created:{ticket_id}", "ticket_created", ticket_id, opened_at, data, message.channel),
+                event_row(f"routed:{ticket_id}:1", "routed", ticket_id, now, route.to_dict(), message.channel),
             ]
-            + ([_event(f"docs_gap:{ticket_id}", "docs_gap", ticket_id, message.channel, opened_at, {"type": labels.type.value,
-                                                                                                       "language": labels.language.value})]
+            + ([event_row(f"docs_gap:{ticket_id}", "docs_gap", ticket_id, opened_at, {"type": labels.type.value,
+                                                                                                       "language": labels.language.value}, message.channel)]
                if docs is not None and docs.gap else [])
         )
         assign_key = f"assign:{ticket_id}"
@@ -351,6 +352,3 @@ def _ticket_row(
         "updated_at": now,
     }
 
-
-def _event(key: str, kind: str, ticket_id: int | None, channel: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
-    return {"key": key[:255], "kind": kind, "ticket_id": ticket_id, "channel": channel, "at": at, "data": data}

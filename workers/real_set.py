@@ -8,6 +8,8 @@ apart from the self-written examples and judges every model:
 - ``cross_validate`` trains on the self-written examples plus the real enquiries of the other
   folds and predicts each fold, the folds grouped by source project — no project is ever on
   both sides — so the figure says how the desk will do on enquiries about projects it has not seen;
+- ``cross_validate_embeddings`` does the same for the candidate model that also reads a static sentence
+  embedding (``classifiers.embedding_model``), so ``classify eval --real`` shows both on the same folds;
 - ``triage_threshold`` picks the needs-triage confidence from those predictions for a stated
   precision of the labels accepted without a person;
 - ``sector_scores`` measures sector from evidence: precision where a sector is given, and how
@@ -19,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from classifiers.enquiry_type import KeywordTypeClassifier
+from classifiers.embedding_model import SELF_WRITTEN_WEIGHT, WeightedExample, fit_embedding_type_model
+from classifiers.embeddings import StaticEmbedder, embedding_text
+from classifiers.enquiry_type import KeywordTypeClassifier, Tokens
 from classifiers.evaluation import Evaluation, evaluate, grouped_folds
 from classifiers.model import Example, TrainedModels
 from classifiers.pipeline import EnquiryClassifier
@@ -40,20 +44,62 @@ class CrossValidation:
     folds: int
 
 
+Predictor = Callable[[str, str], tuple[str, float]]  # (subject, text) → (type, confidence)
+
+
 def cross_validate(desk: DeskConfig, real: Sequence[RealEnquiry], self_written: Sequence[Example],
                    corrections: Sequence[Example] = (), folds: int = FOLDS,
                    on_fold: Callable[[int, int], None] | None = None) -> CrossValidation:
     """Type predictions for every real enquiry by a model that never saw its project."""
+    def fit(number: int, train_real: list[Example]) -> Predictor:
+        models = train(desk, [*self_written, *train_real], corrections, version=f"cv{number}")
+        classifier = EnquiryClassifier(desk, 0.0, models)
+
+        def predict(subject: str, text: str) -> tuple[str, float]:
+            label = classifier.classify_type(subject, text)
+            return label.value, label.confidence
+        return predict
+
+    return _grouped_predictions(desk, real, fit, folds, on_fold)
+
+
+def cross_validate_embeddings(desk: DeskConfig, real: Sequence[RealEnquiry], self_written: Sequence[Example],
+                              embedder: StaticEmbedder, corrections: Sequence[Example] = (), folds: int = FOLDS,
+                              on_fold: Callable[[int, int], None] | None = None) -> CrossValidation:
+    """As ``cross_validate``, for the model that reads the enquiry's embedding beside its n-grams and cues."""
+    rules = KeywordTypeClassifier(desk.taxonomy)
+
+    def fit(number: int, train_real: list[Example]) -> Predictor:
+        model = fit_embedding_type_model(embedding_training_set(self_written, train_real, corrections), rules,
+                                         list(desk.taxonomy.types), embedder)
+
+        def predict(subject: str, text: str) -> tuple[str, float]:
+            tokens = Tokens.of(subject, text)
+            best, probability = model.predict_one(tokens, rules.scores_tokens(tokens),
+                                                  embedder.embed_one(embedding_text(subject, text)), top=1)[0]
+            return best, round(probability, 3)
+        return predict
+
+    return _grouped_predictions(desk, real, fit, folds, on_fold)
+
+
+def embedding_training_set(self_written: Sequence[Example], real: Sequence[Example],
+                           corrections: Sequence[Example] = ()) -> list[WeightedExample]:
+    """Self-written examples weigh less than real enquiries (they read alike); corrections count double, as in ``train``."""
+    return [*(WeightedExample(e, SELF_WRITTEN_WEIGHT) for e in self_written), *(WeightedExample(e) for e in real),
+            *(WeightedExample(e, 2.0) for e in corrections)]
+
+
+def _grouped_predictions(desk: DeskConfig, real: Sequence[RealEnquiry], fit: Callable[[int, list[Example]], Predictor],
+                         folds: int, on_fold: Callable[[int, int], None] | None) -> CrossValidation:
     truth = [r.example.type or "other" for r in real]
     predicted = [""] * len(real)
     confidence = [0.0] * len(real)
     splits = grouped_folds([r.project for r in real], folds)
     for number, (train_idx, test_idx) in enumerate(splits, start=1):
-        models = train(desk, [*self_written, *(real[i].example for i in train_idx)], corrections, version=f"cv{number}")
-        classifier = EnquiryClassifier(desk, 0.0, models)
+        predict = fit(number, [real[i].example for i in train_idx])
         for i in test_idx:
-            label = classifier.classify_type(real[i].example.subject, real[i].example.text)
-            predicted[i], confidence[i] = label.value, label.confidence
+            predicted[i], confidence[i] = predict(real[i].example.subject, real[i].example.text)
         if on_fold is not None:
             on_fold(number, len(splits))
     rules = KeywordTypeClassifier(desk.taxonomy)

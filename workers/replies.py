@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
-from storage import outbox
-from storage.intake_store import MESSAGE, TICKET
-from storage.models import Contact, utcnow
+from storage import contacts, messages, tickets
 from workers import escaping
 from workers.desk import Desk
 
-CONTACT = Contact.__table__
 GREETING_FALLBACK = {"en": "there", "es": "cliente", "fr": "Madame, Monsieur", "pt": "cliente"}
 
 
@@ -56,34 +53,18 @@ def render_canned(engine: Engine, desk: Desk, ticket_id: int, name: str, *, agen
     canned = templates.canned.get(name)
     if canned is None:
         raise UnknownCanned(f"no canned reply {name!r} (there are: {', '.join(templates.canned) or 'none'})")
-    with engine.connect() as c:
-        ticket = c.execute(select(TICKET).where(TICKET.c.id == ticket_id)).first()
-        if ticket is None:
-            raise LookupError(f"there is no {desk.prefix}-{ticket_id}")
-        enquirer = c.execute(select(CONTACT.c.display_name).where(CONTACT.c.id == ticket.contact_id)).scalar() if ticket.contact_id else ""
+    ticket = tickets.find(engine, ticket_id)
+    if ticket is None:
+        raise LookupError(f"there is no {desk.prefix}-{ticket_id}")
+    enquirer = contacts.name_of(engine, ticket.contact_id)
     return templates.render(templates.pick(canned.text, ticket.language) or "", template_values(desk, ticket, enquirer=enquirer or "", agent=agent))
 
 
 def send_queued(engine: Engine) -> list[str]:
     """Outbox keys of replies held because their channel could not send yet, made pending again."""
-    keys = []
-    with engine.begin() as c:
-        rows = c.execute(select(MESSAGE.c.id).where(MESSAGE.c.direction == "out", MESSAGE.c.status == "queued")).all()
-        for row in rows:
-            key = f"reply:{row.id}"
-            c.execute(update(outbox.OUTBOX).where(outbox.OUTBOX.c.key == key, outbox.OUTBOX.c.status.in_(("done", "failed")))
-                      .values(status="pending", updated_at=utcnow()))
-            keys.append(key)
-    return keys
+    return messages.requeue_held_replies(engine)
 
 
 def resend(engine: Engine, message_id: int) -> str | None:
     """A failed reply (refused, or unconfirmed after a crash) queued once more — a person decided it did not arrive."""
-    key = f"reply:{message_id}"
-    with engine.begin() as c:
-        changed = c.execute(update(MESSAGE).where(MESSAGE.c.id == message_id, MESSAGE.c.direction == "out", MESSAGE.c.status == "failed")
-                            .values(status="queued", error=None)).rowcount
-        if not changed:
-            return None
-        c.execute(update(outbox.OUTBOX).where(outbox.OUTBOX.c.key == key).values(status="pending", updated_at=utcnow()))
-    return key
+    return messages.requeue_failed_reply(engine, message_id)

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine
 
 from classifiers.pipeline import EnquiryClassifier
 from intake.archive import RawArchive
 from intake.mime import Limits, parse_email
 from intake.quoting import ReplySplitter
-from storage.corrections import CORRECTION
-from storage.intake_store import EVENT, MESSAGE, TICKET
+from storage import events, messages, tickets
+from storage.corrections import corrected_fields
+from storage.events import event_row
 from storage.models import utcnow
 
 
@@ -37,22 +37,8 @@ class ReprocessResult:
 
 
 def opening_messages(engine: Engine, ticket_ids: list[int] | None, since: datetime | None, until: datetime | None) -> list[Any]:
-    first = select(MESSAGE.c.ticket_id, func.min(MESSAGE.c.id).label("id")).where(MESSAGE.c.kind == "enquiry").group_by(MESSAGE.c.ticket_id).subquery()
-    stmt = (
-        select(MESSAGE, TICKET.c.type.label("t_type"), TICKET.c.sector.label("t_sector"), TICKET.c.language.label("t_language"),
-               TICKET.c.classification.label("t_classification"))
-        .join(first, first.c.id == MESSAGE.c.id)
-        .join(TICKET, TICKET.c.id == MESSAGE.c.ticket_id)
-        .order_by(TICKET.c.id)
-    )
-    if ticket_ids:
-        stmt = stmt.where(TICKET.c.id.in_(ticket_ids))
-    if since is not None:
-        stmt = stmt.where(TICKET.c.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(TICKET.c.created_at < until)
-    with engine.connect() as connection:
-        return list(connection.execute(stmt))
+    """The opening message of each ticket to re-process, with the ticket's current labels (``t_type``, ``t_sector`` …)."""
+    return messages.openings(engine, ticket_ids, since, until)
 
 
 def reprocess(
@@ -67,7 +53,6 @@ def reprocess(
     progress: Callable[[], None] | None = None,
 ) -> ReprocessResult:
     result = ReprocessResult()
-    insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
     for row in rows:
         result.tickets += 1
         subject, text, full, reparsed = _texts(row, archive, limits, splitter)
@@ -75,10 +60,9 @@ def reprocess(
         labels = classifier.classify(subject=subject, text=text, sender=row.sender_address, sector_text=full)
         new = {"type": labels.type, "sector": labels.sector, "language": labels.language}
         with engine.begin() as c:
-            corrected = {r.field for r in c.execute(select(CORRECTION.c.field).where(CORRECTION.c.ticket_id == row.ticket_id))}
-            changes = _changes(row, new, corrected, result)
+            changes = _changes(row, new, corrected_fields(c, row.ticket_id), result)
             if changes and not dry_run:
-                _apply(c, insert, row, new, changes, classifier.version)
+                _apply(c, row, new, changes, classifier.version)
         result.changes.extend({"ticket": row.ticket_id, **change} for change in changes)
         if progress is not None:
             progress()
@@ -111,7 +95,7 @@ def _changes(row: Any, new: dict[str, Any], corrected: set[str], result: Reproce
     return changes
 
 
-def _apply(c: Any, insert: Any, row: Any, new: dict[str, Any], changes: list[dict[str, Any]], version: str) -> None:
+def _apply(c: Any, row: Any, new: dict[str, Any], changes: list[dict[str, Any]], version: str) -> None:
     classification = dict(row.t_classification or {})
     values: dict[str, Any] = {"updated_at": utcnow()}
     for change in changes:
@@ -120,10 +104,9 @@ def _apply(c: Any, insert: Any, row: Any, new: dict[str, Any], changes: list[dic
         values[f"{change['field']}_confidence"] = label.confidence
         classification[change["field"]] = label.to_dict()
     values["classification"] = classification
-    c.execute(update(TICKET).where(TICKET.c.id == row.ticket_id).values(**values))
-    events = [
-        {"key": f"reprocess:{row.ticket_id}:{ch['field']}:{version}"[:255], "kind": "reclassified", "ticket_id": row.ticket_id,
-         "channel": row.channel, "at": utcnow(), "data": {**ch, "by": f"reprocess (model {version})"}}
+    tickets.change(c, row.ticket_id, values)
+    events.record_many(c, [
+        event_row(f"reprocess:{row.ticket_id}:{ch['field']}:{version}", "reclassified", row.ticket_id, utcnow(),
+                  {**ch, "by": f"reprocess (model {version})"}, row.channel)
         for ch in changes
-    ]
-    c.execute(insert(EVENT).values(events).on_conflict_do_nothing(index_elements=["key"]))
+    ])

@@ -15,17 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
-from storage import outbox
-from storage.intake_store import EVENT, TICKET
+from storage import alerts, events, outbox, tickets
 from workers import messages
-from workers.desk import Desk, _event, assign, away_assignees
-from storage.models import AlertState
+from workers.desk import Desk, assign, away_assignees
 from workers.health import Problem
 from workers.sla import progress
-
-ALERT = AlertState.__table__
 
 
 def _human(delta: timedelta) -> str:
@@ -73,12 +69,7 @@ class Jobs:
     def sla(self, now: datetime) -> dict[str, int]:
         counts = {"warned": 0, "breached": 0}
         warn_at = self.desk.config.sla.warn_at
-        with self.engine.connect() as c:
-            rows = c.execute(
-                select(TICKET).where(TICKET.c.status.in_(("new", "open")), TICKET.c.sla_paused_at.is_(None),
-                                     TICKET.c.resolution_due_at.is_not(None))
-            ).all()
-        for ticket in rows:
+        for ticket in tickets.with_running_clocks(self.engine):
             clocks = [("resolution", ticket.resolution_due_at)]
             if ticket.first_response_at is None and ticket.first_response_due_at is not None:
                 clocks.insert(0, ("first response", ticket.first_response_due_at))
@@ -96,7 +87,7 @@ class Jobs:
         assignee = messages.mention(self.desk.slack_user(ticket.assignee), self.desk.member_name(ticket.assignee))
         text, blocks = messages.sla_warning(self._number(ticket), ticket.subject, clock, due, assignee, share)
         with self.engine.begin() as c:
-            if not _event(c, key, "sla_warning", ticket.id, now, {"clock": clock, "due": due.isoformat(), "share": round(share, 3)}):
+            if not events.record(c, key, "sla_warning", ticket.id, now, {"clock": clock, "due": due.isoformat(), "share": round(share, 3)}):
                 return 0
             if team is not None and team.slack_channel:
                 outbox.add(c, key, "slack_post", ticket.id, {"channel": team.slack_channel, "text": text, "blocks": blocks}, now)
@@ -113,9 +104,9 @@ class Jobs:
         channel = (team.escalation_channel or team.slack_channel) if team else None
         with self.engine.begin() as c:
             data = {"clock": clock, "due": due.isoformat(), "to": lead.key if lead else None}
-            if not _event(c, key, "sla_breached", ticket.id, now, data):
+            if not events.record(c, key, "sla_breached", ticket.id, now, data):
                 return 0
-            _event(c, f"escalated:{key}", "escalated", ticket.id, now, data)
+            events.record(c, f"escalated:{key}", "escalated", ticket.id, now, data)
             if channel:
                 outbox.add(c, key, "slack_post", ticket.id, {"channel": channel, "text": text, "blocks": blocks}, now)
         self.enqueue(key)
@@ -123,11 +114,7 @@ class Jobs:
 
     # -- assignment -------------------------------------------------------------------------
     def backlog(self, now: datetime) -> dict[str, int]:
-        with self.engine.connect() as c:
-            waiting = c.execute(
-                select(TICKET.c.id, TICKET.c.team).where(TICKET.c.assignee.is_(None), TICKET.c.status.in_(("new", "open")))
-                .order_by(TICKET.c.created_at, TICKET.c.id)
-            ).all()
+        waiting = tickets.waiting_for_assignee(self.engine)
         full: set[str] = set()
         assigned = 0
         for ticket_id, team in waiting:  # oldest first; once a team has nobody free, its younger tickets wait too
@@ -168,19 +155,17 @@ class Jobs:
             text, blocks = messages.digest(team.name, local.date().isoformat(), counts, at_risk, breached)
             with self.engine.begin() as c:
                 if outbox.add(c, key, "slack_post", None, {"channel": team.slack_channel, "text": text, "blocks": blocks}, now):
-                    _event(c, key, "digest_posted", None, now, {"team": key_name, **counts})
+                    events.record(c, key, "digest_posted", None, now, {"team": key_name, **counts})
                     posted += 1
             self.enqueue(key)
         return {"posted": posted}
 
     def _digest_counts(self, team: str, now: datetime) -> tuple[dict[str, int], list[str], list[str]]:
-        with self.engine.connect() as c:
-            tickets = c.execute(select(TICKET).where(TICKET.c.team == team, TICKET.c.status != "resolved")).all()
-            new = c.execute(select(EVENT.c.ticket_id).where(EVENT.c.kind == "ticket_created", EVENT.c.at >= now - timedelta(days=1))).all()
-        new_ids = {r.ticket_id for r in new}
+        unresolved = tickets.unresolved_of_team(self.engine, team)
+        new_ids = events.tickets_with(self.engine, "ticket_created", now - timedelta(days=1))
         calendar = self.desk.calendar(team)
         at_risk, breached = [], []
-        for t in tickets:
+        for t in unresolved:
             due = t.first_response_due_at if t.first_response_at is None else t.resolution_due_at
             if due is None or t.status == "pending":
                 continue
@@ -190,10 +175,10 @@ class Jobs:
             elif share >= self.desk.config.sla.warn_at:
                 at_risk.append(self._number(t))
         counts = {
-            "new": sum(1 for t in tickets if t.id in new_ids),
-            "open": sum(1 for t in tickets if t.status in ("new", "open")),
-            "pending": sum(1 for t in tickets if t.status == "pending"),
-            "backlog": sum(1 for t in tickets if t.assignee is None),
+            "new": sum(1 for t in unresolved if t.id in new_ids),
+            "open": sum(1 for t in unresolved if t.status in ("new", "open")),
+            "pending": sum(1 for t in unresolved if t.status == "pending"),
+            "backlog": sum(1 for t in unresolved if t.assignee is None),
             "at_risk": len(at_risk),
             "breached": len(breached),
         }
@@ -213,28 +198,25 @@ class Jobs:
             return {"opened": 0, "closed": 0}
         problems = {p.key: p for p in self.health()}
         opened = closed = 0
-        with self.engine.connect() as c:
-            open_alerts = {r.key: r for r in c.execute(select(ALERT).where(ALERT.c.status == "open"))}
+        open_alerts = alerts.open_alerts(self.engine)
         for key, problem in problems.items():
             if key in open_alerts:
                 continue
             since = now.isoformat()
             with self.engine.begin() as c:
-                c.execute(outbox.insert_factory(c)(ALERT).values(
-                    key=key, condition=problem.condition, subject=problem.subject, status="open", since=now, detail=problem.detail, updated_at=now,
-                ).on_conflict_do_update(index_elements=["key"], set_={"status": "open", "since": now, "detail": problem.detail, "updated_at": now}))
+                alerts.open_alert(c, key, condition=problem.condition, subject=problem.subject, detail=problem.detail, at=now)
                 icon = "🔴" if problem.severity == "unhealthy" else "🟠"
                 opened += self._alert_post(c, f"alert:{key}:{since}", f"{icon} {problem.detail}", now)
-                _event(c, f"alert:{key}:{since}", "alert_opened", None, now, {"condition": problem.condition, "subject": problem.subject})
+                events.record(c, f"alert:{key}:{since}", "alert_opened", None, now, {"condition": problem.condition, "subject": problem.subject})
         for key, alert in open_alerts.items():
             if key in problems:
                 continue
             with self.engine.begin() as c:
-                c.execute(update(ALERT).where(ALERT.c.key == key, ALERT.c.status == "open").values(status="closed", updated_at=now))
+                alerts.close_alert(c, key, now)
                 lasted = now - alert.since
                 closed += self._alert_post(c, f"recovered:{key}:{alert.since.isoformat()}",
                                            f"✅ recovered after {_human(lasted)}: {alert.detail}", now)
-                _event(c, f"recovered:{key}:{alert.since.isoformat()}", "alert_closed", None, now, {"condition": alert.condition, "subject": alert.subject})
+                events.record(c, f"recovered:{key}:{alert.since.isoformat()}", "alert_closed", None, now, {"condition": alert.condition, "subject": alert.subject})
         return {"opened": opened, "closed": closed}
 
     def _alert_post(self, c: Any, key: str, text: str, now: datetime) -> int:

@@ -12,7 +12,7 @@ import time
 
 import dramatiq
 
-from workers.actors import enqueue_job
+from config.queues import enqueue_job
 
 JOB_NAMES = ("outbox", "backlog", "away", "sla", "digest", "alerts", "retention")
 

@@ -16,21 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
 from config.settings import Settings
 from intake.base import Sink
 from intake.slack import is_message_from_a_person, message_to_inbound, plain_text
-from storage import outbox
-from storage.intake_store import MESSAGE, TICKET
-from storage.models import SlackEvent, utcnow
+from storage import messages, slack_events, tickets
+from storage.models import utcnow
 from workers.cards import queue_card_update
-from workers.desk import Desk, _event, add_staff_message, record_first_response
+from workers.desk import Desk, add_staff_message, record_first_response
 from workers.permissions import Forbidden, Staff
 from workers.slack import SlackPoster
 from workers.ticket_actions import Outcome, TicketActions
-
-SLACK_EVENT = SlackEvent.__table__
 
 
 @dataclass(frozen=True)
@@ -77,16 +74,10 @@ class SlackHandler:
         return Handled("ignored")
 
     def _first_time(self, key: str, kind: str) -> bool:
-        with self.engine.begin() as c:
-            inserted = c.execute(
-                outbox.insert_factory(c)(SLACK_EVENT).values(key=key[:255], kind=kind[:40], received_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["key"]).returning(SLACK_EVENT.c.key)
-            ).scalar()
-        return inserted is not None
+        return slack_events.first_time(self.engine, key, kind, utcnow())
 
     def _forget(self, key: str) -> None:
-        with self.engine.begin() as c:
-            c.execute(SLACK_EVENT.delete().where(SLACK_EVENT.c.key == key[:255]))
+        slack_events.forget(self.engine, key)
 
     # -- events -----------------------------------------------------------------------------
     def _event(self, event: dict[str, Any], event_id: str) -> Handled:
@@ -123,8 +114,8 @@ class SlackHandler:
         note = text.lower().startswith("note:")
         body = text[5:].strip() if note else text
         now = utcnow()
-        _, effect = add_staff_message(self.engine, ticket_id, body, now, author=member, key=f"slack:{event['channel']}:{event['ts']}", note=note)
-        return Handled("note" if note else "reply", (effect,) if effect else ())
+        recorded = add_staff_message(self.engine, ticket_id, body, now, author=member, key=f"slack:{event['channel']}:{event['ts']}", note=note)
+        return Handled("note" if note else "reply", (recorded.effect,) if recorded.effect else ())
 
     def _staff_answered_in_place(self, ticket_id: int, event: dict[str, Any]) -> Handled:
         member = self.staff[event["user"]]
@@ -137,31 +128,16 @@ class SlackHandler:
     def _edited(self, event: dict[str, Any]) -> Handled:
         changed = event.get("message") or {}
         external_id = f"{event.get('channel')}:{changed.get('ts')}"
-        now = utcnow()
-        with self.engine.begin() as c:
-            row = c.execute(select(MESSAGE.c.id, MESSAGE.c.text, MESSAGE.c.ticket_id).where(
-                MESSAGE.c.channel == "slack", MESSAGE.c.external_id == external_id)).first()
-            if row is None:
-                return Handled("ignored")
-            new_text = plain_text(changed.get("text", ""))
-            c.execute(update(MESSAGE).where(MESSAGE.c.id == row.id).values(text=new_text, edited_at=now))
-            # The author changed their words: keep only what they say now (no copy of the text before).
-            _event(c, f"edited:{external_id}:{event.get('event_ts')}", "message_edited", row.ticket_id, now,
-                   {"message": row.id, "chars_before": len(row.text), "chars_after": len(new_text)})
-        return Handled("edited")
+        # The author changed their words: keep only what they say now (no copy of the text before).
+        edited = messages.record_edit(self.engine, "slack", external_id, plain_text(changed.get("text", "")), utcnow(),
+                                      key=f"edited:{external_id}:{event.get('event_ts')}")
+        return Handled("ignored" if edited is None else "edited")
 
     def _deleted(self, event: dict[str, Any]) -> Handled:
         external_id = f"{event.get('channel')}:{event.get('deleted_ts')}"
-        now = utcnow()
-        with self.engine.begin() as c:
-            row = c.execute(select(MESSAGE.c.id, MESSAGE.c.ticket_id).where(
-                MESSAGE.c.channel == "slack", MESSAGE.c.external_id == external_id)).first()
-            if row is None:
-                return Handled("ignored")
-            # The author took it back: its words go too; the message stays as a counted, empty fact of the ticket.
-            c.execute(update(MESSAGE).where(MESSAGE.c.id == row.id).values(deleted_at=now, text="", new_text=None, html=None))
-            _event(c, f"deleted:{external_id}", "message_deleted", row.ticket_id, now, {"message": row.id})
-        return Handled("deleted")
+        # The author took it back: its words go too; the message stays as a counted, empty fact of the ticket.
+        deleted = messages.record_deletion(self.engine, "slack", external_id, utcnow(), key=f"deleted:{external_id}")
+        return Handled("ignored" if deleted is None else "deleted")
 
     # -- actions on cards ------------------------------------------------------------------
     def _actions(self, payload: dict[str, Any]) -> Handled:
@@ -178,8 +154,7 @@ class SlackHandler:
             if outcome is None or outcome.status in ("unknown_ticket", "invalid"):
                 continue
             effects.extend(outcome.effects)
-            with self.engine.begin() as c:
-                effect = queue_card_update(c, outcome.ticket_id, f"slack:{user}:{action.get('action_ts', '')}")
+            effect = queue_card_update(self.engine, outcome.ticket_id, f"slack:{user}:{action.get('action_ts', '')}")
             if effect:
                 effects.append(effect)
         return Handled("actions", tuple(effects))
@@ -220,14 +195,10 @@ class SlackHandler:
 
     # -- lookups ----------------------------------------------------------------------------
     def _ticket_of_card(self, channel: str | None, ts: str) -> int | None:
-        with self.engine.connect() as c:
-            return c.execute(select(TICKET.c.id).where(TICKET.c.card_ts == ts, TICKET.c.card_channel == channel)).scalar()
+        return tickets.of_card(self.engine, channel, ts)
 
     def _ticket_of_thread(self, channel: str, thread_ts: str) -> int | None:
-        with self.engine.connect() as c:
-            return c.execute(select(MESSAGE.c.ticket_id).where(
-                MESSAGE.c.channel == "slack", MESSAGE.c.thread_key == f"{channel}:{thread_ts}", MESSAGE.c.ticket_id.is_not(None)
-            ).limit(1)).scalar()
+        return messages.ticket_of_thread(self.engine, "slack", f"{channel}:{thread_ts}")
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one handler per worker process; profiles change rarely
     def _user(self, user_id: str) -> tuple[str, str | None]:

@@ -22,7 +22,11 @@ Errors: a rate limit raises ``XRateLimitedSend`` (a ``RetryLater``: a delayed
 retry, no sleeping thread); any other 4xx — and a reply that cannot be sent as
 asked — raises ``XSendRefused`` (an ``EffectRefused``: the message fails,
 visible to staff); network errors, timeouts and 5xx raise
-``intake.x.XUnavailable`` and are retried (with the check above).
+``intake.x_api.XUnavailable`` and are retried (with the check above).
+
+The X API client is ``intake.x_api``'s, shared with X intake (this module uses
+no part of the intake adapter); the ticket's rows are read and written through
+``storage.x_replies``.
 """
 
 from __future__ import annotations
@@ -31,15 +35,15 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
 from config.settings import Settings
-from intake.x import XAccount, XApi, XRateLimited, XRefused, comparable_text, created_time, item_id
-from storage.intake_store import MESSAGE
+from intake.x_api import XAccount, XApi, XRateLimited, XRefused, created_time, item_id
+from intake.x_payload import comparable_text
+from storage.x_replies import Enquirer, enquirer_of, record_sent
 from workers.errors import EffectRefused, RetryLater
 
 PUBLIC_PREFIX = "public:"
@@ -108,31 +112,6 @@ def _tokens(text: str, room: int) -> list[str]:
     return tokens
 
 
-@dataclass(frozen=True)
-class Enquirer:
-    """Whom a reply answers: the ticket's enquirer on X, their latest tweet and DM conversation on the ticket."""
-
-    user_id: str
-    latest_tweet: str | None  # tweet id
-    conversation_key: str | None  # thread key of that tweet's X conversation
-    latest_is_dm: bool
-
-
-def enquirer_of(engine: Engine, ticket_id: int) -> Enquirer | None:
-    with engine.connect() as c:
-        rows = c.execute(select(MESSAGE.c.sender_address, MESSAGE.c.message_id, MESSAGE.c.thread_key)
-                         .where(MESSAGE.c.ticket_id == ticket_id, MESSAGE.c.direction == "in", MESSAGE.c.channel == "x")
-                         .order_by(MESSAGE.c.id)).all()
-    if not rows or not rows[0].sender_address:
-        return None
-    user = rows[0].sender_address  # who opened the ticket; others may have joined a public conversation
-    theirs = [r for r in rows if r.sender_address == user]
-    tweets = [r for r in theirs if (r.message_id or "").startswith("tweet:")]
-    latest = tweets[-1] if tweets else None
-    return Enquirer(user, latest.message_id.split(":", 1)[1] if latest else None, latest.thread_key if latest else None,
-                    (theirs[-1].message_id or "").startswith("dm:"))
-
-
 class XSender:
     """The X channel's sender for ``Effects.senders["x"]``."""
 
@@ -188,7 +167,8 @@ class XSender:
             page = self.api.call("create_direct_message", participant_id=enquirer.user_id, text=text, user_auth=True)
             data = page.data if isinstance(page.data, dict) else {}
             event_id, conversation = str(data.get("dm_event_id") or ""), str(data.get("dm_conversation_id") or "")
-        self._record(message.id, [f"dm:{event_id}"], f"dm:{conversation}" if conversation else None, enquirer.user_id)
+        record_sent(self.engine, message.id, [f"dm:{event_id}"], f"dm:{conversation}" if conversation else None,
+                    sender=self.account_id, to=enquirer.user_id)
         return {"route": "dm", "to": enquirer.user_id, "dm_event_id": event_id, "dm_conversation_id": conversation,
                 "found_existing": found is not None}
 
@@ -224,7 +204,8 @@ class XSender:
             if tweet_id is None:
                 raise XSendRefused(f"X accepted the tweet but returned no id (answer: {str(page.data)[:200]})")
             sent.append(str(tweet_id))
-        self._record(message.id, [f"tweet:{i}" for i in sent], enquirer.conversation_key, enquirer.user_id)
+        record_sent(self.engine, message.id, [f"tweet:{i}" for i in sent], enquirer.conversation_key,
+                    sender=self.account_id, to=enquirer.user_id)
         return {"route": "tweet", "in_reply_to": enquirer.latest_tweet, "tweet_ids": sent, "found_existing": found}
 
     def _find_thread(self, reply_to: str, parts: list[str], since: datetime) -> list[str]:
@@ -247,15 +228,6 @@ class XSender:
             parent = str(tweet["id"])
             sent.append(parent)
         return sent
-
-    def _record(self, message_id: int, ids: list[str], thread_key: str | None, to: str) -> None:
-        """What went out, on the message row: the enquirer's answer names these ids, or continues this thread."""
-        values: dict[str, Any] = {"message_id": ids[-1], "refs": ids, "sender_address": self.account_id,
-                                  "recipients": [{"address": to, "name": "", "role": "to"}]}
-        if thread_key:
-            values["thread_key"] = thread_key
-        with self.engine.begin() as c:
-            c.execute(update(MESSAGE).where(MESSAGE.c.id == message_id).values(**values))
 
 
 def _refusal(exc: XRefused) -> str:

@@ -7,18 +7,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from classifiers.docs import (
-    FORMAT_VERSION,
-    DocsIndex,
-    DocsIndexError,
-    DocsSourceError,
-    Suggestion,
-    build_index,
-    page_sources,
-    read_page,
-    stem,
-)
+from classifiers.docs.errors import DocsIndexError, DocsSourceError
+from classifiers.docs.index import FORMAT_VERSION, DocsIndex
+from classifiers.docs.pages import Page
+from classifiers.docs.suggestions import Suggestion
+from classifiers.docs.tokens import stems, tokens, words
+from config.docs_pages import read_page
+from config.docs_sources import page_sources
 from ops.docs_cli import register
+from workers.docs_index import build_index, load_index, save_index
 
 DOCS = Path(__file__).resolve().parents[2] / "config" / "docs"
 BASE = "https://standard.osds.example"
@@ -186,8 +183,8 @@ def test_save_and_load_give_identical_results(tmp_path: Path, ranker: str) -> No
     index = build_index(DOCS, ranker=ranker)
     queries = ["framework call-offs", "errores de validación moneda", "licence ouverte RGPD", "nothing like this zzz"]
     # When
-    index.save(tmp_path / "index.json")
-    loaded = DocsIndex.load(tmp_path / "index.json")
+    save_index(index, tmp_path / "index.json")
+    loaded = load_index(tmp_path / "index.json")
     # Then
     assert loaded.pages == index.pages and loaded.gap_score == index.gap_score and loaded.skipped == index.skipped
     for query in queries:
@@ -196,17 +193,17 @@ def test_save_and_load_give_identical_results(tmp_path: Path, ranker: str) -> No
 
 
 def test_load_applies_a_configured_gap_score(tmp_path: Path, osds: DocsIndex) -> None:
-    osds.save(tmp_path / "index.json")
-    assert DocsIndex.load(tmp_path / "index.json", gap_score=0.99).gap_score == 0.99
-    assert DocsIndex.load(tmp_path / "index.json", gap_score=0.0).gap_score == osds.gap_score
+    save_index(osds, tmp_path / "index.json")
+    assert load_index(tmp_path / "index.json", gap_score=0.99).gap_score == 0.99
+    assert load_index(tmp_path / "index.json", gap_score=0.0).gap_score == osds.gap_score
 
 
 def test_an_unreadable_index_is_one_named_error(tmp_path: Path, osds: DocsIndex) -> None:
     write(tmp_path / "garbage.json", b"\xff\x00not json")
     with pytest.raises(DocsIndexError):
-        DocsIndex.load(tmp_path / "garbage.json")
+        load_index(tmp_path / "garbage.json")
     with pytest.raises(DocsIndexError):
-        DocsIndex.load(tmp_path / "absent.json")
+        load_index(tmp_path / "absent.json")
     future = osds.to_json() | {"version": FORMAT_VERSION + 1}
     with pytest.raises(DocsIndexError, match="version"):
         DocsIndex.from_json(future)
@@ -216,11 +213,88 @@ def test_an_unreadable_index_is_one_named_error(tmp_path: Path, osds: DocsIndex)
         DocsIndex.from_json(broken)
 
 
-def test_stemming_folds_plurals_and_verb_endings() -> None:
-    assert stem("suppliers") == stem("supplier")
-    assert stem("licitaciones") == stem("licitacion")
-    assert stem("licitacoes") == stem("licitacao")
-    assert stem("published") == stem("publishing") == stem("publish")
+def test_stemming_folds_plurals_and_verb_endings_in_each_language() -> None:
+    # Given words of en/es/pt in their own languages
+    # When they are stemmed by their language's Snowball algorithm
+    # Then inflected forms share a stem
+    assert tokens("suppliers", "en")[0] == tokens("supplier", "en")[0]
+    assert tokens("licitaciones", "es")[0] == tokens("licitación", "es")[0]
+    assert tokens("licitações", "pt")[0] == tokens("licitação", "pt")[0]
+    assert tokens("published", "en")[0] == tokens("publishing", "en")[0] == tokens("publish", "en")[0]
+
+
+def test_tokens_keep_the_word_itself_beside_its_stem_and_drop_stop_words() -> None:
+    # When
+    found = tokens("The suppliers and the award", "en")
+    # Then: stems first, then each word that stemming changed, folded
+    assert found == ["supplier", "award", "suppliers"]
+
+
+def test_a_word_is_stemmed_before_its_accents_are_folded() -> None:
+    # Given a Portuguese plural whose suffix Snowball recognises only with its accents
+    # When
+    stemmed = stems(words("licitações"), "portuguese")
+    # Then
+    assert stemmed == ["licit"]
+
+
+def test_a_language_without_its_own_stemmer_is_stemmed_as_english() -> None:
+    assert tokens("suppliers", "de") == tokens("suppliers", "en")
+    assert tokens("suppliers", None) == tokens("suppliers", "en")
+
+
+def test_stemming_gives_the_same_stems_from_many_threads() -> None:
+    # Given
+    text = "licitaciones publicadas por los ministerios " * 200
+    expected = tokens(text, "es")
+    # When
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: tokens(text, "es"), range(64)))
+    # Then
+    assert all(result == expected for result in results)
+
+
+def test_pages_are_indexed_from_values_without_files() -> None:
+    # Given pages a loader has read
+    pages = [Page("Lots extension", "https://docs.example/lots/", "en", "An award points to its lots."),
+             Page("Monedas", "https://docs.example/es/monedas/", "es", "Cada monto necesita un código de moneda.")]
+    # When
+    index = DocsIndex.from_pages(pages)
+    # Then
+    assert index.search("¿qué código de moneda?", language="es")[0].url == "https://docs.example/es/monedas/"
+
+
+def test_each_page_is_matched_with_the_query_stemmed_in_the_page_language() -> None:
+    # Given a Spanish page whose word is stemmed as Spanish ('publicadores' → 'public')
+    pages = [Page("Registro", "https://docs.example/es/registro/", "es", "Los publicadores se registran aquí."),
+             Page("Other", "https://docs.example/en/other/", "en", "Nothing about this subject at all.")]
+    index = DocsIndex.from_pages(pages)
+    # When an enquiry uses another form of the word
+    found = index.search("publicador", language="es")
+    # Then
+    assert [s.url for s in found] == ["https://docs.example/es/registro/"]
+
+
+def test_the_exact_word_ranks_above_a_shared_stem() -> None:
+    # Given two pages sharing the stem 'publish', one with the enquirer's very word
+    pages = [Page("A", "https://docs.example/a/", "en", "How publishing works for everyone."),
+             Page("B", "https://docs.example/b/", "en", "Who publishes what works for everyone.")]
+    index = DocsIndex.from_pages(pages)
+    # When
+    found = index.search("publishes")
+    # Then
+    assert found[0].url == "https://docs.example/b/"
+
+
+def test_an_index_with_an_unknown_stemmer_is_a_corrupt_index(osds: DocsIndex) -> None:
+    # Given
+    broken = osds.to_json()
+    broken["model"] = broken["model"] | {"stemmers": ["klingon"] * len(osds.pages)}
+    # When / Then
+    with pytest.raises(DocsIndexError):
+        DocsIndex.from_json(broken)
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from config.settings import Settings
 from tests.dashboard.conftest import PASSWORD, SECRET, Site
 from tests.smtp_server import SmtpServer
-from workers.actors import enqueue_effect
+from config.queues import enqueue_effect
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),

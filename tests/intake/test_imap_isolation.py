@@ -26,7 +26,7 @@ from storage.intake_store import QUARANTINE
 from tests.cli import cli_env, start_cli
 from tests.factories import make_email
 from tests.intake.imap_helpers import account_for, append, ingestor_for, tickets, wait_for
-from workers.actors import QUEUES
+from config.queues import QUEUES
 from workers.health import snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]

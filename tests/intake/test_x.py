@@ -19,7 +19,9 @@ from intake.errors import SinkError
 from intake.message import InboundMessage
 from intake.queue import InflightRegistry, QueueSink
 from intake.state import AdapterHealth, Checkpoint, RedisCheckpointStore
-from intake.x import ADAPTER, DMS, MENTIONS, CrossPosts, GapLog, XAccount, XAdapter, XApi, run_x
+from intake.x import DMS, MENTIONS, XAdapter, run_x
+from intake.x_api import XAccount, XApi
+from intake.x_memory import ADAPTER, CrossPosts, GapLog
 from storage.intake_store import MESSAGE, TICKET
 from tests.intake.imap_helpers import wait_for
 from tests.x_server import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, ANA, BEN, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer
@@ -231,6 +233,30 @@ def test_a_429_schedules_the_next_poll_after_the_reset_without_sleeping(x: XServ
     assert len(x.fake.endpoint_calls("mentions")) == calls
     now[0] = result.next_poll_at + 0.1
     assert [r.enqueued for r in adapter.poll_due() if r.stream == MENTIONS] == [1]
+
+
+def test_failed_polls_back_off_exponentially_and_a_good_poll_starts_again(x: XServer, rclient: redis.Redis, namespace: str) -> None:
+    # Given a server that fails the next three mention calls, and an adapter backing off from 10 s up to 30 s (±25 %)
+    x.fake.mention(ANA, "Is the 1.2 release out?")
+    x.fake.inject("mentions", "server_error", times=3)
+    now = [time.time()]
+    account = x_account(x)
+    adapter = XAdapter(account, MemorySink(), RedisCheckpointStore(rclient, namespace), AdapterHealth(rclient, namespace),
+                       api=XApi(account, clock=lambda: now[0]), backfill=True, clock=lambda: now[0], backoff_min=10, backoff_max=30)
+
+    # When it polls three times, then each failure puts the next poll twice as far off, up to the maximum
+    waits = [adapter.poll(MENTIONS).next_poll_at - now[0] for _ in range(3)]
+    assert 7.5 <= waits[0] <= 12.5
+    assert 15 <= waits[1] <= 25
+    assert 22.5 <= waits[2] <= 37.5
+
+    # When a poll succeeds, then the next is the usual interval away
+    assert adapter.poll(MENTIONS).next_poll_at - now[0] == pytest.approx(account.poll_seconds)
+
+    # When a later poll fails, then it waits the shortest delay again
+    x.fake.inject("mentions", "server_error")
+    assert 7.5 <= adapter.poll(MENTIONS).next_poll_at - now[0] <= 12.5
+    adapter.api.close()
 
 
 def test_the_last_call_of_a_window_waits_for_the_reset(x: XServer, rclient: redis.Redis, namespace: str) -> None:

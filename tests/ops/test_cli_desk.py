@@ -169,5 +169,6 @@ def test_the_command_line_has_a_version_and_conventional_help(tmp_path: Path) ->
     tickets_help = run_cli(["tickets", "--help"], env, cwd=tmp_path).stdout
     assert version.startswith("helpdesk 0.")
     assert "{paths}" not in import_help
-    assert "PATH..." in import_help
+    assert "import [OPTIONS] {PATH}..." in import_help  # typer's way of writing a required, repeatable argument
     assert "<bool>" not in tickets_help
+    assert "--json " in tickets_help

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from config.broker import close_broker
 from config.settings import Settings
-from intake.queue import INTAKE_QUEUE, PROCESS_ACTOR
+from config.queues import INTAKE_QUEUE, PROCESS_ACTOR
 from ops.metrics import adapter_label
 from ops.runtime import Runtime
 from storage.intake_store import TICKET

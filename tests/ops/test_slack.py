@@ -24,7 +24,7 @@ from tests.intake.imap_helpers import wait_for
 from tests.slack_events import SIGNING_SECRET, SlackSender, message, sign
 from tests.slack_server import TOKEN
 from tests.web import serve
-from workers.actors import enqueue_effect
+from config.queues import enqueue_effect
 
 pytestmark = pytest.mark.slow
 

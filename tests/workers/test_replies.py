@@ -18,7 +18,7 @@ from tests.factories import make_email
 from tests.intake.imap_helpers import account_for, append, ingestor_for, wait_for, watching
 from tests.smtp_server import SmtpServer
 from tests.workers.conftest import MAIL_FROM
-from workers.actors import enqueue_effect
+from config.queues import enqueue_effect
 from config.secrets import desk_secret
 from workers.conversation import TicketKeys
 from workers.desk import add_staff_message

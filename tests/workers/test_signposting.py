@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from classifiers.docs import build_index
 from config.settings import Settings
 from storage.intake_store import EVENT, TICKET
 from storage.queries import summary
@@ -17,6 +16,7 @@ from tests.factories import make_email
 from tests.intake.imap_helpers import ingestor_for, wait_for
 from tests.smtp_server import SmtpServer
 from workers import cards
+from workers.docs_index import build_index, save_index
 
 DOCS = Path(__file__).resolve().parents[2] / "config" / "docs"
 
@@ -28,7 +28,7 @@ def _tickets(engine: Engine) -> list[Any]:
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_new_tickets_get_suggestions_or_count_as_gaps(settings: Settings, running_worker, engine: Engine, broker) -> None:  # noqa: ANN001
-    build_index(DOCS).save(settings.resolved_docs_index)
+    save_index(build_index(DOCS), settings.resolved_docs_index)
     with SmtpServer() as smtp:
         mail = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_security": "none",
                                            "mail_from": "helpdesk@osds.example", "acknowledge": True})

@@ -12,7 +12,8 @@ from config.settings import Settings
 from intake.base import MemorySink
 from intake.queue import InflightRegistry, QueueSink
 from intake.state import AdapterHealth, MemoryCheckpointStore
-from intake.x import MENTIONS, DMS, XAccount, XAdapter, XApi
+from intake.x import DMS, MENTIONS, XAdapter
+from intake.x_api import XAccount, XApi
 from storage import outbox
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import utcnow
