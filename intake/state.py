@@ -145,6 +145,9 @@ class AdapterHealth:
         return found
 
 
+TELLS_STORED = frozenset({"imap"})  # adapters that read the ProcessedLog (IMAP flags or moves stored mail)
+
+
 class ProcessedLog:
     """Sources whose messages are stored (so their tickets exist), per adapter and account."""
 
@@ -156,6 +159,18 @@ class ProcessedLog:
 
     def _key(self, adapter: str, account: str) -> str:
         return f"{self.namespace}:processed:{adapter}:{account}"
+
+    def record(self, source: str) -> bool:
+        """The generic "stored" signal: note ``source`` for its adapter when that adapter acts on stored mail.
+
+        A source reads ``<adapter>:<account>/<where>``; adapters that flag or move what is stored (``TELLS_STORED``)
+        take their own items; for others nothing is kept. True when noted."""
+        adapter, _, rest = source.partition(":")
+        account = rest.partition("/")[0]
+        if adapter not in TELLS_STORED or not account:
+            return False
+        self.add(adapter, account, source)
+        return True
 
     def add(self, adapter: str, account: str, source: str) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -46,7 +46,6 @@ from workers.conversation import Threader, TicketKeys
 from workers.privacy import Privacy
 from intake.archive import FileArchive
 from config.secrets import desk_secret
-from intake.imap import parse_source
 from intake.state import ProcessedLog
 from workers.pipeline import Outcome, ParentInFlight, Pipeline
 from workers.routing import Router
@@ -144,13 +143,12 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
 
 
 def _processed_hook(settings: Settings, broker: dramatiq.Broker) -> Callable[[InboundMessage, "Outcome"], None]:
-    """Tell the IMAP adapter which mail is stored, so it may flag or move it (never before the ticket exists)."""
+    """Tell the adapters which items are stored (the generic signal), so that the IMAP adapter may flag or move mail —
+    never before the ticket exists."""
     processed = ProcessedLog(broker.client, settings.redis_namespace)
 
     def hook(message: InboundMessage, outcome: "Outcome") -> None:
-        parsed = parse_source(message.source)
-        if parsed is not None:
-            processed.add("imap", parsed[0], message.source)
+        processed.record(message.source)
 
     return hook
 
