@@ -23,6 +23,7 @@ import typer
 
 from config.errors import ConfigError
 from ops.shared_cli import err
+from ops.signals import exit_cleanly_on_sigterm
 
 # Plain help, as Unix commands write it (flags without a type, no panels): typer's rich help would print
 # ``--json <bool>`` and import its rich renderer, a tenth of a second, on every --help.
@@ -90,15 +91,3 @@ def main() -> None:
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
         sys.exit(2)
-
-
-def exit_cleanly_on_sigterm() -> None:
-    """SIGTERM ends the process as Ctrl-C does — unwinding, closing, running atexit — so that an
-    embedded Redis it started is shut down with it (the default action would kill it on the spot).
-    Long-running commands replace this with their own stop handler while they run."""
-    import signal  # noqa: PLC0415
-
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import dramatiq
 import redis
 from sqlalchemy import Engine
 
-from intake.email_intake import EmailIngestor
 from storage import quarantine
 from storage.models import utcnow
 from storage.queries import open_quarantine
+
+class Reparser(Protocol):
+    """What parses archived raw mail again and queues it (the e-mail intake's ingestor): True when queued."""
+
+    def ingest(self, raw: bytes, source: str) -> bool: ...
+
 
 RESET_OPTIONS = ("retries", "traceback", "redis_message_id", "eta", "requeue_timestamp")
 
@@ -72,7 +77,7 @@ def find(engine: Engine, ident: str) -> Any | None:
 
 
 def replay(client: redis.Redis, namespace: str, broker: dramatiq.Broker, engine: Engine, row: Any,
-           ingestor: EmailIngestor | None = None, archive: Any = None) -> ReplayResult:
+           ingestor: Reparser | None = None, archive: Any = None) -> ReplayResult:
     if row.status != "open":
         return ReplayResult(row.id, "not_open")
     if row.kind == "rejected":
@@ -100,7 +105,7 @@ def replay(client: redis.Redis, namespace: str, broker: dramatiq.Broker, engine:
     return ReplayResult(row.id, "replayed")
 
 
-def _reparse(engine: Engine, row: Any, ingestor: EmailIngestor | None, archive: Any) -> ReplayResult:
+def _reparse(engine: Engine, row: Any, ingestor: Reparser | None, archive: Any) -> ReplayResult:
     if ingestor is None or archive is None or not row.raw_ref or row.raw_ref not in archive:
         return ReplayResult(row.id, "gone")
     queued = ingestor.ingest(archive.get(row.raw_ref), row.source)

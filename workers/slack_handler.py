@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from config.settings import Settings
 from intake.base import Sink
-from intake.slack import is_message_from_a_person, message_to_inbound, plain_text
+from intake.slack_payload import is_message_from_a_person, message_to_inbound, plain_text
 from storage import messages, slack_events, tickets
 from storage.models import utcnow
 from workers.cards import queue_card_update

@@ -1,0 +1,115 @@
+"""The shape of the code, read from the source with ``ast`` (nothing is imported).
+
+- No import cycle between the desk's modules, counting imports deferred into
+  functions (a cycle hidden in a function is still two rooms that need each
+  other); only ``if TYPE_CHECKING:`` blocks are left out.
+- No worker module imports an intake adapter: the workers read the normalized
+  message (``intake.message``), the queue layout and the shared parsing and
+  state helpers, never the modules that talk to a mailbox, X, Slack or the web.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("intake", "workers", "classifiers", "storage", "config", "ops")
+ADAPTERS = {"intake.imap", "intake.x", "intake.slack", "intake.files", "intake.web", "intake.email_intake", "intake.supervision"}
+
+
+def _modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imported(path: Path) -> set[str]:
+    """The desk's modules that ``path`` imports anywhere, ``if TYPE_CHECKING:`` blocks aside."""
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                for alias in child.names:
+                    submodule = f"{child.module}.{alias.name}"
+                    names.add(submodule if submodule in MODULES else child.module)
+            elif isinstance(child, ast.Import):
+                names.update(alias.name for alias in child.names)
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return {name for name in names if name in MODULES}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def test_given_a_cycle_then_the_checker_names_its_modules() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_given_a_chain_then_the_checker_finds_no_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": set()}
+
+    assert cycles(graph) == []
+
+
+def test_no_import_cycle_between_the_desks_modules() -> None:
+    graph = {name: _imported(path) for name, path in MODULES.items()}
+
+    assert cycles(graph) == []
+
+
+def _worker_modules() -> Iterator[str]:
+    return (name for name in MODULES if name.startswith("workers"))
+
+
+@pytest.mark.parametrize("module", sorted(_worker_modules()))
+def test_no_worker_module_imports_an_intake_adapter(module: str) -> None:
+    assert sorted(_imported(MODULES[module]) & ADAPTERS) == []
