@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
 def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when every queue is empty and nothing is in flight.")] = False,
     threads: Annotated[int | None, typer.Option(metavar="N", help="Worker threads (default HELPDESK_WORKER_THREADS).")] = None,
+    processes: Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes, each with its --threads (one core each).")] = 1,
 ) -> None:
     """Process queued messages until stopped (Ctrl-C / SIGTERM)."""
     from workers.runner import install_signal_handlers, run_worker  # noqa: PLC0415
@@ -38,6 +39,11 @@ def worker(
     with Runtime(s) as runtime:
         if not runtime.wait_for_services(stop):  # started while Redis or the database is down: wait, do not exit
             return
+        if processes > 1:
+            from ops.worker_pool import WorkerPool, child_command  # noqa: PLC0415
+
+            status = WorkerPool(processes, child_command(threads, until_idle), until_idle=until_idle, stop=stop).run()
+            raise typer.Exit(status)
         prepare_worker(runtime)
         if s.worker_metrics_port:
             _serve_dramatiq_metrics(runtime, s.worker_metrics_host, s.worker_metrics_port)
@@ -125,7 +131,7 @@ def web(
     with Runtime(s) as runtime:
         if not runtime.wait_for_services(stop):
             return
-        from ops.cli import exit_cleanly_on_sigterm  # noqa: PLC0415
+        from ops.signals import exit_cleanly_on_sigterm  # noqa: PLC0415
 
         exit_cleanly_on_sigterm()  # uvicorn restores this handler and re-raises the signal once it has shut down
         uvicorn.run(build_app(runtime), host=host, port=port, log_level=s.log_level.lower(), access_log=False)

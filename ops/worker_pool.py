@@ -1,0 +1,122 @@
+"""``helpdesk worker --processes N``: N worker processes under one parent, as dramatiq's own command runs them.
+
+The GIL lets one process use one core; a desk scales out with processes, each
+running ``--threads`` worker threads. The parent waits for Redis and the
+database (and migrates) once, so the children never race to migrate; it keeps
+the embedded Redis, when there is one, up while children come and go. Then it
+starts the children — ``helpdesk worker`` each, without ``--processes`` — and
+watches them:
+
+- SIGTERM or Ctrl-C: every child is asked to stop (SIGTERM; each finishes the
+  messages in hand), and killed if it has not within ``STOP_GRACE_SECONDS``;
+- a child that ends on its own while the pool runs is started again, after a
+  pause that doubles while children keep failing (one second up to a minute);
+- with ``--until-idle`` each child ends when the queues are drained; the pool
+  ends when they all have, with the worst exit status among them.
+
+Every message is handled by one child at a time (Redis hands it to one
+consumer) and every effect is idempotent by key, so N processes store what one
+would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+STOP_GRACE_SECONDS = 60.0
+POLL_SECONDS = 0.2
+RESTART_PAUSE_SECONDS = (1.0, 60.0)
+log = structlog.get_logger("helpdesk.worker")
+
+
+@dataclass
+class Child:
+    index: int
+    process: subprocess.Popen[bytes]
+    started: float = field(default_factory=time.monotonic)
+
+
+def child_command(threads: int | None, until_idle: bool) -> list[str]:
+    """The command line of one child: this interpreter, ``helpdesk worker``, the pool's own options."""
+    command = [sys.executable, "-m", "ops", "worker"]
+    if threads:
+        command += ["--threads", str(threads)]
+    if until_idle:
+        command.append("--until-idle")
+    return command
+
+
+class WorkerPool:
+    def __init__(self, processes: int, command: list[str], *, until_idle: bool, stop: threading.Event) -> None:
+        if processes < 1:
+            raise ValueError("a pool has at least one process")
+        self.processes = processes
+        self.command = command
+        self.until_idle = until_idle
+        self.stop = stop
+        self.children: dict[int, Child] = {}
+        self.statuses: list[int] = []
+        self._pause = RESTART_PAUSE_SECONDS[0]
+
+    def run(self) -> int:
+        """Start the children, watch them until stopped (or, with ``until_idle``, until all are done); the exit status."""
+        try:
+            for index in range(self.processes):
+                self._start(index)
+            while self.children and not self.stop.wait(POLL_SECONDS):
+                self._reap()
+        finally:
+            self._stop_all()
+        return max(self.statuses, default=0) if self.until_idle else 0
+
+    def _start(self, index: int) -> None:
+        process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)  # noqa: S603 - our own interpreter and command
+        self.children[index] = Child(index, process)
+        log.info("worker process started", process=index, pid=process.pid, of=self.processes)
+
+    def _reap(self) -> None:
+        for index, child in list(self.children.items()):
+            status = child.process.poll()
+            if status is None:
+                continue
+            del self.children[index]
+            if self.until_idle:
+                self.statuses.append(status)
+                log.info("worker process done", process=index, pid=child.process.pid, status=status)
+                continue
+            ran = time.monotonic() - child.started
+            self._pause = RESTART_PAUSE_SECONDS[0] if ran > RESTART_PAUSE_SECONDS[1] else min(self._pause * 2, RESTART_PAUSE_SECONDS[1])
+            log.warning("worker process ended; starting it again", process=index, pid=child.process.pid, status=status,
+                        ran_seconds=round(ran, 1), restart_in=self._pause)
+            if self.stop.wait(self._pause):
+                return
+            self._start(index)
+
+    def _stop_all(self) -> None:
+        for child in self.children.values():
+            _signal(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in self.children.values():
+            try:
+                status = child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker process did not stop; killed", process=child.index, pid=child.process.pid)
+                _signal(child.process, signal.SIGKILL)
+                status = child.process.wait()
+            self.statuses.append(status if status >= 0 else 128 - status)
+        self.children.clear()
+
+
+def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.kill(process.pid, signum)
+    except ProcessLookupError:
+        pass
