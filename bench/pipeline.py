@@ -1,6 +1,7 @@
 """Benchmark: N messages through the real pipeline vs a bare no-op dramatiq actor, same Redis, same worker settings.
 
     python bench/pipeline.py [--messages 3000] [--threads 8] [--database-url URL] [--redis-url URL]
+    python bench/pipeline.py --processes 1,2,4 --database-url postgresql://127.0.0.1/test [--threads 4]
 
 Both runs enqueue their N messages first (not timed), then time one worker
 process draining the queue. The no-op run uses a plain RedisBroker with
@@ -8,16 +9,28 @@ dramatiq's default middleware; the pipeline run uses our broker and
 middleware, classifies, routes and stores every message (SQLite in a temp
 folder unless --database-url is given). The mix is 70% new enquiries, 10%
 replies and 20% exact repeats. Prints both rates and their ratio (target ≥ 0.6).
+
+With ``--processes``, each count P runs as deployed: ``helpdesk worker
+--processes P --threads T --until-idle`` (a subprocess) against the no-op actor
+in P processes of its own. Rates are taken over the drain itself (first to last
+message handled: the no-op processes note their own times, the pipeline's are
+the stored rows' ``stored_at``), so start-up is left out of both. Prints the
+rates, their ratio and how the pipeline grows with P. On PostgreSQL every run
+has a schema of its own, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+import subprocess
 import random
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -107,6 +120,127 @@ def run_pipeline(url: str, database_url: str, messages: list[InboundMessage], th
             _cleanup(runtime.broker)
 
 
+def _noop_process(url: str, namespace: str, threads: int, results: "multiprocessing.Queue[tuple[float, float, int]]") -> None:
+    """One no-op worker process: drain the queue, report (first, last, count) of what it handled."""
+    broker = RedisBroker(url=url, namespace=namespace)
+    seen: list[float] = []
+
+    def noop(payload: str) -> None:
+        seen.append(time.time())
+
+    dramatiq.actor(noop, broker=broker, queue_name=QUEUE, actor_name="noop")
+    worker = dramatiq.Worker(broker, worker_threads=threads, queues={QUEUE})
+    worker.start()
+    broker.join(QUEUE, interval=20)
+    worker.join()
+    worker.stop()
+    close_broker(broker)
+    results.put((min(seen, default=0.0), max(seen, default=0.0), len(seen)))
+
+
+def run_noop_processes(url: str, payloads: list[str], processes: int, threads: int) -> float:
+    """The no-op actor drained by ``processes`` processes: messages per second over the drain."""
+    namespace = f"bench-noop-{uuid.uuid4().hex[:8]}"
+    broker = RedisBroker(url=url, namespace=namespace)
+    actor = dramatiq.actor(lambda payload: None, broker=broker, queue_name=QUEUE, actor_name="noop")
+    for payload in payloads:
+        actor.send(payload)
+    context = multiprocessing.get_context("fork")
+    results: multiprocessing.Queue[tuple[float, float, int]] = context.Queue()
+    workers = [context.Process(target=_noop_process, args=(url, namespace, threads, results)) for _ in range(processes)]
+    try:
+        for process in workers:
+            process.start()
+        reports = [results.get(timeout=600) for _ in workers]
+        for process in workers:
+            process.join()
+    finally:
+        _cleanup(broker)
+    handled = [r for r in reports if r[2]]
+    return sum(r[2] for r in handled) / (max(r[1] for r in handled) - min(r[0] for r in handled))
+
+
+def run_pipeline_processes(url: str, database_url: str, messages: list[InboundMessage], processes: int, threads: int,
+                           data_dir: Path, model_dir: Path) -> float:
+    """``helpdesk worker --processes P --until-idle`` draining the queued messages: messages per second over the drain."""
+    from sqlalchemy import func, select  # noqa: PLC0415
+
+    from storage.models import MESSAGE  # noqa: PLC0415
+
+    namespace = f"bench-pipe-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(environ={}, redis_url=url, redis_namespace=namespace, database_url=database_url, data_dir=data_dir,
+                             model_dir=model_dir, log_level="ERROR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(HELPDESK_REDIS_URL=url, HELPDESK_REDIS_NAMESPACE=namespace, HELPDESK_DATABASE_URL=database_url,
+               HELPDESK_DATA_DIR=str(data_dir), HELPDESK_MODEL_DIR=str(model_dir), HELPDESK_LOG_LEVEL="ERROR")
+    with Runtime(settings) as runtime:
+        runtime.engine  # noqa: B018 - migrated before the clock
+        for message in messages:
+            runtime.sink.put(message)
+        try:
+            subprocess.run([sys.executable, "-m", "ops", "worker", "--processes", str(processes), "--threads", str(threads),
+                            "--until-idle"], env=env, check=True, cwd=Path(__file__).resolve().parents[1])
+            with runtime.engine.connect() as connection:
+                first, last = connection.execute(select(func.min(MESSAGE.c.stored_at), func.max(MESSAGE.c.stored_at))).one()
+        finally:
+            _cleanup(runtime.broker)
+    return len(messages) / (last - first).total_seconds()
+
+
+def _schema_of_its_own(database_url: str) -> tuple[str, Callable[[], None]]:
+    """On PostgreSQL, a fresh schema for one run (and how to drop it); a SQLite URL is returned as it is."""
+    if not database_url.startswith("postgresql"):
+        return database_url, lambda: None
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from storage.db import create_db_engine  # noqa: PLC0415
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = create_db_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{name}"'))
+
+    def drop() -> None:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        engine.dispose()
+
+    separator = "&" if "?" in database_url else "?"
+    return f"{database_url}{separator}options=-csearch_path%3D{name}", drop
+
+
+def scaling(args: argparse.Namespace, console: Console) -> None:
+    from config.desk import load_desk  # noqa: PLC0415
+    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+
+    counts = [int(p) for p in args.processes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.redis_url or _default_redis(Path(tmp))
+        model_dir = Path(tmp) / "models"
+        load_or_train(load_desk(load_settings(environ={})), ModelStore(model_dir))  # once, not in every worker process
+        messages = sample_messages(args.messages)
+        payloads = [m.to_json() for m in messages]
+        for processes in counts:
+            database_url, drop = _schema_of_its_own(args.database_url or f"sqlite:///{Path(tmp) / f'bench-{processes}.db'}")
+            try:
+                noop = run_noop_processes(url, payloads, processes, args.threads)
+                pipe = run_pipeline_processes(url, database_url, messages, processes, args.threads, Path(tmp) / f"data-{processes}",
+                                              model_dir)
+            finally:
+                drop()
+            rows.append((processes, noop, pipe))
+            console.print(f"{processes} process(es): no-op {noop:.0f} msg/s, pipeline {pipe:.0f} msg/s")
+    kind = (args.database_url or "sqlite").split(":")[0]
+    table = Table(title=f"{args.messages} messages, {args.threads} threads per process, {kind}", title_justify="left")
+    for column in ("processes", "no-op msg/s", "pipeline msg/s", "ratio", "pipeline ÷ 1 process"):
+        table.add_column(column, justify="right")
+    base = rows[0][2]
+    for processes, noop, pipe in rows:
+        table.add_row(str(processes), f"{noop:.0f}", f"{pipe:.0f}", f"{pipe / noop:.2f}", f"{pipe / base:.2f}×")
+    console.print(table)
+
+
 def _cleanup(broker: RedisBroker) -> None:
     client: redis.Redis = broker.client
     keys = list(client.scan_iter(match=f"{broker.namespace}:*", count=1000))
@@ -121,8 +255,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--redis-url", default=None, help="default: 127.0.0.1:6379 if reachable, else embedded")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp folder")
+    parser.add_argument("--processes", default=None, help="comma-separated process counts, e.g. 1,2,4: run as deployed")
     args = parser.parse_args()
     console = Console()
+    if args.processes:
+        scaling(args, console)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         url = args.redis_url or _default_redis(Path(tmp))
         database_url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
