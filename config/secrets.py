@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import SecretStr
 
 from config.errors import SettingsError
-from config.settings import Settings
+from config.settings import GROUPS, Settings
 
 SECRET_FILE = "secret.key"
 
@@ -52,8 +52,8 @@ def _file_secret(path: Path) -> bytes:
 
 # -- redaction ------------------------------------------------------------------------------------
 REDACTED = "[redacted]"
-_SECRET_FIELDS = ("imap_password", "smtp_password", "slack_bot_token", "slack_signing_secret", "slack_app_token",
-                  "x_bearer_token", "x_consumer_secret", "x_access_token", "x_access_token_secret", "secret_key", "ops_token")
+# the groups mark their secret fields (config.settings._secret); two secrets belong to no group
+_SECRET_FIELDS = (*(name for group in GROUPS.values() for name in group.secret_flat_names()), "secret_key", "ops_token")
 MIN_SECRET_CHARS = 4  # shorter values would redact ordinary words
 
 

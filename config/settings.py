@@ -3,13 +3,29 @@
 Values are passed into constructors from here; business code never reads the
 environment itself. An unknown ``HELPDESK_*`` variable or a malformed value
 stops the process with a message naming the variable.
+
+``Settings`` holds one flat field per variable (``smtp_host`` is ``HELPDESK_SMTP_HOST``):
+the variables are public interface, and the flat fields are where their values live.
+Related fields are also reachable as typed groups — ``settings.imap``, ``.smtp``, ``.x``,
+``.slack``, ``.web``, ``.limits`` — frozen views built from the flat fields on each
+access, so a group can never disagree with them (not even after ``model_copy``).
+A consumer takes its group, not the whole ``Settings``.
+
+A channel is *off* when none of its variables is set, and *half-configured* when some
+are set but not what it needs to work (an SMTP host without ``HELPDESK_MAIL_FROM``:
+replies would wait, unsent, with no error). ``require(settings, process)`` — called as
+each long-running process starts — refuses a half-configured channel that process
+uses, and a channel it cannot run without, with one line naming the variables.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -22,6 +38,7 @@ CONFIG_DIR = Path(__file__).resolve().parent
 
 _DB_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
+_BARE_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 
 class Settings(BaseSettings):
@@ -163,6 +180,14 @@ class Settings(BaseSettings):
             raise ValueError("give ISO 639-1 codes separated by commas, e.g. en,es,fr,pt")
         return tuple(code.lower() for code in value)
 
+    @field_validator("mail_from")
+    @classmethod
+    def _check_mail_from(cls, value: str | None) -> str | None:
+        # Without a domain no Message-ID can be made and every e-mail reply would wait, unsent.
+        if value is not None and not _BARE_ADDRESS.match(value):
+            raise ValueError("give the bare address, e.g. helpdesk@osds.example (no display name)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -189,10 +214,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_message_id_domain(self) -> str | None:
-        if self.message_id_domain:
-            return self.message_id_domain.lower()
-        # A subdomain of our own, so that no staff member's mail client ever shares it.
-        return f"helpdesk.{self.mail_from.rsplit('@', 1)[1].lower()}" if self.mail_from and "@" in self.mail_from else None
+        return self.smtp.resolved_message_id_domain
 
     @property
     def resolved_docs_index(self) -> Path:
@@ -205,6 +227,31 @@ class Settings(BaseSettings):
     @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
+
+    # -- the groups: typed views of the flat fields above (see the module docstring) -------------------
+    @property
+    def imap(self) -> "ImapSettings":
+        return ImapSettings.of(self)
+
+    @property
+    def smtp(self) -> "SmtpSettings":
+        return SmtpSettings.of(self)
+
+    @property
+    def x(self) -> "XSettings":
+        return XSettings.of(self)
+
+    @property
+    def slack(self) -> "SlackSettings":
+        return SlackSettings.of(self)
+
+    @property
+    def web(self) -> "WebSettings":
+        return WebSettings.of(self)
+
+    @property
+    def limits(self) -> "LimitSettings":
+        return LimitSettings.of(self)
 
 
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -227,3 +274,341 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         )
         raise SettingsError(problems) from exc
 
+
+
+# -- groups ---------------------------------------------------------------------------------------------
+def _flat(name: str) -> Any:
+    """A group field that is the flat setting ``name`` rather than the group's prefix + the field's name."""
+    return field(metadata={"flat": name})
+
+
+def _secret() -> Any:
+    """A group field holding a secret: left out of the group's repr, and redacted wherever text is shown (config.secrets)."""
+    return field(repr=False, metadata={"secret": True})
+
+
+def _present(value: object) -> bool:
+    return value is not None and value != "" and value != ()
+
+
+def _names(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _verb(items: Sequence[str]) -> str:
+    return "is" if len(items) == 1 else "are"
+
+
+def _either(first: str, *others: str) -> str:
+    return f"{first} (or {_names(others)})"
+
+
+Gap = tuple[list[str], list[str]]  # (variables set, variables missing)
+
+
+def _half(present: Sequence[str], absent: Sequence[str]) -> str:
+    return f"{_names(present)} {_verb(present)} set but {_names(absent)} {_verb(absent)} not"
+
+
+def _merged(gaps: list[Gap]) -> list[str]:
+    """One clause per distinct set of present variables: "A is set but B and C are not"."""
+    by_present: dict[tuple[str, ...], list[str]] = {}
+    for present, absent in gaps:
+        missing = by_present.setdefault(tuple(present), [])
+        missing += [name for name in absent if name not in missing]
+    return [_half(present, absent) for present, absent in by_present.items()]
+
+
+class _Group:
+    """A frozen, typed view of some flat fields of ``Settings``: field ``host`` of a group with PREFIX ``smtp_``
+    is ``Settings.smtp_host`` (``HELPDESK_SMTP_HOST``) unless the field names another flat field (``_flat``)."""
+
+    PREFIX: ClassVar[str] = ""
+    CHANNEL: ClassVar[str] = ""
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @classmethod
+    def flat_name(cls, name: str) -> str:
+        return cls.__dataclass_fields__[name].metadata.get("flat", cls.PREFIX + name)
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        return ENV_PREFIX + cls.flat_name(name).upper()
+
+    @classmethod
+    def of(cls, settings: Settings) -> Self:
+        return cls(**{f.name: getattr(settings, cls.flat_name(f.name)) for f in fields(cls)})  # type: ignore[arg-type]
+
+    @classmethod
+    def secret_flat_names(cls) -> tuple[str, ...]:
+        return tuple(cls.flat_name(f.name) for f in fields(cls) if f.metadata.get("secret"))  # type: ignore[arg-type]
+
+    def present(self, *names: str) -> list[str]:
+        """The variables of ``names`` that are set."""
+        return [self.env_name(n) for n in names if _present(getattr(self, n))]
+
+    def gaps(self) -> list[Gap]:
+        """Each way the channel is half-configured: (variables set, variables missing); none when it is off or complete."""
+        return []
+
+    def problems(self) -> list[str]:
+        """The gaps as clauses: "A is set but B is not"."""
+        return _merged(self.gaps())
+
+    def missing_for_intake(self) -> list[str]:
+        """What the channel's intake process needs and lacks."""
+        return []
+
+    def half_configured(self) -> str | None:
+        problems = self.problems()
+        return f"{self.CHANNEL} is half-configured: {'; '.join(problems)}" if problems else None
+
+
+@dataclass(frozen=True)
+class ImapSettings(_Group):
+    """The mailbox `helpdesk intake imap` watches."""
+
+    PREFIX: ClassVar[str] = "imap_"
+    CHANNEL: ClassVar[str] = "IMAP"
+    _TRIGGERS: ClassVar[tuple[str, ...]] = ("host", "port", "user", "password", "oauth2_token_command", "ca_file")
+
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None = _secret()
+    ssl: bool
+    ca_file: Path | None
+    folders: tuple[str, ...]
+    oauth2_token_command: str | None = field(repr=False)  # its arguments may carry a client secret
+    poll_seconds: int
+    idle: bool
+    idle_refresh_seconds: int
+    timeout_seconds: int
+    overlap: int
+    batch_size: int
+    batch_bytes: int
+    processed_action: Literal["none", "flag", "move"]
+    processed_folder: str
+    processed_flag: str
+
+    @property
+    def resolved_port(self) -> int:
+        return self.port or (993 if self.ssl else 143)
+
+    def missing_for_intake(self) -> list[str]:
+        absent = [self.env_name(n) for n in ("host", "user") if not getattr(self, n)]
+        if not self.password and not self.oauth2_token_command:
+            absent.append(_either(self.env_name("password"), self.env_name("oauth2_token_command")))
+        return absent
+
+    def gaps(self) -> list[Gap]:
+        present, absent = self.present(*self._TRIGGERS), self.missing_for_intake()
+        return [(present, absent)] if present and absent else []
+
+
+@dataclass(frozen=True)
+class SmtpSettings(_Group):
+    """How replies leave by e-mail, and the address they come from."""
+
+    PREFIX: ClassVar[str] = "smtp_"
+    CHANNEL: ClassVar[str] = "SMTP"
+
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None = _secret()
+    security: Literal["starttls", "tls", "none"]
+    ca_file: Path | None
+    timeout_seconds: int
+    mail_from: str | None = _flat("mail_from")
+    message_id_domain: str | None = _flat("message_id_domain")
+    reply_to_plus_addressing: bool = _flat("reply_to_plus_addressing")
+
+    @property
+    def resolved_port(self) -> int:
+        return self.port or {"tls": 465, "starttls": 587}.get(self.security, 25)
+
+    @property
+    def resolved_message_id_domain(self) -> str | None:
+        if self.message_id_domain:
+            return self.message_id_domain.lower()
+        # A subdomain of our own, so that no staff member's mail client ever shares it.
+        return f"helpdesk.{self.mail_from.rsplit('@', 1)[1].lower()}" if self.mail_from and "@" in self.mail_from else None
+
+    @property
+    def can_send(self) -> bool:
+        return bool(self.host and self.mail_from and self.resolved_message_id_domain)
+
+    def gaps(self) -> list[Gap]:
+        found: list[Gap] = []
+        if self.host and not self.mail_from:
+            found.append(([self.env_name("host")], [self.env_name("mail_from")]))
+        if not self.host and (present := self.present("port", "user", "password", "ca_file")):
+            found.append((present, [self.env_name("host")]))
+        if bool(self.user) != bool(self.password):
+            set_, unset = ("user", "password") if self.user else ("password", "user")
+            found.append(([self.env_name(set_)], [self.env_name(unset)]))
+        return found
+
+
+_X_USER_KEYS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+
+
+@dataclass(frozen=True)
+class XSettings(_Group):
+    """The helpdesk's X account: reading mentions (and DMs), sending replies."""
+
+    PREFIX: ClassVar[str] = "x_"
+    CHANNEL: ClassVar[str] = "X"
+
+    bearer_token: str | None = _secret()
+    consumer_key: str | None
+    consumer_secret: str | None = _secret()
+    access_token: str | None = _secret()
+    access_token_secret: str | None = _secret()
+    account_id: str | None
+    poll_seconds: int
+    api_url: str
+    timeout_seconds: int
+
+    @property
+    def user_context(self) -> bool:
+        """The four OAuth 1.0a keys: DMs and posting need them (a bearer token only reads mentions)."""
+        return all(getattr(self, n) for n in _X_USER_KEYS)
+
+    @property
+    def can_send(self) -> bool:
+        return bool(self.account_id) and self.user_context
+
+    def _credentials(self) -> str:
+        return _either(self.env_name("bearer_token"), *(self.env_name(n) for n in _X_USER_KEYS))
+
+    def missing_for_intake(self) -> list[str]:
+        absent = [] if self.account_id else [self.env_name("account_id")]
+        if not self.bearer_token and not self.user_context:
+            absent.append(self._credentials())
+        return absent
+
+    def gaps(self) -> list[Gap]:
+        found: list[Gap] = []
+        keys = self.present(*_X_USER_KEYS)
+        if keys and len(keys) < len(_X_USER_KEYS):
+            found.append((keys, [self.env_name(n) for n in _X_USER_KEYS if not getattr(self, n)]))
+        credentials = self.present("bearer_token", *_X_USER_KEYS)
+        if credentials and not self.account_id:
+            found.append((credentials, [self.env_name("account_id")]))
+        if self.account_id and not credentials:
+            found.append(([self.env_name("account_id")], [self._credentials()]))
+        return found
+
+
+@dataclass(frozen=True)
+class SlackSettings(_Group):
+    """The Slack app: posting cards and alerts (bot token), receiving events (signing secret or Socket Mode)."""
+
+    PREFIX: ClassVar[str] = "slack_"
+    CHANNEL: ClassVar[str] = "Slack"
+
+    bot_token: str | None = _secret()
+    signing_secret: str | None = _secret()
+    app_token: str | None = _secret()
+    api_url: str
+    intake_channels: tuple[str, ...]
+    bot_user_id: str | None
+    ops_channel: str | None = _flat("ops_slack_channel")
+
+    def missing_for_intake(self) -> list[str]:
+        """What Socket Mode (`helpdesk slack socket`) needs and lacks."""
+        return [self.env_name(n) for n in ("app_token", "bot_token") if not getattr(self, n)]
+
+    def gaps(self) -> list[Gap]:
+        found: list[Gap] = []
+        if not self.bot_token and (present := self.present("signing_secret", "app_token", "intake_channels", "bot_user_id",
+                                                            "ops_channel")):
+            found.append((present, [self.env_name("bot_token")]))
+        if self.intake_channels and not self.signing_secret and not self.app_token:
+            # messages of the intake channels would never arrive: neither /slack/events nor Socket Mode can take them
+            found.append(([self.env_name("intake_channels")], [_either(self.env_name("signing_secret"), self.env_name("app_token"))]))
+        return found
+
+
+@dataclass(frozen=True)
+class WebSettings(_Group):
+    """The web dashboard: sessions, sign-in and request limits, polling."""
+
+    PREFIX: ClassVar[str] = "web_"
+    CHANNEL: ClassVar[str] = "Web"
+
+    session_hours: float
+    secure_cookies: bool
+    login_attempts: int
+    login_window_seconds: int
+    enquiries_per_hour: int
+    api_requests_per_minute: int
+    poll_seconds: int
+
+
+@dataclass(frozen=True)
+class LimitSettings(_Group):
+    """Bounds on untrusted input: message sizes, the hostile-mail prescan, the parse helpers' time and memory."""
+
+    max_raw_bytes: int
+    max_text_chars: int
+    max_attachment_bytes: int
+    max_header_bytes: int
+    max_headers: int
+    max_line_bytes: int
+    max_mime_depth: int
+    max_mime_parts: int
+    max_header_parameters: int
+    max_addresses: int
+    max_encoded_words: int
+    max_encoded_words_total: int
+    max_comment_depth: int
+    parse_workers: int
+    parse_timeout_seconds: float
+    parse_memory_mb: int
+
+
+GROUPS: dict[str, type[_Group]] = {"imap": ImapSettings, "smtp": SmtpSettings, "x": XSettings, "slack": SlackSettings,
+                                   "web": WebSettings, "limits": LimitSettings}
+
+
+# -- start-up checks ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Process:
+    """A long-running process: the channel it cannot run without, and the channels it uses."""
+
+    command: str
+    needs: str | None
+    uses: tuple[str, ...]
+
+
+PROCESSES: dict[str, Process] = {
+    "intake-imap": Process("helpdesk intake imap", "imap", ("imap",)),
+    "intake-x": Process("helpdesk intake x", "x", ("x",)),
+    "slack-socket": Process("helpdesk slack socket", "slack", ("slack",)),
+    "worker": Process("helpdesk worker", None, ("smtp", "x", "slack")),  # it sends replies and posts to Slack
+    "web": Process("helpdesk web", None, ("slack",)),  # it receives Slack's events
+}
+
+
+def startup_problem(settings: Settings, process: str) -> str | None:
+    """One line saying why ``process`` must not start with ``settings``, or None.
+
+    A channel the process uses may be off (nothing set) or complete; half-configured, it is named with
+    the variables that are set and those missing. The channel the process exists for must be complete.
+    """
+    spec = PROCESSES[process]
+    groups = {name: getattr(settings, name) for name in {*spec.uses, *([spec.needs] if spec.needs else [])}}
+    found = [p for name in spec.uses if (p := groups[name].half_configured())]
+    if spec.needs and not groups[spec.needs].problems() and (absent := groups[spec.needs].missing_for_intake()):
+        found.append(f"{spec.command} needs {_names(absent)}, which {_verb(absent)} not set")
+    return "; ".join(found) or None
+
+
+def require(settings: Settings, process: str) -> None:
+    """Raise SettingsError (one line, naming the variables) if ``process`` must not start with ``settings``."""
+    problem = startup_problem(settings, process)
+    if problem:
+        raise SettingsError(problem)

@@ -55,7 +55,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_whe
 
 from config.errors import SettingsError
 from config.secrets import command_for_display
-from config.settings import Settings
+from config.settings import ImapSettings
 from intake.archive import sha256_hex
 from intake.backoff import backoff
 from intake.email_intake import EmailIngestor
@@ -86,22 +86,21 @@ class ImapAccount:
         return f"{self.user}@{self.host}"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ImapAccount":
-        missing = [name for name, value in (("HELPDESK_IMAP_HOST", settings.imap_host), ("HELPDESK_IMAP_USER", settings.imap_user)) if not value]
-        if not settings.imap_password and not settings.imap_oauth2_token_command:
-            missing.append("HELPDESK_IMAP_PASSWORD or HELPDESK_IMAP_OAUTH2_TOKEN_COMMAND")
+    def from_group(cls, imap: ImapSettings) -> "ImapAccount":
+        """The account of ``imap``; SettingsError naming what is missing when it cannot log in."""
+        missing = imap.missing_for_intake()
         if missing:
             raise SettingsError(f"IMAP intake needs {', '.join(missing)}")
         return cls(
-            host=settings.imap_host,  # type: ignore[arg-type]
-            port=settings.imap_port or (993 if settings.imap_ssl else 143),
-            user=settings.imap_user,  # type: ignore[arg-type]
-            password=settings.imap_password,
-            ssl=settings.imap_ssl,
-            ca_file=settings.imap_ca_file,
-            folders=settings.imap_folders,
-            oauth2_token_command=settings.imap_oauth2_token_command,
-            timeout=float(settings.imap_timeout_seconds),
+            host=imap.host,  # type: ignore[arg-type]
+            port=imap.resolved_port,
+            user=imap.user,  # type: ignore[arg-type]
+            password=imap.password,
+            ssl=imap.ssl,
+            ca_file=imap.ca_file,
+            folders=imap.folders,
+            oauth2_token_command=imap.oauth2_token_command,
+            timeout=float(imap.timeout_seconds),
         )
 
 
@@ -183,16 +182,16 @@ class WatchOptions:
     heartbeat_seconds: float = 5.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "WatchOptions":
+    def from_group(cls, imap: ImapSettings, *, max_raw_bytes: int, heartbeat_seconds: float) -> "WatchOptions":
         return cls(
-            batch_size=settings.imap_batch_size,
-            batch_bytes=settings.imap_batch_bytes,
-            heartbeat_seconds=settings.adapter_heartbeat_seconds,
-            overlap=settings.imap_overlap,
-            poll_seconds=float(settings.imap_poll_seconds),
-            idle=settings.imap_idle,
-            idle_refresh_seconds=float(settings.imap_idle_refresh_seconds),
-            max_raw_bytes=settings.max_raw_bytes,
+            batch_size=imap.batch_size,
+            batch_bytes=imap.batch_bytes,
+            heartbeat_seconds=heartbeat_seconds,
+            overlap=imap.overlap,
+            poll_seconds=float(imap.poll_seconds),
+            idle=imap.idle,
+            idle_refresh_seconds=float(imap.idle_refresh_seconds),
+            max_raw_bytes=max_raw_bytes,
         )
 
 

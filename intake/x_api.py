@@ -38,7 +38,7 @@ import requests
 import tweepy
 
 from config.errors import SettingsError
-from config.settings import Settings
+from config.settings import Settings, XSettings
 
 TWEEPY_HOST = "https://api.twitter.com"  # what tweepy.Client puts in front of every route
 MAX_PAGES = 100
@@ -92,24 +92,27 @@ class XAccount:
         return all((self.consumer_key, self.consumer_secret, self.access_token, self.access_token_secret))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "XAccount":
-        missing = [] if settings.x_account_id else ["HELPDESK_X_ACCOUNT_ID"]
-        account = cls(
-            account_id=settings.x_account_id or "",
-            bearer_token=settings.x_bearer_token,
-            consumer_key=settings.x_consumer_key,
-            consumer_secret=settings.x_consumer_secret,
-            access_token=settings.x_access_token,
-            access_token_secret=settings.x_access_token_secret,
-            api_url=settings.x_api_url,
-            timeout=float(settings.x_timeout_seconds),
-            poll_seconds=float(settings.x_poll_seconds),
-        )
-        if not account.bearer_token and not account.user_context:
-            missing.append("HELPDESK_X_BEARER_TOKEN or the four OAuth 1.0a keys (HELPDESK_X_CONSUMER_KEY, …)")
+    def from_group(cls, x: XSettings) -> "XAccount":
+        """The account of ``x``; SettingsError naming what is missing when it cannot read mentions."""
+        missing = x.missing_for_intake()
         if missing:
-            raise SettingsError(f"X intake needs {', '.join(missing)}")
-        return account
+            raise SettingsError(f"X intake needs {' and '.join(missing)}")
+        return cls(
+            account_id=x.account_id or "",
+            bearer_token=x.bearer_token,
+            consumer_key=x.consumer_key,
+            consumer_secret=x.consumer_secret,
+            access_token=x.access_token,
+            access_token_secret=x.access_token_secret,
+            api_url=x.api_url,
+            timeout=float(x.timeout_seconds),
+            poll_seconds=float(x.poll_seconds),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "XAccount":
+        """``from_group`` for callers holding the whole settings."""
+        return cls.from_group(settings.x)
 
 
 class RoutedSession(requests.Session):

@@ -100,8 +100,9 @@ def intake_imap() -> None:
     from intake.state import AdapterHealth, ProcessedLog, RedisCheckpointStore  # noqa: PLC0415
     from workers.runner import install_signal_handlers  # noqa: PLC0415
 
-    s = settings()
-    account = ImapAccount.from_settings(s)
+    s = settings(process="intake-imap")  # a half-configured mailbox stops here, naming what is missing
+    imap = s.imap
+    account = ImapAccount.from_group(imap)
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(s) as runtime:
@@ -109,12 +110,12 @@ def intake_imap() -> None:
             return
         client, ns = runtime.broker.client, s.redis_namespace
         checkpoints, health = RedisCheckpointStore(client, ns), AdapterHealth(client, ns)
-        options = WatchOptions.from_settings(s)
+        options = WatchOptions.from_group(imap, max_raw_bytes=s.limits.max_raw_bytes, heartbeat_seconds=s.adapter_heartbeat_seconds)
         watchers = [FolderWatcher(account, folder, runtime.ingestor, checkpoints, health, options, stop) for folder in account.folders]
         mover = None
-        if s.imap_processed_action != "none":
-            mover = ProcessedMover(account, ProcessedLog(client, ns), health, s.imap_processed_action,
-                                   s.imap_processed_flag, s.imap_processed_folder, stop)
+        if imap.processed_action != "none":
+            mover = ProcessedMover(account, ProcessedLog(client, ns), health, imap.processed_action,
+                                   imap.processed_flag, imap.processed_folder, stop)
         console.print(f"watching {', '.join(account.folders)} of {account.name} (Ctrl-C to stop)")
         ImapAdapter(watchers, mover).run(stop)
 

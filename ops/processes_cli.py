@@ -31,9 +31,11 @@ def worker(
     processes: Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes, each with its --threads (one core each).")] = 1,
 ) -> None:
     """Process queued messages until stopped (Ctrl-C / SIGTERM)."""
+    from workers.observability import use_metrics_dir  # noqa: PLC0415
     from workers.runner import install_signal_handlers, run_worker  # noqa: PLC0415
 
-    s = settings()
+    use_metrics_dir()  # first: prometheus_client picks multiprocess mode at import (children inherit it)
+    s = settings(process="worker")
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(s) as runtime:
@@ -59,18 +61,21 @@ def worker(
 
 
 def _serve_dramatiq_metrics(runtime: Runtime, host: str, port: int) -> None:
-    """dramatiq's own Prometheus counters (messages, errors, retries, durations) from this worker on ``host:port``
-    (loopback unless HELPDESK_WORKER_METRICS_HOST says otherwise: the port has no authentication)."""
-    from dramatiq.middleware.prometheus import DB_PATH, Prometheus  # noqa: PLC0415
+    """The workers' Prometheus metrics of this host — dramatiq's own counters (messages, errors, retries, durations)
+    and the intake → stored-message histogram — on ``host:port`` (loopback unless HELPDESK_WORKER_METRICS_HOST says
+    otherwise: the port has no authentication). With workers on several hosts, Prometheus scrapes each and sums."""
+    from dramatiq.middleware.prometheus import Prometheus  # noqa: PLC0415
 
     middleware = Prometheus()
     runtime.broker.add_middleware(middleware)
     middleware.after_process_boot(runtime.broker)  # the dramatiq CLI would call this; we run the Worker ourselves
     from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415 - after the multiprocess set-up above
-    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+
+    from ops.metrics import WorkerMetricsCollector  # noqa: PLC0415
+    from workers.observability import metrics_dir  # noqa: PLC0415
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=DB_PATH)
+    registry.register(WorkerMetricsCollector(metrics_dir()))
     start_http_server(port, addr=host, registry=registry)
 
 
@@ -100,10 +105,7 @@ def slack_socket() -> None:
     from ops.slack_socket import SocketModeIntake  # noqa: PLC0415
     from workers.runner import install_signal_handlers  # noqa: PLC0415
 
-    s = settings()
-    if not s.slack_app_token or not s.slack_bot_token:
-        err.print("[red]Socket Mode needs HELPDESK_SLACK_APP_TOKEN (xapp-…) and HELPDESK_SLACK_BOT_TOKEN[/red]")
-        raise typer.Exit(2)
+    s = settings(process="slack-socket")
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(s) as runtime:
@@ -125,7 +127,7 @@ def web(
 
     from workers.runner import install_signal_handlers  # noqa: PLC0415
 
-    s = settings()
+    s = settings(process="web")
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(s) as runtime:

@@ -95,8 +95,9 @@ class Runtime:
     def limits(self) -> "Limits":
         from intake.mime import Limits  # noqa: PLC0415
 
-        s = self.settings
-        return Limits(max_raw_bytes=s.max_raw_bytes, max_text_chars=s.max_text_chars, max_attachment_bytes=s.max_attachment_bytes)
+        limits = self.settings.limits
+        return Limits(max_raw_bytes=limits.max_raw_bytes, max_text_chars=limits.max_text_chars,
+                      max_attachment_bytes=limits.max_attachment_bytes)
 
     def close(self) -> None:
         if "ingestor" in self.__dict__:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ops.logs import command_settings as settings
+from ops.logs import command_settings
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 __all__ = ["ByOption", "ColumnsOption", "JsonFlag", "WideFlag", "console", "dump", "err", "progress", "settings", "ticket_number"]
 
@@ -22,6 +26,25 @@ WideFlag = Annotated[bool, typer.Option("--wide", help="Show every column, howev
 ColumnsOption = Annotated[str | None, typer.Option("--columns", metavar="NAMES",
                                                    help="Show these columns (comma-separated), beside the key ones.")]
 ByOption = Annotated[str | None, typer.Option("--by", metavar="KEY", help="Who acts: a member key of teams.yaml (default: HELPDESK_STAFF).")]
+
+
+def settings(*, process: str | None = None, **overrides: Any) -> "Settings":
+    """A command's settings (environment plus ``overrides``), with logging configured by them.
+
+    With ``process`` (a key of ``config.settings.PROCESSES``: ``"worker"``, ``"web"``, ``"intake-imap"``, …), a
+    channel that process uses which is half-configured — or the channel it exists for, unconfigured — ends the
+    command: one line naming the variables, exit status 2, no traceback.
+    """
+    loaded = command_settings(**overrides)
+    if process is not None:
+        from config.settings import startup_problem  # noqa: PLC0415 - pydantic is not needed by `helpdesk --help`
+
+        problem = startup_problem(loaded, process)
+        if problem:
+            # soft_wrap: one line whatever the terminal's width (a log collector reads lines)
+            err.print(f"[red]configuration error:[/red] {escape(problem)}", soft_wrap=True)
+            raise typer.Exit(2)
+    return loaded
 
 
 def dump(data: Any) -> None:

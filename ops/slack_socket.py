@@ -24,6 +24,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from config.desk import load_desk
+from config.errors import SettingsError
 from intake.slack import enqueue
 from intake.state import AdapterHealth
 from ops.runtime import Runtime
@@ -38,14 +39,15 @@ ADAPTER = "slack-socket"
 
 class SocketModeIntake:
     def __init__(self, runtime: Runtime) -> None:
-        settings = runtime.settings
-        if not settings.slack_app_token or not settings.slack_bot_token:
-            raise ValueError("Socket Mode needs HELPDESK_SLACK_APP_TOKEN (xapp-…) and HELPDESK_SLACK_BOT_TOKEN")
+        settings, slack = runtime.settings, runtime.settings.slack
+        missing = slack.missing_for_intake()
+        if missing:
+            raise SettingsError(f"Socket Mode needs {' and '.join(missing)}")
         self.runtime = runtime
         self.heartbeat_seconds = settings.adapter_heartbeat_seconds
         self.health = AdapterHealth(runtime.broker.client, settings.redis_namespace)
         self.commands = SlashCommands(runtime.engine, Desk(load_desk(settings), settings.ticket_prefix), runtime)
-        self.client = SocketModeClient(app_token=settings.slack_app_token, web_client=make_client(settings.slack_bot_token, settings.slack_api_url))
+        self.client = SocketModeClient(app_token=slack.app_token, web_client=make_client(slack.bot_token, slack.api_url))  # type: ignore[arg-type]
         self.client.socket_mode_request_listeners.append(self._on_request)
 
     def _on_request(self, client: SocketModeClient, request: SocketModeRequest) -> None:

@@ -59,7 +59,7 @@ async def _body(request: Request) -> bytes:
 
 def slack_routes(runtime: Runtime) -> list[BaseRoute]:
     settings = runtime.settings
-    verifier = SlackRequestVerifier(settings.slack_signing_secret or "", runtime.broker.client, settings.redis_namespace)
+    verifier = SlackRequestVerifier(settings.slack.signing_secret or "", runtime.broker.client, settings.redis_namespace)
     commands = SlashCommands(runtime.engine, Desk(load_desk(settings), settings.ticket_prefix), runtime)
 
     async def events(request: Request) -> Response:

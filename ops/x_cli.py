@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ops.logs import command_settings as _settings
 from ops.runtime import Runtime
+from ops.shared_cli import settings as _settings
 
 console = Console()
 err = Console(stderr=True)
@@ -38,8 +38,8 @@ def register(intake_app: typer.Typer) -> None:
         from intake.x_api import XAccount  # noqa: PLC0415
         from workers.runner import install_signal_handlers  # noqa: PLC0415
 
-        settings = _settings()
-        account = XAccount.from_settings(settings)  # fails loudly (exit 2) on missing settings
+        settings = _settings(process="intake-x")  # a half-configured X account stops here, naming what is missing
+        account = XAccount.from_group(settings.x)
         stop = threading.Event()
         install_signal_handlers(stop)
         with Runtime(settings) as runtime:

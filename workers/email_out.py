@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from config.settings import Settings
+from config.settings import Settings, SmtpSettings
 from storage import messages
 from workers import escaping
 from workers.conversation import TicketKeys
@@ -53,12 +53,10 @@ class SmtpConfig:
     timeout: float
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SmtpConfig | None":
-        if not settings.smtp_host:
+    def from_group(cls, smtp: SmtpSettings) -> "SmtpConfig | None":
+        if not smtp.host:
             return None
-        port = settings.smtp_port or {"tls": 465, "starttls": 587}.get(settings.smtp_security, 25)
-        return cls(settings.smtp_host, port, settings.smtp_security, settings.smtp_user, settings.smtp_password,
-                   settings.smtp_ca_file, float(settings.smtp_timeout_seconds))
+        return cls(smtp.host, smtp.resolved_port, smtp.security, smtp.user, smtp.password, smtp.ca_file, float(smtp.timeout_seconds))
 
     def context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -146,12 +144,20 @@ class EmailSender:
         self.plus_addressing = plus_addressing
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings, desk_name: str, keys: TicketKeys | None = None) -> "EmailSender | None":
-        smtp = SmtpConfig.from_settings(settings)
-        if smtp is None or not settings.mail_from or not settings.resolved_message_id_domain:
+    def from_group(cls, engine: Engine, smtp: SmtpSettings, *, prefix: str, desk_name: str,
+                   keys: TicketKeys | None = None) -> "EmailSender | None":
+        """None while SMTP is off (replies wait, queued); a half-configured SMTP stops the worker at start instead
+        (``config.settings.require``)."""
+        server = SmtpConfig.from_group(smtp)
+        if server is None or not smtp.can_send:
             return None
-        return cls(engine, smtp, mail_from=settings.mail_from, message_id_domain=settings.resolved_message_id_domain,
-                   prefix=settings.ticket_prefix, desk_name=desk_name, plus_addressing=settings.reply_to_plus_addressing, keys=keys)
+        return cls(engine, server, mail_from=smtp.mail_from, message_id_domain=smtp.resolved_message_id_domain,  # type: ignore[arg-type]
+                   prefix=prefix, desk_name=desk_name, plus_addressing=smtp.reply_to_plus_addressing, keys=keys)
+
+    @classmethod
+    def from_settings(cls, engine: Engine, settings: Settings, desk_name: str, keys: TicketKeys | None = None) -> "EmailSender | None":
+        """``from_group`` for callers holding the whole settings."""
+        return cls.from_group(engine, settings.smtp, prefix=settings.ticket_prefix, desk_name=desk_name, keys=keys)
 
     def __call__(self, message: Any, ticket: Any, item: Any) -> dict[str, Any]:
         thread = thread_of(self.engine, ticket.id)

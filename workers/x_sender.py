@@ -40,7 +40,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from config.settings import Settings
+from config.settings import Settings, XSettings
 from intake.x_api import XAccount, XApi, XRateLimited, XRefused, created_time, item_id
 from intake.x_payload import comparable_text
 from storage.x_replies import Enquirer, enquirer_of, record_sent
@@ -126,12 +126,17 @@ class XSender:
         self.max_parts = max_parts
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings) -> "XSender | None":
-        """None without the account id and the four OAuth 1.0a user-context keys (posting and DMs need them)."""
-        keys = (settings.x_consumer_key, settings.x_consumer_secret, settings.x_access_token, settings.x_access_token_secret)
-        if not settings.x_account_id or not all(keys):
+    def from_group(cls, engine: Engine, x: XSettings) -> "XSender | None":
+        """None without the account id and the four OAuth 1.0a user-context keys (posting and DMs need them): with a
+        bearer token only, X replies wait, queued (a half-configured X stops the worker at start: ``config.settings.require``)."""
+        if not x.can_send:
             return None
-        return cls(engine, XApi(XAccount.from_settings(settings)), settings.x_account_id)
+        return cls(engine, XApi(XAccount.from_group(x)), x.account_id)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_settings(cls, engine: Engine, settings: Settings) -> "XSender | None":
+        """``from_group`` for callers holding the whole settings."""
+        return cls.from_group(engine, settings.x)
 
     def __call__(self, message: Any, ticket: Any, item: Any) -> dict[str, Any]:
         enquirer = enquirer_of(self.engine, ticket.id)
