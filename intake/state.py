@@ -8,10 +8,15 @@
 - ``AdapterHealth``: per adapter loop, for operators and ``workers.health``:
   last successful poll and last error; the ``running`` heartbeat and
   ``stopped_at`` (a clean stop); ``restarts`` and ``last_crash`` (a loop that
-  died and was started again, see ``intake.supervision``); and, for IMAP,
-  ``highest_uid`` seen in the folder and ``waiting_since`` (mail above the
-  checkpoint since then), so a reader can tell an adapter that is not
-  progressing while mail waits.
+  died and was started again, see ``intake.supervision``); and, for adapters
+  that can see what waits (IMAP), the highest item seen at the source and
+  ``waiting_since`` (items above the checkpoint since then), so a reader can
+  tell an adapter that is not progressing while mail waits.
+- ``AdapterState``: what a reader gets back (``AdapterHealth.states``): one
+  loop's record joined with its checkpoint, for every adapter alike — a loop
+  named ``<adapter>:<account>/<folder>`` has the checkpoint of that (adapter,
+  account, folder) — read as typed facts (``running``, ``behind`` …) by
+  ``workers.health`` and as the record itself by ``helpdesk status --json``.
 - ``ProcessedLog``: sources the pipeline has finished storing, for adapters
   that act on the source afterwards (flag or move processed mail).
 
@@ -24,7 +29,9 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import redis
 
@@ -143,6 +150,116 @@ class AdapterHealth:
         for key in self.client.scan_iter(match=f"{self.namespace}:adapters:*", count=100):
             found[key.decode().split(":adapters:", 1)[1]] = {k.decode(): v.decode() for k, v in self.client.hgetall(key).items()}
         return found
+
+    def states(self, checkpoints: CheckpointStore) -> dict[str, "AdapterState"]:
+        """Every adapter loop that reported, by name, each with its checkpoint when it keeps one."""
+        records = self.read_all()
+        kinds = {name.partition(":")[0] for name in records}
+        marks = {f"{kind}:{where}": mark for kind in sorted(kinds) for where, mark in checkpoints.all(kind).items()}
+        return {name: AdapterState(name, record, marks.get(name)) for name, record in sorted(records.items())}
+
+
+@dataclass(frozen=True)
+class AdapterState(Mapping[str, Any]):
+    """One adapter loop as its health record and checkpoint tell it.
+
+    As a mapping it is the record, with the checkpoint (when there is one) under
+    ``checkpoint``: the form ``helpdesk status --json`` shows and ``from_dict``
+    reads back. Its properties are the facts a judge needs; a time never
+    recorded is ``0.0``.
+    """
+
+    name: str
+    record: Mapping[str, str] = field(default_factory=dict)  # as ``AdapterHealth`` wrote it (never a ``checkpoint`` key)
+    checkpoint: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, name: str, info: Mapping[str, Any]) -> "AdapterState":
+        if isinstance(info, AdapterState):
+            return info
+        checkpoint = info.get("checkpoint") or None
+        return cls(name, {k: v for k, v in info.items() if k != "checkpoint"}, checkpoint)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.record) if self.checkpoint is None else {**self.record, "checkpoint": dict(self.checkpoint)}
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "checkpoint" and self.checkpoint is not None:
+            return self.checkpoint
+        return self.record[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.record
+        if self.checkpoint is not None:
+            yield "checkpoint"
+
+    def __len__(self) -> int:
+        return len(self.record) + (self.checkpoint is not None)
+
+    def _time(self, key: str) -> float:
+        return _number(self.record.get(key))
+
+    @property
+    def running(self) -> float:
+        """Its last heartbeat."""
+        return self._time("running")
+
+    @property
+    def stopped_at(self) -> float:
+        return self._time("stopped_at")
+
+    @property
+    def stopped_on_purpose(self) -> bool:
+        """Stopped cleanly after its last heartbeat (not died)."""
+        return self.stopped_at >= self.running > 0
+
+    @property
+    def last_success(self) -> float:
+        return self._time("last_success")
+
+    @property
+    def last_error_at(self) -> float:
+        return self._time("last_error_at")
+
+    @property
+    def last_error(self) -> str:
+        return str(self.record.get("last_error") or "")
+
+    @property
+    def last_crash_at(self) -> float:
+        return self._time("last_crash_at")
+
+    @property
+    def last_crash(self) -> str:
+        return str(self.record.get("last_crash") or "")
+
+    @property
+    def restarts(self) -> int:
+        return int(self._time("restarts"))
+
+    @property
+    def waiting_since(self) -> float:
+        """Since when items have waited above the checkpoint (0.0: none wait, or the adapter cannot tell)."""
+        return self._time("waiting_since")
+
+    @property
+    def behind(self) -> int:
+        """How many items the source holds above the checkpoint (0 when the adapter cannot tell)."""
+        seen = int(self._time("highest_uid"))
+        done = int(_number((self.checkpoint or {}).get("last_uid")))
+        return max(0, seen - done)
+
+    @property
+    def checkpoint_moved_at(self) -> float:
+        """When the checkpoint last moved (a long first sync moves it batch by batch)."""
+        return _number((self.checkpoint or {}).get("updated_at"))
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 TELLS_STORED = frozenset({"imap"})  # adapters that read the ProcessedLog (IMAP flags or moves stored mail)

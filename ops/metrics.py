@@ -1,26 +1,33 @@
-"""Prometheus metrics of the web process, gathered at scrape time from Redis and the database.
+"""Prometheus metrics of the web process, gathered at scrape time from Redis, the database and the workers' files.
 
 dramatiq's Prometheus middleware counts messages but exposes no queue depth;
-these add it, and the helpdesk's own measures. Database-backed families are
-cached briefly so a tight scrape interval costs the database little.
+``HelpdeskCollector`` adds it, and the helpdesk's own measures, from Redis
+and the database (database-backed families are cached briefly so a tight
+scrape interval costs the database little). ``WorkerMetricsCollector`` merges
+what the worker processes of this host write in prometheus_client's
+multiprocess files (``workers.observability.metrics_dir``): dramatiq's
+counters and durations, and the intake → stored-message latency histogram.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import Engine
 
 from config.settings import Settings
 from storage.queries import ticket_measures
 from workers.health import desk_snapshot
+from workers.observability import BUCKETS, HISTOGRAMS, INTAKE_TO_TICKET, metrics_dir
 
 CONFIDENCE_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
@@ -53,7 +60,6 @@ class HelpdeskCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         yield from self._queues()
-        yield from self._latency()
         yield from self._database()
 
     def _queues(self) -> Iterator[Any]:
@@ -77,30 +83,22 @@ class HelpdeskCollector(Collector):
         heartbeat = GaugeMetricFamily("helpdesk_adapter_heartbeat_timestamp_seconds", "Last heartbeat of the adapter loop.", labels=["adapter"])
         restarts = CounterMetricFamily("helpdesk_adapter_restarts", "Times the adapter loop crashed and was restarted.", labels=["adapter"])
         down = {adapter_label(p.subject) for p in snap.problems if p.condition == "adapter_down"}
-        for full_name, info in snap.adapters.items():
+        for full_name, state in snap.adapters.items():
             name = adapter_label(full_name)
-            if info.get("last_success"):
-                success.add_metric([name], float(info["last_success"]))
-            if info.get("last_error_at"):
-                failure.add_metric([name], float(info["last_error_at"]))
-            if info.get("running"):
-                stopped = float(info.get("stopped_at") or 0) >= float(info["running"])
-                running.add_metric([name], 0 if stopped or name in down else 1)
-                heartbeat.add_metric([name], float(info["running"]))
-            if info.get("running") or info.get("restarts"):
-                restarts.add_metric([name], float(info.get("restarts") or 0))
+            if state.last_success:
+                success.add_metric([name], state.last_success)
+            if state.last_error_at:
+                failure.add_metric([name], state.last_error_at)
+            if state.running:
+                running.add_metric([name], 0 if state.stopped_on_purpose or name in down else 1)
+                heartbeat.add_metric([name], state.running)
+            if state.running or state.restarts:
+                restarts.add_metric([name], float(state.restarts))
         yield success
         yield failure
         yield running
         yield heartbeat
         yield restarts
-
-    def _latency(self) -> Iterator[Any]:
-        raw = {k.decode(): float(v) for k, v in self.client.hgetall(f"{self.namespace}:histogram:intake_latency_seconds").items()}
-        bounds = sorted((b for b in raw if b not in ("sum", "+Inf")), key=float)
-        family = HistogramMetricFamily("helpdesk_intake_to_ticket_seconds", "From receipt by an adapter to the stored message.")
-        family.add_metric([], [(b, raw[b]) for b in bounds] + [("+Inf", raw.get("+Inf", 0.0))], raw.get("sum", 0.0))
-        yield family
 
     def _database(self) -> Iterator[Any]:
         with self._lock:
@@ -126,13 +124,28 @@ class HelpdeskCollector(Collector):
         yield CounterMetricFamily("helpdesk_sla_breaches", "SLA targets breached.", value=measures.sla_breaches)
 
 
-def dramatiq_collector() -> Collector | None:
-    """dramatiq's own metrics, when its Prometheus middleware writes them on this host (multiprocess files)."""
-    from dramatiq.middleware.prometheus import DB_PATH  # noqa: PLC0415
-    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
-    from prometheus_client.registry import CollectorRegistry  # noqa: PLC0415
+class WorkerMetricsCollector(Collector):
+    """What the worker processes of this host recorded (prometheus_client's multiprocess files), merged at each scrape.
 
-    if not os.path.isdir(DB_PATH) or not any(name.endswith(".db") for name in os.listdir(DB_PATH)):
-        return None
-    scratch = CollectorRegistry()
-    return MultiProcessCollector(scratch, path=DB_PATH)
+    The intake → stored-message histogram is always there — all zeros until a
+    worker on this host stores a message — so dashboards and alerts never lose it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[Any]:
+        seen = False
+        if self.path.is_dir():
+            for family in MultiProcessCollector(None, path=str(self.path)).collect():
+                seen = seen or family.name == INTAKE_TO_TICKET
+                yield family
+        if not seen:
+            empty = HistogramMetricFamily(INTAKE_TO_TICKET, HISTOGRAMS["intake_latency_seconds"][1])
+            empty.add_metric([], [(floatToGoString(b), 0.0) for b in BUCKETS] + [("+Inf", 0.0)], 0.0)
+            yield empty
+
+
+def dramatiq_collector() -> Collector:
+    """The workers' metrics on this host — dramatiq's own and the desk's latency histogram (``WorkerMetricsCollector``)."""
+    return WorkerMetricsCollector(metrics_dir())

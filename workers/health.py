@@ -10,26 +10,31 @@ Adapters (their records are written by ``intake.state.AdapterHealth``):
 ``adapter_down`` (unhealthy) — its heartbeat is older than ``adapter_down``
 seconds and it was not stopped on purpose: the process died or hangs;
 ``adapter_restarted`` (warning) — a loop crashed and was restarted within
-``crash_window`` seconds; ``adapter_stuck`` (unhealthy) — mail has waited above
-the IMAP checkpoint for longer than ``adapter_silent`` seconds;
+``crash_window`` seconds; ``adapter_stuck`` (unhealthy) — items have waited
+above the adapter's checkpoint for longer than ``adapter_silent`` seconds;
 ``adapter_failing`` / ``adapter_silent`` — the last sync failed / none
-succeeded for a long time. Quarantine: ``dead_letters`` and ``quarantined``
-(rejected input) are warnings while any is open; ``quarantined`` in the
-snapshot is the number `helpdesk dlq list` shows.
+succeeded for a long time. Each adapter is read through
+``intake.state.AdapterHealth.states``, alike whatever its channel. Workers:
+``no_workers`` (unhealthy) — work waits and no worker is alive
+(``workers.liveness``, the one reader of liveness). Quarantine:
+``dead_letters`` and ``quarantined`` (rejected input) are warnings while any is
+open; ``quarantined`` in the snapshot is the number `helpdesk dlq list` shows.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlalchemy import Engine
 
-from intake.state import AdapterHealth, RedisCheckpointStore
+from intake.state import AdapterHealth, AdapterState, RedisCheckpointStore
 from storage.queries import open_quarantine_counts, ticket_total
-from workers.queue_state import QueueState, read_queue, read_workers
+from workers.liveness import WorkerState, read_workers
+from workers.queue_state import QueueState, read_queue
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -55,8 +60,8 @@ class Problem:
 @dataclass
 class Snapshot:
     queues: list[QueueState]
-    workers: list[dict[str, Any]]
-    adapters: dict[str, dict[str, Any]]
+    workers: list[WorkerState]
+    adapters: dict[str, AdapterState]
     throughput: dict[str, dict[str, float]]
     dead_letters_open: int
     tickets: int
@@ -78,8 +83,8 @@ class Snapshot:
         return {
             "status": self.status,
             "queues": [q.to_dict() for q in self.queues],
-            "workers": self.workers,
-            "adapters": self.adapters,
+            "workers": [w.to_dict() for w in self.workers],
+            "adapters": {name: state.to_dict() for name, state in self.adapters.items()},
             "throughput_per_minute": self.throughput,
             "dead_letters_open": self.dead_letters_open,
             "quarantined": self.quarantined,
@@ -100,7 +105,7 @@ def snapshot(client: redis.Redis, namespace: str, engine: Engine, queues: tuple[
              adapter_down: float = ADAPTER_DOWN_SECONDS, now: float | None = None) -> Snapshot:
     now = now if now is not None else time.time()
     states = [read_queue(client, namespace, q, heartbeat_timeout_ms) for q in queues]
-    workers = [w.to_dict() for w in read_workers(client, namespace)]
+    workers = read_workers(client, namespace, now=now)
     adapters = read_adapters(client, namespace)
     with engine.connect() as c:
         quarantine = open_quarantine_counts(c)
@@ -136,45 +141,32 @@ def evaluate(snap: Snapshot, *, queue_age_limit: float, adapter_silent: float, n
     return problems
 
 
-def adapter_problems(name: str, info: dict[str, Any], *, adapter_silent: float, adapter_down: float, crash_window: float,
+def adapter_problems(name: str, info: Mapping[str, Any], *, adapter_silent: float, adapter_down: float, crash_window: float,
                      now: float) -> list[Problem]:
-    """What is wrong with one adapter loop, from its health record (and, for IMAP, its checkpoint)."""
+    """What is wrong with one adapter loop, from its state (its health record and checkpoint, or their dict form)."""
+    state = AdapterState.from_dict(name, info)
     problems = []
-    running, stopped = _number(info, "running"), _number(info, "stopped_at")
-    if running and stopped < running and now - running > adapter_down:
-        problems.append(Problem("adapter_down", name, "unhealthy", f"{name} is not running: no heartbeat for {now - running:.0f} s"))
-    crashed = _number(info, "last_crash_at")
-    if crashed and now - crashed < crash_window:
+    if state.running and not state.stopped_on_purpose and now - state.running > adapter_down:
+        problems.append(Problem("adapter_down", name, "unhealthy", f"{name} is not running: no heartbeat for {now - state.running:.0f} s"))
+    if state.last_crash_at and now - state.last_crash_at < crash_window:
         problems.append(Problem("adapter_restarted", name, "warning",
-                                f"{name} crashed and was restarted ({info.get('restarts', '?')} restart(s)); last: "
-                                f"{str(info.get('last_crash', '')).splitlines()[0][:200] if info.get('last_crash') else '?'}"))
-    waiting, checkpoint = _number(info, "waiting_since"), info.get("checkpoint") or {}
-    behind = int(_number(info, "highest_uid")) - int(checkpoint.get("last_uid", 0) or 0)
-    moved = float(checkpoint.get("updated_at", 0) or 0)  # a long first sync still moves its checkpoint batch by batch
-    if waiting and behind > 0 and now - max(waiting, moved) > adapter_silent:
+                                f"{name} crashed and was restarted ({state.restarts or '?'} restart(s)); last: "
+                                f"{state.last_crash.splitlines()[0][:200] if state.last_crash else '?'}"))
+    waiting, behind = state.waiting_since, state.behind
+    if waiting and behind > 0 and now - max(waiting, state.checkpoint_moved_at) > adapter_silent:
         problems.append(Problem("adapter_stuck", name, "unhealthy",
                                 f"{name}: {behind} message(s) above the checkpoint have waited {now - waiting:.0f} s"))
-    success, error_at = _number(info, "last_success"), _number(info, "last_error_at")
-    if error_at > success:
-        problems.append(Problem("adapter_failing", name, "unhealthy" if now - success > adapter_silent else "warning",
-                                f"{name}: {info.get('last_error', '')[:200]}"))
-    elif success and now - success > adapter_silent and not (stopped >= running > 0):
-        problems.append(Problem("adapter_silent", name, "warning", f"{name}: no successful sync for {now - success:.0f} s"))
+    if state.last_error_at > state.last_success:
+        problems.append(Problem("adapter_failing", name, "unhealthy" if now - state.last_success > adapter_silent else "warning",
+                                f"{name}: {state.last_error[:200]}"))
+    elif state.last_success and now - state.last_success > adapter_silent and not state.stopped_on_purpose:
+        problems.append(Problem("adapter_silent", name, "warning", f"{name}: no successful sync for {now - state.last_success:.0f} s"))
     return problems
 
 
-def _number(info: dict[str, Any], key: str) -> float:
-    try:
-        return float(info.get(key) or 0)
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def read_adapters(client: redis.Redis, namespace: str) -> dict[str, dict[str, Any]]:
-    adapters: dict[str, dict[str, Any]] = dict(AdapterHealth(client, namespace).read_all())
-    for key, checkpoint in RedisCheckpointStore(client, namespace).all("imap").items():
-        adapters.setdefault(f"imap:{key}", {})["checkpoint"] = checkpoint
-    return adapters
+def read_adapters(client: redis.Redis, namespace: str) -> dict[str, AdapterState]:
+    """Every adapter loop's state, read alike for every channel."""
+    return AdapterHealth(client, namespace).states(RedisCheckpointStore(client, namespace))
 
 
 def throughput(client: redis.Redis, namespace: str, now: float, minutes: int = 5) -> dict[str, dict[str, float]]:

@@ -3,13 +3,10 @@
 dramatiq keeps, per queue ``q`` under namespace ``ns``: the ready list
 ``ns:q``; every not-yet-acked message in the hash ``ns:q.msgs`` (ready and in
 flight alike); delayed messages (retries waiting for their time) in
-``ns:q.DQ.msgs``; dead letters in the sorted set ``ns:q.XQ``; and per worker
-the set ``ns:__acks__.<worker>.q`` of messages it holds. Broker heartbeats
-are the sorted set ``ns:__heartbeats__`` — written by every process that talks
-to the broker (web, adapters, workers alike), so they tell whose held messages
-are stranded but not which *workers* live. Worker liveness is read in one
-place, ``read_workers``: the ``ns:workers:<id>`` record each worker keeps
-alive (``config.broker.Observability``, 15 s expiry).
+``ns:q.DQ.msgs``; dead letters in the sorted set ``ns:q.XQ``; and per consumer
+the set ``ns:__acks__.<broker id>.q`` of messages it holds. What a consumer
+holds is *stranded* once its broker heartbeat has gone silent
+(``workers.liveness.silent_consumers``, the one reader of liveness).
 """
 
 from __future__ import annotations
@@ -20,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import redis
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
+
+from workers.liveness import silent_consumers
 
 
 @dataclass(frozen=True)
@@ -40,22 +39,6 @@ class QueueState:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class WorkerState:
-    """A worker process alive now."""
-
-    worker_id: str
-    host: str | None
-    pid: int | None
-    threads: int | None
-    started: float | None
-    last_heartbeat_age_seconds: float | None  # of its broker heartbeat; None when it has none yet
-
-    def to_dict(self) -> dict[str, object]:
-        return {"id": self.worker_id, "host": self.host, "pid": self.pid, "threads": self.threads, "started": self.started,
-                "last_heartbeat_age_seconds": self.last_heartbeat_age_seconds}
-
-
 def read_queue(client: redis.Redis, namespace: str, queue: str, heartbeat_timeout_ms: int) -> QueueState:
     base = f"{namespace}:{queue}"
     pipe = client.pipeline(transaction=False)
@@ -74,36 +57,9 @@ def read_queue(client: redis.Redis, namespace: str, queue: str, heartbeat_timeou
             except (ValueError, KeyError, TypeError):
                 oldest_age = None
     stranded = 0
-    for worker in dead_workers(client, namespace, heartbeat_timeout_ms):
+    for worker in silent_consumers(client, namespace, heartbeat_timeout_ms):
         stranded += client.scard(f"{namespace}:__acks__.{worker}.{queue}")
     return QueueState(queue, ready, delayed, max(0, pending - ready), dead, oldest_age, stranded)
-
-
-def read_workers(client: redis.Redis, namespace: str) -> list[WorkerState]:
-    """The worker processes alive now — the one reading of worker liveness (`helpdesk status`, /readyz, /metrics, alerts)."""
-    keys = sorted(client.scan_iter(match=f"{namespace}:workers:*", count=100))
-    if not keys:
-        return []
-    records = client.mget(keys)
-    now_ms = time.time() * 1000
-    workers = []
-    for key, raw in zip(keys, records):
-        if not raw:
-            continue  # expired between the scan and the read: that worker just stopped
-        worker_id = key.decode().rsplit(":", 1)[1]
-        try:
-            info = json.loads(raw)
-        except ValueError:
-            info = {}
-        beat = client.zscore(f"{namespace}:__heartbeats__", worker_id)
-        workers.append(WorkerState(worker_id, info.get("host"), info.get("pid"), info.get("threads"), info.get("started"),
-                                   round((now_ms - beat) / 1000, 1) if beat is not None else None))
-    return workers
-
-
-def dead_workers(client: redis.Redis, namespace: str, heartbeat_timeout_ms: int) -> list[str]:
-    cutoff = time.time() * 1000 - heartbeat_timeout_ms
-    return [w.decode() for w in client.zrangebyscore(f"{namespace}:__heartbeats__", 0, cutoff)]
 
 
 def recover_stranded(broker: RedisBroker, queues: tuple[str, ...]) -> None:
