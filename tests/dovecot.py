@@ -19,6 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.servers.base import free_port
+
 CONFIG = """
 base_dir = {root}/run
 state_dir = {root}/state
@@ -70,12 +72,6 @@ service imap-login {{
 imap_idle_notify_interval = 2 mins
 mail_max_userip_connections = 100
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Dovecot:

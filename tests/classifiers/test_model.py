@@ -104,3 +104,64 @@ def test_given_a_model_decision_then_reasons_name_only_the_chosen_and_runner_up_
     runner = model_line.split("(next: ")[1].split()[0]
 
     assert named <= {f"cues for {label.value}", f"cues for the runner-up {runner}"}
+
+
+def test_given_the_shipped_examples_when_read_then_each_weighs_less_than_a_real_enquiry() -> None:
+    from classifiers.model import SELF_WRITTEN_WEIGHT  # noqa: PLC0415
+    from workers.training import read_real_set  # noqa: PLC0415
+
+    assert {e.weight for e in shipped_examples()} == {SELF_WRITTEN_WEIGHT}
+    assert {r.example.weight for r in read_real_set()} == {1.0}
+    assert SELF_WRITTEN_WEIGHT < 1.0
+
+
+def test_given_two_labels_for_the_same_words_when_one_weighs_more_then_the_type_model_follows_it(desk) -> None:  # noqa: ANN001
+    from classifiers.enquiry_type import KeywordTypeClassifier, Tokens  # noqa: PLC0415
+    from classifiers.model import Example, fit_type_model  # noqa: PLC0415
+
+    rules = KeywordTypeClassifier(desk.taxonomy)
+    text = "quarterly figures for the northern region please"
+    examples = [*(Example(text, type="data_use") for _ in range(3)), *(Example(text, type="other", weight=0.05) for _ in range(3)),
+                *(Example(f"unrelated words number {i}", type="other") for i in range(3))]
+
+    model = fit_type_model(examples, rules, list(desk.taxonomy.types))
+
+    tokens = Tokens.of("", text)
+    assert model.predict_one(tokens, rules.scores_tokens(tokens), top=1)[0][0] == "data_use"
+
+
+def test_given_logits_too_timid_for_their_accuracy_then_the_temperature_goes_below_one_fifth() -> None:
+    from classifiers.model import _best_temperature  # noqa: PLC0415
+
+    truth = np.arange(200) % 4
+    logits = np.full((200, 4), 0.0)
+    logits[np.arange(200), truth] = 0.3  # always right, barely ahead
+
+    assert _best_temperature(logits, truth) < 0.2
+
+
+def test_given_cues_of_two_types_then_the_reasons_name_the_chosen_types_cues_and_the_runner_ups_apart(
+    desk, trained,  # noqa: ANN001
+) -> None:
+    label = EnquiryClassifier(desk, 0.45, trained).classify_type(
+        "Workshop on publishing", "Could you run a training workshop for our team on how to publish our data?")
+    runner = label.reasons[0].split("(next: ")[1].split()[0]
+
+    assert label.value == "training"
+    assert any(r.startswith("cues for training: ") and "'workshop'" in r for r in label.reasons)
+    assert any(r.startswith(f"cues for the runner-up {runner}: ") for r in label.reasons)
+
+
+def test_given_examples_all_of_one_weight_then_the_model_is_the_same_as_at_weight_one(desk) -> None:  # noqa: ANN001
+    import dataclasses  # noqa: PLC0415
+
+    from classifiers.enquiry_type import KeywordTypeClassifier  # noqa: PLC0415
+    from classifiers.model import fit_type_model  # noqa: PLC0415
+
+    rules, types = KeywordTypeClassifier(desk.taxonomy), list(desk.taxonomy.types)
+    light = [e for e in split(shipped_examples())[0] if e.type in {"training", "tools", "policy"}][:60]
+
+    light_model = fit_type_model(light, rules, types)
+    full_model = fit_type_model([dataclasses.replace(e, weight=1.0) for e in light], rules, types)
+
+    assert np.allclose(light_model.head.weights, full_model.head.weights)

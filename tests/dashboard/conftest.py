@@ -15,7 +15,7 @@ from config.settings import Settings
 from ops.runtime import Runtime
 from storage.credentials import set_password_hash
 from tests.factories import make_message
-from tests.web import serve
+from tests.servers.asgi import serve
 from web.passwords import hash_password
 
 PASSWORD = "correct horse battery staple"

@@ -16,18 +16,12 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from tests.dashboard.conftest import PASSWORD, SECRET, Site
-from tests.smtp_server import SmtpServer
+from tests.servers.smtp import SmtpServer
 from config.queues import enqueue_effect
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium package is not installed")]
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,18 +48,14 @@ from imapclient import IMAPClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from tests.servers.base import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT.parent / "shared" / "corpus" / "emails"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 MAIL_FROM = "helpdesk@osds.example"
 QUEUES = ("intake", "effects", "scheduled", "slack")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> float:

@@ -25,6 +25,7 @@ from tests.intake.imap_helpers import (
     wait_for,
     watching,
 )
+from tests.waiting import wait_until_drained
 
 pytestmark = pytest.mark.slow
 
@@ -67,19 +68,22 @@ def test_mail_stays_unread_and_the_checkpoint_advances(dovecot, mailbox, setting
 
 
 def test_uid_star_quirk_and_the_overlap_window_store_nothing_twice(dovecot, mailbox, settings, broker, engine: Engine, running_worker) -> None:  # noqa: ANN001
+    # Given three messages, read and stored
     append(dovecot, mailbox, [make_email(message_id=f"<q{i}@x.org>", subject=f"Q {i}") for i in range(3)])
     account = account_for(dovecot, mailbox)
     with running_worker(engine):
         with watching(account, settings, broker) as watcher:
             wait_for(lambda: tickets(engine) == 3, timeout=15)
             client = imap_client(dovecot, mailbox)
-            # the checkpoint is the highest UID: `UID 4:*` still answers with message 3; nothing is read
+            # When it syncs from the checkpoint (the highest UID), then `UID 4:*` still answers with message 3: nothing is read
             assert watcher.sync(client) == 0
-            # a restart re-reads the overlap window below the checkpoint
+            # When a restart re-reads the overlap window below the checkpoint, then all three are read again
             assert watcher.sync(client, overlap=True) == 3
             client.logout()
-        time.sleep(1.5)
-    assert tickets(engine) == 3 and messages(engine) == 3
+        wait_until_drained(broker)
+    # Then each was stored once
+    assert tickets(engine) == 3
+    assert messages(engine) == 3
     assert count(engine, EVENT, EVENT.c.kind == "duplicate") == 0  # a re-read is not a duplicate
 
 
@@ -95,24 +99,31 @@ def test_dovecot_restart_reconnects(dovecot, mailbox, settings, broker, engine: 
 
 
 def test_uidvalidity_change_resynchronises_without_duplicate_tickets(dovecot, mailbox, settings, broker, engine: Engine, running_worker) -> None:  # noqa: ANN001
+    # Given three messages in a folder, read and stored
     originals = [make_email(message_id=f"<v{i}@x.org>", subject=f"V {i}") for i in range(3)]
     account = account_for(dovecot, mailbox, ("Support",))
     append(dovecot, mailbox, originals, folder="Support")
+    checkpoints = RedisCheckpointStore(broker.client, settings.redis_namespace)
     with running_worker(engine):
         with watching(account, settings, broker, folder="Support"):
             wait_for(lambda: tickets(engine) == 3, timeout=15)
-        before = RedisCheckpointStore(broker.client, settings.redis_namespace).get("imap", account.name, "Support")
-        # The folder is deleted and created again (new UIDVALIDITY); the same mail comes back, plus one new message
+        before = checkpoints.get("imap", account.name, "Support")
+        # When the folder is deleted and created again (new UIDVALIDITY), the same mail coming back, plus one new message
         client = imap_client(dovecot, mailbox)
         client.delete_folder("Support")
         client.logout()
         append(dovecot, mailbox, [*originals, make_email(message_id="<v-new@x.org>", subject="Brand new")], folder="Support")
         with watching(account, settings, broker, folder="Support"):
             wait_for(lambda: tickets(engine) == 4, timeout=15)
-            time.sleep(1.0)
-    after = RedisCheckpointStore(broker.client, settings.redis_namespace).get("imap", account.name, "Support")
-    assert after.uidvalidity != before.uidvalidity and after.last_uid == 4
-    assert tickets(engine) == 4 and messages(engine) == 4
+            wait_for(lambda: getattr(checkpoints.get("imap", account.name, "Support"), "last_uid", 0) == 4, timeout=15)  # all queued
+            wait_until_drained(broker)
+    # Then the checkpoint starts again under the new UIDVALIDITY
+    after = checkpoints.get("imap", account.name, "Support")
+    assert after.uidvalidity != before.uidvalidity
+    assert after.last_uid == 4
+    # And the mail that came back is not stored twice
+    assert tickets(engine) == 4
+    assert messages(engine) == 4
 
 
 def test_cc_fan_out_to_two_folders_gives_one_ticket(dovecot, mailbox, settings, broker, engine: Engine, running_worker) -> None:  # noqa: ANN001
@@ -257,7 +268,7 @@ def test_tricky_corpus_through_dovecot_into_the_database(dovecot, mailbox, setti
     append(dovecot, mailbox, [(CORPUS / e["file"]).read_bytes() for e in entries])
     with running_worker(engine, settings), watching(account_for(dovecot, mailbox), settings, broker, batch_size=25):
         wait_for(lambda: messages(engine) + count(engine, QUARANTINE) >= len(entries), timeout=60)
-        time.sleep(0.5)
+        wait_until_drained(broker)
     with engine.connect() as c:
         rows = {parse_source(r.source)[3]: r for r in c.execute(select(MESSAGE, TICKET.c.language.label("ticket_language"))
                                                              .outerjoin(TICKET, TICKET.c.id == MESSAGE.c.ticket_id))}

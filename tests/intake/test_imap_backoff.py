@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from intake.mime import Limits
 from intake.quoting import ReplySplitter
 from intake.state import AdapterHealth, RedisCheckpointStore
 from tests.intake.imap_helpers import wait_for
+from tests.servers.base import free_port
 
 
 @pytest.fixture
@@ -27,13 +27,6 @@ def rclient(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-def _closed_port() -> int:
-    """A local port nobody listens on: connecting is refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Attempts:
@@ -49,7 +42,8 @@ class Attempts:
 
 def _watcher(tmp_path: Path, rclient: redis.Redis, namespace: str, stop: threading.Event, attempts: Attempts,
              **options: float) -> FolderWatcher:
-    account = ImapAccount(host="127.0.0.1", port=_closed_port(), user="desk", password="secret", ssl=False, ca_file=None,
+    account = ImapAccount(host="127.0.0.1", port=free_port(),  # nobody listens there: connecting is refused
+                          user="desk", password="secret", ssl=False, ca_file=None,
                           folders=("INBOX",), oauth2_token_command=None, timeout=2.0)
     ingestor = EmailIngestor(MemorySink(), FileArchive(tmp_path / "raw"), Limits(), ReplySplitter(("en",)))
     return FolderWatcher(account, "INBOX", ingestor, RedisCheckpointStore(rclient, namespace), AdapterHealth(rclient, namespace),

@@ -23,6 +23,7 @@ from intake.prescan import PrescanLimits
 from tests.factories import make_email
 from tests.intake import hostile
 from tests.intake.hostile import ALLOCATE, EXIT, HANG, HOSTILE, RAISE, SEGFAULT, Hostile, marked, misbehaving_parse
+from tests.intake.imap_helpers import wait_for
 
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=timezone.utc)
 IMAP_CORPUS = Path(__file__).resolve().parents[1] / "data" / "imap-corpus"
@@ -99,11 +100,23 @@ def test_a_poisoned_mail_is_quarantined_and_the_next_one_parses(pool: ParsePool,
     assert len(pool.helper_pids) <= 2
 
 
+def _dead(pid: int) -> bool:
+    """The process is gone, or a zombie its parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def test_a_helper_killed_while_idle_is_replaced_without_blaming_the_next_mail(pool: ParsePool) -> None:
+    # Given helpers that have parsed a mail and are idle
     _parse(pool, make_email())
-    for pid in pool.helper_pids:
+    # When every helper is killed
+    killed = pool.helper_pids
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
+    wait_for(lambda: all(_dead(pid) for pid in killed), timeout=10)
+    # Then the next mail parses, on a helper that replaced them
     assert _parse(pool, make_email(message_id="<innocent@x.org>")).message.external_id == "innocent@x.org"
 
 
@@ -165,6 +178,7 @@ def test_in_process_parsing_translates_failures_the_same_way() -> None:
 
 
 def test_concurrent_callers_share_at_most_the_configured_helpers() -> None:
+    # Given a pool of two helpers
     with ParsePool(options=PoolOptions(workers=2)) as shared:
         seen: set[int] = set()
         errors: list[BaseException] = []
@@ -177,16 +191,18 @@ def test_concurrent_callers_share_at_most_the_configured_helpers() -> None:
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
+        # When four callers parse at once, then every parse succeeds on at most the two helpers
         threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert not errors and 1 <= len(seen) <= 2
+        assert not errors
+        assert 1 <= len(seen) <= 2
         pids = shared.helper_pids
+    # And closing the pool ends its helpers
     assert shared.helper_pids == []
-    time.sleep(0.2)
-    assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in pids)
+    wait_for(lambda: all(_dead(pid) for pid in pids), timeout=5)
 
 
 def test_helpers_are_recycled_after_their_quota() -> None:

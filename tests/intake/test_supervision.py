@@ -15,7 +15,7 @@ from intake.supervision import Backoff, Loop, supervise
 from intake.x import MENTIONS
 from tests.intake.imap_helpers import wait_for
 from tests.intake.test_x import make_adapter
-from tests.x_server import ACCOUNT_ID, ANA, XServer
+from tests.servers.x import ACCOUNT_ID, ANA, XServer
 from workers.health import adapter_problems
 
 

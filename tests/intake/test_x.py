@@ -1,4 +1,4 @@
-"""The X adapter over real HTTP: the real tweepy client against the local X server (tests/x_server.py)."""
+"""The X adapter over real HTTP: the real tweepy client against the local X server (tests/servers/x.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from intake.x_api import XAccount, XApi
 from intake.x_memory import ADAPTER, CrossPosts, GapLog
 from storage.intake_store import MESSAGE, TICKET
 from tests.intake.imap_helpers import wait_for
-from tests.x_server import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, ANA, BEN, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer
+from tests.servers.x import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, ANA, BEN, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer
+from tests.waiting import wait_until_drained
 
 
 
@@ -130,14 +131,16 @@ def test_a_crash_while_queueing_is_read_again_without_duplicate_tickets(
     with running_worker(engine, settings.model_copy(update={"acknowledge": False})):
         # When a poll dies after three of five were queued, then the checkpoint has not moved
         crashed = make_adapter(x, rclient, namespace, Crashing(broker, real.inflight)).poll(MENTIONS)
-        assert crashed.error and checkpoint(rclient, namespace, MENTIONS) is None
+        assert crashed.error
+        assert checkpoint(rclient, namespace, MENTIONS) is None
 
         # When the restarted adapter polls, then all five are read again and each becomes one ticket
         result = make_adapter(x, rclient, namespace, real).poll(MENTIONS)
         assert result.enqueued == 5
         wait_for(lambda: _count(engine, MESSAGE) == 5 and _count(engine, TICKET) == 5, timeout=20)
-        time.sleep(0.3)  # any duplicate would have landed by now
-    assert _count(engine, TICKET) == 5 and _count(engine, MESSAGE) == 5
+        wait_until_drained(broker)  # the three queued twice have been processed too
+    assert _count(engine, TICKET) == 5
+    assert _count(engine, MESSAGE) == 5
     assert checkpoint(rclient, namespace, MENTIONS) == int(ids[-1])
 
 

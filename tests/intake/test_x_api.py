@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from intake.x_api import XAccount, XApi, XRateLimited, snowflake_at, snowflake_time
-from tests.x_server import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, ANA, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer
+from tests.servers.x import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, ANA, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer
 
 
 def _loaded_after(statement: str) -> set[str]:

@@ -20,7 +20,8 @@ import pytest
 
 from tests.cli import HELPDESK, cli_env, run_cli
 from tests.factories import make_email
-from tests.workers.test_outages import free_port, wait_for
+from tests.servers.base import free_port
+from tests.workers.test_outages import wait_for
 
 
 def servers_of(workdir: Path) -> list[psutil.Process]:

@@ -22,7 +22,7 @@ from storage.intake_store import TICKET
 from storage.models import utcnow
 from tests.cli import cli_env, run_cli
 from tests.factories import make_message
-from tests.web import serve
+from tests.servers.asgi import serve
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +134,7 @@ def test_alerts_are_posted_once_and_recovered(settings: Settings, slack, engine)
     from workers.health import Problem
     from workers.scheduled import Jobs
     from workers.slack import SlackPoster, make_client
-    from tests.slack_server import TOKEN
+    from tests.servers.slack import TOKEN
 
     problems = [Problem("queue_stuck", "intake", "unhealthy", "the oldest ready message on intake has waited 900 s")]
     queued: list[str] = []
@@ -273,7 +273,7 @@ def test_given_redis_unreachable_when_readyz_is_read_then_it_names_states_not_ho
     import redis as redis_lib
 
     from ops.web import readiness
-    from tests.dovecot import free_port
+    from tests.servers.base import free_port
 
     dead = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
     runtime = types.SimpleNamespace(broker=types.SimpleNamespace(client=dead), engine=engine)

@@ -21,9 +21,10 @@ from storage.models import ContactIdentity
 from tests.cli import run_cli, settings_env, start_cli
 from tests.factories import make_email, make_message
 from tests.intake.imap_helpers import wait_for
+from tests.servers.asgi import serve
+from tests.servers.slack import TOKEN
 from tests.slack_events import SIGNING_SECRET, SlackSender, message, sign
-from tests.slack_server import TOKEN
-from tests.web import serve
+from tests.waiting import wait_until_drained
 from config.queues import enqueue_effect
 
 pytestmark = pytest.mark.slow
@@ -290,15 +291,19 @@ def test_slash_command_lists_and_resolves(
 def test_rate_limited_card_is_retried_later_and_posted_once(
     slack_settings: Settings, running_worker, broker, engine: Engine, slack,  # noqa: ANN001
 ) -> None:
-    slack.fake.inject("chat.postMessage", "ratelimit", 1, 2)  # 429, Retry-After: 2
+    # Given Slack answers the first card with a rate limit (429, Retry-After: 2)
+    slack.fake.inject("chat.postMessage", "ratelimit", 1, 2)
     with running_worker(engine, slack_settings) as services:
+        # When a ticket is opened
         started = time.monotonic()
         ticket_id = _open(services, broker, "r1", "erin@finance.gov.uk")
         waited = wait_for(lambda: _ticket(engine, ticket_id).card_ts is not None, timeout=30)
-        time.sleep(0.5)
+        wait_until_drained(broker)
+    # Then one card is posted, on the second attempt, after Slack's Retry-After
     assert len(slack.fake.posted("#data")) == 1
     [card_row] = [r for r in _outbox(engine) if r["kind"] == "slack_card"]
-    assert card_row["status"] == "done" and card_row["attempts"] == 2
+    assert card_row["status"] == "done"
+    assert card_row["attempts"] == 2
     assert time.monotonic() - started >= waited >= 2.0, "the retry waited for Slack's Retry-After"
 
 
@@ -343,15 +348,14 @@ def test_worker_killed_between_post_and_db_write_posts_one_card(
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_socket_mode_carries_events_actions_and_commands(
-    slack_settings: Settings, running_worker, engine: Engine, slack,  # noqa: ANN001
+    slack_settings: Settings, running_worker, engine: Engine, slack, slack_socket,  # noqa: ANN001
 ) -> None:
-    from tests.slack_server import APP_TOKEN
-    from tests.slack_socket_server import SocketModeServer
+    from tests.servers.slack import APP_TOKEN
 
     env = _process_env(slack_settings, slack_app_token=APP_TOKEN)
     help_channel = slack.fake.channel("#help")
-    with SocketModeServer() as socket_server, running_worker(engine, slack_settings):
-        slack.fake.socket_url = socket_server.url
+    socket_server = slack_socket  # handed out by apps.connections.open on the local Slack server
+    with running_worker(engine, slack_settings):
         adapter = start_cli(["slack", "socket"], env)
         try:
             question = message(help_channel, ENQUIRER, "Is there a validator for releases?")

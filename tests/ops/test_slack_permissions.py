@@ -20,9 +20,9 @@ from storage.corrections import training_corrections
 from storage.intake_store import TICKET
 from tests.factories import make_message
 from tests.intake.imap_helpers import wait_for
+from tests.servers.asgi import serve
+from tests.servers.slack import TOKEN
 from tests.slack_events import SIGNING_SECRET, SlackSender
-from tests.slack_server import TOKEN
-from tests.web import serve
 from config.queues import enqueue_effect
 
 pytestmark = pytest.mark.slow

@@ -1,24 +1,17 @@
-"""Fixtures of the worker tests: a local SMTP server and settings that send mail to it; a small desk (tests/workers/desk_setup)."""
+"""Fixtures of the worker tests: settings that send mail to the local SMTP server (``smtp``); a small desk (tests/workers/desk_setup)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from config.settings import Settings
-from tests.slack_server import TOKEN
-from tests.smtp_server import SmtpServer
+from tests.servers.slack import TOKEN
+from tests.servers.smtp import SmtpServer
 from tests.workers.desk_setup import ROUTING, SLA, TEAMS
 
 MAIL_FROM = "helpdesk@osds.example"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from storage import outbox
 from storage.intake_store import EVENT
 from tests.factories import make_message
 from tests.intake.imap_helpers import wait_for
-from tests.slack_server import TOKEN
+from tests.servers.slack import TOKEN
+from tests.waiting import wait_until_drained
 from tests.workers.desk_setup import MONDAY_10, TEAMS, open_ticket, read_ticket
 from workers.actors import build_services, enqueue_effect
 from workers.desk import Desk, assign, set_status
@@ -41,18 +42,22 @@ def _events(engine: Engine, kind: str) -> list:
 def test_a_new_ticket_is_assigned_and_carded_through_the_worker(desk_settings, broker, engine: Engine, slack, running_worker) -> None:  # noqa: ANN001
     """End to end: pipeline → assign effect → card effect, by the real actors; repeats change nothing."""
     with running_worker(engine, desk_settings) as services:
+        # Given a new ticket whose assignment has been carried out and carded
         ticket_id = services.pipeline.process(make_message("w1", sender="w1@finance.gov.uk"), "dw1").ticket_id
         enqueue_effect(broker, f"assign:{ticket_id}")
         wait_for(lambda: len(slack.fake.posted("#data")) == 1, timeout=15)
+        # When the assignment and the card are delivered again
         enqueue_effect(broker, f"assign:{ticket_id}")  # a repeat: already done
         enqueue_effect(broker, f"card:{ticket_id}:1")
-        import time
-
-        time.sleep(1.0)
+        wait_until_drained(broker)
+    # Then the ticket is assigned once, round robin, with its SLA clock started
     ticket = read_ticket(engine, ticket_id)
-    assert ticket.assignee in ("priya", "jonas") and ticket.status == "open"
+    assert ticket.assignee in ("priya", "jonas")
+    assert ticket.status == "open"
     assert ticket.assignment["reasons"][0].startswith("round robin")
-    assert ticket.sla_policy == "standard" and ticket.first_response_due_at is not None
+    assert ticket.sla_policy == "standard"
+    assert ticket.first_response_due_at is not None
+    # And one card was posted, keyed by the card effect
     [card] = slack.fake.posted("#data")
     assert card["metadata"]["event_payload"]["key"] == f"card:{ticket_id}:1"
     assert f"HD-{ticket_id}" in card["text"]

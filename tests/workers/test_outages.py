@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -31,18 +30,13 @@ from intake.queue import InflightRegistry, QueueSink
 from storage.intake_store import EVENT, MESSAGE, QUARANTINE, TICKET
 from tests.cli import HELPDESK, cli_env
 from tests.factories import make_email, make_message
+from tests.servers.base import free_port
 from workers.actors import build_services
 from workers.pipeline import Pipeline
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 QUEUES = ("intake", "effects", "scheduled", "slack")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> None:

@@ -16,7 +16,8 @@ from storage.intake_store import EVENT, MESSAGE, TICKET
 from tests.cli import run_cli, settings_env, start_cli
 from tests.factories import make_email
 from tests.intake.imap_helpers import account_for, append, ingestor_for, wait_for, watching
-from tests.smtp_server import SmtpServer
+from tests.servers.smtp import SmtpServer
+from tests.waiting import wait_until_drained
 from tests.workers.conftest import MAIL_FROM
 from config.queues import enqueue_effect
 from config.secrets import desk_secret
@@ -24,7 +25,6 @@ from workers.conversation import TicketKeys
 from workers.desk import add_staff_message
 
 pytestmark = pytest.mark.slow
-
 
 
 def _tickets(engine: Engine) -> list[Any]:
@@ -64,14 +64,17 @@ def test_email_reply_is_threaded_with_exact_headers_and_sent_once(
     mail_settings: Settings, running_worker, engine: Engine, broker, smtp: SmtpServer,  # noqa: ANN001
 ) -> None:
     with running_worker(engine, mail_settings):
+        # Given a ticket opened by an e-mail enquiry
         ingestor_for(mail_settings, broker).ingest(ENQUIRY, "test")
         wait_for(lambda: len(_tickets(engine)) == 1, timeout=20)
         [ticket] = _tickets(engine)
+        # When a member replies, and the reply's effect is delivered a second time after it was sent
         message_id = _reply(engine, broker, ticket.id, "Hola Ana,\n\nthe tender/value field needs a currency.\n")
         [sent] = smtp.wait_for(1)
         wait_for(lambda: _message(engine, message_id).status == "sent", timeout=20)
         enqueue_effect(broker, f"reply:{message_id}")  # delivered again: done already, nothing more leaves
-        time.sleep(1.0)
+        wait_until_drained(broker)
+    # Then one message left, threaded under the enquiry with exactly these headers
     assert len(smtp.received) == 1
     token = f"HD-{ticket.id}"
     key = TicketKeys(desk_secret(mail_settings)).key(ticket.id)
@@ -87,9 +90,13 @@ def test_email_reply_is_threaded_with_exact_headers_and_sent_once(
     assert headers["Reply-To"] == f"helpdesk+hd-{ticket.id}-{key}@osds.example"
     assert headers["X-Helpdesk-Ticket"] == token
     assert "Auto-Submitted" not in headers, "a person's reply is not automatic"
-    assert sent.mail_from == MAIL_FROM and sent.rcpt_tos == ("ana@hacienda.gob.mx",)
+    assert sent.mail_from == MAIL_FROM
+    assert sent.rcpt_tos == ("ana@hacienda.gob.mx",)
     assert sent.message.get_content().startswith("Hola Ana,")
-    assert row.status == "sent" and row.sent_at is not None and row.error is None
+    # And the reply is recorded as sent, and as the ticket's first response
+    assert row.status == "sent"
+    assert row.sent_at is not None
+    assert row.error is None
     [after] = _tickets(engine)
     assert after.first_response_at is not None, "the first reply to the enquirer is the first response"
 
@@ -113,19 +120,24 @@ def test_refused_recipient_fails_visibly_and_is_no_first_response(
 def test_temporary_smtp_failure_is_retried_and_sent_once(
     mail_settings: Settings, running_worker, engine: Engine, broker, smtp: SmtpServer,  # noqa: ANN001
 ) -> None:
-    smtp.tempfail(1)  # greylisted: 451 before the content went over, so it certainly did not leave
+    # Given an SMTP server that greylists the first attempt
+    smtp.tempfail(1)  # 451 before the content went over, so it certainly did not leave
     with running_worker(engine, mail_settings):
         ingestor_for(mail_settings, broker).ingest(ENQUIRY, "test")
         wait_for(lambda: len(_tickets(engine)) == 1, timeout=20)
+        # When a member replies
         message_id = _reply(engine, broker, _tickets(engine)[0].id, "Sent on the second try")
         wait_for(lambda: _message(engine, message_id).status == "sent", timeout=30)
-        time.sleep(0.5)
-    assert len(smtp.received) == 1 and _message(engine, message_id).error is None
+        wait_until_drained(broker)
+    # Then the reply left once, on the second attempt, without an error
+    assert len(smtp.received) == 1
+    assert _message(engine, message_id).error is None
     from storage.models import Outbox
 
     with engine.connect() as c:
         row = c.execute(select(Outbox.__table__).where(Outbox.__table__.c.key == f"reply:{message_id}")).one()
-    assert row.attempts == 2 and row.status == "done"
+    assert row.attempts == 2
+    assert row.status == "done"
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -134,30 +146,35 @@ def test_acknowledgement_once_per_contact_per_window_never_to_robots(
 ) -> None:
     ack_settings = mail_settings.model_copy(update={"acknowledge": True, "acknowledgement_window_hours": 24})
     with running_worker(engine, ack_settings):
+        # Given an enquiry that was acknowledged
         ingest = ingestor_for(ack_settings, broker).ingest
         ingest(ENQUIRY, "test")
         [ack] = smtp.wait_for(1)
-        # the same enquirer opens a second, unrelated ticket within the window: no second acknowledgement
+        # When the same enquirer opens a second, unrelated ticket within the window (no second acknowledgement)
         ingest(make_email(sender="Ana Gómez <ana@hacienda.gob.mx>", message_id="<q2@hacienda.gob.mx>",
                           subject="Another question: codelists", body="Which codelist is used for procurementMethod?"), "test")
-        # an out-of-office answer to anything: never acknowledged (no loop between two robots)
+        # And an out-of-office answer to anything arrives (never acknowledged: no loop between two robots)
         ingest(make_email(sender="Bot <noreply@robots.example>", message_id="<auto@robots.example>", subject="Automatic reply: away",
                           body="I am out of the office until Monday.", headers={"Auto-Submitted": "auto-replied"}), "test")
-        # another enquirer: acknowledged
+        # And another enquirer writes (acknowledged)
         ingest(make_email(sender="Li Wei <li@mof.gov.example>", message_id="<q3@mof.gov.example>", subject="API access",
                           body="How do we get access to the registry API?"), "test")
         smtp.wait_for(2)
         wait_for(lambda: len(_tickets(engine)) == 3 and len(_events(engine, "acknowledged")) == 2, timeout=20)
-        time.sleep(1.5)
+        wait_until_drained(broker)
+    # Then two acknowledgements left: one to each enquirer, none to the robot
     assert len(smtp.received) == 2
     assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["ana@hacienda.gob.mx", "li@mof.gov.example"]
+    # And the first is marked automatic, threaded under the enquiry, and names the ticket
     first = _tickets(engine)[0]
     headers = ack.header_lines()
     assert headers["Auto-Submitted"] == "auto-replied"
     assert headers["Subject"] == f"We received your enquiry [HD-{first.id}]"
     assert headers["In-Reply-To"] == "<q1@hacienda.gob.mx>"
     body = ack.message.get_content()
-    assert f"Your enquiry is HD-{first.id}" in body and "Dear Ana," in body
+    assert f"Your enquiry is HD-{first.id}" in body
+    assert "Dear Ana," in body
+    # And no acknowledgement counts as a response
     assert all(t.first_response_at is None for t in _tickets(engine)), "an acknowledgement is not a response"
     kinds = {(m.kind, m.status) for m in _outbound(engine)}
     assert kinds == {("acknowledgement", "sent")}

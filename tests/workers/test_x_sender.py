@@ -18,7 +18,7 @@ from storage import outbox
 from storage.intake_store import MESSAGE, TICKET
 from storage.models import utcnow
 from tests.intake.imap_helpers import wait_for
-from tests.x_server import ANA, BEN, ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer, weighted_length
+from tests.servers.x import ANA, BEN, ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer, weighted_length
 from workers.actors import Services, build_services, enqueue_effect
 from workers.desk import add_staff_message
 from workers.x_sender import XRateLimitedSend, XSender, split_thread

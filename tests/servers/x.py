@@ -1,7 +1,8 @@
 """A local stand-in for the X API v2: the endpoints we use, in their documented request and response shapes.
 
 tweepy's real ``Client`` talks to it over HTTP (its session routed here by
-``intake.x_api.RoutedSession``). It keeps users, tweets and DM events with
+``intake.x_api.RoutedSession``); it runs as a ``LocalServer`` (tests/servers/base.py)
+and the ``x`` fixture starts it. It keeps users, tweets and DM events with
 snowflake ids, and answers:
 
 - ``GET /2/users/:id/mentions`` — newest first, ``since_id``, ``max_results``,
@@ -37,12 +38,13 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
+
+from tests.servers.http import HttpServer, RecordingHandler
 
 ACCOUNT_ID = "1450000000000000001"
 ACCOUNT_USERNAME = "osdshelp"
@@ -336,20 +338,18 @@ def _paginate(items: list[Any], params: dict[str, str], *, default: int, low: in
     return page, (f"page-{start + size}" if start + size < len(items) else None)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeX
+class _Handler(RecordingHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        pass
+    @property
+    def fake(self) -> FakeX:
+        return self.server.owner.fake  # type: ignore[attr-defined]
 
     def do_GET(self) -> None:
         self._serve("GET", {})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        self._serve("POST", json.loads(raw or b"{}"))
+        self._serve("POST", json.loads(self.body or b"{}"))
 
     def _serve(self, method: str, body: dict[str, Any]) -> None:
         parts = urlsplit(self.path)
@@ -386,14 +386,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Answer as answer:
             self._reply(answer.status, answer.body, {**self.fake.rate_headers(endpoint), **answer.headers})
             return
-        if fault is not None and fault.kind in ("drop", "hang"):
-            if fault.kind == "hang":  # done, then silence: the caller is still waiting when it dies (or times out)
-                time.sleep(float(fault.value or 30))
-            self.close_connection = True
-            try:
-                self.connection.shutdown(2)  # done, but the caller never hears so
-            except OSError:
-                pass  # the caller gave up first (its timeout)
+        if fault is not None and fault.kind == "drop":
+            self.go_silent(0)
+            return
+        if fault is not None and fault.kind == "hang":  # done, then silence: the caller is still waiting when it dies (or times out)
+            self.go_silent(float(fault.value or 30))
             return
         exhausted = float(fault.value or 60) if fault is not None and fault.kind == "last_call" else None
         self._reply(status, payload, self.fake.rate_headers(endpoint, exhausted_for=exhausted))
@@ -433,24 +430,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class XServer:
-    """Runs a FakeX on 127.0.0.1:<free port>; ``url`` is what HELPDESK_X_API_URL takes."""
+class XServer(HttpServer):
+    """A FakeX served on 127.0.0.1:<free port>; ``url`` is what HELPDESK_X_API_URL takes."""
+
+    handler = _Handler
 
     def __init__(self) -> None:
         self.fake = FakeX()
-        handler = type("Handler", (_Handler,), {"fake": self.fake})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> "XServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__()

@@ -1,6 +1,7 @@
 """A local stand-in for Slack's Web API: the methods we call, in their documented request and response shapes.
 
-slack_sdk's WebClient talks to it over real HTTP (``base_url``). It keeps channels
+slack_sdk's WebClient talks to it over real HTTP (``base_url``); it runs as a
+``LocalServer`` (tests/servers/base.py) and the ``slack`` fixture starts it. It keeps channels
 and messages (with message metadata), answers GET and POST (form or JSON), checks
 the bearer token, and can be told to answer the next calls of a method with a
 rate limit (429 + Retry-After), an error, a 5xx, or — after carrying the call
@@ -14,9 +15,10 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.http import HttpServer, RecordingHandler
 
 TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-1-test-token"
@@ -162,18 +164,16 @@ def _json(value: Any) -> Any:
     return value
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeSlack
-
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        pass
+class _Handler(RecordingHandler):
+    @property
+    def fake(self) -> FakeSlack:
+        return self.server.owner.fake  # type: ignore[attr-defined]
 
     def do_GET(self) -> None:
         self._serve(dict((k, v[0]) for k, v in parse_qs(urlsplit(self.path).query).items()))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode()
+        body = self.body.decode()
         if "json" in (self.headers.get("Content-Type") or ""):
             args = json.loads(body or "{}")
         else:
@@ -198,12 +198,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, {"ok": False, "error": fault.value})
             return
         result = self.fake.handle(method, args)
+        if fault is not None and fault.kind == "drop":
+            self.go_silent(0)
+            return
         if fault is not None and fault.kind == "hang":  # done, then silence: the caller is still waiting when it dies
-            time.sleep(float(fault.value or 30))
-        if fault is not None and fault.kind in ("drop", "hang"):
-            self.close_connection = True
-            self.wfile.flush()
-            self.connection.shutdown(2)  # done, but the caller never hears so
+            self.go_silent(float(fault.value or 30))
             return
         self._reply(200, result)
 
@@ -229,23 +228,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class SlackServer:
-    """Runs a FakeSlack on 127.0.0.1:<free port>; ``api_url`` is what WebClient(base_url=…) takes."""
+class SlackServer(HttpServer):
+    """A FakeSlack served on 127.0.0.1:<free port>; ``api_url`` is what WebClient(base_url=…) takes."""
+
+    handler = _Handler
 
     def __init__(self) -> None:
         self.fake = FakeSlack()
-        handler = type("Handler", (_Handler,), {"fake": self.fake})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/api/"
-
-    def __enter__(self) -> "SlackServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return f"{self.url}/api/"
