@@ -17,16 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from classifiers.embeddings import StaticEmbedder, embedding_text
 from classifiers.enquiry_type import KeywordTypeClassifier, Tokens
 from classifiers.features import TextFeatures
-from classifiers.model import RULE_SCORE_CAP, RULE_WEIGHT, Example, LinearSoftmax, _best_temperature, _softmax, model_tokens
+from classifiers.model import RULE_SCORE_CAP, RULE_WEIGHT, Example, LinearSoftmax, _softmax, fit_softmax, model_tokens
 
 EMBEDDING_SCALE = 0.5  # the embedding's length against each unit-length TF-IDF block
-SELF_WRITTEN_WEIGHT = 0.3
+SELF_WRITTEN_WEIGHT = 0.3  # chosen for this model on the real set; the n-gram model has its own (classifiers.model)
 C = 10.0
 
 
@@ -90,21 +88,4 @@ def fit_embedding_type_model(examples: Sequence[WeightedExample], rules: Keyword
 def fit_weighted_softmax(features: sparse.csr_matrix, labels: Sequence[str], weights: np.ndarray, *, c: float,
                          seed: int = 0) -> LinearSoftmax:
     """``classifiers.model.fit_softmax`` with a weight per example (the temperature, too, from weighted out-of-fold fits)."""
-    def make() -> LogisticRegression:
-        return LogisticRegression(C=c, max_iter=5000, class_weight="balanced", random_state=seed)
-
-    model = make().fit(features, labels, sample_weight=weights)
-    classes = [str(x) for x in model.classes_]
-    coef, bias = model.coef_, model.intercept_
-    if len(classes) == 2:  # scikit-learn keeps one row for two classes: p(1) = softmax([0, z])
-        coef, bias = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], bias])
-    temperature = 1.0
-    smallest = int(min(np.unique(labels, return_counts=True)[1]))
-    if smallest >= 2:
-        folds = StratifiedKFold(n_splits=min(3, smallest), shuffle=True, random_state=seed)
-        logits = cross_val_predict(make(), features, labels, cv=folds, method="decision_function",
-                                   params={"sample_weight": weights})
-        if logits.ndim == 1:
-            logits = np.column_stack([np.zeros_like(logits), logits])
-        temperature = _best_temperature(logits, np.array([classes.index(str(y)) for y in labels]))
-    return LinearSoftmax(classes, np.ascontiguousarray(coef.T, dtype=np.float32), bias.astype(np.float32), temperature)
+    return fit_softmax(features, labels, c=c, weights=weights, seed=seed)

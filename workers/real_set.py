@@ -5,7 +5,8 @@
 labellers with the adjudicated result (``SOURCES.md`` beside it says how it was made). It is kept
 apart from the self-written examples and judges every model:
 
-- ``cross_validate`` trains on the self-written examples plus the real enquiries of the other
+- ``cross_validate`` trains on the self-written examples (each weighing ``classifiers.model.SELF_WRITTEN_WEIGHT``,
+  as ``shipped_examples`` reads them) plus the real enquiries of the other
   folds and predicts each fold, the folds grouped by source project — no project is ever on
   both sides — so the figure says how the desk will do on enquiries about projects it has not seen;
 - ``cross_validate_embeddings`` does the same for the candidate model that also reads a static sentence
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from classifiers.embedding_model import SELF_WRITTEN_WEIGHT, WeightedExample, fit_embedding_type_model
+from classifiers.embedding_model import SELF_WRITTEN_WEIGHT as EMBEDDING_SELF_WRITTEN_WEIGHT, WeightedExample, fit_embedding_type_model
 from classifiers.embeddings import StaticEmbedder, embedding_text
 from classifiers.enquiry_type import KeywordTypeClassifier, Tokens
 from classifiers.evaluation import Evaluation, evaluate, grouped_folds
@@ -86,7 +87,7 @@ def cross_validate_embeddings(desk: DeskConfig, real: Sequence[RealEnquiry], sel
 def embedding_training_set(self_written: Sequence[Example], real: Sequence[Example],
                            corrections: Sequence[Example] = ()) -> list[WeightedExample]:
     """Self-written examples weigh less than real enquiries (they read alike); corrections count double, as in ``train``."""
-    return [*(WeightedExample(e, SELF_WRITTEN_WEIGHT) for e in self_written), *(WeightedExample(e) for e in real),
+    return [*(WeightedExample(e, EMBEDDING_SELF_WRITTEN_WEIGHT) for e in self_written), *(WeightedExample(e) for e in real),
             *(WeightedExample(e, 2.0) for e in corrections)]
 
 

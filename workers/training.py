@@ -33,7 +33,9 @@ from sqlalchemy import Engine
 
 from classifiers.enquiry_type import KeywordTypeClassifier
 from classifiers.evaluation import Evaluation, evaluate
-from classifiers.model import Example, ModelFormatError, TrainedModels, fit_type_model, models_from_data, models_to_data
+from classifiers.model import (
+    SELF_WRITTEN_WEIGHT, Example, ModelFormatError, TrainedModels, fit_type_model, models_from_data, models_to_data,
+)
 from classifiers.pipeline import EnquiryClassifier
 from config.desk import DeskConfig
 
@@ -46,8 +48,10 @@ class DatasetError(ValueError):
     """A training or evaluation file is malformed; the message names the line."""
 
 
-def read_examples(path: Path) -> list[Example]:
-    """JSON lines with ``text`` and optional ``subject``, ``sender``, ``type``, ``sector``, ``language``."""
+def read_examples(path: Path, weight: float = 1.0) -> list[Example]:
+    """JSON lines with ``text`` and optional ``subject``, ``sender``, ``type``, ``sector``, ``language``.
+
+    Each example counts ``weight`` in training."""
     examples = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -64,6 +68,7 @@ def read_examples(path: Path) -> list[Example]:
                     type=record.get("type"),
                     sector=record.get("sector"),
                     language=record.get("language"),
+                    weight=weight,
                 )
             )
         except ValueError as exc:
@@ -102,7 +107,8 @@ def real_examples() -> tuple[Example, ...]:
 
 @functools.cache
 def shipped_examples() -> tuple[Example, ...]:
-    return tuple(e for path in sorted(DATA.glob("examples-*.jsonl")) for e in read_examples(path))
+    """The self-written examples; in training each counts ``SELF_WRITTEN_WEIGHT`` of a real enquiry."""
+    return tuple(e for path in sorted(DATA.glob("examples-*.jsonl")) for e in read_examples(path, SELF_WRITTEN_WEIGHT))
 
 
 def is_heldout(example: Example) -> bool:
