@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from config.settings import Settings
 from tests.servers.slack import TOKEN
@@ -12,6 +14,14 @@ from tests.servers.smtp import SmtpServer
 from tests.workers.desk_setup import ROUTING, SLA, TEAMS
 
 MAIL_FROM = "helpdesk@osds.example"
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A Redis connection of the test's own (keys go under its namespace)."""
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    connection.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import dramatiq
 import pytest
@@ -18,13 +17,6 @@ from workers.health import adapter_problems, desk_snapshot, read_adapters
 from workers.liveness import WorkerHeartbeat
 
 LIMITS = {"adapter_silent": 900.0, "adapter_down": 60.0, "crash_window": 3600.0}
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

@@ -20,13 +20,6 @@ from workers.observability import Observability
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
 def heartbeat(client: redis.Redis, namespace: str) -> Iterator[WorkerHeartbeat]:
     beating = WorkerHeartbeat(client, namespace, beat_seconds=0.05)
     yield beating
