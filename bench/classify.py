@@ -31,7 +31,7 @@ from classifiers.pipeline import EnquiryClassifier  # noqa: E402
 from intake.mime import parse_email  # noqa: E402
 from config.desk import load_desk  # noqa: E402
 from config.settings import load_settings  # noqa: E402
-from workers.training import evaluate_examples, shipped_examples, split, train  # noqa: E402
+from workers.intake.training import evaluate_examples, shipped_examples, split, train  # noqa: E402
 
 
 def demo_examples() -> list[Example]:

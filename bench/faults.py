@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config.desk import load_desk  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from tests.faults.harness import SCENARIOS, Lab, Run, build_mailbox, print_figures, run_scenario  # noqa: E402
-from workers.training import ModelStore, load_or_train  # noqa: E402
+from workers.intake.training import ModelStore, load_or_train  # noqa: E402
 
 
 def main() -> int:

@@ -43,7 +43,7 @@ from storage.intake_store import MESSAGE  # noqa: E402
 from tests.dovecot import Dovecot  # noqa: E402
 from tests.factories import make_email  # noqa: E402
 from tests.test_end_to_end import SENDERS, SUBJECTS  # noqa: E402
-from workers.training import ModelStore, load_or_train  # noqa: E402
+from workers.intake.training import ModelStore, load_or_train  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-password"
 

@@ -211,7 +211,7 @@ def _schema_of_its_own(database_url: str) -> tuple[str, Callable[[], None]]:
 
 def scaling(args: argparse.Namespace, console: Console) -> None:
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+    from workers.intake.training import ModelStore, load_or_train  # noqa: PLC0415
 
     counts = [int(p) for p in args.processes.split(",")]
     rows = []

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifiers.docs.index import DocsIndex  # noqa: E402
 from classifiers.docs.rankers import DEFAULT_RANKER, RANKERS  # noqa: E402
-from workers.docs_index import build_index  # noqa: E402
+from workers.intake.docs_index import build_index  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from classifiers.errors import EmbeddingsUnavailable
 
 WORDLLAMA_WEIGHTS = "weights/l2_supercat_256.safetensors"
 WORDLLAMA_TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
 WORDLLAMA_TENSOR = "embedding.weight"
 MAX_CHARS = 4000  # of the text; as long a text scored no worse than 800 characters on the real set
-
-
-class EmbeddingsUnavailable(RuntimeError):
-    """The package that ships the embedding model is not installed, or its files are missing or damaged."""
 
 
 def embedding_text(subject: str, text: str) -> str:

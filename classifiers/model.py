@@ -9,7 +9,7 @@ calibrated by a temperature fitted on out-of-fold predictions. The sector
 model reads the signature block and the sender's domain. Prediction is a
 sparse dot product in numpy — no per-call input validation — so one message
 costs a fraction of a millisecond. Fitting and predicting are pure CPU;
-saving and loading are the caller's business (see ``workers.training``).
+saving and loading are the caller's business (see ``workers.intake.training``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from classifiers.enquiry_type import KeywordTypeClassifier, Tokens
 from classifiers.features import TextFeatures
+from classifiers.errors import ModelFormatError
 
 if TYPE_CHECKING:  # fitting only: a worker that loads a saved model and predicts never imports scipy or scikit-learn (0.8 s, 60 MB)
     from scipy import sparse
@@ -194,10 +195,6 @@ class TrainedModels:
 
 # -- a data-only form: arrays and JSON, never pickle (a model file can carry no code) -----------------
 FORMAT = "helpdesk-classifier/1"
-
-
-class ModelFormatError(ValueError):
-    """Model data that is not a classifier of this format (or is damaged)."""
 
 
 def models_to_data(models: TrainedModels) -> tuple[dict[str, np.ndarray], dict[str, object]]:

@@ -22,7 +22,7 @@ the server under a process that merely had no connection open at that moment.)
 Outages: a service the worker needs (Redis, the database) being unreachable is
 not a failure of the message. Actors raise ``ServiceUnavailable`` for it; the
 ``Retries`` here puts such a message back without counting a retry and never
-dead-letters it, while the worker's gate (``workers.middleware.Outages``)
+dead-letters it, while the worker's gate (``workers.ops.middleware.Outages``)
 pauses consumption until the service answers again.
 """
 
@@ -61,6 +61,7 @@ from dramatiq.middleware import (
 from dramatiq.middleware import Retries as DramatiqRetries
 
 from config.settings import Settings
+from config.errors import ServiceUnavailable
 
 SOCKET_TIMEOUT_SECONDS = 15
 CONNECT_TIMEOUT_SECONDS = 5
@@ -74,15 +75,6 @@ SNAPSHOT_RULES = ("900 1", "300 100", "60 200", "15 1000")
 _embedded: dict[Path, "_EmbeddedServer"] = {}
 _embedded_lock = threading.Lock()
 REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError)
-
-
-class ServiceUnavailable(Exception):
-    """A service a message needs (``redis``, ``database``) cannot be reached: back-pressure, not bad input."""
-
-    def __init__(self, component: str, detail: str) -> None:
-        super().__init__(f"{component} unreachable: {detail}")
-        self.component = component
-        self.detail = detail
 
 
 def redis_unavailable(exc: BaseException) -> bool:

@@ -5,7 +5,7 @@
   written only after the enqueue of everything below it returned, in the same
   Redis (append-only persistence) that holds the queue, so the watermark can
   never be ahead of what was received.
-- ``AdapterHealth``: per adapter loop, for operators and ``workers.health``:
+- ``AdapterHealth``: per adapter loop, for operators and ``workers.ops.health``:
   last successful poll and last error; the ``running`` heartbeat and
   ``stopped_at`` (a clean stop); ``restarts`` and ``last_crash`` (a loop that
   died and was started again, see ``intake.supervision``); and, for adapters
@@ -16,7 +16,7 @@
   loop's record joined with its checkpoint, for every adapter alike — a loop
   named ``<adapter>:<account>/<folder>`` has the checkpoint of that (adapter,
   account, folder) — read as typed facts (``running``, ``behind`` …) by
-  ``workers.health`` and as the record itself by ``helpdesk status --json``.
+  ``workers.ops.health`` and as the record itself by ``helpdesk status --json``.
 - ``ProcessedLog``: sources the pipeline has finished storing, for adapters
   that act on the source afterwards (flag or move processed mail).
 

@@ -19,7 +19,7 @@ Three kinds of failure, handled at three levels:
 While its thread lives, every supervised loop's health record gets a
 ``running`` heartbeat every few seconds, and ``stopped_at`` when it is stopped
 on purpose; a heartbeat that goes stale without a stop means the process died
-(``workers.health`` reports it). Restarts wait as ``Backoff`` says, which is
+(``workers.ops.health`` reports it). Restarts wait as ``Backoff`` says, which is
 ``intake.backoff``'s policy (tenacity's strategies), the same as reconnects and failed polls.
 """
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from intake.message import InboundMessage, Party, content_hash
+from intake.errors import InvalidEnquiry
 
 MAX_MESSAGE_CHARS = 20_000
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
@@ -59,14 +60,6 @@ class Enquiry(BaseModel):
             raise ValueError("not an e-mail address")
         local, _, domain = value.rpartition("@")
         return f"{local}@{domain.lower()}"
-
-
-class InvalidEnquiry(ValueError):
-    """The fields do not make an enquiry; ``problems`` maps each field to what is wrong with it."""
-
-    def __init__(self, problems: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
-        self.problems = problems
 
 
 def parse(fields: dict[str, object]) -> Enquiry:

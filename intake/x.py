@@ -67,11 +67,11 @@ from pydantic import ValidationError
 from config.settings import Settings
 from intake.backoff import FailureStreak, backoff
 from intake.base import Rejected, Sink
-from intake.errors import SinkError
+from intake.errors import SinkError, XError, XRateLimited
 from intake.message import InboundMessage
 from intake.state import AdapterHealth, Checkpoint, CheckpointStore, MemoryCheckpointStore, RedisCheckpointStore
 from intake.supervision import ADAPTER_ERROR, Backoff, Loop, failure_detail, supervise
-from intake.x_api import XAccount, XApi, XError, XRateLimited, item_id, snowflake_at, snowflake_time
+from intake.x_api import XAccount, XApi, item_id, snowflake_at, snowflake_time
 from intake.x_memory import ADAPTER, CrossPosts, GapLog
 from intake.x_payload import CHANNEL, dm_skip_reason, dm_to_inbound, tweet_skip_reason, tweet_to_inbound, without_leading_mentions
 

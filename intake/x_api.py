@@ -1,4 +1,4 @@
-"""The X API v2 client shared by X intake (``intake.x``) and the X reply sender (``workers.x_sender``).
+"""The X API v2 client shared by X intake (``intake.x``) and the X reply sender (``workers.outbound.x_sender``).
 
 tweepy's v2 ``Client`` does the calls; ``XApi`` translates its errors, reads the
 ``x-rate-limit-*`` headers of every answer and checks that an answer has the
@@ -39,6 +39,7 @@ import tweepy
 
 from config.errors import SettingsError
 from config.settings import Settings, XSettings
+from intake.errors import XRateLimited, XRefused, XUnavailable
 
 TWEEPY_HOST = "https://api.twitter.com"  # what tweepy.Client puts in front of every route
 MAX_PAGES = 100
@@ -47,30 +48,6 @@ TWITTER_EPOCH_MS = 1288834974657
 
 
 # -- errors ------------------------------------------------------------------------------
-class XError(Exception):
-    """Base of the errors raised here."""
-
-
-class XUnavailable(XError):
-    """A network error, a timeout or a server error: the outcome of the call is unknown."""
-
-
-class XRateLimited(XError):
-    def __init__(self, method: str, reset_at: float) -> None:
-        super().__init__(f"{method}: rate limited until {datetime.fromtimestamp(reset_at, timezone.utc):%H:%M:%S} UTC")
-        self.method = method
-        self.reset_at = reset_at
-
-
-class XRefused(XError):
-    """X refused the call (4xx other than 429): retrying it unchanged will not help."""
-
-    def __init__(self, message: str, status: int, codes: tuple[int, ...] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.codes = codes
-
-
 # -- the account and the client ---------------------------------------------------------
 @dataclass(frozen=True)
 class XAccount:

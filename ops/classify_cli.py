@@ -29,7 +29,8 @@ REGRESSION_TOLERANCE = 0.005  # a new model may score this much lower on the rea
 
 
 def _examples(path: Path | None):  # noqa: ANN202 - list[Example]
-    from workers.training import DatasetError, read_examples, shipped_examples, split  # noqa: PLC0415
+    from workers.intake.training import read_examples, shipped_examples, split# noqa: PLC0415
+    from workers.errors import DatasetError
 
     if path is None:
         return split(shipped_examples())[1]
@@ -48,7 +49,7 @@ def _classifiers(settings: Settings) -> tuple[EnquiryClassifier, EnquiryClassifi
     from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
     from ops.runtime import Runtime  # noqa: PLC0415
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+    from workers.intake.training import ModelStore, load_or_train  # noqa: PLC0415
 
     desk = load_desk(settings)
     with Runtime(settings) as runtime:
@@ -63,7 +64,7 @@ def eval_(
     real: Annotated[bool, typer.Option("--real", help="Cross-validate on the real development set, folds grouped by source project.")] = False,
 ) -> None:
     """Precision, recall and F1 per class, macro-F1, accuracy and the confusion matrix — model beside keyword baseline."""
-    from workers.training import evaluate_examples  # noqa: PLC0415
+    from workers.intake.training import evaluate_examples  # noqa: PLC0415
 
     if real:
         _eval_real(as_json)
@@ -93,13 +94,14 @@ def eval_(
 
 
 def _eval_real(as_json: bool) -> None:
-    from classifiers.embeddings import EmbeddingsUnavailable, load_wordllama  # noqa: PLC0415
+    from classifiers.embeddings import load_wordllama# noqa: PLC0415
+    from classifiers.errors import EmbeddingsUnavailable
     from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
-    from workers.real_set import (  # noqa: PLC0415
+    from workers.intake.real_set import (  # noqa: PLC0415
         cross_validate, cross_validate_embeddings, real_metrics, sector_scores, triage_threshold,
     )
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.training import read_real_set, shipped_examples  # noqa: PLC0415
+    from workers.intake.training import read_real_set, shipped_examples  # noqa: PLC0415
 
     settings = _settings()
     desk = load_desk(settings)
@@ -211,12 +213,12 @@ def train(
     one only if its cross-validated macro-F1 on the real set is no worse (old and new are printed)."""
     from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
     from ops.runtime import Runtime  # noqa: PLC0415
-    from workers.real_set import cross_validate, real_metrics, recorded_real_f1, triage_threshold  # noqa: PLC0415
-    from workers.training import (  # noqa: PLC0415
+    from workers.intake.real_set import cross_validate, real_metrics, recorded_real_f1, triage_threshold  # noqa: PLC0415
+    from workers.intake.training import (  # noqa: PLC0415
         ModelStore, correction_examples, desk_people, evaluate_examples, read_real_set, shipped_examples, split,
     )
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.training import train as fit  # noqa: PLC0415
+    from workers.intake.training import train as fit  # noqa: PLC0415
 
     settings = _settings()
     desk = load_desk(settings)

@@ -13,7 +13,7 @@ from ops.shared_cli import ByOption, ColumnsOption, JsonFlag, WideFlag, console,
 
 contacts_app = typer.Typer(no_args_is_help=True, help="People across channels: identities and tickets; link two contacts that are one person.")
 Who = Annotated[str, typer.Argument(metavar="ADDRESS|@USER", help="An e-mail address, an X @username, a Slack user id, or contact:N.")]
-# Linking two contacts that are one person: a desk action of its own (workers.permissions).
+# Linking two contacts that are one person: a desk action of its own (workers.desk.permissions).
 LINK_RIGHT = "contact.link"
 
 
@@ -91,7 +91,8 @@ def _authorised(runtime: Runtime, by: str | None, target: str) -> str:
 
     from config.desk import load_desk  # noqa: PLC0415
     from storage import audit  # noqa: PLC0415
-    from workers.permissions import Forbidden, Staff  # noqa: PLC0415
+    from workers.desk.permissions import Staff# noqa: PLC0415
+    from workers.errors import Forbidden
 
     try:
         return Staff(load_desk(runtime.settings)).authorise(by, LINK_RIGHT).key

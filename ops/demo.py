@@ -56,7 +56,7 @@ def run_demo(settings: Settings, console: Console, *, reset: bool = True) -> dic
 
 def _index_docs(settings: Settings, console: Console) -> None:
     """The sample desk's documentation, indexed so each ticket gets its suggestions (`helpdesk docs index config/docs`)."""
-    from workers.docs_index import build_index, save_index  # noqa: PLC0415
+    from workers.intake.docs_index import build_index, save_index  # noqa: PLC0415
 
     began = time.monotonic()
     with console.status(f"indexing the documentation in {DOCS} …"):
@@ -69,7 +69,7 @@ def _index_docs(settings: Settings, console: Console) -> None:
 def _train(settings: Settings, runtime: Runtime, console: Console) -> None:
     """The first run trains the classifier on the shipped examples (some seconds): say so while it does."""
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+    from workers.intake.training import ModelStore, load_or_train  # noqa: PLC0415
 
     store = ModelStore(settings.resolved_model_dir)
     if store.newest() is not None:
@@ -154,7 +154,7 @@ def _prepare_folder(data_dir: Path, reset: bool) -> None:
 
 def _drain(runtime: Runtime, console: Console, total: int) -> None:
     from config.queues import QUEUES  # noqa: PLC0415
-    from workers.runner import run_worker  # noqa: PLC0415
+    from workers.ops.runner import run_worker  # noqa: PLC0415
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     with progress:

@@ -27,7 +27,7 @@ def dlq_list(
     columns: ColumnsOption = None,
 ) -> None:
     """Open dead letters and quarantined input, with their reasons."""
-    from workers.dlq import open_letters, sync  # noqa: PLC0415
+    from workers.ops.dlq import open_letters, sync  # noqa: PLC0415
 
     s = settings()
     with Runtime(s) as runtime:
@@ -45,7 +45,7 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(ident: Annotated[str, typer.Argument(metavar="ID", help="Id (from `dlq list`) or dramatiq message id.")]) -> None:
     """One dead letter: reason, traceback, payload."""
-    from workers.dlq import find  # noqa: PLC0415
+    from workers.ops.dlq import find  # noqa: PLC0415
 
     s = settings()
     with Runtime(s) as runtime:
@@ -66,7 +66,7 @@ def dlq_replay(
     all_: Annotated[bool, typer.Option("--all", help="Replay every open dead letter and quarantined input.")] = False,
 ) -> None:
     """Enqueue dead letters again (or parse quarantined raw mail again); what was already stored stays single."""
-    from workers.dlq import find, open_letters, replay, sync  # noqa: PLC0415
+    from workers.ops.dlq import find, open_letters, replay, sync  # noqa: PLC0415
 
     if not ids and not all_:
         err.print("give ids, or --all")
@@ -87,7 +87,7 @@ def dlq_replay(
 @dlq_app.command("purge")
 def dlq_purge(yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
     """Drop every dead letter from Redis; the database keeps them, marked purged."""
-    from workers.dlq import purge, sync  # noqa: PLC0415
+    from workers.ops.dlq import purge, sync  # noqa: PLC0415
 
     if not yes and not typer.confirm("Purge every dead letter?"):
         raise typer.Exit(1)

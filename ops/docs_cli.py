@@ -43,7 +43,7 @@ def index_command(
     from classifiers.docs.errors import DocsError  # noqa: PLC0415
     from classifiers.docs.rankers import DEFAULT_RANKER, RANKERS  # noqa: PLC0415
     from config.docs_sources import page_sources  # noqa: PLC0415
-    from workers.docs_index import build_index, save_index  # noqa: PLC0415
+    from workers.intake.docs_index import build_index, save_index  # noqa: PLC0415
 
     settings = _settings()
     target = out or settings.resolved_docs_index
@@ -90,7 +90,7 @@ def search_command(
 ) -> None:
     """Suggest documentation pages for TEXT, as a ticket would get them."""
     from classifiers.docs.errors import DocsError  # noqa: PLC0415
-    from workers.docs_index import load_index  # noqa: PLC0415
+    from workers.intake.docs_index import load_index  # noqa: PLC0415
 
     settings = _settings()
     path = index_path or settings.resolved_docs_index

@@ -98,7 +98,7 @@ def intake_imap() -> None:
     """Watch the IMAP folders (IDLE, or polling) and queue every message; runs until stopped."""
     from intake.imap import FolderWatcher, ImapAccount, ImapAdapter, ProcessedMover, WatchOptions  # noqa: PLC0415
     from intake.state import AdapterHealth, ProcessedLog, RedisCheckpointStore  # noqa: PLC0415
-    from workers.runner import install_signal_handlers  # noqa: PLC0415
+    from workers.ops.runner import install_signal_handlers  # noqa: PLC0415
 
     s = settings(process="intake-imap")  # a half-configured mailbox stops here, naming what is missing
     imap = s.imap

@@ -1,7 +1,7 @@
 """`helpdesk org …` and `helpdesk engagement …`: who implements the standard, at what stage, and what help they had.
 
 ``register(app)`` adds both groups; nothing is registered at import time. Every change goes
-through the desk operations of ``workers.knowledge`` (the same rules as Slack and the web).
+through the desk operations of ``workers.desk.knowledge`` (the same rules as Slack and the web).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rich.text import Text
 
 from ops.logs import command_settings as _settings
 from ops.runtime import Runtime
-from workers.escaping import terminal_line
+from workers.outbound.escaping import terminal_line
 
 console = Console()
 err = Console(stderr=True)
@@ -41,14 +41,14 @@ def register(app: typer.Typer) -> None:
 
 def _knowledge(runtime: Runtime) -> Any:
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.knowledge import Knowledge  # noqa: PLC0415
+    from workers.desk.knowledge import Knowledge  # noqa: PLC0415
 
     return Knowledge(runtime.engine, load_desk(runtime.settings))
 
 
 def _run(action: Any) -> Any:
     """Run a desk operation; a refusal is printed and exits 1 (nothing was changed)."""
-    from workers.knowledge import Refused  # noqa: PLC0415
+    from workers.errors import Refused# noqa: PLC0415
 
     try:
         return action()
@@ -147,7 +147,7 @@ def _org_commands(org_app: typer.Typer) -> None:
         by: By = None,
     ) -> None:
         """Create or update organisations and implementations from CSV; rows that break a rule are listed and skipped."""
-        from workers.knowledge import Refused  # noqa: PLC0415
+        from workers.errors import Refused# noqa: PLC0415
 
         settings = _settings()
         try:

@@ -5,7 +5,7 @@ dramatiq's Prometheus middleware counts messages but exposes no queue depth;
 and the database (database-backed families are cached briefly so a tight
 scrape interval costs the database little). ``WorkerMetricsCollector`` merges
 what the worker processes of this host write in prometheus_client's
-multiprocess files (``workers.observability.metrics_dir``): dramatiq's
+multiprocess files (``workers.ops.observability.metrics_dir``): dramatiq's
 counters and durations, and the intake → stored-message latency histogram.
 """
 
@@ -26,8 +26,8 @@ from sqlalchemy import Engine
 
 from config.settings import Settings
 from storage.queries import ticket_measures
-from workers.health import desk_snapshot
-from workers.observability import BUCKETS, HISTOGRAMS, INTAKE_TO_TICKET, metrics_dir
+from workers.ops.health import desk_snapshot
+from workers.ops.observability import BUCKETS, HISTOGRAMS, INTAKE_TO_TICKET, metrics_dir
 
 CONFIDENCE_BUCKETS = (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 

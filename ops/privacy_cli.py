@@ -66,14 +66,14 @@ def register(app: typer.Typer) -> None:
 def _privacy(runtime: Runtime) -> Any:
     from config.desk import load_desk  # noqa: PLC0415
     from config.secrets import desk_secret  # noqa: PLC0415
-    from workers.privacy import Privacy  # noqa: PLC0415
+    from workers.desk.privacy import Privacy  # noqa: PLC0415
 
     settings = runtime.settings
     return Privacy(runtime.engine, load_desk(settings), runtime.archive, desk_secret(settings), prefix=settings.ticket_prefix)
 
 
 def _run(action: Any) -> Any:
-    from workers.privacy import PrivacyRefused  # noqa: PLC0415
+    from workers.errors import PrivacyRefused# noqa: PLC0415
 
     try:
         return action()

@@ -12,7 +12,7 @@ import typer
 from config.queues import QUEUES
 from ops import tables
 from ops.runtime import Runtime, prepare_worker
-from ops.shared_cli import ColumnsOption, JsonFlag, WideFlag, console, dump, err, progress, settings, ticket_number
+from ops.shared_cli import ColumnsOption, JsonFlag, WideFlag, console, dump, progress, settings, ticket_number
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 slack_app = typer.Typer(no_args_is_help=True, help="Slack transports other than the web process.")
@@ -31,8 +31,8 @@ def worker(
     processes: Annotated[int, typer.Option(metavar="N", min=1, help="Worker processes, each with its --threads (one core each).")] = 1,
 ) -> None:
     """Process queued messages until stopped (Ctrl-C / SIGTERM)."""
-    from workers.observability import use_metrics_dir  # noqa: PLC0415
-    from workers.runner import install_signal_handlers, run_worker  # noqa: PLC0415
+    from workers.ops.observability import use_metrics_dir  # noqa: PLC0415
+    from workers.ops.runner import install_signal_handlers, run_worker  # noqa: PLC0415
 
     use_metrics_dir()  # first: prometheus_client picks multiprocess mode at import (children inherit it)
     s = settings(process="worker")
@@ -72,7 +72,7 @@ def _serve_dramatiq_metrics(runtime: Runtime, host: str, port: int) -> None:
     from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415 - after the multiprocess set-up above
 
     from ops.metrics import WorkerMetricsCollector  # noqa: PLC0415
-    from workers.observability import metrics_dir  # noqa: PLC0415
+    from workers.ops.observability import metrics_dir  # noqa: PLC0415
 
     registry = CollectorRegistry()
     registry.register(WorkerMetricsCollector(metrics_dir()))
@@ -103,7 +103,7 @@ def status(
 def slack_socket() -> None:
     """Receive Slack events, actions and /helpdesk over Socket Mode (no public URL needed); runs until stopped."""
     from ops.slack_socket import SocketModeIntake  # noqa: PLC0415
-    from workers.runner import install_signal_handlers  # noqa: PLC0415
+    from workers.ops.runner import install_signal_handlers  # noqa: PLC0415
 
     s = settings(process="slack-socket")
     stop = threading.Event()
@@ -125,7 +125,7 @@ def web(
 
     from ops.web import build_app  # noqa: PLC0415
 
-    from workers.runner import install_signal_handlers  # noqa: PLC0415
+    from workers.ops.runner import install_signal_handlers  # noqa: PLC0415
 
     s = settings(process="web")
     stop = threading.Event()
@@ -142,8 +142,8 @@ def web(
 
 def scheduler() -> None:
     """Run the periodic jobs (SLA warnings and escalations, backlog, reassignment, digests); runs until stopped."""
-    from workers.runner import install_signal_handlers  # noqa: PLC0415
-    from workers.scheduler import run_scheduler  # noqa: PLC0415
+    from workers.ops.runner import install_signal_handlers  # noqa: PLC0415
+    from workers.desk.scheduler import run_scheduler  # noqa: PLC0415
 
     s = settings()
     stop = threading.Event()
@@ -168,9 +168,9 @@ def reprocess(
     from config.desk import load_desk  # noqa: PLC0415
     from intake.quoting import ReplySplitter  # noqa: PLC0415
     from ops.report_cli import _aware  # noqa: PLC0415
-    from workers.reprocess import opening_messages  # noqa: PLC0415
-    from workers.reprocess import reprocess as run  # noqa: PLC0415
-    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+    from workers.intake.reprocess import opening_messages  # noqa: PLC0415
+    from workers.intake.reprocess import reprocess as run  # noqa: PLC0415
+    from workers.intake.training import ModelStore, load_or_train  # noqa: PLC0415
 
     s = settings()
     desk = load_desk(s)

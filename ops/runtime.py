@@ -170,8 +170,8 @@ def prepare_worker(runtime: Runtime) -> None:
     from dramatiq.middleware import AgeLimit  # noqa: PLC0415
 
     from storage.db import ping  # noqa: PLC0415
-    from workers.middleware import DeadLetters, LogContext, Outages  # noqa: PLC0415
-    from workers.observability import Observability  # noqa: PLC0415
+    from workers.ops.middleware import DeadLetters, LogContext, Outages  # noqa: PLC0415
+    from workers.ops.observability import Observability  # noqa: PLC0415
 
     runtime.broker.add_middleware(Observability(runtime.broker.client, runtime.settings.redis_namespace))
     services = build_services(runtime.settings, runtime.broker, runtime.engine)

@@ -29,8 +29,8 @@ from intake.slack import enqueue
 from intake.state import AdapterHealth
 from ops.runtime import Runtime
 from ops.slack_web import SlashCommands
-from workers.desk import Desk
-from workers.slack import make_client
+from workers.desk.operations import Desk
+from workers.outbound.slack import make_client
 
 log = structlog.get_logger("helpdesk.slack")
 KINDS = {"events_api": "event", "interactive": "interactive"}

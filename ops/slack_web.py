@@ -30,17 +30,15 @@ from ops.runtime import Runtime
 from storage import tickets
 from storage.models import utcnow
 from storage.tickets import TicketLine
-from workers.cards import escape, organisation_card, queue_card_update
-from workers.knowledge import Knowledge, Refused
-from workers.desk import Desk, set_status
+from workers.outbound.cards import escape, organisation_card, queue_card_update
+from workers.desk.knowledge import Knowledge
+from workers.errors import Refused
+from workers.desk.operations import Desk, set_status
+from ops.errors import TooLarge
 
 log = structlog.get_logger("helpdesk.web")
 LISTED = 15
 _NUMBER = re.compile(r"^\s*(?:([A-Za-z]+)-)?(\d+)\s*$")
-
-
-class TooLarge(Exception):
-    pass
 
 
 async def _body(request: Request) -> bytes:

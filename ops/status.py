@@ -20,7 +20,7 @@ from ops import tables
 from ops.runtime import Runtime
 from ops.views import safe
 from config.queues import QUEUES
-from workers.health import desk_snapshot
+from workers.ops.health import desk_snapshot
 
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 2
@@ -63,7 +63,7 @@ def unreachable_status(runtime: Runtime, reach: dict[str, str]) -> dict[str, Any
         ],
     }
     if components.get("redis") == "ok":
-        from workers.queue_state import read_queue  # noqa: PLC0415
+        from workers.ops.queue_state import read_queue  # noqa: PLC0415
 
         try:
             data["queues"] = [read_queue(runtime.redis, settings.redis_namespace, q,
@@ -81,7 +81,7 @@ def collect_status(runtime: Runtime) -> dict[str, Any]:
     data["database"] = runtime.engine.dialect.name
     if "quarantined" not in data:
         # The number `helpdesk dlq list` shows (and `helpdesk import` reports): open dead letters and rejected input.
-        from workers.dlq import open_letters  # noqa: PLC0415
+        from workers.ops.dlq import open_letters  # noqa: PLC0415
 
         data["quarantined"] = max(len(open_letters(runtime.engine)), data["dead_letters_open"])
     return data

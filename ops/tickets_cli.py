@@ -1,6 +1,6 @@
 """Tickets at the command line: list them, see one whole, and work them — claim, assign, reply, note, reclassify,
 set pending, resolve, reopen — through the same desk operations and permission rules as Slack
-(``workers.ticket_actions.TicketActions``). ``--by`` names who acts (default ``HELPDESK_STAFF``);
+(``workers.desk.ticket_actions.TicketActions``). ``--by`` names who acts (default ``HELPDESK_STAFF``);
 a refusal changes nothing, is audited, and exits 1 with the reason.
 """
 
@@ -19,7 +19,7 @@ from ops.runtime import Runtime
 from ops.shared_cli import ByOption, ColumnsOption, JsonFlag, WideFlag, console, dump, err, settings, ticket_number
 
 if TYPE_CHECKING:
-    from workers.ticket_actions import Outcome, TicketActions
+    from workers.desk.ticket_actions import Outcome, TicketActions
 
 TicketArg = Annotated[str, typer.Argument(metavar="HD-N", help="Ticket number, e.g. HD-123.")]
 Action = Callable[["TicketActions", "str | None", int, str], "Outcome"]
@@ -106,9 +106,9 @@ def run_action(ticket: str, by: str | None, action: Action) -> tuple["Outcome", 
     A refusal, an unknown ticket or an invalid choice exits 1 with the reason."""
     from config.desk import load_desk  # noqa: PLC0415
     from config.queues import enqueue_effect  # noqa: PLC0415
-    from workers.desk import Desk  # noqa: PLC0415
-    from workers.permissions import Forbidden  # noqa: PLC0415
-    from workers.ticket_actions import TicketActions  # noqa: PLC0415
+    from workers.desk.operations import Desk  # noqa: PLC0415
+    from workers.errors import Forbidden# noqa: PLC0415
+    from workers.desk.ticket_actions import TicketActions  # noqa: PLC0415
 
     s = settings()
     ticket_id = ticket_number(ticket, s.ticket_prefix)
@@ -232,8 +232,8 @@ def _reply_body(ticket: str, text: str | None, file: Path | None, canned: str | 
 
     from config.desk import load_desk  # noqa: PLC0415
     from storage import queries  # noqa: PLC0415
-    from workers.desk import Desk  # noqa: PLC0415
-    from workers.replies import render_canned, suggestions_text  # noqa: PLC0415
+    from workers.desk.operations import Desk  # noqa: PLC0415
+    from workers.desk.replies import render_canned, suggestions_text  # noqa: PLC0415
 
     if canned is None:
         body = sys.stdin.read() if file is not None and str(file) == "-" else file.read_text(encoding="utf-8") if file else text or ""
@@ -265,7 +265,7 @@ def _list_canned() -> None:
 
 def _release(send_queued: bool, resend: int | None) -> None:
     from config.queues import enqueue_effect  # noqa: PLC0415
-    from workers.replies import resend as resend_message, send_queued as release_queued  # noqa: PLC0415
+    from workers.desk.replies import resend as resend_message, send_queued as release_queued  # noqa: PLC0415
 
     with Runtime(settings()) as runtime:
         keys = release_queued(runtime.engine) if send_queued else [k for k in [resend_message(runtime.engine, resend or 0)] if k]

@@ -13,11 +13,11 @@ from rich.text import Text
 
 from ops import tables
 from ops.runtime import Runtime
-from workers.escaping import terminal, terminal_line
+from workers.outbound.escaping import terminal, terminal_line
 
 if TYPE_CHECKING:
     from storage.queries import TicketFilter
-    from workers.desk import Desk
+    from workers.desk.operations import Desk
 
 OPEN_STATUSES = ("new", "open", "pending")
 MARKS = {"breached": ("✖", "red"), "at_risk": ("!", "yellow"), "paused": ("‖", "dim")}
@@ -39,7 +39,7 @@ def when(value: datetime | None, *, year: bool = True) -> str:
 
 def _desk(runtime: Runtime) -> "Desk":
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.desk import Desk  # noqa: PLC0415
+    from workers.desk.operations import Desk  # noqa: PLC0415
 
     return Desk(load_desk(runtime.settings), runtime.settings.ticket_prefix)
 
@@ -98,7 +98,7 @@ def ticket_row(row: dict[str, Any], desk: "Desk", now: datetime) -> dict[str, An
 def sla_state(row: dict[str, Any], desk: "Desk", now: datetime) -> tuple[datetime | None, str | None]:
     """The clock that runs next (first response until answered, then resolution) and how it stands:
     ``breached``, ``at_risk`` (past the desk's warning share), ``paused``, ``ok`` — or None without a target."""
-    from workers.sla import progress  # noqa: PLC0415
+    from workers.desk.sla import progress  # noqa: PLC0415
 
     if row["status"] not in OPEN_STATUSES:
         return None, "breached" if row["sla_breached"] else None

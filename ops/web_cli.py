@@ -39,7 +39,7 @@ Key = Annotated[str, typer.Argument(metavar="KEY", help="The person's key in the
 
 def _known(settings, key: str) -> None:  # noqa: ANN001 - Settings
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.permissions import Staff  # noqa: PLC0415
+    from workers.desk.permissions import Staff  # noqa: PLC0415
 
     if Staff(load_desk(settings)).get(key) is None:
         err.print(f"{key} is not on the desk (a member or staff of the teams file)")
@@ -53,7 +53,8 @@ def set_password(
 ) -> None:
     """Set (or replace) a person's web password: argon2, at least 12 characters."""
     from storage.credentials import set_password_hash  # noqa: PLC0415
-    from web.passwords import WeakPassword, hash_password  # noqa: PLC0415
+    from web.passwords import hash_password# noqa: PLC0415
+    from web.errors import WeakPassword
 
     if not password_stdin:
         err.print("give the password on standard input with --password-stdin")

@@ -36,7 +36,7 @@ def register(intake_app: typer.Typer) -> None:
         """Poll X for mentions and direct messages and queue every enquiry; runs until stopped (or --once)."""
         from intake.x import run_x  # noqa: PLC0415
         from intake.x_api import XAccount  # noqa: PLC0415
-        from workers.runner import install_signal_handlers  # noqa: PLC0415
+        from workers.ops.runner import install_signal_handlers  # noqa: PLC0415
 
         settings = _settings(process="intake-x")  # a half-configured X account stops here, naming what is missing
         account = XAccount.from_group(settings.x)

@@ -16,11 +16,8 @@ from sqlalchemy import Connection, Engine, func, select, update
 from storage import events
 from storage.models import CORRECTION, MESSAGE, TICKET, utcnow
 from storage.upsert import insert_once
+from storage.errors import UnknownTicket
 Field = Literal["type", "sector"]
-
-
-class UnknownTicket(LookupError):
-    """No ticket has that number."""
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,10 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from storage import tickets
 from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET, Ticket
 from storage.upsert import on_conflict
+from storage.errors import LostRace
 
 __all__ = ["CONTACT", "EVENT", "IDENTITY", "MESSAGE", "ORG_DOMAIN", "ORGANISATION", "QUARANTINE", "TICKET",
            "AlreadyStored", "IntakeStore", "IntakeTx", "LostRace"]
-
-
-class LostRace(Exception):
-    """Another transaction stored the same (channel, external_id) first; roll back and look again."""
 
 
 @dataclass(frozen=True)

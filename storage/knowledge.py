@@ -32,6 +32,7 @@ from storage.models import (
     utcnow,
 )
 from storage.upsert import on_conflict
+from storage.errors import KnowledgeError
 
 ORG = Organisation.__table__
 ORG_DOMAIN = OrganisationDomain.__table__
@@ -43,10 +44,6 @@ TICKET = Ticket.__table__
 CONTACT = Contact.__table__
 IDENTITY = ContactIdentity.__table__
 OPEN_STATUSES = ("new", "open", "pending")
-
-
-class KnowledgeError(Exception):
-    """A request the records cannot satisfy (no such organisation, engagement or ticket)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What the X reply sender (``workers.x_sender``) reads and writes: whom a reply answers on X, and what went out.
+"""What the X reply sender (``workers.outbound.x_sender``) reads and writes: whom a reply answers on X, and what went out.
 
 A message row's ``message_id`` on the X channel is ``tweet:<id>`` or ``dm:<event id>``.
 """

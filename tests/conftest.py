@@ -126,7 +126,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a classifier trained once for the whole run (training takes seconds)."""
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.training import ModelStore, load_or_train  # noqa: PLC0415
+    from workers.intake.training import ModelStore, load_or_train  # noqa: PLC0415
 
     folder = tmp_path_factory.mktemp("models")
     load_or_train(load_desk(load_settings(environ={})), ModelStore(folder))
@@ -212,8 +212,8 @@ def running_worker(settings: Settings, broker):  # noqa: ANN001, ANN201
     from dramatiq.middleware import Retries  # noqa: PLC0415
 
     from workers.actors import build_services, register_actors  # noqa: PLC0415
-    from workers.middleware import DeadLetters, LogContext  # noqa: PLC0415
-    from workers.observability import Observability  # noqa: PLC0415
+    from workers.ops.middleware import DeadLetters, LogContext  # noqa: PLC0415
+    from workers.ops.observability import Observability  # noqa: PLC0415
 
     @contextlib.contextmanager
     def start(engine: Engine, with_settings: Settings | None = None):  # noqa: ANN202

@@ -6,18 +6,23 @@
 - No worker module imports an intake adapter: the workers read the normalized
   message (``intake.message``), the queue layout and the shared parsing and
   state helpers, never the modules that talk to a mailbox, X, Slack or the web.
+- Errors live in each package's ``errors`` module: no other module defines a
+  public exception class (a private one, ``_Timeout``, may stay where it is used).
+- ``workers/`` is in rooms by concern; no module is left loose beside them but
+  the actors (the wiring) and the errors.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("intake", "workers", "classifiers", "storage", "config", "ops")
+PACKAGES = ("intake", "workers", "classifiers", "storage", "config", "ops", "web")
 ADAPTERS = {"intake.imap", "intake.x", "intake.slack", "intake.files", "intake.web", "intake.email_intake", "intake.supervision"}
 
 
@@ -113,3 +118,43 @@ def _worker_modules() -> Iterator[str]:
 @pytest.mark.parametrize("module", sorted(_worker_modules()))
 def test_no_worker_module_imports_an_intake_adapter(module: str) -> None:
     assert sorted(_imported(MODULES[module]) & ADAPTERS) == []
+
+
+BUILTIN_ERRORS = {name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)}
+
+
+def _error_classes() -> set[str]:
+    """Names of the exception classes the errors modules define."""
+    found: set[str] = set()
+    for name, path in MODULES.items():
+        if name.endswith(".errors"):
+            found |= {node.name for node in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(node, ast.ClassDef)}
+    return found
+
+
+def exception_classes(source: str, known: set[str]) -> list[str]:
+    """The public top-level classes of ``source`` that derive from an exception (builtin or in ``known``)."""
+    found = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            bases = {ast.unparse(base).rsplit(".", 1)[-1] for base in node.bases}
+            if bases & (BUILTIN_ERRORS | known):
+                found.append(node.name)
+    return found
+
+
+def test_given_an_exception_outside_errors_then_the_checker_names_it() -> None:
+    source = "class Refused(ValueError):\n    pass\n\nclass _Private(Exception):\n    pass\n\nclass Plain:\n    pass\n"
+
+    assert exception_classes(source, set()) == ["Refused"]
+
+
+@pytest.mark.parametrize("module", sorted(name for name in MODULES if not name.endswith("errors")))
+def test_exceptions_are_defined_in_their_packages_errors_module(module: str) -> None:
+    assert exception_classes(MODULES[module].read_text(encoding="utf-8"), _error_classes()) == []
+
+
+def test_workers_modules_live_in_rooms_by_concern() -> None:
+    loose = sorted(path.name for path in (ROOT / "workers").glob("*.py"))
+
+    assert loose == ["__init__.py", "actors.py", "errors.py"]

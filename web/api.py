@@ -27,17 +27,14 @@ from web.context import Web
 from web.enquiry import json_body, problem
 from web.tickets import perform, ticket_number
 from config.queues import enqueue_effect
-from workers.permissions import Actor, Forbidden
+from workers.desk.permissions import Actor
+from workers.errors import Forbidden
+from web.errors import ApiError
 
 MAX_BODY = 64 * 1024
 ACTIONS = ("reply", "note", "claim", "assign", "reclassify", "pending", "resolve", "reopen")
 _WORD = re.compile(r"^[A-Za-z0-9_.:-]{0,64}$")
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
-
-
-class ApiError(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
 
 
 def _json(value: Any) -> Any:

@@ -23,10 +23,10 @@ from urllib.parse import quote
 from config.secrets import desk_secret
 from ops.runtime import Runtime
 from web.auth import auth_routes
-from web.context import HERE, NotSignedIn, Web
+from web.context import HERE, Web
+from web.errors import NotSignedIn
 from web.security import BodyLimit, SecurityHeaders
-from workers.permissions import Forbidden
-
+from workers.errors import Forbidden
 MAX_BODY_BYTES = 256 * 1024
 SESSION_COOKIE = "helpdesk_session"
 

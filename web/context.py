@@ -18,19 +18,17 @@ from config.desk import load_desk
 from config.settings import Settings
 from ops.runtime import Runtime
 from web.security import RateLimiter, Sessions, csrf_token
-from workers.desk import Desk
-from workers.permissions import Actor, Forbidden, Staff
-from workers.ticket_actions import TicketActions
+from workers.desk.operations import Desk
+from workers.desk.permissions import Actor, Staff
+from workers.errors import Forbidden
+from workers.desk.ticket_actions import TicketActions
+from web.errors import NotSignedIn
 
 HERE = Path(__file__).resolve().parent
 
 
 def when(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.astimezone(timezone.utc).strftime(fmt) + " UTC" if value is not None else "—"
-
-
-class NotSignedIn(Exception):
-    """The page needs a signed-in person; the answer is a redirect to /login."""
 
 
 @dataclass

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from intake.errors import SinkError
-from intake.web import InvalidEnquiry, parse, reference, to_inbound
+from intake.errors import InvalidEnquiry, SinkError
+from intake.web import parse, reference, to_inbound
 from web.context import Web
 from web.i18n import TEXTS, pick_language
 from web.security import CSRF_FIELD, client_address, csrf_ok

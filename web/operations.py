@@ -1,5 +1,5 @@
 """``/ops``: queue health for operators — queues, workers, adapters, problems, dead letters and quarantined input —
-from the same ``workers.health.desk_snapshot`` as ``helpdesk status``, with show and replay of each letter.
+from the same ``workers.ops.health.desk_snapshot`` as ``helpdesk status``, with show and replay of each letter.
 
 Viewing needs ``ops.view``; replaying needs ``dlq.replay`` (both checked here through TicketActions'
 ``authorise``, which audits a refusal).
@@ -16,8 +16,8 @@ from starlette.routing import BaseRoute, Route
 
 from web.context import Web
 from web.security import CSRF_FIELD, csrf_ok
-from workers import dlq
-from workers.health import desk_snapshot
+from workers.ops import dlq
+from workers.ops.health import desk_snapshot
 
 MAX_LETTERS = 200
 

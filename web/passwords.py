@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pwdlib import PasswordHash
+from web.errors import WeakPassword
 
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 1024  # hashing is deliberately slow: an unbounded input is a denial of service
@@ -11,10 +12,6 @@ _hasher = PasswordHash.recommended()
 # Verifying against this when the person has no password costs the same time as a real check,
 # so a timing difference tells nobody which usernames exist.
 _DUMMY = _hasher.hash("not-a-password-of-anyone")
-
-
-class WeakPassword(ValueError):
-    """The password does not meet the rules; the message says which."""
 
 
 def check_new(password: str) -> str:

@@ -1,6 +1,6 @@
 """The staff's pages: the queue ``/tickets`` (with its live fragment) and one ticket ``/tickets/HD-N`` with its actions.
 
-Every action goes through ``workers.ticket_actions.TicketActions`` (surface "web"): it checks the
+Every action goes through ``workers.desk.ticket_actions.TicketActions`` (surface "web"): it checks the
 person's roles, audits a refusal (answered here with a 403 page) and returns an ``Outcome``; the outbox
 keys it names are enqueued for the effects worker (a reply is sent by the worker, not by the web).
 Each rendered action form carries a random ``attempt`` id: the same form submitted twice acts once.
@@ -29,10 +29,10 @@ from storage.models import utcnow
 from web.context import Web
 from web.security import CSRF_FIELD, csrf_ok
 from config.queues import enqueue_effect
-from workers.permissions import Actor
-from workers.sla import progress
-from workers.replies import suggestions_text
-from workers.ticket_actions import Outcome
+from workers.desk.permissions import Actor
+from workers.desk.sla import progress
+from workers.desk.replies import suggestions_text
+from workers.desk.ticket_actions import Outcome
 
 MAX_TEXT = 50_000
 SLA_STATES = ("at_risk", "breached")

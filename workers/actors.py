@@ -7,7 +7,7 @@ Failure handling, by kind:
 - Redis or the database unreachable is an outage, not a failure of the
   message: translated at this boundary into ``ServiceUnavailable``, which puts
   the message back without counting a retry (``config.broker.Retries``) and
-  pauses the worker until the service answers (``workers.middleware.Outages``);
+  pauses the worker until the service answers (``workers.ops.middleware.Outages``);
 - anything else is transient: retried with bounded exponential backoff by
   dramatiq's Retries middleware.
 """
@@ -31,7 +31,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 
 from classifiers.pipeline import EnquiryClassifier
-from config.broker import ServiceUnavailable, redis_unavailable
+from config.broker import redis_unavailable
+from config.errors import ServiceUnavailable
 from config.desk import DeskConfig, load_desk
 from config.settings import Settings
 from intake.base import Rejected
@@ -42,24 +43,24 @@ from config.queues import (EFFECT_ACTOR, EFFECTS_QUEUE, INTAKE_QUEUE, JOB_ACTOR,
 from intake.queue import InflightRegistry, QueueSink
 from storage.db import is_unavailable as database_unavailable
 from storage.intake_store import IntakeStore
-from workers.conversation import Threader, TicketKeys
-from workers.privacy import Privacy
+from workers.intake.conversation import Threader, TicketKeys
+from workers.desk.privacy import Privacy
 from intake.archive import FileArchive
 from config.secrets import desk_secret
 from intake.state import ProcessedLog
-from workers.pipeline import Outcome, ParentInFlight, Pipeline
-from workers.routing import Router
-from workers.training import ModelStore, load_or_train
-from workers.desk import Desk, resume_on_enquirer_reply
-from workers.effects import AcknowledgementPolicy, Effects
-from workers.email_out import EmailSender
-from workers.x_sender import XSender
-from workers.health import Problem, desk_snapshot
-from workers.scheduled import Jobs
-from workers.errors import EffectRefused, RetryLater
-from workers.slack import SlackPoster, make_client
-from workers.slack_handler import SlackHandler
-from workers.observability import observability
+from workers.intake.pipeline import Outcome, Pipeline
+from workers.errors import EffectRefused, ParentInFlight, RetryLater
+from workers.intake.routing import Router
+from workers.intake.training import ModelStore, load_or_train
+from workers.desk.operations import Desk, resume_on_enquirer_reply
+from workers.outbound.effects import AcknowledgementPolicy, Effects
+from workers.outbound.email_out import EmailSender
+from workers.outbound.x_sender import XSender
+from workers.ops.health import Problem, desk_snapshot
+from workers.desk.scheduled import Jobs
+from workers.outbound.slack import SlackPoster, make_client
+from workers.outbound.slack_handler import SlackHandler
+from workers.ops.observability import observability
 from storage.models import utcnow
 from classifiers.model import TrainedModels
 
@@ -216,7 +217,7 @@ class DocsWatcher:
 
     def _load(self) -> "DocsIndex | None":
         from classifiers.docs.errors import DocsIndexError  # noqa: PLC0415
-        from workers.docs_index import load_index  # noqa: PLC0415
+        from workers.intake.docs_index import load_index  # noqa: PLC0415
 
         try:
             index = load_index(self.path, gap_score=self.gap_score or None)

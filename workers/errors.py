@@ -1,4 +1,27 @@
-"""How a side effect can fail, whatever the channel: refused for good, or to be retried later."""
+"""Errors of the workers package.
+
+How a side effect can fail, whatever the channel (the effects outbox reads these):
+
+    EffectRefused                permanent: the outbox row fails with this message, visible to staff
+    └── XSendRefused             X refused a reply (or it cannot be sent as asked)
+    NotSent                      the channel certainly did not take the message: safe to send again
+    RetryLater                   the far side asked us to wait: a delayed retry, never a sleeping thread
+    └── XRateLimitedSend         X's rate limit on replies
+    SlackError                   the Slack Web API (``outbound.slack``)
+    ├── SlackUnavailable         network error, timeout or 5xx: try again later
+    ├── SlackRateLimited         Slack's rate limit (also a RetryLater)
+    └── SlackRefused             an error that retrying will not cure (also an EffectRefused)
+
+Refusals of the desk's operations, each with a message a person can read:
+
+    Forbidden                    the person may not do this action (``desk.permissions``)
+    Refused                      a knowledge operation names something unknown or invalid
+    PrivacyRefused               an export or erasure cannot be done as asked
+    UnknownCanned                no canned reply by that name
+
+And: ``ParentInFlight`` (a reply's parent is still queued: retry shortly) and
+``DatasetError`` (a training file is malformed).
+"""
 
 from __future__ import annotations
 
@@ -18,3 +41,60 @@ class RetryLater(Exception):
     def __init__(self, retry_after: float, message: str = "") -> None:
         super().__init__(message or f"retry after {retry_after:.0f} s")
         self.retry_after = retry_after
+
+
+class ParentInFlight(Exception):
+    """A message this one replies to is queued but not stored yet: try again shortly."""
+
+
+class DatasetError(ValueError):
+    """A training or evaluation file is malformed; the message names the line."""
+
+
+class UnknownCanned(LookupError):
+    pass
+
+
+class Forbidden(Exception):
+    """The actor may not do this action; nothing was changed."""
+
+    def __init__(self, action: str, actor: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.action = action
+        self.actor = actor
+        self.reason = reason
+
+
+class Refused(Exception):
+    """The request breaks a rule (unknown name, not a member, bad value): nothing was changed."""
+
+
+class PrivacyRefused(Exception):
+    """Not done: the actor may not, or there is no such person. Nothing was changed."""
+
+
+class SlackError(Exception):
+    """Base of the errors raised here."""
+
+
+class SlackUnavailable(SlackError):
+    """A network error or a server error: the outcome of the call is unknown; retry (the post is idempotent)."""
+
+
+class XSendRefused(EffectRefused):
+    """X refused the reply, or it cannot be sent as asked: retrying unchanged will not help."""
+
+
+class XRateLimitedSend(RetryLater):
+    """X's rate limit for posting or DMs: retry after the reset."""
+
+
+class SlackRateLimited(SlackError, RetryLater):
+    """Slack's rate limit: retry after the seconds its Retry-After header gives."""
+
+    def __init__(self, retry_after: float) -> None:
+        RetryLater.__init__(self, retry_after, f"Slack rate limit: retry after {retry_after:.0f} s")
+
+
+class SlackRefused(SlackError, EffectRefused):
+    """Slack answered with an error that retrying will not cure."""

@@ -1,8 +1,8 @@
 """Documentation signposting: an index of a desk's documentation pages, searched per enquiry. Pure: no I/O.
 
     pages, skipped = read_pages(Path("config/docs"))         # config.docs_pages: the files (folder or sitemap)
-    index = DocsIndex.from_pages(pages, skipped=skipped)      # or workers.docs_index.build_index(source)
-    save_index(index, settings.resolved_docs_index)           # workers.docs_index: the index on disk
+    index = DocsIndex.from_pages(pages, skipped=skipped)      # or workers.intake.docs_index.build_index(source)
+    save_index(index, settings.resolved_docs_index)           # workers.intake.docs_index: the index on disk
     found = index.signpost(subject + "\\n" + body, language=ticket.language)
     ticket.suggestions, ticket.docs_gap = found.to_json(), found.gap
 

@@ -1,7 +1,7 @@
 """The documentation index: pages and a ranker over them, searched per enquiry, and its JSON form.
 
 Building it from files and keeping it on disk is the loader's work
-(``workers.docs_index``); this module only decides, from values.
+(``workers.intake.docs_index``); this module only decides, from values.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from classifiers.docs.tokens import stems, tokens, words
 from config.docs_pages import read_page
 from config.docs_sources import page_sources
 from ops.docs_cli import register
-from workers.docs_index import build_index, load_index, save_index
+from workers.intake.docs_index import build_index, load_index, save_index
 
 DOCS = Path(__file__).resolve().parents[2] / "config" / "docs"
 BASE = "https://standard.osds.example"

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from classifiers.embedding_model import WeightedExample, fit_embedding_type_model, fit_weighted_softmax
-from classifiers.embeddings import EmbeddingsUnavailable, StaticEmbedder, embedding_text, load_wordllama, package_folder
+from classifiers.embeddings import StaticEmbedder, embedding_text, load_wordllama, package_folder
+from classifiers.errors import EmbeddingsUnavailable
 from classifiers.enquiry_type import KeywordTypeClassifier, Tokens
 from classifiers.model import Example
 from config.desk import load_desk

@@ -12,7 +12,7 @@ from classifiers.pipeline import EnquiryClassifier
 from classifiers.text import words
 from config.desk import load_desk
 from config.settings import load_settings
-from workers.training import evaluate_examples, shipped_examples, split, train
+from workers.intake.training import evaluate_examples, shipped_examples, split, train
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_given_a_model_decision_then_reasons_name_only_the_chosen_and_runner_up_
 
 def test_given_the_shipped_examples_when_read_then_each_weighs_less_than_a_real_enquiry() -> None:
     from classifiers.model import SELF_WRITTEN_WEIGHT  # noqa: PLC0415
-    from workers.training import read_real_set  # noqa: PLC0415
+    from workers.intake.training import read_real_set  # noqa: PLC0415
 
     assert {e.weight for e in shipped_examples()} == {SELF_WRITTEN_WEIGHT}
     assert {r.example.weight for r in read_real_set()} == {1.0}

@@ -11,8 +11,8 @@ import pytest
 from classifiers.evaluation import evaluate, grouped_folds
 from config.desk import load_desk
 from config.settings import load_settings
-from workers.real_set import CrossValidation, triage_threshold
-from workers.training import REAL_SET, read_real_set
+from workers.intake.real_set import CrossValidation, triage_threshold
+from workers.intake.training import REAL_SET, read_real_set
 
 EXCLUDE = Path(__file__).resolve().parents[3] / "shared" / "classification" / "exclude.sha256"
 

@@ -27,7 +27,7 @@ from tests.cli import cli_env, start_cli
 from tests.factories import make_email
 from tests.intake.imap_helpers import account_for, append, ingestor_for, tickets, wait_for
 from config.queues import QUEUES
-from workers.health import snapshot
+from workers.ops.health import snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 MARKER = b"Subject: RECURSE-ME"

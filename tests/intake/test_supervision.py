@@ -16,7 +16,7 @@ from intake.x import MENTIONS
 from tests.intake.imap_helpers import wait_for
 from tests.intake.test_x import make_adapter
 from tests.servers.x import ACCOUNT_ID, ANA, XServer
-from workers.health import adapter_problems
+from workers.ops.health import adapter_problems
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from intake.x_api import XAccount, XApi, XRateLimited, snowflake_at, snowflake_time
+from intake.x_api import XAccount, XApi, snowflake_at, snowflake_time
+
+from intake.errors import XRateLimited
 from tests.servers.x import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, ANA, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer
 
 
@@ -20,7 +22,7 @@ def _loaded_after(statement: str) -> set[str]:
 
 def test_the_reply_sender_does_not_load_the_intake_adapter() -> None:
     # When a fresh interpreter imports the X reply sender
-    loaded = _loaded_after("import workers.x_sender")
+    loaded = _loaded_after("import workers.outbound.x_sender")
 
     # Then the client is loaded and the adapter is not
     assert "intake.x_api" in loaded

@@ -12,7 +12,7 @@ from storage.db import create_db_engine
 from storage.models import Correction
 from tests.cli import cli_env, run_cli
 from tests.factories import make_email
-from workers.training import ModelStore, correction_examples, shipped_examples, split
+from workers.intake.training import ModelStore, correction_examples, shipped_examples, split
 
 
 @pytest.fixture

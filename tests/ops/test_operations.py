@@ -129,11 +129,11 @@ def test_dead_letters_replay_once_even_after_redis_forgot_them(settings: Setting
 
 def test_alerts_are_posted_once_and_recovered(settings: Settings, slack, engine) -> None:  # noqa: ANN001
     from config.desk import load_desk
-    from workers.desk import Desk
-    from workers.effects import Effects
-    from workers.health import Problem
-    from workers.scheduled import Jobs
-    from workers.slack import SlackPoster, make_client
+    from workers.desk.operations import Desk
+    from workers.outbound.effects import Effects
+    from workers.ops.health import Problem
+    from workers.desk.scheduled import Jobs
+    from workers.outbound.slack import SlackPoster, make_client
     from tests.servers.slack import TOKEN
 
     problems = [Problem("queue_stuck", "intake", "unhealthy", "the oldest ready message on intake has waited 900 s")]

@@ -104,7 +104,7 @@ def test_retention_empties_closed_tickets_after_the_configured_days(settings: Se
     from config.desk import load_desk  # noqa: PLC0415
     from config.secrets import desk_secret  # noqa: PLC0415
     from intake.archive import FileArchive  # noqa: PLC0415
-    from workers.privacy import Privacy  # noqa: PLC0415
+    from workers.desk.privacy import Privacy  # noqa: PLC0415
 
     env = settings_env(settings)
     inbox = tmp_path / "mail"
@@ -138,7 +138,7 @@ def test_purged_dead_letters_lose_their_payloads(engine, broker, settings: Setti
 
     from storage.intake_store import QUARANTINE  # noqa: PLC0415
     from storage.models import utcnow  # noqa: PLC0415
-    from workers.dlq import purge  # noqa: PLC0415
+    from workers.ops.dlq import purge  # noqa: PLC0415
 
     with engine.begin() as c:
         c.execute(insert(QUARANTINE).values(key="dl:1", kind="dead_letter", status="open", queue="intake", reason="DataError",

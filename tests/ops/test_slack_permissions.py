@@ -156,7 +156,7 @@ def _stored(engine: Engine, table: Any, external_id: str) -> Any:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_org_command_shows_stage_tickets_and_engagements(slack_settings: Settings, app: SlackSender, engine: Engine) -> None:
     from config.desk import load_desk  # noqa: PLC0415
-    from workers.knowledge import Knowledge  # noqa: PLC0415
+    from workers.desk.knowledge import Knowledge  # noqa: PLC0415
 
     knowledge = Knowledge(engine, load_desk(slack_settings))
     knowledge.set_organisation("hacienda.gob.mx", by="priya", name="Secretaría de Hacienda", standard="ocds", stage="publishing")

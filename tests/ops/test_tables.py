@@ -21,7 +21,7 @@ from ops.views import render_tickets, ticket_row, when
 from storage import queries
 from storage.report import full_report, grouped
 from tests.ops.test_cli_desk import NOW, seed_ticket
-from workers.desk import Desk
+from workers.desk.operations import Desk
 
 WIDTHS = [80, 100, 160]
 LONG_SUBJECT = "Validation errors in our tender data when publishing the awards of the national treasury framework agreements"

@@ -6,7 +6,9 @@ import pytest
 
 from sqlalchemy import Engine, func, select
 
-from storage.intake_store import CONTACT, IDENTITY, MESSAGE, IntakeStore, LostRace
+from storage.intake_store import CONTACT, IDENTITY, MESSAGE, IntakeStore
+
+from storage.errors import LostRace
 from storage.models import utcnow
 from storage import schema
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.desk import Member, Team
-from workers.assignment import availability, choose
+from workers.desk.assignment import availability, choose
 
 ALWAYS = {"working_hours": "00:00-24:00", "working_days": ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 MONDAY_NOON = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)

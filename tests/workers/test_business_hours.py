@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.desk import Calendar
-from workers.business_hours import BusinessCalendar
+from workers.desk.business_hours import BusinessCalendar
 
 LONDON = BusinessCalendar(Calendar(timezone="Europe/London", working_hours="09:00-17:00"))
 UTC = timezone.utc

@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tests.factories import make_message
-from workers.conversation import Threader, TicketKeys
+from workers.intake.conversation import Threader, TicketKeys
 
 
 @dataclass

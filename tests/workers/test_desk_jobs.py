@@ -18,11 +18,11 @@ from tests.servers.slack import TOKEN
 from tests.waiting import wait_until_drained
 from tests.workers.desk_setup import MONDAY_10, TEAMS, open_ticket, read_ticket
 from workers.actors import build_services, enqueue_effect
-from workers.desk import Desk, assign, set_status
-from workers.effects import Effects
-from workers.scheduled import Jobs
-from workers.scheduler import JOB_NAMES, tick
-from workers.slack import SlackPoster, make_client
+from workers.desk.operations import Desk, assign, set_status
+from workers.outbound.effects import Effects
+from workers.desk.scheduled import Jobs
+from workers.desk.scheduler import JOB_NAMES, tick
+from workers.outbound.slack import SlackPoster, make_client
 
 @pytest.fixture
 def desk(desk_settings: Settings) -> Desk:
@@ -146,8 +146,8 @@ def test_tickets_of_someone_on_leave_are_reassigned_with_the_reason(desk_setting
 
 
 def test_slack_rate_limit_and_lost_response_still_one_post(desk_settings, broker, engine: Engine, desk: Desk, effects: Effects, slack) -> None:  # noqa: ANN001
-    from workers.slack import RateLimited, SlackUnavailable
-
+    from workers.errors import SlackRateLimited as RateLimited
+    from workers.errors import SlackUnavailable
     ticket_id = open_ticket(desk_settings, broker, engine, "r1")
     result = assign(engine, desk, ticket_id, MONDAY_10)
     [card_key] = result.effects

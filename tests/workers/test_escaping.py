@@ -12,10 +12,12 @@ from rich.console import Console
 from config.desk import load_desk
 from config.settings import load_settings
 from ops.views import render_tickets
-from workers import cards, escaping, messages
-from workers.desk import Desk
-from workers.email_out import Thread, compose
-from workers.replies import template_values
+from workers.outbound import cards
+from workers.outbound import escaping
+from workers.outbound import messages
+from workers.desk.operations import Desk
+from workers.outbound.email_out import Thread, compose
+from workers.desk.replies import template_values
 
 SUBJECT = "<!channel> <https://evil.example/sso|Re-authenticate your Slack> \x1b[2J\x1b]8;;https://evil.example\x07click\x1b]8;;\x07 [link=https://evil.example]x[/link]\r\nBcc: victim@evil.example"
 NAME = "WIN-$500-at-https://evil.example/claim\r\nBcc: victim@evil.example"

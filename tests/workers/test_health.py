@@ -13,8 +13,8 @@ from config.queues import INTAKE_QUEUE, PROCESS_ACTOR, QUEUES
 from config.settings import Settings
 from intake.state import AdapterHealth, Checkpoint, RedisCheckpointStore
 from tests.factories import make_message
-from workers.health import adapter_problems, desk_snapshot, read_adapters
-from workers.liveness import WorkerHeartbeat
+from workers.ops.health import adapter_problems, desk_snapshot, read_adapters
+from workers.ops.liveness import WorkerHeartbeat
 
 LIMITS = {"adapter_silent": 900.0, "adapter_down": 60.0, "crash_window": 3600.0}
 

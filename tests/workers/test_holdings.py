@@ -9,8 +9,8 @@ import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 
-from workers import runner
-from workers.runner import run_worker
+from workers.ops import runner
+from workers.ops.runner import run_worker
 
 QUEUE = "holdings"
 

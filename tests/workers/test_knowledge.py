@@ -12,10 +12,10 @@ from config.settings import load_settings
 from storage.intake_store import CONTACT, IDENTITY, ORGANISATION, TICKET
 from storage.knowledge import ENG, STAGE, organisation_detail
 from storage.report import full_report
-from workers import cards
-from workers.desk import Desk
-from workers.knowledge import Knowledge, Refused
-
+from workers.outbound import cards
+from workers.desk.operations import Desk
+from workers.desk.knowledge import Knowledge
+from workers.errors import Refused
 UTC = timezone.utc
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 

@@ -15,8 +15,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from config.broker import close_broker
 from tests.intake.imap_helpers import wait_for
-from workers.liveness import WorkerHeartbeat, heartbeats_key, read_workers, record_key, silent_consumers
-from workers.observability import Observability
+from workers.ops.liveness import WorkerHeartbeat, heartbeats_key, read_workers, record_key, silent_consumers
+from workers.ops.observability import Observability
 
 
 @pytest.fixture

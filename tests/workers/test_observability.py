@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from workers.observability import metrics_dir, use_metrics_dir
+from workers.ops.observability import metrics_dir, use_metrics_dir
 
 
 def test_given_prometheus_multiproc_dir_when_the_folder_is_asked_then_it_wins(tmp_path: Path) -> None:

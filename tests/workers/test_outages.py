@@ -32,7 +32,7 @@ from tests.cli import HELPDESK, cli_env
 from tests.factories import make_email, make_message
 from tests.servers.base import free_port
 from workers.actors import build_services
-from workers.pipeline import Pipeline
+from workers.intake.pipeline import Pipeline
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -8,9 +8,8 @@ from intake.queue import InflightRegistry
 from storage.intake_store import EVENT, MESSAGE, TICKET
 from tests.factories import make_message
 from workers.actors import build_services
-from workers.pipeline import ParentInFlight, Pipeline
-
-
+from workers.intake.pipeline import Pipeline
+from workers.errors import ParentInFlight
 @pytest.fixture
 def pipeline(settings: Settings, broker, engine: Engine) -> Pipeline:
     return build_services(settings, broker, engine).pipeline

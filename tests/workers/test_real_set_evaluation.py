@@ -9,8 +9,8 @@ from classifiers.embeddings import load_wordllama
 from classifiers.model import Example
 from config.desk import DeskConfig, load_desk
 from config.settings import load_settings
-from workers.real_set import CrossValidation, cross_validate, cross_validate_embeddings, embedding_training_set
-from workers.training import RealEnquiry, shipped_examples
+from workers.intake.real_set import CrossValidation, cross_validate, cross_validate_embeddings, embedding_training_set
+from workers.intake.training import RealEnquiry, shipped_examples
 
 
 @pytest.fixture(scope="module")

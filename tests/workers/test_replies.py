@@ -21,8 +21,8 @@ from tests.waiting import wait_until_drained
 from tests.workers.conftest import MAIL_FROM
 from config.queues import enqueue_effect
 from config.secrets import desk_secret
-from workers.conversation import TicketKeys
-from workers.desk import add_staff_message
+from workers.intake.conversation import TicketKeys
+from workers.desk.operations import add_staff_message
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import pytest
 
 from config.desk import load_desk
 from config.settings import load_settings
-from workers.routing import RouteFacts, Router
+from workers.intake.routing import RouteFacts, Router
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from storage.queries import summary
 from tests.factories import make_email
 from tests.intake.imap_helpers import ingestor_for, wait_for
 from tests.servers.smtp import SmtpServer
-from workers import cards
-from workers.docs_index import build_index, save_index
+from workers.outbound import cards
+from workers.intake.docs_index import build_index, save_index
 
 DOCS = Path(__file__).resolve().parents[2] / "config" / "docs"
 

@@ -11,9 +11,9 @@ from config.desk import load_desk
 from config.settings import Settings
 from storage import audit
 from tests.workers.desk_setup import MONDAY_10, open_ticket, read_ticket
-from workers.desk import Desk
-from workers.permissions import Forbidden
-from workers.ticket_actions import TicketActions
+from workers.desk.operations import Desk
+from workers.errors import Forbidden
+from workers.desk.ticket_actions import TicketActions
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 from config.desk import load_desk
 from config.settings import load_settings
 from workers.actors import ModelWatcher
-from workers.training import ModelStore, is_heldout, load_or_train, shipped_examples, split
+from workers.intake.training import ModelStore, is_heldout, load_or_train, shipped_examples, split
 
 
 def test_the_heldout_split_is_stable_and_about_a_fifth() -> None:

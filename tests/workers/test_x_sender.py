@@ -20,9 +20,9 @@ from storage.models import utcnow
 from tests.intake.imap_helpers import wait_for
 from tests.servers.x import ANA, BEN, ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer, weighted_length
 from workers.actors import Services, build_services, enqueue_effect
-from workers.desk import add_staff_message
-from workers.x_sender import XRateLimitedSend, XSender, split_thread
-
+from workers.desk.operations import add_staff_message
+from workers.outbound.x_sender import XSender, split_thread
+from workers.errors import XRateLimitedSend
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 

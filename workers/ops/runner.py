@@ -4,7 +4,7 @@ A worker outlives the services it needs: started while Redis is down it waits
 for Redis (bounded exponential backoff) instead of exiting, and a Redis outage
 while it runs pauses its queue readings instead of ending it. dramatiq's own
 consumers reconnect by themselves; what an outage made the worker forget it
-holds is handed back by ``workers.holdings``.
+holds is handed back by ``workers.ops.holdings``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.errors import BrokerConnectionError
 
 from config.broker import wait_for_redis
-from workers.holdings import Holdings, in_hand
-from workers.queue_state import is_idle, read_queue, recover_stranded
+from workers.ops.holdings import Holdings, in_hand
+from workers.ops.queue_state import is_idle, read_queue, recover_stranded
 
 IDLE_CHECKS = 3  # consecutive empty readings before an --until-idle worker stops
 POLL_SECONDS = 0.2

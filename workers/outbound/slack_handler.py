@@ -23,11 +23,12 @@ from intake.base import Sink
 from intake.slack_payload import is_message_from_a_person, message_to_inbound, plain_text
 from storage import messages, slack_events, tickets
 from storage.models import utcnow
-from workers.cards import queue_card_update
-from workers.desk import Desk, add_staff_message, record_first_response
-from workers.permissions import Forbidden, Staff
-from workers.slack import SlackPoster
-from workers.ticket_actions import Outcome, TicketActions
+from workers.outbound.cards import queue_card_update
+from workers.desk.operations import Desk, add_staff_message, record_first_response
+from workers.desk.permissions import Staff
+from workers.errors import Forbidden
+from workers.outbound.slack import SlackPoster
+from workers.desk.ticket_actions import Outcome, TicketActions
 
 
 @dataclass(frozen=True)

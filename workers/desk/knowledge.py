@@ -19,16 +19,13 @@ from config.desk import DeskConfig
 from storage import audit
 from storage import knowledge as store
 from storage.knowledge import EngagementRecord, ImplementationRecord, OrganisationDetail, OrganisationRecord, TicketBrief
-from workers.permissions import Forbidden, Staff
+from workers.desk.permissions import Staff
+from workers.errors import Forbidden, Refused
 
 ENGAGEMENT_STATUSES = ("requested", "in_progress", "delivered", "cancelled")
 MAX_HOURS = 10_000.0
 _DOMAIN = re.compile(r"^(?=.{3,255}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
-
-
-class Refused(Exception):
-    """The request breaks a rule (unknown name, not a member, bad value): nothing was changed."""
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from sqlalchemy import Connection, Engine
 
 from storage import outbox, tickets
 from storage.models import Ticket
-from workers import escaping
-from workers.desk import Desk
+from workers.outbound import escaping
+from workers.desk.operations import Desk
 
 SUMMARY_CHARS = 280
 

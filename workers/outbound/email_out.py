@@ -34,8 +34,8 @@ from sqlalchemy import Engine
 
 from config.settings import Settings, SmtpSettings
 from storage import messages
-from workers import escaping
-from workers.conversation import TicketKeys
+from workers.outbound import escaping
+from workers.intake.conversation import TicketKeys
 from workers.errors import EffectRefused, NotSent
 
 _RE_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|vs|antw|rif|r|ref)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)

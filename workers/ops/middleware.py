@@ -25,7 +25,7 @@ import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
-from config.broker import ServiceUnavailable
+from config.errors import ServiceUnavailable
 from intake.base import Rejected
 from intake.errors import MessageDecodeError
 from intake.message import InboundMessage

@@ -23,10 +23,12 @@ from classifiers.result import Classification
 from intake.message import InboundMessage
 from intake.queue import InflightRegistry, message_ids
 from storage.events import event_row
-from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx, LostRace
+from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx
+from storage.errors import LostRace
 from storage.models import utcnow
-from workers.conversation import Threader, ThreadLink
-from workers.routing import RouteDecision, RouteFacts, Router
+from workers.intake.conversation import Threader, ThreadLink
+from workers.intake.routing import RouteDecision, RouteFacts, Router
+from workers.errors import ParentInFlight
 
 OutcomeKind = Literal["created", "threaded", "automated", "duplicate", "redelivered"]
 
@@ -49,10 +51,6 @@ class Decisions:
     labels: Classification | None  # None for automated mail
     route: RouteDecision | None
     docs: Signposting | None = None  # documentation suggestions for a new ticket; None without an index
-
-
-class ParentInFlight(Exception):
-    """A message this one replies to is queued but not stored yet: try again shortly."""
 
 
 class Pipeline:

@@ -20,9 +20,9 @@ from storage.events import event_row
 from storage.intake_store import IntakeTx
 from storage.messages import StaffMessage
 from storage.messages import add_staff_message as _add_staff_message
-from workers.assignment import availability, choose
-from workers.business_hours import BusinessCalendar
-from workers.sla import due_times, policy_for, resume
+from workers.desk.assignment import availability, choose
+from workers.desk.business_hours import BusinessCalendar
+from workers.desk.sla import due_times, policy_for, resume
 
 OPEN_STATUSES = tickets.OPEN_STATUSES
 

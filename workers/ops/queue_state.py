@@ -6,7 +6,7 @@ flight alike); delayed messages (retries waiting for their time) in
 ``ns:q.DQ.msgs``; dead letters in the sorted set ``ns:q.XQ``; and per consumer
 the set ``ns:__acks__.<broker id>.q`` of messages it holds. What a consumer
 holds is *stranded* once its broker heartbeat has gone silent
-(``workers.liveness.silent_consumers``, the one reader of liveness).
+(``workers.ops.liveness.silent_consumers``, the one reader of liveness).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import redis
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 
-from workers.liveness import silent_consumers
+from workers.ops.liveness import silent_consumers
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,8 @@ from intake.archive import RawArchive
 from storage import audit
 from storage import privacy as store
 from storage.models import utcnow
-from workers.permissions import Forbidden, Staff
-
-
-class PrivacyRefused(Exception):
-    """Not done: the actor may not, or there is no such person. Nothing was changed."""
+from workers.desk.permissions import Staff
+from workers.errors import Forbidden, PrivacyRefused
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from classifiers.evaluation import Evaluation, evaluate, grouped_folds
 from classifiers.model import Example, TrainedModels
 from classifiers.pipeline import EnquiryClassifier
 from config.desk import DeskConfig
-from workers.training import RealEnquiry, train
+from workers.intake.training import RealEnquiry, train
 
 FOLDS = 5
 TRIAGE_PRECISION = 0.90  # labels accepted without a person are right at least this often

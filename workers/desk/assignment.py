@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from config.desk import Calendar, Member, Team
-from workers.business_hours import BusinessCalendar
+from workers.desk.business_hours import BusinessCalendar
 
 
 @dataclass(frozen=True)

@@ -31,21 +31,18 @@ import numpy as np
 import structlog
 from sqlalchemy import Engine
 
+import classifiers
 from classifiers.enquiry_type import KeywordTypeClassifier
 from classifiers.evaluation import Evaluation, evaluate
-from classifiers.model import (
-    SELF_WRITTEN_WEIGHT, Example, ModelFormatError, TrainedModels, fit_type_model, models_from_data, models_to_data,
-)
+from classifiers.model import SELF_WRITTEN_WEIGHT, Example, TrainedModels, fit_type_model, models_from_data, models_to_data
+from classifiers.errors import ModelFormatError
 from classifiers.pipeline import EnquiryClassifier
 from config.desk import DeskConfig
+from workers.errors import DatasetError
 
-DATA = Path(__file__).resolve().parents[1] / "classifiers" / "data"
-REAL_SET = DATA / "real" / "enquiries.jsonl"  # real enquiries, restated and labelled (see workers/real_set.py)
+DATA = Path(classifiers.__file__).resolve().parent / "data"
+REAL_SET = DATA / "real" / "enquiries.jsonl"  # real enquiries, restated and labelled (see workers/intake/real_set.py)
 HELDOUT_SHARE = 5  # one example in five is held out
-
-
-class DatasetError(ValueError):
-    """A training or evaluation file is malformed; the message names the line."""
 
 
 def read_examples(path: Path, weight: float = 1.0) -> list[Example]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from workers.escaping import slack as _esc
+from workers.outbound.escaping import slack as _esc
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Every staff action on a ticket, done the same way from Slack, the command line and the web.
 
 A surface names who acts (a person of the teams file, by key) and an idempotency key for the
-attempt; ``TicketActions`` asks ``workers.permissions`` whether that person's roles allow the
-action, does it through the desk operations of ``workers.desk``, and answers with an ``Outcome``.
+attempt; ``TicketActions`` asks ``workers.desk.permissions`` whether that person's roles allow the
+action, does it through the desk operations of ``workers.desk.operations``, and answers with an ``Outcome``.
 A refused action changes nothing, is recorded in the audit log with who tried, and raises
 ``Forbidden`` for the surface to answer in its own way. The same key twice changes the ticket once.
 
@@ -18,11 +18,13 @@ from typing import Literal
 from sqlalchemy import Engine
 
 from storage import audit, queries
-from storage.corrections import UnknownTicket, record_correction
+from storage.corrections import record_correction
+from storage.errors import UnknownTicket
 from storage.models import utcnow
-from workers.desk import Desk, add_staff_message, assign_to, set_status
-from workers.permissions import Actor, Forbidden, Staff
-from workers.replies import render_canned
+from workers.desk.operations import Desk, add_staff_message, assign_to, set_status
+from workers.desk.permissions import Actor, Staff
+from workers.errors import Forbidden
+from workers.desk.replies import render_canned
 
 Status = Literal["done", "unchanged", "unknown_ticket", "invalid"]
 STATUS_OF = {"pending": "pending", "resolve": "resolved", "reopen": "open"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.desk import DeskConfig
+from workers.errors import Forbidden
 
 DESK_WORK = frozenset({"member", "lead", "admin"})
 KNOWLEDGE_WORK = frozenset({"member", "lead", "manager", "admin"})
@@ -42,16 +43,6 @@ ACTIONS: dict[str, frozenset[str]] = {
     "privacy.erase": frozenset({"admin"}),
     "staff.admin": frozenset({"admin"}),
 }
-
-
-class Forbidden(Exception):
-    """The actor may not do this action; nothing was changed."""
-
-    def __init__(self, action: str, actor: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.action = action
-        self.actor = actor
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ Two stores, each for what it does best:
   imports ``prometheus_client`` (it picks its storage once, at import).
 
 The middleware also starts and stops the worker's liveness record
-(``workers.liveness.WorkerHeartbeat``). Only a worker process adds it
+(``workers.ops.liveness.WorkerHeartbeat``). Only a worker process adds it
 (``ops.runtime.prepare_worker``): processes that merely enqueue have nothing
 to count.
 """
@@ -40,7 +40,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from workers.liveness import WorkerHeartbeat
+from workers.ops.liveness import WorkerHeartbeat
 
 if TYPE_CHECKING:
     from prometheus_client import Histogram

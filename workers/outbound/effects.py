@@ -27,11 +27,11 @@ from classifiers.automated import base_address
 from storage import acknowledgements, contacts, events, messages, outbox, tickets
 from storage.models import utcnow
 from storage.outbox import OutboxItem
-from workers import cards
-from workers.desk import Desk, add_staff_message, assign, record_first_response
-from workers.errors import EffectRefused, NotSent
-from workers.replies import template_values
-from workers.slack import SlackPoster, SlackRefused
+from workers.outbound import cards
+from workers.desk.operations import Desk, add_staff_message, assign, record_first_response
+from workers.errors import EffectRefused, NotSent, SlackRefused
+from workers.desk.replies import template_values
+from workers.outbound.slack import SlackPoster
 
 _AUTH_FAIL = re.compile(r"\b(dmarc|spf)\s*=\s*(fail|softfail|permerror)\b", re.IGNORECASE)
 

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from storage import alerts, events, outbox, tickets
-from workers import messages
-from workers.desk import Desk, assign, away_assignees
-from workers.health import Problem
-from workers.sla import progress
+from workers.outbound import messages
+from workers.desk.operations import Desk, assign, away_assignees
+from workers.ops.health import Problem
+from workers.desk.sla import progress
 
 
 def _human(delta: timedelta) -> str:

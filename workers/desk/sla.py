@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from config.desk import SlaPolicies, SlaPolicy
-from workers.business_hours import BusinessCalendar
+from workers.desk.business_hours import BusinessCalendar
 
 
 @dataclass(frozen=True)

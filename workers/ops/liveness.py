@@ -8,17 +8,17 @@ signals, for two questions:
   every ``BEAT_SECONDS`` with an expiry of ``RECORD_TTL_SECONDS``: present means
   alive, and a worker that dies is gone from the list within seconds. Only
   worker processes write it (``WorkerHeartbeat``, started by
-  ``workers.observability.Observability``), so a web or adapter process, which
+  ``workers.ops.observability.Observability``), so a web or adapter process, which
   also talks to the broker, never counts as a worker.
 - *Whose held messages are stranded?* dramatiq's own broker heartbeats, the
   sorted set ``<ns>:__heartbeats__`` (score: milliseconds), written by every
   process that consumes: a consumer silent for longer than the broker's
   ``heartbeat_timeout`` is dead, and what it holds comes back only through
-  dramatiq's maintenance (``workers.queue_state.recover_stranded``).
+  dramatiq's maintenance (``workers.ops.queue_state.recover_stranded``).
 
 ``read_workers`` answers the first (with each worker's broker-heartbeat age),
 ``silent_consumers`` the second; ``helpdesk status``, ``/readyz``, ``/metrics``,
-``/ops`` and the alerts all read them through ``workers.health``.
+``/ops`` and the alerts all read them through ``workers.ops.health``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ crash or a lost response. Every message carries Slack *message metadata*
 with its key, so a retry first looks in the channel's recent history for a
 message with that key and returns it instead of posting again. The client is
 built without slack_sdk's connection-error retry handler (which could post
-twice); a rate-limit answer raises ``RateLimited`` with Slack's
+twice); a rate-limit answer raises ``SlackRateLimited`` with Slack's
 ``Retry-After`` for the caller to turn into a delayed retry — no thread
 sleeps. Permanent errors (``channel_not_found``, ``not_in_channel`` …) raise
 ``SlackRefused``.
@@ -19,29 +19,12 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from workers.errors import EffectRefused, RetryLater
+from workers.errors import SlackRateLimited, SlackRefused, SlackUnavailable
 
 METADATA_EVENT = "helpdesk_post"
 PERMANENT = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
              "msg_too_long", "invalid_blocks", "no_text", "restricted_action", "missing_scope", "message_not_found",
              "cant_update_message", "edit_window_closed"}
-
-
-class SlackError(Exception):
-    """Base of the errors raised here."""
-
-
-class RateLimited(SlackError, RetryLater):
-    def __init__(self, retry_after: float) -> None:
-        RetryLater.__init__(self, retry_after, f"Slack rate limit: retry after {retry_after:.0f} s")
-
-
-class SlackRefused(SlackError, EffectRefused):
-    """Slack answered with an error that retrying will not cure."""
-
-
-class SlackUnavailable(SlackError):
-    """A network error or a server error: the outcome of the call is unknown; retry (the post is idempotent)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +111,7 @@ class SlackPoster:
             response = exc.response
             error = response.get("error", "") if response is not None else ""
             if response is not None and (response.status_code == 429 or error == "ratelimited"):
-                raise RateLimited(float(response.headers.get("Retry-After", response.headers.get("retry-after", 30)))) from exc
+                raise SlackRateLimited(float(response.headers.get("Retry-After", response.headers.get("retry-after", 30)))) from exc
             if response is not None and response.status_code >= 500:
                 raise SlackUnavailable(f"{method}: HTTP {response.status_code}") from exc
             if error in PERMANENT:

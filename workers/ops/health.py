@@ -16,7 +16,7 @@ above the adapter's checkpoint for longer than ``adapter_silent`` seconds;
 succeeded for a long time. Each adapter is read through
 ``intake.state.AdapterHealth.states``, alike whatever its channel. Workers:
 ``no_workers`` (unhealthy) — work waits and no worker is alive
-(``workers.liveness``, the one reader of liveness). Quarantine:
+(``workers.ops.liveness``, the one reader of liveness). Quarantine:
 ``dead_letters`` and ``quarantined`` (rejected input) are warnings while any is
 open; ``quarantined`` in the snapshot is the number `helpdesk dlq list` shows.
 """
@@ -33,8 +33,8 @@ from sqlalchemy import Engine
 
 from intake.state import AdapterHealth, AdapterState, RedisCheckpointStore
 from storage.queries import open_quarantine_counts, ticket_total
-from workers.liveness import WorkerState, read_workers
-from workers.queue_state import QueueState, read_queue
+from workers.ops.liveness import WorkerState, read_workers
+from workers.ops.queue_state import QueueState, read_queue
 
 if TYPE_CHECKING:
     from config.settings import Settings

@@ -22,7 +22,7 @@ Errors: a rate limit raises ``XRateLimitedSend`` (a ``RetryLater``: a delayed
 retry, no sleeping thread); any other 4xx — and a reply that cannot be sent as
 asked — raises ``XSendRefused`` (an ``EffectRefused``: the message fails,
 visible to staff); network errors, timeouts and 5xx raise
-``intake.x_api.XUnavailable`` and are retried (with the check above).
+``intake.errors.XUnavailable`` and are retried (with the check above).
 
 The X API client is ``intake.x_api``'s, shared with X intake (this module uses
 no part of the intake adapter); the ticket's rows are read and written through
@@ -41,10 +41,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from config.settings import Settings, XSettings
-from intake.x_api import XAccount, XApi, XRateLimited, XRefused, created_time, item_id
+from intake.x_api import XAccount, XApi, created_time, item_id
+from intake.errors import XRateLimited, XRefused
 from intake.x_payload import comparable_text
 from storage.x_replies import Enquirer, enquirer_of, record_sent
-from workers.errors import EffectRefused, RetryLater
+from workers.errors import XRateLimitedSend, XSendRefused
 
 PUBLIC_PREFIX = "public:"
 TWEET_LIMIT = 280
@@ -55,14 +56,6 @@ LOOKBACK = timedelta(minutes=2)  # clocks differ: look a little before the outbo
 LOOKUP_PAGES = 5
 _URL = re.compile(r"https?://\S+|(?<![@\w.])(?:[a-z0-9-]+\.)+(?:com|org|net|gov|edu|int|io|info|co|uk|eu)(?:/\S*)?", re.IGNORECASE)
 _LIGHT = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))  # twitter-text v3: these weigh 1, everything else 2
-
-
-class XSendRefused(EffectRefused):
-    """X refused the reply, or it cannot be sent as asked: retrying unchanged will not help."""
-
-
-class XRateLimitedSend(RetryLater):
-    """X's rate limit for posting or DMs: retry after the reset."""
 
 
 def weighted_length(text: str) -> int:

@@ -12,14 +12,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from storage import contacts, messages, tickets
-from workers import escaping
-from workers.desk import Desk
+from workers.outbound import escaping
+from workers.desk.operations import Desk
+from workers.errors import UnknownCanned
 
 GREETING_FALLBACK = {"en": "there", "es": "cliente", "fr": "Madame, Monsieur", "pt": "cliente"}
-
-
-class UnknownCanned(LookupError):
-    pass
 
 
 def suggestions_text(ticket: Any, templates: Any) -> str:

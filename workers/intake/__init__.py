@@ -1,0 +1,1 @@
+"""Processing intake: the pipeline, threading, routing, re-processing, the documentation index and training."""
