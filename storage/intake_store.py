@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from storage import tickets
+from storage.events import event_row
+from storage.intake_records import Automated, Duplicate, NewTicket, Opened, Reply
 from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET, Ticket
-from storage.upsert import on_conflict
 from storage.errors import LostRace
+from storage.upsert import on_conflict
 
 __all__ = ["CONTACT", "EVENT", "IDENTITY", "MESSAGE", "ORG_DOMAIN", "ORGANISATION", "QUARANTINE", "TICKET",
            "AlreadyStored", "IntakeStore", "IntakeTx", "LostRace"]
@@ -143,13 +145,101 @@ class _KnownIds:
 
 
 class IntakeTx:
-    """The statements the pipeline needs, inside one transaction."""
+    """The pipeline's reads (dedupe, threading) and its decisions recorded, inside one transaction.
+
+    The pipeline hands each decision whole (``storage.intake_records``): ``open_ticket``,
+    ``record_reply``, ``record_automated``, ``record_duplicate``; the rows, metric events and
+    outbox entries they mean are written here.
+    """
 
     def __init__(self, connection: Connection, statements: _Statements, known: _KnownIds | None = None) -> None:
         self.c = connection
         self.s = statements
         self.known = known or _KnownIds()
         self.learned = _KnownIds()
+
+    # -- decisions ----------------------------------------------------------------
+    def open_ticket(self, enquiry: NewTicket, at: datetime) -> Opened:
+        """The enquiry's organisation and contact, the ticket, its first message, the events and the assignment to do."""
+        arrival, labels, route = enquiry.arrival, enquiry.labels, enquiry.route
+        organisation_id = None
+        if labels.organisation:
+            organisation_id = self.upsert_organisation(labels.organisation, labels.organisation_name, labels.sector, at)
+        contact_id = self.upsert_contact(arrival.channel, arrival.sender_address, arrival.sender_name, organisation_id, at,
+                                         arrival.identities)
+        ticket_id = self.c.execute(self.s.ticket_insert, {
+            "status": "new",
+            "subject": arrival.subject,
+            "channel": arrival.channel,
+            "contact_id": contact_id,
+            "organisation_id": organisation_id,
+            "type": labels.type,
+            "type_confidence": labels.type_confidence,
+            "sector": labels.sector,
+            "sector_confidence": labels.sector_confidence,
+            "language": labels.language,
+            "language_confidence": labels.language_confidence,
+            "needs_triage": labels.needs_triage,
+            "classification": labels.explained,
+            "team": route.team,
+            "assignee": None,
+            "priority": route.priority,
+            "routing_rule": route.rule,
+            "routing": route.explained,
+            "suggestions": enquiry.suggestions,
+            "docs_gap": enquiry.docs_gap,
+            "created_at": enquiry.opened_at,
+            "updated_at": at,
+        }).scalar_one()
+        message_pk = self.insert_message(arrival.message_row(
+            ticket_id=ticket_id, kind="enquiry", thread=enquiry.thread, stored_at=at, contact_id=contact_id, language=labels.language
+        ))
+        created = {"type": labels.type, "sector": labels.sector, "language": labels.language, "team": route.team,
+                   "priority": route.priority, "rule": route.rule, "needs_triage": labels.needs_triage,
+                   "organisation": labels.organisation}
+        events = [
+            event_row(f"ticket_created:{ticket_id}", "ticket_created", ticket_id, enquiry.opened_at, created, arrival.channel),
+            event_row(f"routed:{ticket_id}:1", "routed", ticket_id, at, route.explained, arrival.channel),
+        ]
+        if enquiry.docs_gap:
+            events.append(event_row(f"docs_gap:{ticket_id}", "docs_gap", ticket_id, enquiry.opened_at,
+                                    {"type": labels.type, "language": labels.language}, arrival.channel))
+        self.add_events(events)
+        assign_key = f"assign:{ticket_id}"
+        self.add_outbox(assign_key, "assign", ticket_id, {}, at)
+        return Opened(ticket_id, message_pk, assign_key)
+
+    def record_reply(self, reply: Reply, at: datetime) -> int:
+        """The reply's contact and message on its ticket, and the "threaded" event; returns the message's key."""
+        arrival, ticket_id = reply.arrival, reply.thread.ticket_id
+        contact_id = self.upsert_contact(arrival.channel, arrival.sender_address, arrival.sender_name, None, at, arrival.identities)
+        message_pk = self.insert_message(arrival.message_row(
+            ticket_id=ticket_id, kind="reply", thread=reply.thread, stored_at=at, contact_id=contact_id, language=reply.language
+        ))
+        self.add_events([event_row(f"threaded:{message_pk}", "threaded", ticket_id, at, {"rule": reply.thread.rule}, arrival.channel)])
+        return message_pk
+
+    def reopen_for_reply(self, ticket_id: int, message_pk: int, channel: str, at: datetime) -> None:
+        """The enquirer wrote on a resolved ticket: open again, one more reopening counted (as staff's reopening is)."""
+        self.update_ticket(ticket_id, {"status": "open", "resolved_at": None})
+        self.count_reopening(ticket_id)
+        self.add_events([event_row(f"reopened:{message_pk}", "reopened", ticket_id, at, {"by": "enquirer reply"}, channel)])
+
+    def record_automated(self, mail: Automated, at: datetime) -> int:
+        """A bounce or auto-reply: the message (no contact: its sender is a machine) and the "automated" event."""
+        arrival = mail.arrival
+        message_pk = self.insert_message(arrival.message_row(
+            ticket_id=mail.thread.ticket_id, kind="automated", thread=mail.thread, stored_at=at,
+            automated_kind=mail.kind, automated_reason=mail.reason
+        ))
+        self.add_events([event_row(f"automated:{message_pk}", "automated", mail.thread.ticket_id, at,
+                                   {"kind": mail.kind, "reason": mail.reason}, arrival.channel)])
+        return message_pk
+
+    def record_duplicate(self, duplicate: Duplicate, at: datetime) -> bool:
+        """Count one more copy; False if this copy was counted before (nothing is written)."""
+        return self.add_event_once(event_row(duplicate.copy_key, "duplicate", duplicate.ticket_id, at,
+                                             {"message": duplicate.message_pk}, duplicate.channel))
 
     # -- dedupe ----------------------------------------------------------------
     def find_message(self, channel: str, external_id: str) -> AlreadyStored | None:

@@ -325,7 +325,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
             result = services.effects.run(key)
         except RetryLater as exc:
             raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
-        for follow_up in (result or {}).get("effects", []):
+        for follow_up in result.effects if result is not None else ():
             enqueue_effect(broker, follow_up)
         structlog.contextvars.bind_contextvars(outcome="done" if result is not None else "skipped")
 

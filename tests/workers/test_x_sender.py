@@ -86,7 +86,8 @@ def test_a_reply_goes_once_as_a_dm_to_the_enquirer(x: XServer, services: Service
     # Then one DM went to Ana, and the message records its X ids and DM thread
     [dm] = x.fake.sent_dms()
     assert dm["participant_ids"] == [ACCOUNT_ID, ANA] and dm["text"].startswith("Hello Ana")
-    assert result["route"] == "dm" and result["found_existing"] is False
+    assert result.facts["route"] == "dm"
+    assert result.facts["found_existing"] is False
     row = message_row(engine, message_id)
     assert row.status == "sent" and row.message_id == f"dm:{dm['id']}" and row.thread_key == f"dm:{dm['dm_conversation_id']}"
     assert x.fake.sent_tweets() == []
@@ -106,7 +107,7 @@ def test_a_dm_retried_after_a_dropped_answer_is_not_sent_twice(x: XServer, servi
     result = services.effects.run(effect)
 
     # Then the retry found the DM that went out and sent nothing more
-    assert result["found_existing"] is True
+    assert result.facts["found_existing"] is True
     assert len(x.fake.sent_dms()) == 1 and len(x.fake.endpoint_calls("create_dm")) == 1
     assert message_row(engine, message_id).status == "sent"
 
@@ -136,7 +137,9 @@ def test_a_dm_x_refuses_fails_the_reply_with_the_reason(x: XServer, services: Se
 
     result = services.effects.run(effect)
 
-    assert "403" in result["failed"] and "cannot send messages" in result["failed"]
+    assert result.outcome == "failed"
+    assert "403" in result.detail
+    assert "cannot send messages" in result.detail
     assert message_row(engine, message_id).status == "failed" and x.fake.sent_dms() == []
 
 
@@ -156,7 +159,8 @@ def test_a_public_reply_answers_the_enquirers_latest_tweet(x: XServer, services:
     [tweet] = x.fake.sent_tweets()
     assert tweet["text"] == "It is awardStatus: https://example.org/codelists#award-status"
     assert tweet["referenced_tweets"] == [{"type": "replied_to", "id": latest}] and tweet["conversation_id"] == first
-    assert result["tweet_ids"] == [tweet["id"]] and x.fake.sent_dms() == []
+    assert result.facts["tweet_ids"] == [tweet["id"]]
+    assert x.fake.sent_dms() == []
     row = message_row(engine, message_id)
     assert row.message_id == f"tweet:{tweet['id']}" and row.thread_key == f"tweet-conversation:{first}"
 
@@ -181,7 +185,8 @@ def test_a_long_public_reply_becomes_a_numbered_thread_and_resumes_after_a_drop(
     assert [t["text"] for t in tweets] == parts and [t["text"][-5:] for t in tweets] == ["(1/3)", "(2/3)", "(3/3)"]
     assert [t["referenced_tweets"][0]["id"] for t in tweets] == [mention, tweets[0]["id"], tweets[1]["id"]]
     assert all(weighted_length(t["text"]) <= 280 for t in tweets)
-    assert result["found_existing"] == 2 and len(x.fake.endpoint_calls("create_tweet")) == 3
+    assert result.facts["found_existing"] == 2
+    assert len(x.fake.endpoint_calls("create_tweet")) == 3
     assert message_row(engine, message_id).refs == [f"tweet:{t['id']}" for t in tweets]
 
 
@@ -189,13 +194,13 @@ def test_a_public_reply_too_long_or_without_a_tweet_is_refused(x: XServer, servi
     x.fake.mention(ANA, "A question in public")
     ticket = receive(x, services)
     message_id, effect = reply(engine, ticket, "public: " + "x" * 2000)
-    assert "shorten it" in services.effects.run(effect)["failed"]
+    assert "shorten it" in services.effects.run(effect).detail
     assert message_row(engine, message_id).status == "failed"
 
     x.fake.dm(BEN, "A question in private")
     dm_ticket = receive(x, services)
     _, effect = reply(engine, dm_ticket, "public: an answer")
-    assert "no tweet" in services.effects.run(effect)["failed"]
+    assert "no tweet" in services.effects.run(effect).detail
     assert x.fake.sent_tweets() == [] and x.fake.sent_dms() == []
 
 

@@ -2,8 +2,9 @@
 
 Each stage is a pure decision (``detect_automated``, ``Threader.link``,
 ``EnquiryClassifier.classify``, ``Router.route``) over the frozen message;
-only ``Pipeline.process`` touches the database, and all of its writes for one
-message commit together or not at all. Running it twice for the same message
+only ``Pipeline.process`` touches the database: it reads what threading needs and hands
+storage the decision whole (``storage.intake_records``: a new ticket, a reply, an automated
+mail, a duplicate), and all of its writes for one message commit together or not at all. Running it twice for the same message
 stores nothing new: the message row's unique key is claimed first, and a
 second delivery finds it taken.
 """
@@ -22,13 +23,13 @@ from classifiers.pipeline import EnquiryClassifier
 from classifiers.result import Classification
 from intake.message import InboundMessage
 from intake.queue import InflightRegistry, message_ids
-from storage.events import event_row
-from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx
 from storage.errors import LostRace
+from storage.intake_records import Arrival, Automated, Duplicate, Labels, NewTicket, Reply, Route, Threading
+from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx
 from storage.models import utcnow
 from workers.intake.conversation import Threader, ThreadLink
-from workers.intake.routing import RouteDecision, RouteFacts, Router
 from workers.errors import ParentInFlight
+from workers.intake.routing import RouteDecision, RouteFacts, Router
 
 OutcomeKind = Literal["created", "threaded", "automated", "duplicate", "redelivered"]
 
@@ -155,7 +156,7 @@ class Pipeline:
         # or in the overlap window has the same key and is not counted twice.
         copy = sha256(f"{message.channel}\0{message.external_id}\0{message.source}".encode("utf-8", "surrogatepass")).hexdigest()
         key = f"duplicate:{copy[:48]}" if message.source else f"duplicate:{delivery_id}"
-        if not tx.add_event_once(event_row(key, "duplicate", claim.ticket_id, now, {"message": claim.message_pk}, message.channel)):
+        if not tx.record_duplicate(Duplicate(key, message.channel, claim.ticket_id, claim.message_pk), now):
             return Outcome("redelivered", claim.ticket_id, claim.message_pk, f"{message.source} was read before")
         return Outcome("duplicate", claim.ticket_id, claim.message_pk, f"already stored as message {claim.message_pk}")
 
@@ -163,33 +164,21 @@ class Pipeline:
         self, tx: IntakeTx, message: InboundMessage, delivery_id: str, link: ThreadLink, verdict: Verdict, now: datetime
     ) -> Outcome:
         # Robots do not become contacts: a bounce's sender is a mail server, not an enquirer.
-        message_pk = tx.insert_message(
-            _message_row(message, delivery_id, now, ticket_id=link.ticket_id, kind="automated", link=link, verdict=verdict)
-        )
-        data = {"kind": verdict.kind, "reason": verdict.reason}
-        tx.add_events([event_row(f"automated:{message_pk}", "automated", link.ticket_id, now, data, message.channel)])
-        return Outcome("automated", link.ticket_id, message_pk, verdict.reason)
+        mail = Automated(arrival(message, delivery_id), _threading(link), verdict.kind, verdict.reason)
+        return Outcome("automated", link.ticket_id, tx.record_automated(mail, now), verdict.reason)
 
     def _threaded(
         self, tx: IntakeTx, message: InboundMessage, delivery_id: str, link: ThreadLink, labels: Classification, now: datetime
     ) -> Outcome:
         assert link.ticket_id is not None
-        contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, None, now, message.identities)
-        message_pk = tx.insert_message(
-            _message_row(message, delivery_id, now, ticket_id=link.ticket_id, kind="reply", link=link,
-                         contact_id=contact_id, language=labels.language.value)
-        )
-        events = [event_row(f"threaded:{message_pk}", "threaded", link.ticket_id, now, {"rule": link.rule}, message.channel)]
+        message_pk = tx.record_reply(Reply(arrival(message, delivery_id), _threading(link), labels.language.value), now)
         changes: dict[str, Any] = {"updated_at": now}
         status = tx.ticket_status(link.ticket_id)
         if status == "resolved":
-            changes.update(status="open", resolved_at=None)
-            tx.count_reopening(link.ticket_id)  # as a reopening by staff does (desk.set_status)
-            events.append(event_row(f"reopened:{message_pk}", "reopened", link.ticket_id, now, {"by": "enquirer reply"}, message.channel))
+            tx.reopen_for_reply(link.ticket_id, message_pk, message.channel, now)
         elif status == "pending" and self.on_enquirer_reply is not None:
             changes.update(self.on_enquirer_reply(tx, link.ticket_id, now))  # the enquirer answered: the SLA clock runs again
         tx.update_ticket(link.ticket_id, changes)
-        tx.add_events(events)
         return Outcome("threaded", link.ticket_id, message_pk, link.reason)
 
     def _new_ticket(
@@ -203,41 +192,66 @@ class Pipeline:
         now: datetime,
         docs: Signposting | None = None,
     ) -> Outcome:
-        organisation_id = None
-        if labels.organisation:
-            organisation_id = tx.upsert_organisation(labels.organisation, labels.organisation_name, labels.sector.value, now)
-        contact_id = tx.upsert_contact(message.channel, message.sender.address, message.sender.name, organisation_id, now, message.identities)
-        opened_at = _opened_at(message)
-        row = _ticket_row(message, labels, route, contact_id, organisation_id, opened_at, now)
-        if docs is not None:
-            row.update(suggestions=docs.to_json(), docs_gap=docs.gap)
-        ticket_id = tx.create_ticket(row)
-        message_pk = tx.insert_message(
-            _message_row(message, delivery_id, now, ticket_id=ticket_id, kind="enquiry", link=link,
-                         contact_id=contact_id, language=labels.language.value)
+        enquiry = NewTicket(
+            arrival(message, delivery_id),
+            _threading(link),
+            _labels(labels),
+            Route(route.team, route.priority, route.rule, route.to_dict()),
+            _opened_at(message),
+            suggestions=docs.to_json() if docs is not None else None,
+            docs_gap=docs.gap if docs is not None else None,
         )
-        data = {
-            "type": labels.type.value,
-            "sector": labels.sector.value,
-            "language": labels.language.value,
-            "team": route.team,
-            "priority": route.priority,
-            "rule": route.rule,
-            "needs_triage": labels.needs_triage,
-            "organisation": labels.organisation,
-        }
-        tx.add_events(
-            [
-                event_row(f"ticket_created:{ticket_id}", "ticket_created", ticket_id, opened_at, data, message.channel),
-                event_row(f"routed:{ticket_id}:1", "routed", ticket_id, now, route.to_dict(), message.channel),
-            ]
-            + ([event_row(f"docs_gap:{ticket_id}", "docs_gap", ticket_id, opened_at, {"type": labels.type.value,
-                                                                                                       "language": labels.language.value}, message.channel)]
-               if docs is not None and docs.gap else [])
-        )
-        assign_key = f"assign:{ticket_id}"
-        tx.add_outbox(assign_key, "assign", ticket_id, {}, now)
-        return Outcome("created", ticket_id, message_pk, f"{route.team} via {route.rule}", (assign_key,))
+        opened = tx.open_ticket(enquiry, now)
+        return Outcome("created", opened.ticket_id, opened.message_pk, f"{route.team} via {route.rule}", (opened.assign_key,))
+
+
+def arrival(message: InboundMessage, delivery_id: str) -> Arrival:
+    """The message as storage records it."""
+    return Arrival(
+        channel=message.channel,
+        external_id=message.external_id,
+        delivery_id=delivery_id,
+        sender_address=message.sender.address,
+        sender_name=message.sender.name,
+        subject=message.subject,
+        text=message.text,
+        new_text=message.new_text,
+        content_hash=message.content_hash,
+        received_at=message.received_at,
+        sent_at=message.sent_at,
+        report=message.report,
+        signals=dict(message.signals) or None,
+        html=message.html,
+        message_id=message.thread.message_id,
+        thread_key=message.thread.thread_key,
+        refs=list(message.thread.referenced_ids()) or None,
+        raw_ref=message.raw_ref,
+        attachments=[a.model_dump() for a in message.attachments] or None,
+        recipients=[r.model_dump() for r in message.recipients] or None,
+        defects=list(message.defects) or None,
+        truncated=message.truncated,
+        source=message.source,
+        identities=dict(message.identities),
+    )
+
+
+def _threading(link: ThreadLink) -> Threading:
+    return Threading(link.ticket_id, link.rule, link.reason)
+
+
+def _labels(labels: Classification) -> Labels:
+    return Labels(
+        type=labels.type.value,
+        type_confidence=labels.type.confidence,
+        sector=labels.sector.value,
+        sector_confidence=labels.sector.confidence,
+        language=labels.language.value,
+        language_confidence=labels.language.confidence,
+        needs_triage=labels.needs_triage,
+        explained=labels.to_dict(),
+        organisation=labels.organisation,
+        organisation_name=labels.organisation_name,
+    )
 
 
 def _route_facts(message: InboundMessage, labels: Classification) -> RouteFacts:
@@ -267,86 +281,3 @@ def _opened_at(message: InboundMessage) -> datetime:
     if sent is not None and received - timedelta(days=3650) < sent <= received + timedelta(hours=1):
         return min(sent, received).astimezone(timezone.utc)
     return received.astimezone(timezone.utc)
-
-
-def _message_row(
-    message: InboundMessage,
-    delivery_id: str,
-    now: datetime,
-    *,
-    ticket_id: int | None,
-    kind: str,
-    link: ThreadLink,
-    contact_id: int | None = None,
-    language: str | None = None,
-    verdict: Verdict | None = None,
-) -> dict[str, Any]:
-    return {
-        "ticket_id": ticket_id,
-        "channel": message.channel,
-        "external_id": message.external_id,
-        "direction": "in",
-        "kind": kind,
-        "contact_id": contact_id,
-        "language": language,
-        "thread_rule": link.rule,
-        "thread_reason": link.reason,
-        "sender_address": message.sender.address,
-        "sender_name": message.sender.name,
-        "subject": message.subject,
-        "text": message.text,
-        "new_text": message.new_text,
-        "report": message.report,
-        "signals": dict(message.signals) or None,
-        "html": message.html,
-        "message_id": message.thread.message_id,
-        "thread_key": message.thread.thread_key,
-        "refs": list(message.thread.referenced_ids()) or None,
-        "automated_kind": verdict.kind if verdict else None,
-        "automated_reason": verdict.reason if verdict else None,
-        "content_hash": message.content_hash,
-        "raw_ref": message.raw_ref,
-        "attachments": [a.model_dump() for a in message.attachments] or None,
-        "recipients": [r.model_dump() for r in message.recipients] or None,
-        "defects": list(message.defects) or None,
-        "truncated": message.truncated,
-        "source": message.source,
-        "delivery_id": delivery_id,
-        "sent_at": message.sent_at,
-        "received_at": message.received_at,
-        "stored_at": now,
-    }
-
-
-def _ticket_row(
-    message: InboundMessage,
-    labels: Classification,
-    route: RouteDecision,
-    contact_id: int,
-    organisation_id: int | None,
-    opened_at: datetime,
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "status": "new",
-        "subject": message.subject,
-        "channel": message.channel,
-        "contact_id": contact_id,
-        "organisation_id": organisation_id,
-        "type": labels.type.value,
-        "type_confidence": labels.type.confidence,
-        "sector": labels.sector.value,
-        "sector_confidence": labels.sector.confidence,
-        "language": labels.language.value,
-        "language_confidence": labels.language.confidence,
-        "needs_triage": labels.needs_triage,
-        "classification": labels.to_dict(),
-        "team": route.team,
-        "assignee": None,
-        "priority": route.priority,
-        "routing_rule": route.rule,
-        "routing": route.to_dict(),
-        "created_at": opened_at,
-        "updated_at": now,
-    }
-

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine
 
@@ -32,6 +32,38 @@ from workers.desk.operations import Desk, add_staff_message, assign, record_firs
 from workers.errors import EffectRefused, NotSent, SlackRefused
 from workers.desk.replies import template_values
 from workers.outbound.slack import SlackPoster
+
+Outcome = Literal["done", "skipped", "held", "already", "failed"]
+
+
+@dataclass(frozen=True)
+class EffectResult:
+    """What carrying out one outbox row did.
+
+    ``outcome``: done; skipped (nothing to do here: no Slack configured, no team channel…); held (waits
+    for a channel that cannot send yet); already (done before); failed (refused for good, ``detail`` says
+    why). ``facts`` are what the channel answered (a post's channel and ts, a mail's Message-ID), kept on
+    the outbox row for staff; ``effects`` are outbox keys the handler created, for the caller to enqueue.
+    """
+
+    outcome: Outcome = "done"
+    detail: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    effects: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored on the outbox row: the facts, the outcome's reason under its name, the follow-ups."""
+        data = dict(self.facts)
+        if self.outcome != "done":
+            data[self.outcome] = self.detail
+        if self.effects:
+            data["effects"] = list(self.effects)
+        return data
+
+
+def _skipped(reason: str) -> EffectResult:
+    return EffectResult("skipped", reason)
+
 
 _AUTH_FAIL = re.compile(r"\b(dmarc|spf)\s*=\s*(fail|softfail|permerror)\b", re.IGNORECASE)
 
@@ -71,7 +103,7 @@ class Effects:
         self.acknowledge = acknowledge
         self.policy = acknowledgement_policy or AcknowledgementPolicy(window=acknowledgement_window)
         self.acknowledgement_window = self.policy.window
-        self.handlers: dict[str, Callable[[OutboxItem], dict[str, Any]]] = {
+        self.handlers: dict[str, Callable[[OutboxItem], EffectResult]] = {
             "assign": self._assign,
             "acknowledge": self._acknowledge,
             "slack_post": self._slack_post,
@@ -79,11 +111,12 @@ class Effects:
             "slack_update": self._slack_update,
             "send_reply": self._send_reply,
         }
-        # Reply senders per channel of the ticket (e-mail and X register theirs); each returns the sent message's id there.
+        # Reply senders per channel of the ticket (e-mail and X register theirs); each returns what the channel
+        # answered (the sent message's id there), kept as the result's facts.
         # A sender that finds its own earlier sends on a retry says so with ``detects_earlier_sends = True``.
         self.senders: dict[str, Callable[[Any, Any, OutboxItem], dict[str, Any]]] = {"slack": self._send_slack_reply}
 
-    def run(self, key: str) -> dict[str, Any] | None:
+    def run(self, key: str) -> EffectResult | None:
         """Carry out one row; None when it is not (or no longer) ours to do. Raises for the caller to retry.
 
         A result's ``effects`` are outbox keys the handler created: the caller enqueues them.
@@ -99,49 +132,50 @@ class Effects:
             result = handler(item)
         except EffectRefused as exc:
             outbox.release(self.engine, key, str(exc), final=True)
-            return {"failed": str(exc)}
+            return EffectResult("failed", str(exc))
         except Exception as exc:
             outbox.release(self.engine, key, f"{type(exc).__name__}: {exc}")
             raise
-        outbox.complete(self.engine, key, result)
+        outbox.complete(self.engine, key, result.to_json())
         return result
 
     # -- handlers ---------------------------------------------------------------------
-    def _assign(self, item: OutboxItem) -> dict[str, Any]:
+    def _assign(self, item: OutboxItem) -> EffectResult:
         result = assign(self.engine, self.desk, item.ticket_id, self.clock())  # type: ignore[arg-type]
         effects = list(result.effects)
         if self.acknowledge:
             if outbox.put(self.engine, f"ack:{item.ticket_id}", "acknowledge", item.ticket_id, {}, self.clock()):
                 effects.append(f"ack:{item.ticket_id}")
-        return {"outcome": result.outcome, "member": result.member, "reasons": list(result.reasons), "effects": effects}
+        facts = {"outcome": result.outcome, "member": result.member, "reasons": list(result.reasons)}
+        return EffectResult("done", facts=facts, effects=tuple(effects))
 
-    def _acknowledge(self, item: OutboxItem) -> dict[str, Any]:
+    def _acknowledge(self, item: OutboxItem) -> EffectResult:
         """Tell a new enquirer we have their enquiry — once per contact per window, in their language, on their channel."""
         now = self.clock()
         with self.engine.begin() as c:
             ticket = tickets.get(c, item.ticket_id)  # type: ignore[arg-type]
             if ticket is None or ticket.channel not in self.senders:
-                return {"skipped": "no sender for this channel"}
+                return _skipped("no sender for this channel")
             templates = self.desk.config.templates
             texts = templates.acknowledgements.get(ticket.channel)
             if texts is None or ticket.contact_id is None:
-                return {"skipped": "no acknowledgement for this channel"}
+                return _skipped("no acknowledgement for this channel")
             # One decision per contact at a time: the check and the record share this transaction and the contact's lock.
             who = contacts.display_name(c, ticket.contact_id, lock=True) or ""
             recent = acknowledgements.recent_for_contact(c, ticket.contact_id, ticket.id, now - self.acknowledgement_window)
             if recent is not None:
-                return {"skipped": f"acknowledged {self.desk.prefix}-{recent} within the window"}
+                return _skipped(f"acknowledged {self.desk.prefix}-{recent} within the window")
             refusal = self._policy_refusal(c, ticket, now)
             if refusal is not None:
                 events.record(c, f"ack-withheld:{ticket.id}", "acknowledgement_withheld", ticket.id, now, {"reason": refusal})
-                return {"skipped": refusal}
+                return _skipped(refusal)
             events.record(c, f"acknowledged:{ticket.id}", "acknowledged", ticket.id, now, {"contact": ticket.contact_id})
         values = template_values(self.desk, ticket, enquirer=who)
         body = templates.render(templates.pick(texts.body, ticket.language) or "", values)
         subject = templates.render(templates.pick(texts.subject, ticket.language) or "", values).strip() if texts.subject else ""
         recorded = add_staff_message(self.engine, ticket.id, body, now, author="helpdesk", key=f"ack:{ticket.id}",
                                      note=False, kind="acknowledgement", subject=subject)
-        return {"message": recorded.message_id, "effects": [recorded.effect] if recorded.effect else []}
+        return EffectResult("done", facts={"message": recorded.message_id}, effects=(recorded.effect,) if recorded.effect else ())
 
     def _policy_refusal(self, c: Any, ticket: Any, now: datetime) -> str | None:
         """Why no acknowledgement may go to this ticket's enquirer now (None: it may); records it when it may."""
@@ -163,65 +197,65 @@ class Effects:
         acknowledgements.record(c, ticket.id, address, domain, now)
         return None
 
-    def _slack_post(self, item: OutboxItem) -> dict[str, Any]:
+    def _slack_post(self, item: OutboxItem) -> EffectResult:
         if self.poster is None:
-            return {"skipped": "Slack is not configured"}
+            return _skipped("Slack is not configured")
         payload = item.payload
         posted = self.poster.post(item.key, payload["channel"], payload["text"], payload.get("blocks"),
                                   thread_ts=payload.get("thread_ts"), check_first=item.attempts > 1, since=item.created_at.timestamp())
-        return {"channel": posted.channel, "ts": posted.ts, "found_existing": posted.found_existing}
+        return EffectResult("done", facts={"channel": posted.channel, "ts": posted.ts, "found_existing": posted.found_existing})
 
-    def _slack_card(self, item: OutboxItem) -> dict[str, Any]:
+    def _slack_card(self, item: OutboxItem) -> EffectResult:
         if self.poster is None:
-            return {"skipped": "Slack is not configured"}
+            return _skipped("Slack is not configured")
         loaded = cards.load(self.engine, item.ticket_id)  # type: ignore[arg-type]
         ticket, enquirer = loaded if loaded is not None else (None, None)
         team = self.desk.team(ticket.team) if ticket is not None else None
         if ticket is None or team is None or not team.slack_channel:
-            return {"skipped": "no team channel"}
+            return _skipped("no team channel")
         text, blocks = cards.card(ticket, self.desk, enquirer)
         posted = self.poster.post(item.key, team.slack_channel, text, blocks, check_first=item.attempts > 1,
                                   since=item.created_at.timestamp())
         # the newest card is the one whose thread answers the enquirer
         tickets.set_card(self.engine, ticket.id, item.payload.get("assignment", 0), posted.channel, posted.ts)  # type: ignore[arg-type]
-        return {"channel": posted.channel, "ts": posted.ts, "found_existing": posted.found_existing}
+        return EffectResult("done", facts={"channel": posted.channel, "ts": posted.ts, "found_existing": posted.found_existing})
 
-    def _slack_update(self, item: OutboxItem) -> dict[str, Any]:
+    def _slack_update(self, item: OutboxItem) -> EffectResult:
         """Show the ticket as it is now on its card (the same update twice leaves the same card)."""
         if self.poster is None:
-            return {"skipped": "Slack is not configured"}
+            return _skipped("Slack is not configured")
         shown = None
         for _ in range(3):  # two updates racing may land out of order: the last one re-reads until the card is current
             loaded = cards.load(self.engine, item.ticket_id)  # type: ignore[arg-type]
             if loaded is None or not loaded[0].card_ts:
-                return {"skipped": "no card yet"}
+                return _skipped("no card yet")
             ticket, enquirer = loaded
             current = cards.card(ticket, self.desk, enquirer)
             if current == shown:
                 break
             self.poster.update(ticket.card_channel, ticket.card_ts, *current)
             shown = current
-        return {"channel": ticket.card_channel, "ts": ticket.card_ts}
+        return EffectResult("done", facts={"channel": ticket.card_channel, "ts": ticket.card_ts})
 
-    def _send_reply(self, item: OutboxItem) -> dict[str, Any]:
+    def _send_reply(self, item: OutboxItem) -> EffectResult:
         """Send a staff reply on the enquirer's own channel, once; the first one is the ticket's first response."""
         message = messages.get(self.engine, item.payload["message"])
         ticket = tickets.find(self.engine, item.ticket_id) if message is not None else None  # type: ignore[arg-type]
         if message is None or ticket is None:
-            return {"skipped": "message gone"}
+            return _skipped("message gone")
         if message.status in ("sent", "failed"):
-            return {"already": message.status}
+            return EffectResult("already", message.status)
         sender = self.senders.get(ticket.channel)
         if sender is None:  # stays queued: sent once this channel can send (`helpdesk reply --send-queued`)
-            return {"held": f"no sender for the {ticket.channel} channel yet"}
+            return EffectResult("held", f"no sender for the {ticket.channel} channel yet")
         if message.status == "sending" and not getattr(sender, "detects_earlier_sends", False):
             error = ("unconfirmed: the worker stopped while sending, so it may have gone out; check with the enquirer, "
                      f"then `helpdesk reply --resend {message.id}` if it did not")
             self._set_message(message.id, status="failed", error=error)
-            return {"failed": error}
+            return EffectResult("failed", error)
         self._set_message(message.id, status="sending")
         try:
-            result = sender(message, ticket, item)
+            facts = sender(message, ticket, item)
         except EffectRefused as exc:
             self._set_message(message.id, status="failed", error=str(exc)[:2000])
             raise
@@ -232,7 +266,7 @@ class Effects:
         self._set_message(message.id, status="sent", sent_at=now, error=None)
         if message.kind == "reply":  # acknowledgements are not answers
             record_first_response(self.engine, self.desk, ticket.id, now, by=message.author or "staff", key=item.key)
-        return result
+        return EffectResult("done", facts=facts)
 
     def _send_slack_reply(self, message: Any, ticket: Any, item: OutboxItem) -> dict[str, Any]:
         if self.poster is None:
