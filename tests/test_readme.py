@@ -17,5 +17,6 @@ def test_every_setting_is_documented() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "./scripts/test" in readme and "./scripts/demo" in readme
+    assert "./scripts/test" in readme
+    assert "./scripts/demo" in readme
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()

@@ -113,7 +113,8 @@ def test_a_member_signs_in_answers_assigns_and_resolves_and_the_reply_reaches_th
         page.wait_for_selector(".flash:has-text('Resolve: Done')")
 
     assert mail.rcpt_tos == ("lucia@hacienda.gob.mx",)
-    assert "the tender value needs a currency" in mail.message.get_content() and f"HD-{ticket_id}" in mail.message["Subject"]
+    assert "the tender value needs a currency" in mail.message.get_content()
+    assert f"HD-{ticket_id}" in mail.message["Subject"]
     ticket = site.runtime.engine.connect().execute(__import__("sqlalchemy").text(f"select status, assignee from ticket where id={ticket_id}")).one()
     assert tuple(ticket) == ("resolved", "tom")
     assert (tmp_path / "queue.png").stat().st_size > 10_000
@@ -135,7 +136,9 @@ def test_a_manager_sees_the_month_rendered_as_charts(site: Site, browser, tmp_pa
     bars = page.locator("svg.chart rect[fill='#0072B2']").count()
     Shots(tmp_path).take(page, "reports")
 
-    assert box is not None and box["width"] > 300 and box["height"] > 150
+    assert box is not None
+    assert box["width"] > 300
+    assert box["height"] > 150
     assert bars >= 1
     assert page.locator("nav >> text=Operations").count() == 0  # a manager is no operator
 
@@ -170,4 +173,5 @@ def test_an_enquirers_form_submission_appears_in_the_open_queue_without_reloadin
     assert reference.startswith("WEB-")
     assert staff.url.endswith("/tickets")  # the staff page was never reloaded
     row = staff.locator("#queue tr:has-text('Publicación de contratos abiertos')")
-    assert "web" in row.inner_text() and appeared < 30
+    assert "web" in row.inner_text()
+    assert appeared < 30

@@ -30,10 +30,12 @@ def test_given_a_valid_enquiry_when_posted_to_the_api_then_202_with_a_reference_
 
     assert response.status_code == 202
     body = response.json()
-    assert body["status"] == "queued" and body["reference"].startswith("WEB-")
+    assert body["status"] == "queued"
+    assert body["reference"].startswith("WEB-")
     [message] = _queued(site)
     assert (message.channel, message.sender.address, message.subject) == ("web", "lucia@hacienda.gob.mx", GOOD["subject"])
-    assert message.identities == {"email": "lucia@hacienda.gob.mx"} and "Secretaría de Hacienda" in message.text
+    assert message.identities == {"email": "lucia@hacienda.gob.mx"}
+    assert "Secretaría de Hacienda" in message.text
 
 
 def test_given_the_same_idempotency_key_twice_then_the_same_message_identity_is_queued(site: Site) -> None:
@@ -70,7 +72,8 @@ def test_given_a_flood_from_one_address_then_429_with_retry_after(site: Site) ->
     limit = site.runtime.settings.web_enquiries_per_hour
     codes = [client.post("/api/v1/enquiries", json={**GOOD, "subject": f"n{i}"}).status_code for i in range(limit + 1)]
 
-    assert codes[:limit] == [202] * limit and codes[-1] == 429
+    assert codes[:limit] == [202] * limit
+    assert codes[-1] == 429
 
 
 def test_given_a_huge_form_body_then_413(site: Site) -> None:
@@ -81,14 +84,18 @@ def test_given_a_huge_form_body_then_413(site: Site) -> None:
 def test_the_form_speaks_the_browsers_language_and_thanks_with_a_reference(site: Site) -> None:
     client = site.client(headers={"Accept-Language": "fr-CA,fr;q=0.9,en;q=0.5"})
     page = client.get("/enquiry")
-    assert page.status_code == 200 and "Votre question" in page.text and 'lang="fr"' in page.text
+    assert page.status_code == 200
+    assert "Votre question" in page.text
+    assert 'lang="fr"' in page.text
     assert "Su consulta" in site.client(headers={"Accept-Language": "es"}).get("/enquiry").text
     assert "A sua pergunta" in site.client(headers={"Accept-Language": "pt-BR"}).get("/enquiry").text
     assert "Your question" in site.client(headers={"Accept-Language": "de"}).get("/enquiry").text
 
     done = client.post("/enquiry", data={**GOOD, "csrf_token": csrf(client, "/enquiry"), "submission": "s-1", "website": ""})
 
-    assert done.status_code == 200 and "WEB-" in done.text and "Merci" in done.text
+    assert done.status_code == 200
+    assert "WEB-" in done.text
+    assert "Merci" in done.text
     assert [m.source for m in _queued(site)] == ["web:form"]
 
 
@@ -98,8 +105,11 @@ def test_given_a_filled_honeypot_or_no_csrf_token_then_nothing_is_queued(site: S
     forged = site.client().post("/enquiry", data={**GOOD, "csrf_token": "forged"})
     invalid = client.post("/enquiry", data={**GOOD, "email": "nope", "csrf_token": csrf(client, "/enquiry")})
 
-    assert robot.status_code == 200 and forged.status_code == 403 and invalid.status_code == 422
-    assert "not an e-mail address" in invalid.text and 'value="Lucía Pérez"' in invalid.text
+    assert robot.status_code == 200
+    assert forged.status_code == 403
+    assert invalid.status_code == 422
+    assert "not an e-mail address" in invalid.text
+    assert 'value="Lucía Pérez"' in invalid.text
     assert _queued(site) == []
 
 
@@ -115,7 +125,9 @@ def test_given_an_enquiry_from_the_api_when_the_worker_runs_then_a_web_ticket_ap
                 ticket = c.execute(select(TICKET).where(TICKET.c.channel == "web")).first()
             time.sleep(0.2)
 
-    assert ticket is not None and ticket.subject == GOOD["subject"] and ticket.language == "es"
+    assert ticket is not None
+    assert ticket.subject == GOOD["subject"]
+    assert ticket.language == "es"
     with site.runtime.engine.connect() as c:
         assert c.execute(select(MESSAGE.c.sender_address).where(MESSAGE.c.ticket_id == ticket.id)).scalar() == "lucia@hacienda.gob.mx"
 
@@ -130,4 +142,5 @@ def test_given_a_web_ticket_then_its_replies_are_addressed_by_mail_to_the_enquir
 
     thread = thread_of(site.runtime.engine, ticket_id)
 
-    assert thread is not None and (thread.to_address, thread.subject, thread.in_reply_to) == ("lucia@hacienda.gob.mx", GOOD["subject"], None)
+    assert thread is not None
+    assert (thread.to_address, thread.subject, thread.in_reply_to) == ("lucia@hacienda.gob.mx", GOOD["subject"], None)

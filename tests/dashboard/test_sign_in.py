@@ -29,7 +29,8 @@ def test_given_the_command_when_a_password_is_set_then_only_its_argon2_hash_is_s
     with Runtime(web_settings) as runtime, runtime.engine.connect() as c:
         rows = c.execute(select(CREDENTIAL.c.staff_key, CREDENTIAL.c.password_hash)).all()
     assert [r.staff_key for r in rows] == ["ana"]
-    assert rows[0].password_hash.startswith("$argon2id$") and "a long enough password" not in rows[0].password_hash
+    assert rows[0].password_hash.startswith("$argon2id$")
+    assert "a long enough password" not in rows[0].password_hash
 
 
 def test_given_a_password_when_signing_in_then_the_session_cookie_is_httponly_and_lax_and_signing_out_ends_it(site: Site) -> None:
@@ -38,9 +39,11 @@ def test_given_a_password_when_signing_in_then_the_session_cookie_is_httponly_an
 
     response = client.post("/login", data={"username": "ana", "password": PASSWORD, "csrf_token": csrf(client, "/login")})
 
-    assert response.status_code == 303 and response.headers["location"] == "/tickets"
+    assert response.status_code == 303
+    assert response.headers["location"] == "/tickets"
     cookie = response.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
     stolen = dict(client.cookies)
     assert client.get("/tickets").status_code == 200
     token = csrf(client, "/tickets")
@@ -58,7 +61,8 @@ def test_given_a_wrong_password_or_a_missing_csrf_token_then_nobody_is_signed_in
     forged = site.client().post("/login", data={"username": "ana", "password": PASSWORD, "csrf_token": "x" * 43})
 
     assert (wrong.status_code, unknown.status_code, forged.status_code) == (401, 401, 403)
-    assert "Wrong username or password." in wrong.text and "Wrong username or password." in unknown.text
+    assert "Wrong username or password." in wrong.text
+    assert "Wrong username or password." in unknown.text
     assert client.get("/tickets").status_code == 303
 
 
@@ -71,14 +75,18 @@ def test_given_repeated_failures_when_the_limit_is_reached_then_even_the_right_p
 
     blocked = client.post("/login", data={"username": "tom", "password": PASSWORD, "csrf_token": token})
 
-    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) > 0
 
 
 def test_every_page_carries_the_security_headers(site: Site) -> None:
     response = site.client().get("/login")
     csp = response.headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
-    assert response.headers["x-content-type-options"] == "nosniff" and response.headers["x-frame-options"] == "DENY"
+    assert "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
 
 
 def test_given_an_open_redirect_in_next_then_sign_in_stays_on_this_site(site: Site) -> None:

@@ -27,8 +27,11 @@ def test_given_a_token_when_listing_and_reading_tickets_then_200_with_json(site:
     listing = client.get("/api/v1/tickets", params={"q": "API subject"})
     one = client.get(f"/api/v1/tickets/HD-{ticket_id}")
 
-    assert listing.status_code == 200 and [t["number"] for t in listing.json()["tickets"]] == [f"HD-{ticket_id}"]
-    assert one.status_code == 200 and one.json()["ticket"]["subject"] == "API subject" and one.json()["messages"]
+    assert listing.status_code == 200
+    assert [t["number"] for t in listing.json()["tickets"]] == [f"HD-{ticket_id}"]
+    assert one.status_code == 200
+    assert one.json()["ticket"]["subject"] == "API subject"
+    assert one.json()["messages"]
     assert [e["kind"] for e in one.json()["history"]][0] == "ticket_created"
 
 
@@ -56,7 +59,8 @@ def test_bad_parameters_unknown_tickets_and_bodies_get_their_codes(site: Site) -
     assert client.post(url, content=b"{" + b" " * 70_000 + b"}", headers={"content-type": "application/json"}).status_code == 413
     assert client.post("/api/v1/tickets/HD-99999/actions", json={"action": "resolve"}, headers={"idempotency-key": "k"}).status_code == 404
     assigned = client.post(url, json={"action": "assign", "member": "mallory"}, headers={"idempotency-key": "k2"})
-    assert assigned.status_code == 422 and "not a member" in assigned.json()["detail"]
+    assert assigned.status_code == 422
+    assert "not a member" in assigned.json()["detail"]
 
 
 def test_given_a_member_token_when_resolving_twice_with_one_key_then_done_once(site: Site) -> None:
@@ -80,7 +84,8 @@ def test_given_an_operator_token_then_reading_tickets_is_allowed_but_replying_is
     refused = client.post(f"/api/v1/tickets/HD-{ticket_id}/actions", json={"action": "reply", "text": "hi"}, headers={"idempotency-key": "x1"})
 
     assert client.get("/api/v1/tickets").status_code == 200
-    assert refused.status_code == 403 and "may not reply" in refused.json()["error"]
+    assert refused.status_code == 403
+    assert "may not reply" in refused.json()["error"]
     assert [(e.actor, e.action) for e in audit.entries(site.runtime.engine, outcome="refused")] == [("olu", "reply")]
 
 
@@ -88,7 +93,8 @@ def test_given_too_many_requests_then_429(site: Site, web_settings) -> None:  # 
     headers = _token(site, "ana")
     client = site.client(headers=headers)
     codes = [client.get("/api/v1/tickets").status_code for _ in range(web_settings.web_api_requests_per_minute + 1)]
-    assert codes[-1] == 429 and set(codes[:-1]) == {200}
+    assert codes[-1] == 429
+    assert set(codes[:-1]) == {200}
 
 
 def test_the_openapi_description_names_every_path_and_status(site: Site) -> None:
@@ -111,5 +117,6 @@ def test_tokens_create_prints_a_token_once_and_stores_only_its_hash(site: Site, 
     with site.runtime.engine.connect() as c:
         stored = c.execute(select(TOKEN.c.token_hash, TOKEN.c.staff_key)).all()
         assert c.execute(select(CREDENTIAL)).first() is not None
-    assert [s.staff_key for s in stored] == ["ana"] and token not in stored[0].token_hash
+    assert [s.staff_key for s in stored] == ["ana"]
+    assert token not in stored[0].token_hash
     assert site.client(headers={"Authorization": f"Bearer {token}"}).get("/api/v1/tickets").status_code == 200

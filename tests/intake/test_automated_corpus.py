@@ -74,7 +74,9 @@ def test_robots_in_sisimais_set_are_recognised(sisimai: Path) -> None:
             odd.append(f"{path.name}: {verdict.kind} ({verdict.reason})")
     assert ROBOTS - len(misses) >= NEEDED, f"{len(misses)} missed:\n" + "\n".join(misses)
     assert not odd, "unexpected kinds:\n" + "\n".join(odd)
-    assert kinds["bounce"] >= 550 and kinds["complaint"] >= 15 and kinds["auto_reply"] >= 5
+    assert kinds["bounce"] >= 550
+    assert kinds["complaint"] >= 15
+    assert kinds["auto_reply"] >= 5
 
 
 @pytest.mark.parametrize("name", PEOPLE)
@@ -84,7 +86,8 @@ def test_mail_from_people_is_not_automated(sisimai: Path, name: str) -> None:
 
 def test_the_crash_report_control_is_a_bounce(sisimai: Path) -> None:
     verdict = _verdict(sisimai / "not" / ROBOT_CONTROL)
-    assert verdict is not None and verdict.kind == "bounce"
+    assert verdict is not None
+    assert verdict.kind == "bounce"
 
 
 @pytest.mark.parametrize(
@@ -104,13 +107,16 @@ def test_the_crash_report_control_is_a_bounce(sisimai: Path) -> None:
 )
 def test_each_kind_of_evidence(sisimai: Path, name: str, kind: str, reason: str) -> None:
     verdict = _verdict(sisimai / "bsd" / name)
-    assert verdict is not None and verdict.kind == kind and reason in verdict.reason
+    assert verdict is not None
+    assert verdict.kind == kind
+    assert reason in verdict.reason
 
 
 def test_a_null_sender_is_named_after_the_reporting_domain(sisimai: Path) -> None:
     raw = (sisimai / "bsd" / "lhost-sendmail-56.eml").read_bytes()  # From: Mail Delivery Subsystem <MAILER-DAEMON>
     message = parse_email(raw, received_at=datetime.now(timezone.utc), source="", raw_ref=None).message
-    assert message.sender.address == "mailer-daemon@neko.nyaan.jp" and message.sender.name == "Mail Delivery Subsystem"
+    assert message.sender.address == "mailer-daemon@neko.nyaan.jp"
+    assert message.sender.name == "Mail Delivery Subsystem"
     assert any(d.startswith("sender: no address") for d in message.defects)  # the stand-in is not hidden
 
 
@@ -154,7 +160,8 @@ def test_importing_the_set_records_robots_and_opens_tickets_only_for_people(
         people = sorted(c.execute(select(MESSAGE.c.source).where(MESSAGE.c.kind != "automated")).scalars())
     # sisimai's set holds 30 byte-identical copies: each is recorded once, then as a duplicate of that robot
     recorded = counts["automated"] + sum(1 for d in duplicates if d["message"] in automated_pks)
-    assert result.rejected == 0 and counts["quarantined"] == 0, counts["quarantined_by_reason"]
+    assert result.rejected == 0, counts["quarantined_by_reason"]
+    assert counts["quarantined"] == 0, counts["quarantined_by_reason"]
     assert recorded >= NEEDED + 1, f"{recorded} recorded as automated; stored as people's mail: {people}"  # + the robot control
     assert {Path(p).name for p in people} >= set(PEOPLE)
     assert len([p for p in people if "/bsd/" in p]) <= ROBOTS - NEEDED, people

@@ -24,7 +24,8 @@ def test_folder_of_eml_files_in_name_order(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not mail")
     adapter, sink, archive = _adapter()
     result = adapter.ingest_all(discover([tmp_path]))
-    assert result.queued == 3 and result.rejected == 0
+    assert result.queued == 3
+    assert result.rejected == 0
     assert [m.external_id for m in sink.messages] == ["m1@x.org", "m2@x.org", "m3@x.org"]
     assert all(m.raw_ref in archive for m in sink.messages)
 
@@ -46,10 +47,12 @@ def test_unreadable_item_is_quarantined_with_reason_and_raw_kept(tmp_path: Path)
     (tmp_path / "junk.eml").write_bytes(b"\x00\x01\x02")
     adapter, sink, archive = _adapter()
     result = adapter.ingest_all(discover([tmp_path]))
-    assert result.rejected == 1 and not sink.messages
+    assert result.rejected == 1
+    assert not sink.messages
     rejected = sink.rejected[0]
     assert rejected.reason == "not_an_email"
-    assert rejected.raw_ref in archive and archive.get(rejected.raw_ref) == b"\x00\x01\x02"
+    assert rejected.raw_ref in archive
+    assert archive.get(rejected.raw_ref) == b"\x00\x01\x02"
 
 
 def test_missing_path_is_an_error(tmp_path: Path) -> None:
@@ -62,7 +65,8 @@ def test_file_archive_is_content_addressed_and_idempotent(tmp_path: Path) -> Non
     ref = archive.put(b"hello")
     assert archive.put(b"hello") == ref
     assert archive.get(ref) == b"hello"
-    assert ref in archive and "0" * 64 not in archive
+    assert ref in archive
+    assert "0" * 64 not in archive
     with pytest.raises(KeyError):
         archive.get("../../etc/passwd")
 
@@ -92,7 +96,8 @@ def test_a_file_gone_before_it_is_read_is_quarantined_and_the_rest_imported(tmp_
     assert (result.queued, result.rejected) == (3, 2)
     assert sorted(m.external_id for m in sink.messages) == ["f1@x.org", "f3@x.org", "md1@x.org"]
     assert [r.reason for r in sink.rejected] == ["unreadable", "unreadable"]
-    assert sink.rejected[0].source == f"file:{tmp_path / '2.eml'}" and sink.rejected[0].detail.startswith("FileNotFoundError")
+    assert sink.rejected[0].source == f"file:{tmp_path / '2.eml'}"
+    assert sink.rejected[0].detail.startswith("FileNotFoundError")
     assert sink.rejected[1].source.startswith("maildir:")
 
 
@@ -107,8 +112,10 @@ def test_a_mail_whose_ingestion_raises_is_quarantined_with_its_raw_bytes(tmp_pat
     result = adapter.ingest_all(discover([tmp_path]))
     assert (result.queued, result.rejected) == (2, 1)
     [rejected] = sink.rejected
-    assert rejected.reason == "adapter_error" and rejected.detail.startswith("RecursionError: maximum recursion depth")
-    assert rejected.raw_ref in archive and b"RECURSE-ME" in archive.get(rejected.raw_ref)
+    assert rejected.reason == "adapter_error"
+    assert rejected.detail.startswith("RecursionError: maximum recursion depth")
+    assert rejected.raw_ref in archive
+    assert b"RECURSE-ME" in archive.get(rejected.raw_ref)
     assert rejected.source == f"file:{tmp_path / '2.eml'}"
 
 

@@ -134,4 +134,5 @@ def test_every_mutated_mail_becomes_a_message_or_a_rejection(seeds: list[bytes],
     if isinstance(outcome, InboundMessage):
         assert InboundMessage.from_json(outcome.to_json()) == outcome
     else:
-        assert outcome.reason and len(outcome.reason) <= 100
+        assert outcome.reason
+        assert len(outcome.reason) <= 100

@@ -64,7 +64,8 @@ def test_mail_stays_unread_and_the_checkpoint_advances(dovecot, mailbox, setting
     client.logout()
     assert all(b"\\Seen" not in f for f in flags.values())
     checkpoint = RedisCheckpointStore(broker.client, settings.redis_namespace).get("imap", account.name, "INBOX")
-    assert checkpoint is not None and checkpoint.last_uid == 5
+    assert checkpoint is not None
+    assert checkpoint.last_uid == 5
 
 
 def test_uid_star_quirk_and_the_overlap_window_store_nothing_twice(dovecot, mailbox, settings, broker, engine: Engine, running_worker) -> None:  # noqa: ANN001
@@ -134,7 +135,8 @@ def test_cc_fan_out_to_two_folders_gives_one_ticket(dovecot, mailbox, settings, 
     account = account_for(dovecot, mailbox, ("INBOX", "Support"))
     with running_worker(engine), watching(account, settings, broker), watching(account, settings, broker, folder="Support"):
         wait_for(lambda: count(engine, EVENT, EVENT.c.kind == "duplicate") == 1, timeout=15)
-    assert tickets(engine) == 1 and messages(engine) == 1
+    assert tickets(engine) == 1
+    assert messages(engine) == 1
 
 
 def test_robots_open_no_tickets(dovecot, mailbox, settings, broker, engine: Engine, running_worker) -> None:  # noqa: ANN001
@@ -151,10 +153,13 @@ def test_robots_open_no_tickets(dovecot, mailbox, settings, broker, engine: Engi
     assert tickets(engine) == 1
     ticket_id = rows["orig@x.org"].ticket_id
     assert (rows["ooo@x.org"].kind, rows["ooo@x.org"].ticket_id) == ("automated", ticket_id)
-    assert rows["news@x.org"].automated_kind == "list" and rows["news@x.org"].ticket_id is None
+    assert rows["news@x.org"].automated_kind == "list"
+    assert rows["news@x.org"].ticket_id is None
     bounce = rows["bounce-1@mx.example.net"]
-    assert bounce.automated_kind == "bounce" and bounce.ticket_id == ticket_id  # it returned the enquiry's message
-    assert bounce.report["recipient"] == "gone@nowhere.example" and bounce.report["status"] == "5.1.1"
+    assert bounce.automated_kind == "bounce"
+    assert bounce.ticket_id == ticket_id  # it returned the enquiry's message
+    assert bounce.report["recipient"] == "gone@nowhere.example"
+    assert bounce.report["status"] == "5.1.1"
 
 
 def test_processed_mail_is_moved_only_once_its_ticket_exists(dovecot, mailbox, settings, broker, engine: Engine, running_worker, tmp_path: Path) -> None:  # noqa: ANN001
@@ -179,7 +184,8 @@ def test_processed_mail_is_moved_only_once_its_ticket_exists(dovecot, mailbox, s
         assert _folder_size(dovecot, mailbox, "Processed") == 0
         with running_worker(engine, settings), watching(account, settings, broker):  # the worker's after-store hook tells the mover
             wait_for(lambda: _folder_size(dovecot, mailbox, "Processed") == 1, timeout=15)
-            assert tickets(engine) == 1 and _folder_size(dovecot, mailbox, "INBOX") == 0
+            assert tickets(engine) == 1
+            assert _folder_size(dovecot, mailbox, "INBOX") == 0
             with engine.connect() as c:
                 stored_source = c.execute(select(MESSAGE.c.source)).scalar_one()
             uidvalidity = imap_client(dovecot, mailbox).select_folder("INBOX", readonly=True)[b"UIDVALIDITY"]
@@ -319,4 +325,6 @@ def test_a_failing_token_command_is_reported_and_retried(dovecot, mailbox, setti
         wait_for(lambda: "OAuth2 token command" in last_error(), timeout=15)
     # the error names the program and its exit status, never its arguments (a client secret) or its output
     assert "broken-provider [redacted] failed with exit status 3" in last_error()
-    assert secret not in last_error() and "client-id" not in last_error() and "refresh token" not in last_error()
+    assert secret not in last_error()
+    assert "client-id" not in last_error()
+    assert "refresh token" not in last_error()

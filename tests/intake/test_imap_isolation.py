@@ -127,10 +127,14 @@ def test_a_mail_that_crashes_ingestion_is_quarantined_and_the_rest_is_read(dovec
         health = _health(settings, broker, account)
     # Then the bad one is quarantined with the reason, the exception and its raw bytes; the later ones are tickets
     assert (row.kind, row.reason, row.channel) == ("rejected", "adapter_error", "email")
-    assert row.detail.startswith("RecursionError: maximum recursion depth") and 'File "' in row.detail  # and where it was raised
-    assert row.source.endswith(";uid=2") and row.raw_ref and MARKER in real.archive.get(row.raw_ref)
+    assert row.detail.startswith("RecursionError: maximum recursion depth")
+    assert 'File "' in row.detail  # and where it was raised
+    assert row.source.endswith(";uid=2")
+    assert row.raw_ref
+    assert MARKER in real.archive.get(row.raw_ref)
     # and the watcher never died: no restart, the checkpoint is past every mail
-    assert "restarts" not in health and _checkpoint(settings, broker, account) == 4
+    assert "restarts" not in health
+    assert _checkpoint(settings, broker, account) == 4
     ingestor.close()
 
 
@@ -188,7 +192,8 @@ def test_a_crashed_watcher_is_restarted_counted_and_shown(dovecot, mailbox, sett
         health = _health(settings, broker, account)
         snap = snapshot(broker.client, settings.redis_namespace, engine, QUEUES, 60_000)
     # Then the watcher was restarted once, and health records and reports it
-    assert health["restarts"] == "1" and health["last_crash"].startswith("RuntimeError: a bug nobody foresaw")
+    assert health["restarts"] == "1"
+    assert health["last_crash"].startswith("RuntimeError: a bug nobody foresaw")
     assert float(health["running"]) > time.time() - 5
     [problem] = [p for p in snap.problems if p.subject == f"imap:{account.name}/INBOX"]
     assert (problem.condition, problem.severity) == ("adapter_restarted", "warning")
@@ -220,7 +225,9 @@ def test_mail_waiting_above_a_checkpoint_that_does_not_move_is_unhealthy(dovecot
     # Then nothing was skipped, and health says that mail waits
     assert _checkpoint(settings, broker, account) == 0
     stuck = [p for p in snap.problems if p.condition == "adapter_stuck"]
-    assert len(stuck) == 1 and stuck[0].severity == "unhealthy" and "2 message(s) above the checkpoint" in stuck[0].detail
+    assert len(stuck) == 1
+    assert stuck[0].severity == "unhealthy"
+    assert "2 message(s) above the checkpoint" in stuck[0].detail
     ingestor.close()
 
 
@@ -253,7 +260,8 @@ def test_a_killed_adapter_is_reported_not_running_by_status(dovecot, mailbox, tm
     result = subprocess.run([sys.executable, "-m", "ops", "status", "--json"], env=env, capture_output=True, text=True, timeout=120)
     data = json.loads(result.stdout)
     down = [p for p in data["problems"] if p["condition"] == "adapter_down"]
-    assert result.returncode == 1 and data["status"] == "unhealthy"
+    assert result.returncode == 1
+    assert data["status"] == "unhealthy"
     assert [(p["subject"], p["severity"]) for p in down] == [(name, "unhealthy")]
     client.close()
 

@@ -18,11 +18,13 @@ def test_plain_message_fields() -> None:
     m = parsed.message
     assert m.channel == "email"
     assert m.external_id == "m1@hacienda.gob.mx"
-    assert m.sender.address == "ana@hacienda.gob.mx" and m.sender.name == "Ana Gómez"
+    assert m.sender.address == "ana@hacienda.gob.mx"
+    assert m.sender.name == "Ana Gómez"
     assert [r.address for r in m.recipients] == ["helpdesk@osds.example"]
     assert m.subject == "Validation errors in our tender data"
     assert "validation errors" in m.text
-    assert m.thread.in_reply_to == ("b@x",) and m.thread.references == ("a@x", "b@x")
+    assert m.thread.in_reply_to == ("b@x",)
+    assert m.thread.references == ("a@x", "b@x")
     assert m.sent_at == NOW
 
 
@@ -45,7 +47,8 @@ def test_html_only_body_is_converted_to_text_and_kept() -> None:
     m = parse(raw).message
     assert "Where can I download the data?" in m.text
     assert "<b>" not in m.text
-    assert m.html is not None and "<table>" in m.html
+    assert m.html is not None
+    assert "<table>" in m.html
 
 
 def test_unknown_charset_is_decoded_with_replacement_and_noted() -> None:
@@ -55,7 +58,8 @@ def test_unknown_charset_is_decoded_with_replacement_and_noted() -> None:
         b"Caf\xe9 con leche \xff\xfe and more text"
     )
     m = parse(raw).message
-    assert "Caf" in m.text and "con leche" in m.text
+    assert "Caf" in m.text
+    assert "con leche" in m.text
     assert any("charset" in d for d in m.defects)
     m.to_json()  # JSON-safe despite the undecodable bytes
 
@@ -85,7 +89,8 @@ def test_broken_headers_fall_back_to_raw_values() -> None:
 def test_nul_bytes_and_invalid_utf8_in_headers_are_made_safe() -> None:
     raw = b"From: a@b.org\r\nSubject: bad \xff\xfe subject\x00x\r\nMessage-ID: <n@b.org>\r\n\r\nbody\x00with nul\r\n"
     m = parse(raw).message
-    assert "\x00" not in m.subject and "\x00" not in m.text
+    assert "\x00" not in m.subject
+    assert "\x00" not in m.text
     m.to_json()
 
 
@@ -120,7 +125,8 @@ def test_attachments_are_listed_with_hash_and_bytes_returned() -> None:
     parsed = parse(msg.as_bytes(), Limits(max_attachment_bytes=8))
     names = {a.filename: a for a in parsed.message.attachments}
     assert set(names) == {"data.csv", "big.png"}
-    assert names["data.csv"].stored and names["data.csv"].size == 8
+    assert names["data.csv"].stored
+    assert names["data.csv"].size == 8
     assert not names["big.png"].stored  # over the cap: metadata only
     assert set(parsed.blobs) == {names["data.csv"].sha256}
     assert parsed.message.text.strip() == "see attached"

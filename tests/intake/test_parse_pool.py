@@ -94,7 +94,8 @@ def test_a_poisoned_mail_is_quarantined_and_the_next_one_parses(pool: ParsePool,
     assert rejected.reason == reason, rejected.detail
     assert time.monotonic() - started < 3 + 5
     if reason == "parse_error":
-        assert rejected.detail.startswith("KeyError: 'a parser bug'") and "misbehaving_parse" in rejected.detail
+        assert rejected.detail.startswith("KeyError: 'a parser bug'")
+        assert "misbehaving_parse" in rejected.detail
     # And the next ordinary mail parses on a helper that replaced the broken one
     assert _parse(pool, make_email()).message.subject == "Validation errors in our tender data"
     assert len(pool.helper_pids) <= 2
@@ -156,7 +157,8 @@ def test_each_hostile_mail_ends_as_a_message_or_quarantined_with_its_reason(mail
         (rejected,) = sink.rejected
         allowed = mail.reasons | ({"parse_error"} if "message" in mail.reasons else set())  # see the report on mime.py bugs
         assert rejected.reason in allowed, rejected.detail
-        assert rejected.raw_ref in archive and rejected.detail
+        assert rejected.raw_ref in archive
+        assert rejected.detail
 
 
 def test_the_ingestor_quarantines_even_an_exception_outside_the_parser() -> None:
@@ -167,7 +169,8 @@ def test_the_ingestor_quarantines_even_an_exception_outside_the_parser() -> None
     sink = MemorySink()
     ingestor = EmailIngestor(sink, MemoryArchive(), Limits(), parser=BrokenParser())
     assert ingestor.ingest(make_email(), "test") is False
-    assert sink.rejected[0].reason == "parse_error" and sink.rejected[0].detail.startswith("ZeroDivisionError")
+    assert sink.rejected[0].reason == "parse_error"
+    assert sink.rejected[0].detail.startswith("ZeroDivisionError")
 
 
 def test_in_process_parsing_translates_failures_the_same_way() -> None:

@@ -57,7 +57,8 @@ def test_every_message_parses_or_is_rejected_with_a_reason(corpus: Path) -> None
 def test_robots_in_the_wild(corpus: Path, name: str, kind: str) -> None:
     message = parse_email((corpus / name).read_bytes(), received_at=datetime.now(timezone.utc), source=name, raw_ref=None).message
     verdict = detect_automated(message.sender.address, message.subject, message.signals, report=message.report)  # as the worker does
-    assert verdict is not None and verdict.kind == kind
+    assert verdict is not None
+    assert verdict.kind == kind
 
 
 def test_people_in_the_wild_are_not_robots(corpus: Path) -> None:
@@ -86,7 +87,8 @@ def test_people_in_the_wild_are_not_robots(corpus: Path) -> None:
 def test_dsn_fields_are_read(corpus: Path) -> None:
     message = parse_email((corpus / "mailgun-flanker/bounce/mailbox-full.eml").read_bytes(),
                           received_at=datetime.now(timezone.utc), source="", raw_ref=None).message
-    assert message.report["recipient"] == "user@aol.com" and message.report["status"] == "5.2.2"
+    assert message.report["recipient"] == "user@aol.com"
+    assert message.report["status"] == "5.2.2"
     assert message.report["original_message_id"] in message.thread.references  # so it can attach to what it returns
 
 
@@ -103,7 +105,8 @@ SPLIT_IN_ALL_LANGUAGES = [
 def test_quoted_history_is_separated(corpus: Path, name: str) -> None:
     text = (corpus / "crisp-email-reply-parser" / name).read_bytes().decode("utf-8", "replace")
     new = ReplySplitter(("en", "es", "fr", "pt")).new_text(text)
-    assert new.startswith(LOREM_START) and new.endswith(LOREM_END)
+    assert new.startswith(LOREM_START)
+    assert new.endswith(LOREM_END)
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,8 @@ def test_the_checkpoint_advances_only_after_every_page_is_queued(x: XServer, rcl
     assert all(c["params"]["since_id"] == start for c in calls)
     assert [m.external_id for m in sink.messages] == [f"tweet:{i}" for i in ids]
     assert set(sink.seen) == {int(start)}
-    assert result.enqueued == 250 and result.error is None
+    assert result.enqueued == 250
+    assert result.error is None
     assert checkpoint(rclient, namespace, MENTIONS) == int(ids[-1])
 
 
@@ -100,13 +101,16 @@ def test_a_failed_page_queues_nothing_and_the_next_poll_reads_every_page_again(x
 
     # When it polls, then nothing is queued and the checkpoint is not set
     failed = adapter.poll(MENTIONS)
-    assert failed.error and "503" in failed.error
-    assert sink.messages == [] and checkpoint(rclient, namespace, MENTIONS) is None
+    assert failed.error
+    assert "503" in failed.error
+    assert sink.messages == []
+    assert checkpoint(rclient, namespace, MENTIONS) is None
 
     # When it polls again (the backoff has passed), then everything arrives once
     time.sleep(0.1)
     [result] = [r for r in adapter.poll_due() if r.stream == MENTIONS]
-    assert result.error is None and [m.external_id for m in sink.messages] == [f"tweet:{i}" for i in ids]
+    assert result.error is None
+    assert [m.external_id for m in sink.messages] == [f"tweet:{i}" for i in ids]
     assert checkpoint(rclient, namespace, MENTIONS) == int(ids[-1])
 
 
@@ -157,12 +161,16 @@ def test_more_than_800_mentions_since_the_checkpoint_is_a_gap_shown_to_operators
     result = adapter.poll(MENTIONS)
 
     # Then the 800 X still shows are queued, and the span before them is recorded as a gap and fails the adapter's health
-    assert result.enqueued == 800 and sink.messages[0].external_id == f"tweet:{ids[100]}"
-    assert result.gap is not None and result.gap["after_id"] == old and result.gap["before_id"] == ids[100]
+    assert result.enqueued == 800
+    assert sink.messages[0].external_id == f"tweet:{ids[100]}"
+    assert result.gap is not None
+    assert result.gap["after_id"] == old
+    assert result.gap["before_id"] == ids[100]
     assert checkpoint(rclient, namespace, MENTIONS) == int(ids[-1])
     gaps = GapLog(rclient, namespace, AdapterHealth(rclient, namespace))
     [gap] = gaps.open()
-    assert "800" in gap["detail"] and gap["stream"] == MENTIONS
+    assert "800" in gap["detail"]
+    assert gap["stream"] == MENTIONS
     health = AdapterHealth(rclient, namespace).read_all()[f"x:{ACCOUNT_ID}:mentions:gap"]
     assert float(health["last_error_at"]) > float(health.get("last_success", 0))
 
@@ -195,7 +203,8 @@ def test_dms_and_replies_in_a_tweet_conversation_join_one_ticket_each(
         # When the adapter polls, and later Ana sends one more DM and Ben replies again in his conversation
         adapter = make_adapter(x, rclient, namespace, sink)
         results = {r.stream: r for r in adapter.poll_due()}
-        assert results[MENTIONS].skipped == {"retweet": 1, "own post": 1} and results[MENTIONS].enqueued == 2
+        assert results[MENTIONS].skipped == {"retweet": 1, "own post": 1}
+        assert results[MENTIONS].enqueued == 2
         assert results[DMS].enqueued == 3
         wait_for(lambda: _count(engine, MESSAGE) == 5, timeout=20)
         x.fake.dm(ANA, "Any news?")
@@ -227,7 +236,8 @@ def test_a_429_schedules_the_next_poll_after_the_reset_without_sleeping(x: XServ
     started = time.monotonic()
     result = adapter.poll(MENTIONS)
     assert time.monotonic() - started < 1.5
-    assert result.rate_limited and result.next_poll_at == pytest.approx(now[0] + 301, abs=2)
+    assert result.rate_limited
+    assert result.next_poll_at == pytest.approx(now[0] + 301, abs=2)
     assert "rate limited" in AdapterHealth(rclient, namespace).read_all()[f"x:{ACCOUNT_ID}:mentions"]["last_error"]
 
     # When polled again before the reset, then X is not called; after it, it is and the mention arrives
@@ -270,7 +280,8 @@ def test_the_last_call_of_a_window_waits_for_the_reset(x: XServer, rclient: redi
 
     # When it polls, then the mention is queued and the next poll waits for the reset, not the usual 60 s
     result = adapter.poll(MENTIONS)
-    assert result.enqueued == 1 and result.error is None
+    assert result.enqueued == 1
+    assert result.error is None
     assert result.next_poll_at == pytest.approx(time.time() + 601, abs=3)
 
 
@@ -284,7 +295,8 @@ def test_a_hanging_server_times_out(x: XServer, rclient: redis.Redis, namespace:
     started = time.monotonic()
     result = adapter.poll(MENTIONS)
     assert time.monotonic() - started < 3
-    assert result.error and "Timeout" in result.error
+    assert result.error
+    assert "Timeout" in result.error
     assert checkpoint(rclient, namespace, MENTIONS) is None
     assert "Timeout" in AdapterHealth(rclient, namespace).read_all()[f"x:{ACCOUNT_ID}:mentions"]["last_error"]
 
@@ -297,7 +309,9 @@ def test_malformed_answers_and_items_do_not_stop_the_stream(x: XServer, rclient:
         x.fake.inject("mentions", "malformed", value=body)
         # When polled, then the poll fails softly: nothing queued, no checkpoint, no exception
         result = adapter.poll(MENTIONS)
-        assert result.error and sink.messages == [] and checkpoint(rclient, namespace, MENTIONS) is None
+        assert result.error
+        assert sink.messages == []
+        assert checkpoint(rclient, namespace, MENTIONS) is None
 
     # Given a page whose items are partly malformed
     good = {"id": "1960000000000000001", "text": "@osdshelp a good question", "author_id": ANA, "conversation_id": "1960000000000000001"}
@@ -309,7 +323,8 @@ def test_malformed_answers_and_items_do_not_stop_the_stream(x: XServer, rclient:
     result = adapter.poll(MENTIONS)
     assert result.error is None
     assert [m.external_id for m in sink.messages] == ["tweet:1960000000000000001"]
-    assert len(sink.rejected) == 5 and {r.reason for r in sink.rejected} == {"malformed"}
+    assert len(sink.rejected) == 5
+    assert {r.reason for r in sink.rejected} == {"malformed"}
     assert result.skipped == {"malformed": 5}
     assert checkpoint(rclient, namespace, MENTIONS) == 1960000000000000003
 
@@ -372,12 +387,16 @@ def test_intake_x_once_and_x_gaps_commands(x: XServer, settings: Settings, rclie
 
     polled = CliRunner().invoke(app, ["intake", "x", "--once"], env=env)
     assert polled.exit_code == 0, polled.output
-    assert "mentions" in polled.output and "800" in polled.output and "gap" in polled.output.lower()
+    assert "mentions" in polled.output
+    assert "800" in polled.output
+    assert "gap" in polled.output.lower()
 
     listed = CliRunner().invoke(app, ["x", "gaps", "--json"], env=env)
-    assert listed.exit_code == 0 and '"stream": "mentions"' in listed.output
+    assert listed.exit_code == 0
+    assert '"stream": "mentions"' in listed.output
     acked = CliRunner().invoke(app, ["x", "gaps", "--ack", "priya"], env=env)
-    assert acked.exit_code == 0 and "acknowledged 1" in acked.output
+    assert acked.exit_code == 0
+    assert "acknowledged 1" in acked.output
 
 
 def _count(engine: Engine, table: Any) -> int:
@@ -407,10 +426,12 @@ def test_an_item_whose_conversion_raises_is_quarantined_and_the_stream_goes_on(x
     # When polled
     result = adapter.poll(MENTIONS)
     # Then the bad one is quarantined with the exception, the others are queued, and the checkpoint is past all three
-    assert result.error is None and result.skipped == {"adapter_error": 1}
+    assert result.error is None
+    assert result.skipped == {"adapter_error": 1}
     assert [m.external_id for m in sink.messages] == [f"tweet:{first}", f"tweet:{last}"]
     [rejected] = sink.rejected
-    assert rejected.reason == "adapter_error" and "RecursionError: maximum recursion depth" in rejected.detail
+    assert rejected.reason == "adapter_error"
+    assert "RecursionError: maximum recursion depth" in rejected.detail
     assert bomb in rejected.detail  # the raw item is kept in the detail
     assert checkpoint(rclient, namespace, MENTIONS) == int(last)
     adapter.api.close()
@@ -426,6 +447,9 @@ def test_a_redis_failure_during_conversion_fails_the_poll_and_keeps_the_checkpoi
                        crossposts=CrossPosts(gone, namespace), api=XApi(account), backfill=True, backoff_min=0.01, backoff_max=0.05)
     # When polled, then the poll fails, nothing is quarantined, and the checkpoint stays for the retry
     result = adapter.poll(MENTIONS)
-    assert result.error and "ConnectionError" in result.error
-    assert sink.messages == [] and sink.rejected == [] and checkpoint(rclient, namespace, MENTIONS) is None
+    assert result.error
+    assert "ConnectionError" in result.error
+    assert sink.messages == []
+    assert sink.rejected == []
+    assert checkpoint(rclient, namespace, MENTIONS) is None
     adapter.api.close()

@@ -36,7 +36,9 @@ def test_the_unique_key_refuses_a_second_insert(engine: Engine) -> None:
             tx.insert_message(_row(delivery="d2"))
     with store.transaction() as tx:
         found = tx.find_message("email", "m1")
-    assert found is not None and found.message_pk == first and found.delivery_id == "d1"
+    assert found is not None
+    assert found.message_pk == first
+    assert found.delivery_id == "d1"
 
 
 def test_concurrent_inserts_have_exactly_one_winner(engine: Engine) -> None:
@@ -110,4 +112,5 @@ def test_timestamps_come_back_aware_utc(engine: Engine) -> None:
         tx.insert_message(_row())
     with engine.connect() as c:
         value = c.execute(select(MESSAGE.c.received_at)).scalar_one()
-    assert value.tzinfo is not None and value.utcoffset().total_seconds() == 0
+    assert value.tzinfo is not None
+    assert value.utcoffset().total_seconds() == 0

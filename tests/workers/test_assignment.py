@@ -70,7 +70,8 @@ def test_round_robin_is_fair(size: int, tickets: int) -> None:
 def test_least_loaded_takes_the_smallest_share_of_capacity_and_explains() -> None:
     t = team([member("a", 10), member("b", 4)], "least_loaded")
     choice = choose(t, {"a": 5, "b": 1}, None, MONDAY_NOON)
-    assert choice.member == "b" and choice.reasons[0].startswith("least loaded: b 1/4")
+    assert choice.member == "b"
+    assert choice.reasons[0].startswith("least loaded: b 1/4")
 
 
 def test_off_shift_and_on_leave_are_explained() -> None:
@@ -81,4 +82,5 @@ def test_off_shift_and_on_leave_are_explained() -> None:
     away = london.model_copy(update={"on_leave_until": date(2026, 11, 6)})
     assert availability(away, team([away]), MONDAY_NOON) == "on leave until 2026-11-06"
     choice = choose(team([away]), {}, None, MONDAY_NOON)
-    assert choice.member is None and "ana on leave until 2026-11-06" in choice.reasons
+    assert choice.member is None
+    assert "ana on leave until 2026-11-06" in choice.reasons

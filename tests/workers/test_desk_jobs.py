@@ -67,12 +67,14 @@ def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine
     ids = [open_ticket(desk_settings, broker, engine, f"c{i}", MONDAY_10 + timedelta(minutes=i)) for i in range(4)]
     results = [assign(engine, desk, i, MONDAY_10) for i in ids]
     assert [r.outcome for r in results] == ["assigned", "assigned", "backlog", "backlog"]  # two members of capacity 1
-    assert "nobody available with capacity: backlog" in results[2].reasons and "priya full (1/1)" in " ".join(results[2].reasons)
+    assert "nobody available with capacity: backlog" in results[2].reasons
+    assert "priya full (1/1)" in " ".join(results[2].reasons)
     jobs = Jobs(engine, desk, enqueue=lambda key: None)
     assert jobs.backlog(MONDAY_10) == {"assigned": 0, "waiting": 2}
     set_status(engine, desk, ids[0], "resolved", MONDAY_10, by="test", key="t1")  # capacity frees
     assert jobs.backlog(MONDAY_10) == {"assigned": 1, "waiting": 1}
-    assert read_ticket(engine, ids[2]).assignee is not None and read_ticket(engine, ids[3]).assignee is None  # the oldest first
+    assert read_ticket(engine, ids[2]).assignee is not None
+    assert read_ticket(engine, ids[3]).assignee is None  # the oldest first
     assert jobs.backlog(MONDAY_10) == {"assigned": 0, "waiting": 1}  # run again: same state
 
 
@@ -87,15 +89,20 @@ def test_sla_warning_then_breach_reach_slack_once(desk_settings, broker, engine:
     assert jobs.sla(at_80) == {"warned": 1, "breached": 0}
     assert jobs.sla(at_80) == {"warned": 0, "breached": 0}  # idempotent
     after = due + timedelta(minutes=1)
-    assert jobs.sla(after)["breached"] == 1 and jobs.sla(after)["breached"] == 0
+    assert jobs.sla(after)["breached"] == 1
+    assert jobs.sla(after)["breached"] == 0
     for key in dict.fromkeys(queued):
         effects.run(key)
         effects.run(key)  # a repeated delivery: nothing posted twice
     [warning] = slack.fake.posted("#data")
-    assert "⏳" in warning["text"] and "first response" in warning["text"]
+    assert "⏳" in warning["text"]
+    assert "first response" in warning["text"]
     [escalation] = slack.fake.posted("#escalations")
-    assert "🚨" in escalation["text"] and "<@U1>" in escalation["text"]  # to the team lead
-    assert len(_events(engine, "sla_warning")) == 1 and len(_events(engine, "sla_breached")) == 1 and len(_events(engine, "escalated")) == 1
+    assert "🚨" in escalation["text"]
+    assert "<@U1>" in escalation["text"]  # to the team lead
+    assert len(_events(engine, "sla_warning")) == 1
+    assert len(_events(engine, "sla_breached")) == 1
+    assert len(_events(engine, "escalated")) == 1
 
 
 def test_waiting_on_the_enquirer_pauses_the_clock(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
@@ -109,7 +116,8 @@ def test_waiting_on_the_enquirer_pauses_the_clock(desk_settings, broker, engine:
     reply_at = MONDAY_10 + timedelta(days=1)
     pipeline.process(make_message("p1-reply", sender="p1@finance.gov.uk", in_reply_to=("p1",), received_at=reply_at), "d-p1r")
     ticket = read_ticket(engine, ticket_id)
-    assert ticket.status == "open" and ticket.sla_paused_at is None
+    assert ticket.status == "open"
+    assert ticket.sla_paused_at is None
     # the pipeline stamps "now", not the message time; the clock moved on by the business time it stood still
     assert ticket.resolution_due_at > before
 
@@ -125,7 +133,8 @@ def test_daily_digest_once_per_team_and_day(desk_settings, broker, engine: Engin
     for key in dict.fromkeys(queued):
         effects.run(key)
     [digest] = slack.fake.posted("#data")
-    assert "digest 2026-11-02" in digest["text"] and "new 1" in digest["text"]
+    assert "digest 2026-11-02" in digest["text"]
+    assert "new 1" in digest["text"]
 
 
 def test_tickets_of_someone_on_leave_are_reassigned_with_the_reason(desk_settings, broker, engine: Engine, desk: Desk, tmp_path: Path) -> None:  # noqa: ANN001
@@ -139,7 +148,8 @@ def test_tickets_of_someone_on_leave_are_reassigned_with_the_reason(desk_setting
     assert jobs.away(MONDAY_10) == {"reassigned": 1}
     assert jobs.away(MONDAY_10) == {"reassigned": 0}
     ticket = read_ticket(engine, ticket_id)
-    assert ticket.assignee == other and ticket.assignment_count == 2
+    assert ticket.assignee == other
+    assert ticket.assignment_count == 2
     assert ticket.assignment["reasons"][0] == f"{first} on leave until 2026-11-20"
     [event] = _events(engine, "reassigned")
     assert event.data["from"] == first
@@ -161,7 +171,9 @@ def test_slack_rate_limit_and_lost_response_still_one_post(desk_settings, broker
     effects.run(card_key)  # the retry finds the card it posted
     assert len(slack.fake.posted("#data")) == 1
     row = outbox.get(engine, card_key)
-    assert row["status"] == "done" and row["attempts"] == 3 and row["result"]["found_existing"] is True
+    assert row["status"] == "done"
+    assert row["attempts"] == 3
+    assert row["result"]["found_existing"] is True
 
 
 def test_the_outbox_sweep_recovers_lost_enqueues(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001

@@ -23,10 +23,15 @@ def _tickets(engine: Engine) -> list:
 def test_new_enquiry_becomes_a_classified_routed_ticket(pipeline: Pipeline, engine: Engine) -> None:
     text = "Hello, our published tender data has validation errors for tender/value and some award dates are missing. Can you help?"
     outcome = pipeline.process(make_message(sender="ana@finance.gov.uk", text=text), "d1")
-    assert outcome.kind == "created" and outcome.effects == (f"assign:{outcome.ticket_id}",)
+    assert outcome.kind == "created"
+    assert outcome.effects == (f"assign:{outcome.ticket_id}",)
     [ticket] = _tickets(engine)
-    assert ticket.type == "data_quality" and ticket.sector == "government" and ticket.language == "en"
-    assert ticket.team == "data" and ticket.priority == "high" and ticket.routing_rule == "government-data"
+    assert ticket.type == "data_quality"
+    assert ticket.sector == "government"
+    assert ticket.language == "en"
+    assert ticket.team == "data"
+    assert ticket.priority == "high"
+    assert ticket.routing_rule == "government-data"
     assert ticket.classification["sector"]["reasons"][0].startswith("domain finance.gov.uk")
     assert ticket.routing["reasons"]
     with engine.connect() as c:
@@ -71,12 +76,16 @@ def test_reply_joins_its_parent_and_reopens_a_resolved_ticket(pipeline: Pipeline
     with engine.begin() as c:
         c.execute(TICKET.update().values(status="resolved"))
     reply = pipeline.process(make_message("r@x.org", subject="Re: Validation errors", in_reply_to=("p@x.org",)), "d2")
-    assert reply.kind == "threaded" and reply.ticket_id == parent.ticket_id
+    assert reply.kind == "threaded"
+    assert reply.ticket_id == parent.ticket_id
     [ticket] = _tickets(engine)
-    assert ticket.status == "open" and ticket.reopened_count == 1, "counted in the report's reopened tickets"
+    assert ticket.status == "open", "counted in the report's reopened tickets"
+    assert ticket.reopened_count == 1, "counted in the report's reopened tickets"
     with engine.connect() as c:
         row = c.execute(select(MESSAGE).where(MESSAGE.c.external_id == "r@x.org")).one()
-    assert row.kind == "reply" and row.thread_rule == "references" and "In-Reply-To" in row.thread_reason
+    assert row.kind == "reply"
+    assert row.thread_rule == "references"
+    assert "In-Reply-To" in row.thread_reason
 
 
 def test_reply_waits_while_its_parent_is_in_flight(pipeline: Pipeline, engine: Engine, broker, settings: Settings) -> None:
@@ -112,5 +121,7 @@ def test_subject_token_threads_a_participant_only(pipeline: Pipeline, engine: En
     token = f"[HD-{first.ticket_id}]"
     same = pipeline.process(make_message("s@x.org", subject=f"More data {token}"), "d2")
     stranger = pipeline.process(make_message("t@x.org", sender="eve@gmail.com", subject=f"Hi {token}"), "d3")
-    assert same.kind == "threaded" and same.ticket_id == first.ticket_id
-    assert stranger.kind == "created" and stranger.ticket_id != first.ticket_id
+    assert same.kind == "threaded"
+    assert same.ticket_id == first.ticket_id
+    assert stranger.kind == "created"
+    assert stranger.ticket_id != first.ticket_id

@@ -51,7 +51,8 @@ def _reply(engine: Engine, broker, ticket_id: int, text: str, key: str = "t:1") 
     from storage.models import utcnow
 
     message_id, effect = add_staff_message(engine, ticket_id, text, utcnow(), author="priya", key=key, note=False)
-    assert message_id is not None and effect is not None
+    assert message_id is not None
+    assert effect is not None
     enqueue_effect(broker, effect)
     return message_id
 
@@ -112,8 +113,10 @@ def test_refused_recipient_fails_visibly_and_is_no_first_response(
         message_id = _reply(engine, broker, _tickets(engine)[0].id, "An answer that bounces")
         wait_for(lambda: _message(engine, message_id).status == "failed", timeout=20)
     row = _message(engine, message_id)
-    assert "SMTP" in row.error and "ana@hacienda.gob.mx" in row.error
-    assert smtp.received == [] and _tickets(engine)[0].first_response_at is None
+    assert "SMTP" in row.error
+    assert "ana@hacienda.gob.mx" in row.error
+    assert smtp.received == []
+    assert _tickets(engine)[0].first_response_at is None
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -208,11 +211,13 @@ def test_worker_killed_after_the_send_before_the_record_sends_once(
     run_cli(["worker", "--until-idle"], env, timeout=120)
     assert len(smtp.received) == 1, "never sent twice where the channel cannot tell"
     [row] = _outbound(engine)
-    assert row.status == "failed" and row.error.startswith("unconfirmed")
+    assert row.status == "failed"
+    assert row.error.startswith("unconfirmed")
     # staff checked with the enquirer: it did not arrive; they send it once more on purpose
     run_cli(["reply", "--resend", str(row.id)], env)
     run_cli(["worker", "--until-idle"], env, timeout=120)
-    assert len(smtp.received) == 2 and _message(engine, row.id).status == "sent"
+    assert len(smtp.received) == 2
+    assert _message(engine, row.id).status == "sent"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -235,7 +240,8 @@ def test_reply_to_our_reply_threads_back_through_imap(
         wait_for(lambda: len([m for m in _messages_of(engine, ticket.id) if m.direction == "in"]) == 2, timeout=30)
     assert len(_tickets(engine)) == 1
     came_back = [m for m in _messages_of(engine, ticket.id) if m.direction == "in"][-1]
-    assert came_back.thread_rule == "references" and sent["Message-ID"].strip("<>") in came_back.thread_reason
+    assert came_back.thread_rule == "references"
+    assert sent["Message-ID"].strip("<>") in came_back.thread_reason
 
 
 def _messages_of(engine: Engine, ticket_id: int) -> list[Any]:
@@ -262,13 +268,17 @@ def test_cli_canned_reply_note_and_held_replies(
     run_cli(["reply", f"HD-{ticket.id}", "--canned", "more_information", "--by", "priya"], no_smtp)
     run_cli(["worker", "--until-idle"], no_smtp, timeout=120)  # no SMTP configured: the reply is held, not lost
     note, held = _outbound(engine)
-    assert note.kind == "note" and note.status is None
-    assert held.status == "queued" and smtp.received == []
-    assert held.text.startswith("Estimado/a Ana:") and "Priya Nair, El equipo" in held.text, "filled in, in the enquirer's language"
+    assert note.kind == "note"
+    assert note.status is None
+    assert held.status == "queued"
+    assert smtp.received == []
+    assert held.text.startswith("Estimado/a Ana:"), "filled in, in the enquirer's language"
+    assert "Priya Nair, El equipo" in held.text, "filled in, in the enquirer's language"
     run_cli(["reply", "--send-queued"], env)
     run_cli(["worker", "--until-idle"], env, timeout=120)
     [sent] = smtp.wait_for(1)
     assert sent.message.get_content().replace("\r\n", "\n").strip() == held.text.strip()
-    assert _message(engine, held.id).status == "sent" and _message(engine, note.id).status is None
+    assert _message(engine, held.id).status == "sent"
+    assert _message(engine, note.id).status is None
     with pytest.raises(AssertionError, match="no canned reply"):
         run_cli(["reply", f"HD-{ticket.id}", "--canned", "nonsense", "--by", "priya"], env)

@@ -21,7 +21,8 @@ def facts(**overrides: object) -> RouteFacts:
 def test_first_matching_rule_wins_and_is_explained(router: Router) -> None:
     decision = router.route(facts(type="schema", sector="government"))
     assert (decision.team, decision.priority, decision.rule) == ("data", "high", "government-data")
-    assert "type schema ∈" in decision.reasons[0] and "sector government ∈" in decision.reasons[0]
+    assert "type schema ∈" in decision.reasons[0]
+    assert "sector government ∈" in decision.reasons[0]
 
 
 def test_language_rule_comes_before_type_rules(router: Router) -> None:
@@ -30,7 +31,8 @@ def test_language_rule_comes_before_type_rules(router: Router) -> None:
 
 def test_keywords_and_type_together(router: Router) -> None:
     decision = router.route(facts(type="tools", text="URGENT: the registry is down"))
-    assert decision.rule == "urgent-outage" and decision.priority == "high"
+    assert decision.rule == "urgent-outage"
+    assert decision.priority == "high"
     assert "keyword 'urgent'" in decision.reasons[0]
     assert router.route(facts(type="tools", text="a question")).rule == "tools"
 
@@ -46,7 +48,8 @@ def test_default_when_nothing_matches(router: Router) -> None:
 
 def test_region_from_the_country_code_domain(router: Router) -> None:
     decision = router.route(facts(sector="government", domain="minhacienda.gob.cl"))
-    assert decision.rule == "latin-american-governments" and "country cl in region latin_america" in decision.reasons[0]
+    assert decision.rule == "latin-american-governments"
+    assert "country cl in region latin_america" in decision.reasons[0]
     assert router.route(facts(sector="government", domain="finance.gov.uk")).rule == "government-data"
 
 

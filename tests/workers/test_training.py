@@ -12,7 +12,8 @@ from workers.intake.training import ModelStore, is_heldout, load_or_train, shipp
 def test_the_heldout_split_is_stable_and_about_a_fifth() -> None:
     train, heldout = split(shipped_examples())
     assert 0.15 < len(heldout) / (len(train) + len(heldout)) < 0.25
-    assert all(is_heldout(e) for e in heldout) and not any(is_heldout(e) for e in train)
+    assert all(is_heldout(e) for e in heldout)
+    assert not any(is_heldout(e) for e in train)
 
 
 def test_shipped_examples_cover_every_type_in_four_languages() -> None:
@@ -28,7 +29,8 @@ def test_store_versions_and_the_watcher_swaps_in_the_newest(tmp_path: Path, mode
     desk = load_desk(load_settings(environ={}))
     store = ModelStore(tmp_path)
     first = load_or_train(desk, store)  # no model yet: trains (or reuses this process's first model) and saves 0001
-    assert first.version.startswith("0001-") and len(store.versions()) == 1
+    assert first.version.startswith("0001-")
+    assert len(store.versions()) == 1
     watcher = ModelWatcher(store, desk, engine=None)  # type: ignore[arg-type]
     seen = []
     watcher.on_change = seen.append
@@ -37,7 +39,8 @@ def test_store_versions_and_the_watcher_swaps_in_the_newest(tmp_path: Path, mode
     store.save(newer)
     watcher.refresh()
     assert newer.version.startswith("0002-")
-    assert [m.version for m in seen] == [newer.version] and watcher.current.version == newer.version
+    assert [m.version for m in seen] == [newer.version]
+    assert watcher.current.version == newer.version
     watcher.refresh()
     assert len(seen) == 1  # nothing newer: no swap
 

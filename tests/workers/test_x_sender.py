@@ -63,7 +63,8 @@ def receive(server: XServer, services: Services) -> int:
 def reply(engine: Engine, ticket_id: int, text: str) -> tuple[int, str]:
     now = utcnow()
     message_id, effect = add_staff_message(engine, ticket_id, text, now, author="priya", key=f"test:{now.isoformat()}", note=False)
-    assert message_id is not None and effect is not None
+    assert message_id is not None
+    assert effect is not None
     return message_id, effect
 
 
@@ -85,11 +86,14 @@ def test_a_reply_goes_once_as_a_dm_to_the_enquirer(x: XServer, services: Service
 
     # Then one DM went to Ana, and the message records its X ids and DM thread
     [dm] = x.fake.sent_dms()
-    assert dm["participant_ids"] == [ACCOUNT_ID, ANA] and dm["text"].startswith("Hello Ana")
+    assert dm["participant_ids"] == [ACCOUNT_ID, ANA]
+    assert dm["text"].startswith("Hello Ana")
     assert result.facts["route"] == "dm"
     assert result.facts["found_existing"] is False
     row = message_row(engine, message_id)
-    assert row.status == "sent" and row.message_id == f"dm:{dm['id']}" and row.thread_key == f"dm:{dm['dm_conversation_id']}"
+    assert row.status == "sent"
+    assert row.message_id == f"dm:{dm['id']}"
+    assert row.thread_key == f"dm:{dm['dm_conversation_id']}"
     assert x.fake.sent_tweets() == []
 
 
@@ -103,12 +107,14 @@ def test_a_dm_retried_after_a_dropped_answer_is_not_sent_twice(x: XServer, servi
     # When the first attempt fails with an unknown outcome and the outbox row is retried
     with pytest.raises(Exception, match="create_direct_message"):
         services.effects.run(effect)
-    assert message_row(engine, message_id).status == "sending" and len(x.fake.sent_dms()) == 1
+    assert message_row(engine, message_id).status == "sending"
+    assert len(x.fake.sent_dms()) == 1
     result = services.effects.run(effect)
 
     # Then the retry found the DM that went out and sent nothing more
     assert result.facts["found_existing"] is True
-    assert len(x.fake.sent_dms()) == 1 and len(x.fake.endpoint_calls("create_dm")) == 1
+    assert len(x.fake.sent_dms()) == 1
+    assert len(x.fake.endpoint_calls("create_dm")) == 1
     assert message_row(engine, message_id).status == "sent"
 
 
@@ -121,7 +127,8 @@ def test_a_rate_limited_send_is_retried_later_without_sleeping(x: XServer, servi
     started = time.monotonic()
     with pytest.raises(XRateLimitedSend) as limited:
         services.effects.run(effect)
-    assert time.monotonic() - started < 1.5 and 100 < limited.value.retry_after <= 121
+    assert time.monotonic() - started < 1.5
+    assert 100 < limited.value.retry_after <= 121
     assert outbox.get(engine, effect)["status"] == "pending"
 
     services.effects.run(effect)
@@ -140,7 +147,8 @@ def test_a_dm_x_refuses_fails_the_reply_with_the_reason(x: XServer, services: Se
     assert result.outcome == "failed"
     assert "403" in result.detail
     assert "cannot send messages" in result.detail
-    assert message_row(engine, message_id).status == "failed" and x.fake.sent_dms() == []
+    assert message_row(engine, message_id).status == "failed"
+    assert x.fake.sent_dms() == []
 
 
 # -- reply tweets -------------------------------------------------------------------------------------
@@ -158,11 +166,13 @@ def test_a_public_reply_answers_the_enquirers_latest_tweet(x: XServer, services:
     # Then one reply tweet answers Ana's latest tweet, without the prefix, in her conversation
     [tweet] = x.fake.sent_tweets()
     assert tweet["text"] == "It is awardStatus: https://example.org/codelists#award-status"
-    assert tweet["referenced_tweets"] == [{"type": "replied_to", "id": latest}] and tweet["conversation_id"] == first
+    assert tweet["referenced_tweets"] == [{"type": "replied_to", "id": latest}]
+    assert tweet["conversation_id"] == first
     assert result.facts["tweet_ids"] == [tweet["id"]]
     assert x.fake.sent_dms() == []
     row = message_row(engine, message_id)
-    assert row.message_id == f"tweet:{tweet['id']}" and row.thread_key == f"tweet-conversation:{first}"
+    assert row.message_id == f"tweet:{tweet['id']}"
+    assert row.thread_key == f"tweet-conversation:{first}"
 
 
 def test_a_long_public_reply_becomes_a_numbered_thread_and_resumes_after_a_drop(x: XServer, services: Services, engine: Engine) -> None:
@@ -171,7 +181,8 @@ def test_a_long_public_reply_becomes_a_numbered_thread_and_resumes_after_a_drop(
     ticket = receive(x, services)
     text = "public: " + " ".join(f"Step {i}: read the framework agreements guidance, section {i}, then map your fields." for i in range(9))
     parts = split_thread(text[len("public: "):])
-    assert parts is not None and len(parts) == 3
+    assert parts is not None
+    assert len(parts) == 3
     x.fake.inject("create_tweet", "drop", after=1)
     message_id, effect = reply(engine, ticket, text)
 
@@ -182,7 +193,8 @@ def test_a_long_public_reply_becomes_a_numbered_thread_and_resumes_after_a_drop(
 
     # Then three tweets went out, once each, chained under Ana's mention and numbered
     tweets = x.fake.sent_tweets()
-    assert [t["text"] for t in tweets] == parts and [t["text"][-5:] for t in tweets] == ["(1/3)", "(2/3)", "(3/3)"]
+    assert [t["text"] for t in tweets] == parts
+    assert [t["text"][-5:] for t in tweets] == ["(1/3)", "(2/3)", "(3/3)"]
     assert [t["referenced_tweets"][0]["id"] for t in tweets] == [mention, tweets[0]["id"], tweets[1]["id"]]
     assert all(weighted_length(t["text"]) <= 280 for t in tweets)
     assert result.facts["found_existing"] == 2
@@ -201,7 +213,8 @@ def test_a_public_reply_too_long_or_without_a_tweet_is_refused(x: XServer, servi
     dm_ticket = receive(x, services)
     _, effect = reply(engine, dm_ticket, "public: an answer")
     assert "no tweet" in services.effects.run(effect).detail
-    assert x.fake.sent_tweets() == [] and x.fake.sent_dms() == []
+    assert x.fake.sent_tweets() == []
+    assert x.fake.sent_dms() == []
 
 
 def test_an_acknowledgement_answers_the_way_the_enquiry_came(x: XServer, services: Services, engine: Engine) -> None:
@@ -220,7 +233,8 @@ def test_an_acknowledgement_answers_the_way_the_enquiry_came(x: XServer, service
 
     # Then the mention got a reply tweet (its author may not accept our DMs) and the DM a DM
     [tweet] = x.fake.sent_tweets()
-    assert tweet["referenced_tweets"][0]["id"] == mention and tweet["text"] == f"Thanks! Your enquiry is HD-{by_mention}."
+    assert tweet["referenced_tweets"][0]["id"] == mention
+    assert tweet["text"] == f"Thanks! Your enquiry is HD-{by_mention}."
     [dm] = x.fake.sent_dms()
     assert dm["participant_ids"] == [ACCOUNT_ID, BEN]
 
