@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ops.logs import command_settings as _settings
 
-if TYPE_CHECKING:  # the index pulls in numpy and scipy: imported by the commands, not by `helpdesk --help`
+if TYPE_CHECKING:  # the index pulls in numpy (building one, bm25s and SciPy): imported by the commands, not by `helpdesk --help`
     from classifiers.docs.index import DocsIndex
 
 console = Console()

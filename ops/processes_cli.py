@@ -39,6 +39,9 @@ def worker(
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(s) as runtime:
+        if processes == 1:
+            runtime.start_redis_in_background()
+            import workers.actors  # noqa: F401, PLC0415 - the worker's code (0.4 s), imported while an embedded Redis boots
         if not runtime.wait_for_services(stop):  # started while Redis or the database is down: wait, do not exit
             return
         if processes > 1:
@@ -86,10 +89,11 @@ def status(
     columns: ColumnsOption = None,
 ) -> None:
     """Is intake healthy? Queues, throughput, workers, adapters. Exit 1 when unhealthy, 2 when Redis or the database is unreachable."""
-    from ops.status import render_status, status_report  # noqa: PLC0415
-
     s = settings()
     with Runtime(s) as runtime:
+        runtime.start_redis_in_background()
+        from ops.status import render_status, status_report  # noqa: PLC0415 - imported while an embedded Redis boots
+
         data, code = status_report(runtime, strict=strict)
     if as_json:
         dump(data)

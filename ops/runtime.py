@@ -8,6 +8,7 @@ backoff, instead of exiting. ``reachability`` is the one-shot check of
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from functools import cached_property
@@ -34,6 +35,20 @@ class Runtime:
 
         return redis_url(self.settings)
 
+    def start_redis_in_background(self) -> None:
+        """Resolve ``redis_url`` on a background thread: when the desk uses the embedded Redis, its server (0.1 s to
+        boot, in a process of its own) starts while this thread goes on — importing the worker's code, say.
+        ``redis_url`` then gives the same URL; if the start failed, it tries again and raises."""
+        if self.settings.redis_url:
+            return  # an external server: nothing to start
+
+        def resolve() -> None:
+            with contextlib.suppress(Exception):  # raised again by the caller's own use of redis_url
+                self.redis_url  # noqa: B018
+
+        # Not a daemon: a process ending meanwhile waits for the server to be registered, so that it is shut down at exit.
+        threading.Thread(target=resolve, name="embedded-redis-start").start()
+
     @cached_property
     def redis(self) -> "redis.Redis":
         """The Redis client: the broker's once there is one, else a client of its own (reading needs no broker)."""
@@ -58,9 +73,13 @@ class Runtime:
 
     @cached_property
     def engine(self) -> "Engine":
-        from storage import schema  # noqa: PLC0415
+        """The engine, migrated: Alembic is imported only when the database is not at the newest migration."""
+        from storage.db import at_newest_migration  # noqa: PLC0415
 
-        schema.upgrade(self.database)
+        if not at_newest_migration(self.database):
+            from storage import schema  # noqa: PLC0415
+
+            schema.upgrade(self.database)
         return self.database
 
     @cached_property

@@ -55,7 +55,6 @@ from workers.intake.training import ModelStore, load_or_train
 from workers.desk.operations import Desk, resume_on_enquirer_reply
 from workers.outbound.effects import AcknowledgementPolicy, Effects
 from workers.outbound.email_out import EmailSender
-from workers.outbound.x_sender import XSender
 from workers.ops.health import Problem, desk_snapshot
 from workers.desk.scheduled import Jobs
 from workers.outbound.slack import SlackPoster, make_client
@@ -64,7 +63,7 @@ from workers.ops.observability import observability
 from storage.models import utcnow
 from classifiers.model import TrainedModels
 
-if TYPE_CHECKING:  # the index needs numpy and scipy: loaded with the first index file, not with the worker
+if TYPE_CHECKING:  # imported with the first index file: a desk without one never needs them
     from classifiers.docs.index import DocsIndex
     from classifiers.docs.suggestions import Signposting
 
@@ -127,9 +126,12 @@ def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) 
     if email is not None:
         effects.senders["email"] = email
         effects.senders["web"] = email  # web enquiries are answered by e-mail, in the thread of their first message
-    x_sender = XSender.from_settings(engine, settings)
-    if x_sender is not None:
-        effects.senders["x"] = x_sender
+    if settings.x.can_send:  # else XSender.from_settings gives None: tweepy and requests are not imported (50 ms)
+        from workers.outbound.x_sender import XSender  # noqa: PLC0415
+
+        x_sender = XSender.from_group(engine, settings.x)
+        if x_sender is not None:
+            effects.senders["x"] = x_sender
     def problems() -> list[Problem]:
         return desk_snapshot(settings, broker.client, engine, QUEUES).problems
 

@@ -12,7 +12,7 @@ Modules, one concept each:
 - ``tokens``: words, stop words, Snowball stems per language (PyStemmer);
 - ``bm25`` and ``lsa``: the two rankers; ``rankers``: their contract, registry, gap thresholds and the
   measured default (the measurements are in its docstring);
-- ``arrays``: float arrays in a ranker's JSON state;
+- ``arrays``: float32 and int32 arrays in a ranker's JSON state;
 - ``index``: ``DocsIndex`` (search, gap, JSON form); ``suggestions``: what a ticket stores;
 - ``errors``: the error tree.
 """

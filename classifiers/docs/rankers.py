@@ -28,7 +28,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from classifiers.docs.bm25 import BM25Ranker
-from classifiers.docs.lsa import LsaRanker
 
 
 class Ranker(Protocol):
@@ -45,9 +44,21 @@ class Ranker(Protocol):
     def state(self) -> dict[str, Any]: ...
 
 
+def _fit_lsa(texts: Sequence[str], languages: Sequence[str | None]) -> Ranker:
+    from classifiers.docs.lsa import LsaRanker  # noqa: PLC0415 - SciPy and scikit-learn only for an index that uses it
+
+    return LsaRanker.fit(texts, languages)
+
+
+def _load_lsa(state: dict[str, Any], n_docs: int) -> Ranker:
+    from classifiers.docs.lsa import LsaRanker  # noqa: PLC0415
+
+    return LsaRanker.from_state(state, n_docs)
+
+
 DEFAULT_RANKER = "bm25"  # the winner of bench/signposting.py
 # Each ranker's fit(page texts, page languages), and its loader from a saved state and the number of pages.
-RANKERS: dict[str, Callable[[Sequence[str], Sequence[str | None]], Ranker]] = {"bm25": BM25Ranker.fit, "lsa": LsaRanker.fit}
-LOADERS: dict[str, Callable[[dict[str, Any], int], Ranker]] = {"bm25": BM25Ranker.from_state, "lsa": LsaRanker.from_state}
+RANKERS: dict[str, Callable[[Sequence[str], Sequence[str | None]], Ranker]] = {"bm25": BM25Ranker.fit, "lsa": _fit_lsa}
+LOADERS: dict[str, Callable[[dict[str, Any], int], Ranker]] = {"bm25": BM25Ranker.from_state, "lsa": _load_lsa}
 # Below these best scores an enquiry is a possible documentation gap (chosen in bench/signposting.py).
 GAP_SCORES: dict[str, float] = {"bm25": 0.087, "lsa": 0.66}

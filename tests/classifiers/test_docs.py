@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import bm25s
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -196,6 +200,57 @@ def test_load_applies_a_configured_gap_score(tmp_path: Path, osds: DocsIndex) ->
     save_index(osds, tmp_path / "index.json")
     assert load_index(tmp_path / "index.json", gap_score=0.99).gap_score == 0.99
     assert load_index(tmp_path / "index.json", gap_score=0.0).gap_score == osds.gap_score
+
+
+QUERIES = ["framework call-offs", "errores de validación moneda", "licence ouverte RGPD", "nothing like this zzz",
+           "How do we publish payments made in several instalments, and a refund?"]
+
+
+def test_a_saved_index_is_searched_without_bm25s_or_scipy(tmp_path: Path, osds: DocsIndex) -> None:
+    # Given an index saved with its term weights
+    save_index(osds, tmp_path / "index.json")
+    # When a fresh process loads it and searches
+    probe = ("import sys; from pathlib import Path; from workers.intake.docs_index import load_index; "
+             f"index = load_index(Path({str(tmp_path / 'index.json')!r})); index.signpost('framework call-offs', language='en'); "
+             "print(sorted(m for m in ('bm25s', 'scipy', 'sklearn') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    # Then none of the indexing libraries was imported
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_searching_adds_up_the_weights_bm25s_computed_exactly_as_bm25s_does(osds: DocsIndex) -> None:
+    # Given the index's ranker and bm25s's own model of the same term counts
+    ranker = osds.ranker
+    term_ids = {term: i for i, term in enumerate(ranker.vocabulary)}
+    model = bm25s.BM25(k1=ranker.k1, b=ranker.b, method="lucene")
+    model.index((ranker.counts.page_terms(), term_ids), create_empty_token=False, show_progress=False)
+    for query in QUERIES:
+        ids = sorted({term_ids[t] for t in tokens(query) if t in term_ids})
+        # When / Then: the same float32 scores, bit for bit
+        assert np.array_equal(ranker.weights.scores(ids, len(osds.pages)), model.get_scores_from_ids(ids))
+
+
+def test_an_index_saved_without_term_weights_is_searched_as_before(osds: DocsIndex) -> None:
+    # Given an index file written before the weights were kept
+    older = osds.to_json()
+    older["model"] = {k: v for k, v in older["model"].items() if k != "weights"}
+    # When
+    loaded = DocsIndex.from_json(json.loads(json.dumps(older)))
+    # Then bm25s computes them as it loads: the same results
+    for query in QUERIES:
+        assert loaded.search(query, k=5) == osds.search(query, k=5)
+        assert loaded.search(query, language="es") == osds.search(query, language="es")
+
+
+def test_term_weights_that_do_not_match_the_counts_are_a_corrupt_index(osds: DocsIndex) -> None:
+    # Given the weights of another index
+    other = DocsIndex.from_pages([Page("A", "https://docs.example/a/", "en", "Lots and awards.")])
+    broken = osds.to_json()
+    broken["model"] = broken["model"] | {"weights": other.to_json()["model"]["weights"]}
+    # When / Then
+    with pytest.raises(DocsIndexError):
+        DocsIndex.from_json(broken)
 
 
 def test_an_unreadable_index_is_one_named_error(tmp_path: Path, osds: DocsIndex) -> None:
