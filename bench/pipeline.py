@@ -42,7 +42,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config.broker import close_broker, start_embedded_redis  # noqa: E402
+from config.broker import close_broker  # noqa: E402
+from config.embedded_redis import start_embedded_redis  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from intake.message import InboundMessage  # noqa: E402
 from intake.mime import parse_email  # noqa: E402

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from config.broker import stop_embedded_redis
+from config.embedded_redis import stop_embedded_redis
 from config.errors import SettingsError
 from config.settings import Settings
 from ops.runtime import Runtime, prepare_worker

@@ -183,7 +183,8 @@ class Runtime:
 
 def prepare_worker(runtime: Runtime) -> None:
     """Add the worker-side middleware and register every actor on the runtime's broker."""
-    from workers.actors import build_services, register_actors  # noqa: PLC0415 - workers are not needed to enqueue
+    from workers.actors import register_actors  # noqa: PLC0415 - workers are not needed to enqueue
+    from workers.services import build_services  # noqa: PLC0415
     from dramatiq.middleware import Retries  # noqa: PLC0415
 
     from dramatiq.middleware import AgeLimit  # noqa: PLC0415

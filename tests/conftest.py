@@ -24,7 +24,8 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from config.broker import close_broker, create_broker, start_embedded_redis
+from config.broker import close_broker, create_broker
+from config.embedded_redis import start_embedded_redis
 from config.settings import Settings, load_settings
 from storage import schema
 from storage.db import create_db_engine
@@ -211,7 +212,8 @@ def running_worker(settings: Settings, broker):  # noqa: ANN001, ANN201
     import dramatiq  # noqa: PLC0415
     from dramatiq.middleware import Retries  # noqa: PLC0415
 
-    from workers.actors import build_services, register_actors  # noqa: PLC0415
+    from workers.actors import register_actors  # noqa: PLC0415
+    from workers.services import build_services  # noqa: PLC0415
     from workers.ops.middleware import DeadLetters, LogContext  # noqa: PLC0415
     from workers.ops.observability import Observability  # noqa: PLC0415
 

@@ -9,7 +9,7 @@
 - Errors live in each package's ``errors`` module: no other module defines a
   public exception class (a private one, ``_Timeout``, may stay where it is used).
 - ``workers/`` is in rooms by concern; no module is left loose beside them but
-  the actors (the wiring) and the errors.
+  the actors, their wiring (``services``) and the errors.
 """
 
 from __future__ import annotations
@@ -157,4 +157,4 @@ def test_exceptions_are_defined_in_their_packages_errors_module(module: str) -> 
 def test_workers_modules_live_in_rooms_by_concern() -> None:
     loose = sorted(path.name for path in (ROOT / "workers").glob("*.py"))
 
-    assert loose == ["__init__.py", "actors.py", "errors.py"]
+    assert loose == ["__init__.py", "actors.py", "errors.py", "services.py"]

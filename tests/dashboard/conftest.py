@@ -38,7 +38,7 @@ class Site:
 
     def open_ticket(self, external_id: str, **fields: object) -> int:
         """A ticket opened by the real pipeline, as the worker would."""
-        from workers.actors import build_services  # noqa: PLC0415
+        from workers.services import build_services  # noqa: PLC0415
 
         services = build_services(self.runtime.settings, self.runtime.broker, self.runtime.engine)
         outcome = services.pipeline.process(make_message(external_id, **fields), f"d-{external_id}")  # type: ignore[arg-type]

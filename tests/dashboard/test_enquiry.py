@@ -134,7 +134,7 @@ def test_given_an_enquiry_from_the_api_when_the_worker_runs_then_a_web_ticket_ap
 
 def test_given_a_web_ticket_then_its_replies_are_addressed_by_mail_to_the_enquirer(site: Site) -> None:
     from intake.web import parse, to_inbound
-    from workers.actors import build_services
+    from workers.services import build_services
     from workers.outbound.email_out import thread_of
 
     services = build_services(site.runtime.settings, site.runtime.broker, site.runtime.engine)

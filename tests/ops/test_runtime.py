@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from config.broker import start_embedded_redis, stop_embedded_redis
+from config.embedded_redis import start_embedded_redis, stop_embedded_redis
 from config.settings import Settings, load_settings
 from ops.runtime import Runtime
 from storage import schema

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 from config.settings import Settings
 from storage.intake_store import TICKET
 from tests.factories import make_message
-from workers.actors import build_services
+from workers.services import build_services
 
 ALL_WEEK = "[mon, tue, wed, thu, fri, sat, sun]"
 MONDAY_10 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)

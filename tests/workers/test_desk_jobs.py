@@ -17,7 +17,8 @@ from tests.intake.imap_helpers import wait_for
 from tests.servers.slack import TOKEN
 from tests.waiting import wait_until_drained
 from tests.workers.desk_setup import MONDAY_10, TEAMS, open_ticket, read_ticket
-from workers.actors import build_services, enqueue_effect
+from config.queues import enqueue_effect
+from workers.services import build_services
 from workers.desk.operations import Desk, assign, set_status
 from workers.outbound.effects import Effects
 from workers.desk.scheduled import Jobs

@@ -31,7 +31,7 @@ from storage.intake_store import EVENT, MESSAGE, QUARANTINE, TICKET
 from tests.cli import HELPDESK, cli_env
 from tests.factories import make_email, make_message
 from tests.servers.base import free_port
-from workers.actors import build_services
+from workers.services import build_services
 from workers.intake.pipeline import Pipeline
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -7,7 +7,7 @@ from config.settings import Settings
 from intake.queue import InflightRegistry
 from storage.intake_store import EVENT, MESSAGE, TICKET
 from tests.factories import make_message
-from workers.actors import build_services
+from workers.services import build_services
 from workers.intake.pipeline import Pipeline
 from workers.errors import ParentInFlight
 @pytest.fixture

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from config.desk import load_desk
 from config.settings import load_settings
-from workers.actors import ModelWatcher
+from workers.intake.watchers import ModelWatcher
 from workers.intake.training import ModelStore, is_heldout, load_or_train, shipped_examples, split
 
 

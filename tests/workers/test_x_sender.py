@@ -19,7 +19,8 @@ from storage.intake_store import MESSAGE, TICKET
 from storage.models import utcnow
 from tests.intake.imap_helpers import wait_for
 from tests.servers.x import ANA, BEN, ACCESS_TOKEN, ACCESS_TOKEN_SECRET, ACCOUNT_ID, BEARER_TOKEN, CONSUMER_KEY, CONSUMER_SECRET, XServer, weighted_length
-from workers.actors import Services, build_services, enqueue_effect
+from config.queues import enqueue_effect
+from workers.services import Services, build_services
 from workers.desk.operations import add_staff_message
 from workers.outbound.x_sender import XSender, split_thread
 from workers.errors import XRateLimitedSend
