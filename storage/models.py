@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import text as sql_text
 from sqlmodel import Field, SQLModel
 
 
@@ -165,11 +166,17 @@ class ContactIdentity(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+# The columns migration 0006 covered in one wide index (ix_ticket_report, replaced in 0011 by the narrower ones below).
 REPORT_COLUMNS = (
     "type", "sector", "channel", "language", "team", "status", "needs_triage", "assignee", "resolved_at", "contact_id",
     "organisation_id", "first_response_seconds", "first_response_business_seconds", "first_response_met",
     "resolution_seconds", "resolution_business_seconds", "resolution_met", "reopened_count",
 )
+# Management information reads a period's tickets through these (storage/report.py): on PostgreSQL and SQLite alike
+# an index-only range scan of rows a third to a quarter as wide as the table's, one index per kind of section.
+VOLUME_COLUMNS = ("type", "sector", "channel", "language", "team", "status", "needs_triage", "organisation_id", "contact_id")
+MEASURE_COLUMNS = ("first_response_seconds", "first_response_business_seconds", "first_response_met",
+                   "resolution_seconds", "resolution_business_seconds", "resolution_met", "reopened_count")
 
 
 class Ticket(SQLModel, table=True):
@@ -177,12 +184,14 @@ class Ticket(SQLModel, table=True):
 
     __tablename__ = "ticket"
     __table_args__ = (
-        Index("ix_ticket_created_at", "created_at"),
         Index("ix_ticket_team_status", "team", "status"),
-        Index("ix_ticket_resolved_at", "resolved_at"),
         Index("ix_ticket_contact_created", "contact_id", "created_at"),
-        # Management information reads these columns of a period's tickets: on PostgreSQL an index-only scan.
-        Index("ix_ticket_report", "created_at", postgresql_include=list(REPORT_COLUMNS)),
+        Index("ix_ticket_volumes", "created_at", *VOLUME_COLUMNS),  # also serves what an index of created_at alone did
+        Index("ix_ticket_times", "created_at", *MEASURE_COLUMNS),
+        # The backlog at a moment: the tickets never resolved, and those resolved after it.
+        Index("ix_ticket_unresolved", "created_at", "assignee",
+              postgresql_where=sql_text("resolved_at IS NULL"), sqlite_where=sql_text("resolved_at IS NULL")),
+        Index("ix_ticket_resolved", "resolved_at", "created_at", "assignee"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

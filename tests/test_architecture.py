@@ -8,6 +8,7 @@
   state helpers, never the modules that talk to a mailbox, X, Slack or the web.
 - Errors live in each package's ``errors`` module: no other module defines a
   public exception class (a private one, ``_Timeout``, may stay where it is used).
+- Each assertion in the tests states one fact (no ``assert a and b``).
 - ``workers/`` is in rooms by concern; no module is left loose beside them but
   the actors, their wiring (``services``) and the errors.
 """
@@ -158,3 +159,20 @@ def test_workers_modules_live_in_rooms_by_concern() -> None:
     loose = sorted(path.name for path in (ROOT / "workers").glob("*.py"))
 
     assert loose == ["__init__.py", "actors.py", "errors.py", "services.py"]
+
+
+def compound_assertions(source: str) -> list[int]:
+    """Lines of ``assert a and b``: two facts in one assertion, so a failure does not say which one broke."""
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Assert) and isinstance(node.test, ast.BoolOp) and isinstance(node.test.op, ast.And)]
+
+
+def test_given_two_facts_in_one_assertion_then_the_checker_finds_it() -> None:
+    source = "assert a == 1 and b == 2\nassert all(x and y for x, y in pairs)\nassert c\n"
+
+    assert compound_assertions(source) == [1]
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")))
+def test_each_assertion_states_one_fact(path: str) -> None:
+    assert compound_assertions((ROOT / path).read_text(encoding="utf-8")) == []

@@ -38,7 +38,9 @@ from classifiers.automated import detect_automated
 )
 def test_robots_are_recognised_with_a_reason(sender: str, subject: str, signals: dict[str, str], kind: str) -> None:
     verdict = detect_automated(sender, subject, signals)
-    assert verdict is not None and verdict.kind == kind and verdict.reason
+    assert verdict is not None
+    assert verdict.kind == kind
+    assert verdict.reason
 
 
 @pytest.mark.parametrize(
@@ -68,10 +70,14 @@ def test_people_are_not_robots(subject: str, signals: dict[str, str]) -> None:
 )
 def test_a_report_read_from_the_body_decides_the_kind(report: dict[str, str], kind: str) -> None:
     verdict = detect_automated("no-reply@sns.amazonaws.com", "AWS Notification Message", {"x-amz-sns-message-id": "1"}, report=report)
-    assert verdict is not None and verdict.kind == kind and "x@b.org" in verdict.reason
+    assert verdict is not None
+    assert verdict.kind == kind
+    assert "x@b.org" in verdict.reason
 
 
 def test_a_loop_guard_naming_us_is_our_own_mail() -> None:
     verdict = detect_automated("list@b.org", "Re: your ticket", {"x-loop": "helpdesk@osds.example"},
                                own_addresses=frozenset({"helpdesk@osds.example"}))
-    assert verdict is not None and verdict.kind == "own" and "X-Loop" in verdict.reason
+    assert verdict is not None
+    assert verdict.kind == "own"
+    assert "X-Loop" in verdict.reason

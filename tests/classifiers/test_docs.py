@@ -58,8 +58,10 @@ def test_markdown_folder_reads_front_matter_headings_and_language_folders(markdo
     # Then
     pages = {p.url: p for p in index.pages}
     assert set(pages) == {"https://docs.example/lots/", "es/monedas.md", "https://docs.example/guide/"}
-    assert pages["https://docs.example/lots/"].title == "Lots extension" and pages["https://docs.example/lots/"].language == "en"
-    assert pages["es/monedas.md"].title == "Monedas y montos" and pages["es/monedas.md"].language == "es"
+    assert pages["https://docs.example/lots/"].title == "Lots extension"
+    assert pages["https://docs.example/lots/"].language == "en"
+    assert pages["es/monedas.md"].title == "Monedas y montos"
+    assert pages["es/monedas.md"].language == "es"
     assert pages["https://docs.example/guide/"].language == "fr"
     assert [(s.path, s.reason) for s in index.skipped] == [("draft.md", "index: false")]
     assert index.search("which lots does an award cover?")[0].url == "https://docs.example/lots/"
@@ -77,8 +79,10 @@ def test_html_pages_give_title_canonical_url_language_and_text(tmp_path: Path) -
     index = build_index(tmp_path)
     # Then
     pages = {p.url: p for p in index.pages}
-    assert pages["https://docs.example/api/"].title == "Data API" and pages["https://docs.example/api/"].language == "en"
-    assert pages["https://docs.example/pt/mapa/"].title == "Guia de mapeamento" and pages["https://docs.example/pt/mapa/"].language == "pt"
+    assert pages["https://docs.example/api/"].title == "Data API"
+    assert pages["https://docs.example/api/"].language == "en"
+    assert pages["https://docs.example/pt/mapa/"].title == "Guia de mapeamento"
+    assert pages["https://docs.example/pt/mapa/"].language == "pt"
     assert [s.reason for s in index.skipped] == ["robots noindex"]
     assert index.search("too many requests rate limit")[0].url == "https://docs.example/api/"
     assert index.search("pregão eletrônico", language="pt")[0].url == "https://docs.example/pt/mapa/"
@@ -132,7 +136,9 @@ def test_oversized_binary_and_garbled_pages_are_bounded_or_skipped(tmp_path: Pat
     assert "broken.html" in {p.url for p in index.pages} | set(reasons)
     assert index.search("Construções públicas")[0].url == "latin1.md"
     assert index.search("\x00\ufffd" * 10 + "tender " * 100_000)[0].url == "huge.md"
-    assert index.search("") == [] and index.search("   ") == [] and index.search("tender", k=0) == []
+    assert index.search("") == []
+    assert index.search("   ") == []
+    assert index.search("tender", k=0) == []
 
 
 # -- search and gaps on the shipped documentation ---------------------------------------------
@@ -156,17 +162,21 @@ def test_search_finds_the_page_that_answers(osds: DocsIndex, text: str, language
 
 def test_language_keeps_pages_in_that_language_and_english(osds: DocsIndex) -> None:
     found = osds.search("registro publicadores licencia municipio mapeo", k=10, language="fr")
-    assert found and all("/es/" not in s.url and "/pt/" not in s.url for s in found)
+    assert found
+    assert all("/es/" not in s.url and "/pt/" not in s.url for s in found)
 
 
 def test_an_unrelated_enquiry_is_a_possible_gap(osds: DocsIndex) -> None:
     # When
     result = osds.signpost("Hi, the printer on the second floor says the toner is low and the paper tray is jammed again. Who should I call?")
     # Then
-    assert result.gap and result.suggestions == () and result.to_json() == []
+    assert result.gap
+    assert result.suggestions == ()
+    assert result.to_json() == []
     related = osds.signpost("How do we link call-offs to the framework agreement?", language="en")
     top = related.to_json()[0]
-    assert not related.gap and (top["title"], top["url"]) == ("Framework agreements and call-offs", BASE + "/en/guidance/frameworks/")
+    assert not related.gap
+    assert (top["title"], top["url"]) == ("Framework agreements and call-offs", BASE + "/en/guidance/frameworks/")
     assert top["score"] > 0
 
 
@@ -190,7 +200,9 @@ def test_save_and_load_give_identical_results(tmp_path: Path, ranker: str) -> No
     save_index(index, tmp_path / "index.json")
     loaded = load_index(tmp_path / "index.json")
     # Then
-    assert loaded.pages == index.pages and loaded.gap_score == index.gap_score and loaded.skipped == index.skipped
+    assert loaded.pages == index.pages
+    assert loaded.gap_score == index.gap_score
+    assert loaded.skipped == index.skipped
     for query in queries:
         assert loaded.search(query, k=5) == index.search(query, k=5)
         assert loaded.search(query, language="es") == index.search(query, language="es")
@@ -375,12 +387,15 @@ def test_cli_indexes_to_the_configured_path_and_searches(cli: tuple[typer.Typer,
     # Then
     assert built.exit_code == 0, built.output
     assert (tmp_path / "data" / "docs-index.json").is_file()
-    assert "43" in built.output and "index: false" in built.output
+    assert "43" in built.output
+    assert "index: false" in built.output
     found = runner.invoke(app, ["docs", "search", "framework agreement call-offs", "--k", "2"], env=env)
     assert found.exit_code == 0, found.output
-    assert "Framework agreements" in found.output and "possible documentation gap" not in found.output
+    assert "Framework agreements" in found.output
+    assert "possible documentation gap" not in found.output
     gap = runner.invoke(app, ["docs", "search", "The printer toner is low and the paper tray is jammed", "--json"], env=env)
-    assert gap.exit_code == 0 and json.loads(gap.stdout)["gap"] is True
+    assert gap.exit_code == 0
+    assert json.loads(gap.stdout)["gap"] is True
     spanish = runner.invoke(app, ["docs", "search", "errores de validación de moneda", "--language", "es", "--json"], env=env)
     assert json.loads(spanish.stdout)["suggestions"][0]["url"] == BASE + "/es/herramientas/errores/"
 
@@ -389,9 +404,11 @@ def test_cli_writes_to_out_and_reports_problems(cli: tuple[typer.Typer, dict[str
     app, env = cli
     runner = CliRunner()
     built = runner.invoke(app, ["docs", "index", str(DOCS), "--out", str(tmp_path / "x" / "idx.json")], env=env)
-    assert built.exit_code == 0 and (tmp_path / "x" / "idx.json").is_file()
+    assert built.exit_code == 0
+    assert (tmp_path / "x" / "idx.json").is_file()
     assert runner.invoke(app, ["docs", "index", str(tmp_path / "nowhere")], env=env).exit_code == 1
     missing = runner.invoke(app, ["docs", "search", "anything"], env=env)
-    assert missing.exit_code == 1 and "helpdesk docs index" in missing.output
+    assert missing.exit_code == 1
+    assert "helpdesk docs index" in missing.output
     gap = runner.invoke(app, ["docs", "search", "printer toner paper tray jammed", "--index", str(tmp_path / "x" / "idx.json")], env=env)
     assert "possible documentation gap" in gap.output

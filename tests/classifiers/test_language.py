@@ -21,12 +21,14 @@ def languages() -> LanguageClassifier:
 )
 def test_detects_configured_languages(languages: LanguageClassifier, text: str, code: str) -> None:
     label = languages.classify(text)
-    assert label.value == code and label.confidence > 0.5
+    assert label.value == code
+    assert label.confidence > 0.5
 
 
 def test_too_little_text_falls_back_to_the_first_language(languages: LanguageClassifier) -> None:
     label = languages.classify("ok")
-    assert label.value == "en" and label.confidence == 0.0
+    assert label.value == "en"
+    assert label.confidence == 0.0
 
 
 def test_a_short_text_after_a_long_one_is_read_with_every_model(languages: LanguageClassifier) -> None:

@@ -29,9 +29,11 @@ def test_features_are_unit_blocks_and_cache_safe() -> None:
     features = TextFeatures(min_df_chars=1).fit([words("validation errors in tender value"), words("publicar datos abiertos")])
     indices, values = features.transform_one(words("Validation ERRORS, tender: válue"))
     word_block = indices < len(features.word_vocab)
-    assert np.isclose(np.linalg.norm(values[word_block]), 1.0) and np.isclose(np.linalg.norm(values[~word_block]), 1.0)
+    assert np.isclose(np.linalg.norm(values[word_block]), 1.0)
+    assert np.isclose(np.linalg.norm(values[~word_block]), 1.0)
     again = features.transform_one(words("Validation ERRORS, tender: válue"))  # served from the per-word cache
-    assert np.array_equal(indices, again[0]) and np.allclose(values, again[1])
+    assert np.array_equal(indices, again[0])
+    assert np.allclose(values, again[1])
     empty = features.transform_one(words("zzzz qqqq"))
     assert empty[0].size == 0 or np.all(empty[0] >= len(features.word_vocab))
 
@@ -40,7 +42,8 @@ def test_evaluation_metrics_by_hand() -> None:
     ev = evaluate(["a", "a", "b", "b"], ["a", "b", "b", "b"])
     assert ev.accuracy == 0.75
     assert ev.per_class["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
-    assert ev.per_class["b"]["precision"] == pytest.approx(2 / 3) and ev.per_class["b"]["recall"] == 1.0
+    assert ev.per_class["b"]["precision"] == pytest.approx(2 / 3)
+    assert ev.per_class["b"]["recall"] == 1.0
     assert ev.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
     assert ev.confusion == [[1, 1], [0, 2]]
 

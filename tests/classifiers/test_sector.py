@@ -38,13 +38,15 @@ def test_domain_evidence(sectors: SectorClassifier, address: str, sector: str, o
     result = sectors.classify(address)
     assert result.label.value == sector
     assert result.organisation_domain == organisation
-    assert result.label.reasons and address.split("@")[1] in result.label.reasons[0]
+    assert result.label.reasons
+    assert address.split("@")[1] in result.label.reasons[0]
 
 
 def test_registry_beats_generic_patterns(sectors: SectorClassifier) -> None:
     # worldbank.org would be civil_society by the generic .org hint
     result = sectors.classify("x@worldbank.org")
-    assert result.label.value == "multilateral_donor" and result.label.confidence > 0.9
+    assert result.label.value == "multilateral_donor"
+    assert result.label.confidence > 0.9
     assert result.organisation_name == "World Bank"
 
 

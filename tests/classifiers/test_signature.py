@@ -18,7 +18,8 @@ from classifiers.signature import signature_organisation
 )
 def test_signature_names_an_organisation(text: str, sector: str, line: str) -> None:
     found = signature_organisation(text)
-    assert found is not None and (found.sector, found.line) == (sector, line)
+    assert found is not None
+    assert (found.sector, found.line) == (sector, line)
 
 
 def test_no_organisation_named() -> None:

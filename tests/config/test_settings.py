@@ -49,7 +49,8 @@ def test_bad_values_name_the_variable(key: str, value: str) -> None:
 
 def test_shipped_desk_files_are_consistent() -> None:
     desk = load_desk(load_settings(environ={}))
-    assert "other" in desk.taxonomy.types and len(desk.taxonomy.types) == 12
+    assert "other" in desk.taxonomy.types
+    assert len(desk.taxonomy.types) == 12
     assert desk.routing.default.team in desk.teams.teams
 
 

@@ -80,7 +80,8 @@ def test_given_a_half_configured_channel_when_the_process_starts_then_it_names_t
 
 @pytest.mark.parametrize("started", cases(), indirect=True)
 def test_given_a_half_configured_channel_when_the_process_starts_then_it_prints_no_traceback(started: Started) -> None:
-    assert started.returncode is not None and "Traceback" not in started.stderr
+    assert started.returncode is not None
+    assert "Traceback" not in started.stderr
 
 
 def test_given_a_half_configured_mailbox_when_the_imap_adapter_starts_then_it_makes_no_data_folder(tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ def test_eval_reports_model_beside_baseline(tmp_path: Path, env: dict[str, str])
     records.append({"text": "Where can I download the contracts data as CSV?", "type": "data_use"})  # sector label missing: fine
     result = json.loads(run_cli(["classify", "eval", str(_write_jsonl(tmp_path / "eval.jsonl", records)), "--json"], env).stdout)
     model, baseline = result["model"], result["keyword_baseline"]
-    assert model["type"]["count"] == 41 and model["sector"]["count"] == 40
+    assert model["type"]["count"] == 41
+    assert model["sector"]["count"] == 40
     for key in ("per_class", "macro_f1", "accuracy", "confusion", "labels"):
         assert key in model["type"]
     assert set(model["type"]["per_class"]["data_use"]) == {"precision", "recall", "f1", "support"}
@@ -46,7 +47,9 @@ def test_eval_reports_model_beside_baseline(tmp_path: Path, env: dict[str, str])
 
 def test_eval_table_on_the_shipped_heldout_split(env: dict[str, str]) -> None:
     output = run_cli(["classify", "eval"], env).stdout
-    assert "Macro-F1 and accuracy" in output and "keyword baseline" in output and "confusion" in output
+    assert "Macro-F1 and accuracy" in output
+    assert "keyword baseline" in output
+    assert "confusion" in output
 
 
 def test_predict_prints_one_line_per_record_in_order(tmp_path: Path, env: dict[str, str]) -> None:
@@ -94,9 +97,11 @@ def test_corrections_are_kept_and_feed_retraining(tmp_path: Path, env: dict[str,
     assert (example.type, example.sector, example.subject) == ("scoping", "civil_society", "Quick question")
     before = ModelStore(Path(env["HELPDESK_MODEL_DIR"])).versions()
     output = run_cli(["classify", "train", "--folds", "2"], env).stdout
-    assert "1 corrections" in output and "held-out type: macro-F1" in output
+    assert "1 corrections" in output
+    assert "held-out type: macro-F1" in output
     after = ModelStore(Path(env["HELPDESK_MODEL_DIR"])).versions()
-    assert len(after) == len(before) + 1 and after[-1].name > before[-1].name
+    assert len(after) == len(before) + 1
+    assert after[-1].name > before[-1].name
 
 
 def test_reclassify_refuses_unknown_labels_and_tickets(env: dict[str, str]) -> None:
@@ -128,7 +133,8 @@ def test_reprocess_applies_the_current_model_and_keeps_corrections(tmp_path: Pat
     dry = run_cli(["reprocess", "--dry-run"], env).stdout
     assert "Would change" in dry
     out = run_cli(["reprocess", "--reparse"], env).stdout
-    assert "re-parsed from the raw archive: 2" in out and "staff corrections kept: 1" in out
+    assert "re-parsed from the raw archive: 2" in out
+    assert "staff corrections kept: 1" in out
     tickets = {t["subject"]: t for t in json.loads(run_cli(["tickets", "--json"], env).stdout)}
     assert tickets["Webinar"]["type"] == "training"
     assert tickets["Field question"]["type"] == "documentation"  # the correction stands
@@ -166,7 +172,8 @@ def test_given_a_current_model_that_scored_better_on_the_real_set_when_retrained
     # Then
     assert refused.returncode == 1
     assert "not saved" in refused.stderr
-    assert f"current {current.version}" in refused.stdout and "0.990" in refused.stdout
+    assert f"current {current.version}" in refused.stdout
+    assert "0.990" in refused.stdout
     assert after_refusal == before
     assert "saved model" in forced
     assert len(store.versions()) == len(before) + 1
@@ -180,5 +187,6 @@ def test_given_a_missing_file_when_predicting_then_a_plain_message_not_an_errno(
                             capture_output=True, text=True, timeout=120)
 
     assert result.returncode == 1
-    assert "cannot read" in result.stderr and "No such file or directory" in result.stderr
+    assert "cannot read" in result.stderr
+    assert "No such file or directory" in result.stderr
     assert "[Errno" not in result.stderr

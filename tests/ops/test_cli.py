@@ -53,7 +53,8 @@ def test_demo_replies_land_on_their_parents(demo_run: tuple[Path, dict[str, str]
     assert messages_per_ticket == len(tickets) + replies  # every reply joined a ticket rather than opening one
     first = tickets[-1]
     assert first["number"].startswith("HD-")
-    assert first["classification"]["type"]["reasons"] and first["routing"]["reasons"]
+    assert first["classification"]["type"]["reasons"]
+    assert first["routing"]["reasons"]
 
 
 def test_demo_can_run_again(demo_run: tuple[Path, dict[str, str], str]) -> None:
@@ -68,7 +69,8 @@ def test_status_reads_the_shared_embedded_server(demo_run: tuple[Path, dict[str,
     queues = {q["queue"]: q for q in status["queues"]}
     assert set(queues) == {"intake", "effects", "scheduled", "slack"}
     assert all(q["ready"] == 0 and q["dead_lettered"] == 0 for q in queues.values())
-    assert status["redis"] == "embedded" and status["tickets"] == 35
+    assert status["redis"] == "embedded"
+    assert status["tickets"] == 35
 
 
 def test_demo_refuses_a_folder_with_real_data(tmp_path: Path) -> None:
@@ -97,8 +99,10 @@ def test_import_of_nothing_recognisable_says_so_and_fails(tmp_path: Path, model_
     for args, why in ((["random.mbox"], "no messages found"), (["empty"], "an empty folder"), (["photos"], "not a mail file")):
         done = _import(args, tmp_path, env)
         assert done.returncode == 1, (args, done.stdout, done.stderr)
-        assert "queued 0 message(s)" in done.stdout and "not recognised 1 file(s)" in done.stdout
-        assert why in done.stderr and "nothing to import" in done.stderr
+        assert "queued 0 message(s)" in done.stdout
+        assert "not recognised 1 file(s)" in done.stdout
+        assert why in done.stderr
+        assert "nothing to import" in done.stderr
     assert_no_server_left(tmp_path)
 
 
@@ -111,7 +115,8 @@ def test_import_names_what_it_skipped_and_its_quarantine_count_is_everyones(tmp_
     (mails / "notes.txt").write_text("not mail")
     done = _import(["mails"], tmp_path, env)
     assert done.returncode == 0, done.stderr
-    assert "queued 1 message(s); quarantined 1 unreadable item(s)" in done.stdout and "not recognised 1 file(s)" in done.stdout
+    assert "queued 1 message(s); quarantined 1 unreadable item(s)" in done.stdout
+    assert "not recognised 1 file(s)" in done.stdout
     assert "notes.txt" in done.stderr
     run_cli(["worker", "--until-idle"], env, cwd=tmp_path)
     status = json.loads(subprocess.run([*HELPDESK, "status", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,

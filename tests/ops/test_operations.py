@@ -75,13 +75,15 @@ def test_status_and_metrics_see_every_state(settings: Settings, env: dict[str, s
             metrics = httpx.get(f"{url}/metrics").text
             ready = httpx.get(f"{url}/readyz").json()
             alive = httpx.get(f"{url}/healthz").status_code
-    assert alive == 200 and ready == {"ready": True, "checks": {"redis": "ok", "database": "ok", "migrations": "ok"}}
+    assert alive == 200
+    assert ready == {"ready": True, "checks": {"redis": "ok", "database": "ok", "migrations": "ok"}}
     assert 'helpdesk_queue_messages{queue="intake",state="ready"} 2.0' in metrics
     assert 'helpdesk_queue_messages{queue="intake",state="delayed"} 1.0' in metrics
     assert 'helpdesk_queue_messages{queue="intake",state="in_flight"} 1.0' in metrics
     assert 'helpdesk_queue_messages{queue="intake",state="stranded"} 1.0' in metrics
     assert 'helpdesk_queue_messages{queue="intake",state="dead_lettered"} 1.0' in metrics
-    assert "helpdesk_healthy 0.0" in metrics and "helpdesk_intake_to_ticket_seconds_bucket" in metrics
+    assert "helpdesk_healthy 0.0" in metrics
+    assert "helpdesk_intake_to_ticket_seconds_bucket" in metrics
     with pytest.raises(AssertionError, match="exited 1"):  # stranded work: unhealthy, non-zero for cron and monitors
         run_cli(["status"], env)
     import subprocess
@@ -89,14 +91,16 @@ def test_status_and_metrics_see_every_state(settings: Settings, env: dict[str, s
 
     result = subprocess.run([sys.executable, "-m", "ops", "status", "--json"], env=env, capture_output=True, text=True, timeout=120)
     data = json.loads(result.stdout)
-    assert result.returncode == 1 and data["status"] == "unhealthy"
+    assert result.returncode == 1
+    assert data["status"] == "unhealthy"
     intake = next(q for q in data["queues"] if q["queue"] == "intake")
     assert (intake["ready"], intake["delayed"], intake["in_flight"], intake["stranded"], intake["dead_lettered"]) == (2, 1, 1, 1, 1)
     assert {p["condition"] for p in data["problems"]} >= {"stranded", "no_workers", "dead_letters"}
     # a worker starts: it recovers the stranded message and drains everything; dead letters remain a warning
     run_cli(["worker", "--until-idle"], env)
     after = subprocess.run([sys.executable, "-m", "ops", "status", "--json"], env=env, capture_output=True, text=True, timeout=120)
-    assert after.returncode == 0 and json.loads(after.stdout)["status"] == "warning"
+    assert after.returncode == 0
+    assert json.loads(after.stdout)["status"] == "warning"
 
 
 def test_dead_letters_replay_once_even_after_redis_forgot_them(settings: Settings, env: dict[str, str], database_url: str) -> None:
@@ -106,7 +110,8 @@ def test_dead_letters_replay_once_even_after_redis_forgot_them(settings: Setting
         _dead_letter(runtime.broker, _intake_message("expired"))
         # Redis forgets one of them (its 7-day TTL), after the database mirrored it
         listed = json.loads(run_cli(["dlq", "list", "--json"], env).stdout)
-        assert len(listed) == 2 and {row["kind"] for row in listed} == {"dead_letter"}
+        assert len(listed) == 2
+        assert {row["kind"] for row in listed} == {"dead_letter"}
         client = runtime.broker.client
         forgotten = 0
         for redis_id, raw in client.hgetall(f"{settings.redis_namespace}:intake.XQ.msgs").items():
@@ -150,7 +155,9 @@ def test_alerts_are_posted_once_and_recovered(settings: Settings, slack, engine)
     for key in queued:
         effects.run(key)
     texts = [m["text"] for m in slack.fake.posted("#ops")]
-    assert len(texts) == 2 and texts[0].startswith("🔴 the oldest ready message") and texts[1].startswith("✅ recovered after 12 min")
+    assert len(texts) == 2
+    assert texts[0].startswith("🔴 the oldest ready message")
+    assert texts[1].startswith("✅ recovered after 12 min")
 
 
 def test_readyz_says_when_migrations_are_pending(settings: Settings, database_url: str) -> None:
@@ -165,7 +172,8 @@ def test_readyz_says_when_migrations_are_pending(settings: Settings, database_ur
 
         with serve(build_app(runtime)) as url:
             response = httpx.get(f"{url}/readyz")
-    assert response.status_code == 503 and response.json()["checks"]["migrations"].startswith("pending")
+    assert response.status_code == 503
+    assert response.json()["checks"]["migrations"].startswith("pending")
     engine.dispose()
 
 
@@ -206,10 +214,12 @@ def test_open_quarantine_fails_strict_status_and_every_surface_counts_it_alike(s
     report = json.loads(run_cli(["report", "--json"], env).stdout)
     # Then the quarantined input is a warning: fine for `status`, a failure for `status --strict`
     data = json.loads(plain.stdout)
-    assert plain.returncode == 0 and data["status"] == "warning"
+    assert plain.returncode == 0
+    assert data["status"] == "warning"
     assert strict.returncode == 1
     problems = {p["condition"]: p for p in data["problems"]}
-    assert problems["quarantined"]["severity"] == "warning" and problems["quarantined"]["detail"].startswith("1 quarantined input(s) open")
+    assert problems["quarantined"]["severity"] == "warning"
+    assert problems["quarantined"]["detail"].startswith("1 quarantined input(s) open")
     assert problems["adapter_restarted"]["subject"] == "imap:u@h/INBOX"
     # and status, dlq list and the report count the same rows
     assert data["quarantined"] == len(listed) == report["quarantined"] == 2
@@ -217,7 +227,9 @@ def test_open_quarantine_fails_strict_status_and_every_surface_counts_it_alike(s
     # and /metrics shows them, and the adapter's heartbeat and restarts
     assert "helpdesk_quarantined_open 2.0" in metrics
     label = adapter_label("imap:u@h/INBOX")
-    assert label.startswith("imap:") and label.endswith("/INBOX") and "u@h" not in metrics  # no login, no host
+    assert label.startswith("imap:")
+    assert label.endswith("/INBOX")
+    assert "u@h" not in metrics  # no login, no host
     assert f'helpdesk_adapter_running{{adapter="{label}"}} 1.0' in metrics
     assert f'helpdesk_adapter_restarts_total{{adapter="{label}"}} 1.0' in metrics
 

@@ -114,14 +114,16 @@ def test_forged_stale_and_replayed_requests_are_refused(app: SlackSender) -> Non
     body = b'{"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}'
     now = int(time.time())
     genuine = app.raw(body, "application/json", timestamp=now)
-    assert genuine.status_code == 200 and genuine.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+    assert genuine.status_code == 200
+    assert genuine.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
     forged = app.raw(body, "application/json", signature=sign(body, now, "not-the-secret"))
     tampered = app.raw(body.replace(b"3eZ", b"4eZ"), "application/json", timestamp=now, signature=sign(body, now))
     stale = app.raw(body, "application/json", timestamp=now - 6 * 60)
     replayed = app.raw(body, "application/json", timestamp=now, signature=sign(body, now))
     unsigned = __import__("httpx").post(app.url, content=body, headers={"Content-Type": "application/json"})
     assert [r.status_code for r in (forged, tampered, stale, replayed, unsigned)] == [401] * 5
-    assert "replayed" in replayed.text and "stale" in stale.text
+    assert "replayed" in replayed.text
+    assert "stale" in stale.text
     too_big = app.raw(b"x" * 1_100_000, "application/json")
     assert too_big.status_code == 413
 
@@ -146,7 +148,8 @@ def test_given_malformed_timestamps_and_bodies_when_posted_then_refused_never_a_
 
     # Then
     assert [r.status_code for r in (not_a_number, huge, not_utf8, signed_form_not_utf8)] == [401, 401, 401, 401]
-    assert "malformed timestamp" in not_a_number.text and "malformed timestamp" in huge.text
+    assert "malformed timestamp" in not_a_number.text
+    assert "malformed timestamp" in huge.text
     assert "malformed body" in not_utf8.text
 
 
@@ -174,15 +177,19 @@ def test_slack_enquiry_becomes_one_ticket_with_a_card_and_joined_contact(
         wait_for(lambda: _messages(engine, ticket.id)[0].edited_at is not None, timeout=20)
     assert len(_tickets(engine)) == 2, "a retried event and bot or join messages open no tickets"
     first_message, follow_up = _messages(engine, ticket.id)
-    assert first_message.channel == "slack" and first_message.external_id == f"{help_channel}:{first['ts']}"
-    assert first_message.text == "Edited: ocid missing in release" and len(_events(engine, "message_edited")) == 1
+    assert first_message.channel == "slack"
+    assert first_message.external_id == f"{help_channel}:{first['ts']}"
+    assert first_message.text == "Edited: ocid missing in release"
+    assert len(_events(engine, "message_edited")) == 1
     assert follow_up.text == "Also: which schema version?"
     with engine.connect() as c:
         identities = {(r.channel, r.address): r.contact_id for r in c.execute(select(ContactIdentity.__table__))}
     assert identities[("slack", ENQUIRER)] == identities[("email", "alice@finance.gov.uk")] == ticket.contact_id
     card = _card(slack, ticket.id)
     fields = _fields(card)
-    assert f"Alice Martin <@{ENQUIRER}>" in fields and "*Organisation:* finance.gov.uk" in fields and "*Channel:* slack" in fields
+    assert f"Alice Martin <@{ENQUIRER}>" in fields
+    assert "*Organisation:* finance.gov.uk" in fields
+    assert "*Channel:* slack" in fields
     assert "tender feed (https://data.example/tender)" in str(card["blocks"])  # the summary, as text
     assert {e["action_id"] for e in card["blocks"][-1]["elements"]} == {"claim", "assign", "reclassify_type", "reclassify_sector", "resolve", "canned"}
 
@@ -225,12 +232,15 @@ def test_claim_assign_reclassify_resolve_update_ticket_and_card(
         app.action("U1", {"action_id": "reopen", "type": "button", "value": value})
         wait_for(lambda: _ticket(engine, ticket.id).status == "open" and updates() >= 6, timeout=20)
     fields = _fields(resolved_card)
-    assert "policy (100%)" in fields and "academia (100%)" in fields and "✅ resolved" in fields
+    assert "policy (100%)" in fields
+    assert "academia (100%)" in fields
+    assert "✅ resolved" in fields
     assert "reopen" in {e["action_id"] for e in resolved_card["blocks"][-1]["elements"]}
     assert len(slack.fake.posted("#data")) == 1, "actions update the one card in place"
     assert (_events(engine, "reassigned")[-1].data["member"], _events(engine, "reassigned")[-1].data["by"]) == ("priya", "jonas")
     assert sorted(e.data["to"] for e in _events(engine, "reclassified")) == ["academia", "policy"]
-    assert len(_events(engine, "resolved")) == 1 and len(_events(engine, "reopened")) == 1
+    assert len(_events(engine, "resolved")) == 1
+    assert len(_events(engine, "reopened")) == 1
     assert _ticket(engine, ticket.id).reopened_count == 1
 
 
@@ -260,7 +270,8 @@ def test_replies_from_the_card_thread_reach_the_enquirer(
     assert (note.kind, note.status, note.author, note.text) == ("note", None, "priya", "she asked last month too")
     assert (reply.direction, reply.kind, reply.status, reply.channel) == ("out", "reply", "sent", "slack")
     slack_ticket = _ticket(engine, ticket.id)
-    assert slack_ticket.first_response_at is not None and slack_ticket.first_response_seconds is not None
+    assert slack_ticket.first_response_at is not None
+    assert slack_ticket.first_response_seconds is not None
     email_reply = _messages(engine, mail_ticket)[1]
     assert (email_reply.direction, email_reply.channel, email_reply.status, email_reply.author) == ("out", "email", "queued", "jonas")
     assert outbox.get(engine, f"reply:{email_reply.id}") is not None
@@ -275,7 +286,9 @@ def test_slash_command_lists_and_resolves(
         wait_for(lambda: _ticket(engine, first).card_ts is not None, timeout=20)
         owner = {"priya": "U1", "jonas": "U2"}[_ticket(engine, first).assignee]
         mine = app.command(owner, "mine").json()
-        assert mine["response_type"] == "ephemeral" and f"HD-{first}" in mine["text"] and "overdue since" in mine["text"]
+        assert mine["response_type"] == "ephemeral"
+        assert f"HD-{first}" in mine["text"]
+        assert "overdue since" in mine["text"]
         assert "Nothing assigned" in app.command({"U1": "U2", "U2": "U1"}[owner], "mine").json()["text"]
         assert "No unassigned" in app.command(owner, "queue").json()["text"]
         assert "Only members" in app.command("U7STRANGER", "mine").json()["text"]
@@ -285,7 +298,8 @@ def test_slash_command_lists_and_resolves(
         assert app.command(owner, f"resolve hd-{first}").json()["text"] == f"✅ HD-{first} resolved."
         assert "already resolved" in app.command(owner, f"resolve HD-{first}").json()["text"]
         wait_for(lambda: "✅ resolved" in _fields(_card(slack, first)), timeout=20)
-    assert _ticket(engine, first).status == "resolved" and len(_events(engine, "resolved")) == 1
+    assert _ticket(engine, first).status == "resolved"
+    assert len(_events(engine, "resolved")) == 1
 
 
 def test_rate_limited_card_is_retried_later_and_posted_once(
@@ -343,7 +357,9 @@ def test_worker_killed_between_post_and_db_write_posts_one_card(
     [ticket] = _tickets(engine)
     [card_row] = [r for r in _outbox(engine) if r["kind"] == "slack_card"]
     assert ticket.card_ts == card["ts"]
-    assert card_row["status"] == "done" and card_row["attempts"] == 2 and card_row["result"]["found_existing"] is True
+    assert card_row["status"] == "done"
+    assert card_row["attempts"] == 2
+    assert card_row["result"]["found_existing"] is True
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -402,6 +418,8 @@ def test_an_event_that_cannot_become_a_message_is_quarantined_and_intake_goes_on
         wait_for(lambda: len(_tickets(engine)) == 1, timeout=20)
         wait_for(lambda: len(_quarantined(engine)) == 1, timeout=20)
         [row] = _quarantined(engine)
-    assert row.kind == "dead_letter" and row.queue == "slack" and "MessageDecodeError" in row.reason
+    assert row.kind == "dead_letter"
+    assert row.queue == "slack"
+    assert "MessageDecodeError" in row.reason
     assert "cannot become a message: ValueError" in row.detail
     assert _messages(engine, _tickets(engine)[0].id)[0].external_id == f"{help_channel}:{good['ts']}"
