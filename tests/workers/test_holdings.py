@@ -93,3 +93,33 @@ def test_given_a_message_a_worker_is_still_processing_when_readings_pass_then_it
 
     # Then
     assert sorted(calls) == sorted(["slow"] + [f"queued-{n}" for n in range(6)])
+
+
+def test_given_a_worker_killed_just_before_another_started_when_its_heartbeat_times_out_then_what_it_held_is_processed(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a message held by a worker that has just died: its heartbeat is still fresh when the next worker starts
+    monkeypatch.setattr(runner, "RECOVERY_SECONDS", 0.5, raising=False)
+    broker = RedisBroker(url=redis_url, namespace=namespace, heartbeat_timeout=1000)
+    broker.maintenance_chance = 0  # only the worker's own recovery may hand it back, not dramatiq's luck
+    done: list[str] = []
+
+    @dramatiq.actor(broker=broker, queue_name=QUEUE, max_retries=0)
+    def record(value: str) -> None:
+        done.append(value)
+
+    message = record.send("stranded")
+    redis_id = message.options["redis_message_id"]
+    client = broker.client
+    assert client.lrem(f"{namespace}:{QUEUE}", 0, redis_id) == 1
+    client.sadd(f"{namespace}:__acks__.dead-worker.{QUEUE}", redis_id)
+    client.zadd(f"{namespace}:__heartbeats__", {"dead-worker": int(time.time() * 1000)})
+
+    # When a worker starts (the dead one is not dead yet) and runs on
+    thread, stop = start_worker(broker)
+    try:
+        # Then the message is processed once the dead worker's heartbeat is older than the timeout
+        assert wait_until(lambda: done == ["stranded"], 15), f"the stranded message was not processed: {done}"
+    finally:
+        stop.set()
+        thread.join(timeout=30)

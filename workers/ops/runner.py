@@ -27,6 +27,7 @@ from workers.ops.queue_state import is_idle, read_queue, recover_stranded
 IDLE_CHECKS = 3  # consecutive empty readings before an --until-idle worker stops
 POLL_SECONDS = 0.2
 HOLDINGS_SECONDS = 5.0  # how often a worker compares what Redis says it holds with what it holds
+RECOVERY_SECONDS = 5.0  # how often a worker returns to the queues what dead workers held
 REDIS_ERRORS = (redis.RedisError, BrokerConnectionError)
 log = structlog.get_logger("helpdesk.worker")
 
@@ -65,6 +66,14 @@ def run_worker(
                     holdings.check()
                 except REDIS_ERRORS as exc:
                     log.warning("redis unreachable; holdings not compared", error=f"{type(exc).__name__}: {exc}")
+            if time.monotonic() - last_recovery >= RECOVERY_SECONDS:
+                # A worker killed just before another started was not dead yet at that start (its heartbeat was
+                # fresh): what it held comes back once its heartbeat times out, not when dramatiq's luck says so.
+                last_recovery = time.monotonic()
+                try:
+                    recover_stranded(broker, queues)
+                except REDIS_ERRORS as exc:
+                    log.warning("redis unreachable; stranded messages not recovered", error=f"{type(exc).__name__}: {exc}")
             if not until_idle and on_poll is None:
                 continue
             try:
@@ -76,9 +85,6 @@ def run_worker(
                 continue
             if on_poll is not None:
                 on_poll(sum(s.unfinished for s in states))
-            if any(s.stranded for s in states) and time.monotonic() - last_recovery > 5:
-                recover(broker, queues, stop, max_wait_seconds)
-                last_recovery = time.monotonic()
             idle_readings = idle_readings + 1 if is_idle(states) else 0
             if until_idle and idle_readings >= IDLE_CHECKS:
                 worker.join()
