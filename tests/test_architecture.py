@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,16 +125,17 @@ def test_no_worker_module_imports_an_intake_adapter(module: str) -> None:
 BUILTIN_ERRORS = {name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)}
 
 
-def _error_classes() -> set[str]:
+@functools.cache
+def _error_classes() -> frozenset[str]:
     """Names of the exception classes the errors modules define."""
     found: set[str] = set()
     for name, path in MODULES.items():
         if name.endswith(".errors"):
             found |= {node.name for node in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(node, ast.ClassDef)}
-    return found
+    return frozenset(found)
 
 
-def exception_classes(source: str, known: set[str]) -> list[str]:
+def exception_classes(source: str, known: frozenset[str] | set[str]) -> list[str]:
     """The public top-level classes of ``source`` that derive from an exception (builtin or in ``known``)."""
     found = []
     for node in ast.parse(source).body:

@@ -36,29 +36,34 @@ def wait_until(condition, timeout: float) -> bool:  # noqa: ANN001
     return condition()
 
 
-def test_given_a_message_redis_counts_as_held_by_a_live_worker_that_never_got_it_when_the_worker_runs_then_it_is_processed(
-    redis_url: str, namespace: str, fast_readings: None
-) -> None:
-    # Given: what a fetch whose reply was lost, or an ack lost with Redis's last second, leaves behind
-    broker = RedisBroker(url=redis_url, namespace=namespace)
+def held_by(broker: RedisBroker, holder: str, value: str) -> list[str]:
+    """Send ``value`` to a recording actor, then move it out of the queue into ``holder``'s acks: held, not ready.
+    Returns the list the actor records into."""
     done: list[str] = []
 
     @dramatiq.actor(broker=broker, queue_name=QUEUE, max_retries=0)
     def record(value: str) -> None:
         done.append(value)
 
-    message = record.send("forgotten")
-    redis_id = message.options["redis_message_id"]
-    client = broker.client
-    assert client.lrem(f"{namespace}:{QUEUE}", 0, redis_id) == 1
-    client.sadd(f"{namespace}:__acks__.{broker.broker_id}.{QUEUE}", redis_id)
+    redis_id = record.send(value).options["redis_message_id"]
+    assert broker.client.lrem(f"{broker.namespace}:{QUEUE}", 0, redis_id) == 1
+    broker.client.sadd(f"{broker.namespace}:__acks__.{holder}.{QUEUE}", redis_id)
+    return done
+
+
+def test_given_a_message_redis_counts_as_held_by_a_live_worker_that_never_got_it_when_the_worker_runs_then_it_is_processed(
+    redis_url: str, namespace: str, fast_readings: None
+) -> None:
+    # Given: what a fetch whose reply was lost, or an ack lost with Redis's last second, leaves behind
+    broker = RedisBroker(url=redis_url, namespace=namespace)
+    done = held_by(broker, broker.broker_id, "forgotten")
 
     # When
     thread, stop = start_worker(broker)
     try:
         # Then
         assert wait_until(lambda: done == ["forgotten"], 15), f"the forgotten message was not processed: {done}"
-        assert wait_until(lambda: not client.smembers(f"{namespace}:__acks__.{broker.broker_id}.{QUEUE}"), 5)
+        assert wait_until(lambda: not broker.client.smembers(f"{namespace}:__acks__.{broker.broker_id}.{QUEUE}"), 5)
     finally:
         stop.set()
         thread.join(40)
@@ -102,18 +107,8 @@ def test_given_a_worker_killed_just_before_another_started_when_its_heartbeat_ti
     monkeypatch.setattr(runner, "RECOVERY_SECONDS", 0.5, raising=False)
     broker = RedisBroker(url=redis_url, namespace=namespace, heartbeat_timeout=1000)
     broker.maintenance_chance = 0  # only the worker's own recovery may hand it back, not dramatiq's luck
-    done: list[str] = []
-
-    @dramatiq.actor(broker=broker, queue_name=QUEUE, max_retries=0)
-    def record(value: str) -> None:
-        done.append(value)
-
-    message = record.send("stranded")
-    redis_id = message.options["redis_message_id"]
-    client = broker.client
-    assert client.lrem(f"{namespace}:{QUEUE}", 0, redis_id) == 1
-    client.sadd(f"{namespace}:__acks__.dead-worker.{QUEUE}", redis_id)
-    client.zadd(f"{namespace}:__heartbeats__", {"dead-worker": int(time.time() * 1000)})
+    done = held_by(broker, "dead-worker", "stranded")
+    broker.client.zadd(f"{namespace}:__heartbeats__", {"dead-worker": int(time.time() * 1000)})
 
     # When a worker starts (the dead one is not dead yet) and runs on
     thread, stop = start_worker(broker)
