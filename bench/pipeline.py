@@ -10,6 +10,12 @@ middleware, classifies, routes and stores every message (SQLite in a temp
 folder unless --database-url is given). The mix is 70% new enquiries, 10%
 replies and 20% exact repeats. Prints both rates and their ratio (target ≥ 0.6).
 
+The pipeline's messages are queued as an adapter reading many at once queues
+them (``QueueSink.put_many``: batches of ``--batch`` messages, one transaction
+each, the default being what the adapters use); the run is repeated with
+``--batch 1`` — one queue message per message, as a live message travels — and
+both are printed. The no-op actor gets one queue message per message.
+
 With ``--processes``, each count P runs as deployed: ``helpdesk worker
 --processes P --threads T --until-idle`` (a subprocess) against the no-op actor
 in P processes of its own. Rates are taken over the drain itself (first to last
@@ -43,6 +49,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.broker import close_broker  # noqa: E402
+from config.queues import BATCH_MAX_MESSAGES  # noqa: E402
 from config.embedded_redis import start_embedded_redis  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from intake.message import InboundMessage  # noqa: E402
@@ -105,7 +112,14 @@ def run_noop(url: str, payloads: list[str], threads: int) -> float:
         _cleanup(broker)
 
 
-def run_pipeline(url: str, database_url: str, messages: list[InboundMessage], threads: int, data_dir: Path) -> float:
+def queue_messages(runtime: Runtime, messages: list[InboundMessage], batch: int) -> None:
+    """As the adapters queue them: ``batch`` messages per queue message (1: each alone, as a live message)."""
+    from intake.queue import QueueSink  # noqa: PLC0415
+
+    QueueSink(runtime.broker, runtime.inflight, batch_size=batch).put_many(messages)
+
+
+def run_pipeline(url: str, database_url: str, messages: list[InboundMessage], threads: int, data_dir: Path, batch: int) -> float:
     settings = load_settings(environ={}, redis_url=url, redis_namespace=f"bench-pipe-{uuid.uuid4().hex[:8]}",
                              database_url=database_url, data_dir=data_dir, worker_threads=threads, log_level="ERROR")
     from ops.logs import configure_logging
@@ -113,8 +127,7 @@ def run_pipeline(url: str, database_url: str, messages: list[InboundMessage], th
     configure_logging("console", "ERROR")
     with Runtime(settings) as runtime:
         prepare_worker(runtime)
-        for message in messages:
-            runtime.sink.put(message)
+        queue_messages(runtime, messages, batch)
         try:
             return drain(runtime.broker, threads)
         finally:
@@ -162,7 +175,7 @@ def run_noop_processes(url: str, payloads: list[str], processes: int, threads: i
 
 
 def run_pipeline_processes(url: str, database_url: str, messages: list[InboundMessage], processes: int, threads: int,
-                           data_dir: Path, model_dir: Path) -> float:
+                           data_dir: Path, model_dir: Path, batch: int) -> float:
     """``helpdesk worker --processes P --until-idle`` draining the queued messages: messages per second over the drain."""
     from sqlalchemy import func, select  # noqa: PLC0415
 
@@ -176,8 +189,7 @@ def run_pipeline_processes(url: str, database_url: str, messages: list[InboundMe
                HELPDESK_DATA_DIR=str(data_dir), HELPDESK_MODEL_DIR=str(model_dir), HELPDESK_LOG_LEVEL="ERROR")
     with Runtime(settings) as runtime:
         runtime.engine  # noqa: B018 - migrated before the clock
-        for message in messages:
-            runtime.sink.put(message)
+        queue_messages(runtime, messages, batch)
         try:
             subprocess.run([sys.executable, "-m", "ops", "worker", "--processes", str(processes), "--threads", str(threads),
                             "--until-idle"], env=env, check=True, cwd=Path(__file__).resolve().parents[1])
@@ -227,13 +239,14 @@ def scaling(args: argparse.Namespace, console: Console) -> None:
             try:
                 noop = run_noop_processes(url, payloads, processes, args.threads)
                 pipe = run_pipeline_processes(url, database_url, messages, processes, args.threads, Path(tmp) / f"data-{processes}",
-                                              model_dir)
+                                              model_dir, args.batch)
             finally:
                 drop()
             rows.append((processes, noop, pipe))
             console.print(f"{processes} process(es): no-op {noop:.0f} msg/s, pipeline {pipe:.0f} msg/s")
     kind = (args.database_url or "sqlite").split(":")[0]
-    table = Table(title=f"{args.messages} messages, {args.threads} threads per process, {kind}", title_justify="left")
+    table = Table(title=f"{args.messages} messages, {args.threads} threads per process, batches of {args.batch}, {kind}",
+                  title_justify="left")
     for column in ("processes", "no-op msg/s", "pipeline msg/s", "ratio", "pipeline ÷ 1 process"):
         table.add_column(column, justify="right")
     base = rows[0][2]
@@ -257,6 +270,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default=None, help="default: 127.0.0.1:6379 if reachable, else embedded")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp folder")
     parser.add_argument("--processes", default=None, help="comma-separated process counts, e.g. 1,2,4: run as deployed")
+    parser.add_argument("--batch", type=int, default=BATCH_MAX_MESSAGES, help="messages per queue message, as adapters batch them")
     args = parser.parse_args()
     console = Console()
     if args.processes:
@@ -268,13 +282,23 @@ def main() -> None:
         messages = sample_messages(args.messages)
         payloads = [m.to_json() for m in messages]
         noop_s = run_noop(url, payloads, args.threads)
-        pipe_s = run_pipeline(url, database_url, messages, args.threads, Path(tmp) / "data")
+        pipe_s = run_pipeline(url, database_url, messages, args.threads, Path(tmp) / "data", args.batch)
+        single_s = None
+        if args.batch > 1:
+            single_db = args.database_url or f"sqlite:///{Path(tmp) / 'bench-single.db'}"
+            single_db, drop = _schema_of_its_own(single_db) if args.database_url else (single_db, lambda: None)
+            try:
+                single_s = run_pipeline(url, single_db, messages, args.threads, Path(tmp) / "data-single", 1)
+            finally:
+                drop()
     n = args.messages
     table = Table(title=f"{n} messages, {args.threads} worker threads, one process, {database_url.split(':')[0]}", title_justify="left")
-    for column in ("run", "seconds", "messages/s"):
+    for column in ("run", "seconds", "messages/s", "÷ no-op"):
         table.add_column(column, justify="right" if column != "run" else "left")
-    table.add_row("bare no-op dramatiq actor", f"{noop_s:.2f}", f"{n / noop_s:.0f}")
-    table.add_row("helpdesk pipeline", f"{pipe_s:.2f}", f"{n / pipe_s:.0f}")
+    table.add_row("bare no-op dramatiq actor (one queue message each)", f"{noop_s:.2f}", f"{n / noop_s:.0f}", "1.00")
+    table.add_row(f"helpdesk pipeline, batches of {args.batch}", f"{pipe_s:.2f}", f"{n / pipe_s:.0f}", f"{noop_s / pipe_s:.2f}")
+    if single_s is not None:
+        table.add_row("helpdesk pipeline, one queue message each", f"{single_s:.2f}", f"{n / single_s:.0f}", f"{noop_s / single_s:.2f}")
     console.print(table)
     ratio = (n / pipe_s) / (n / noop_s)
     console.print(f"ratio pipeline / no-op: [bold]{ratio:.2f}[/bold] (target ≥ 0.6)")

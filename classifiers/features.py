@@ -84,13 +84,14 @@ class TextFeatures:
 
     def transform_one(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(feature indices, TF-IDF values) of one tokenised document; each block has unit length."""
-        counts = Counter(tokens)
-        counts.update(f"{a} {b}" for a, b in zip(tokens, tokens[1:]))  # Counter counts in C
+        counts = Counter(tokens)  # Counter counts in C
+        char_ids: list[int] = []
+        for token, n in counts.items():  # each distinct word once, in order of first use: the same counts, in the same order
+            char_ids.extend(self._char_ids(token) * n)
+        char_tf = Counter(char_ids)
+        counts.update(f"{a} {b}" for a, b in zip(tokens, tokens[1:]))  # bigrams (with a space) have no character n-grams
         vocab = self.word_vocab
         word_tf = {vocab[gram]: n for gram, n in counts.items() if gram in vocab}
-        char_tf: Counter[int] = Counter()
-        for token in tokens:  # bigrams (with a space) have no entry of their own here
-            char_tf.update(self._char_ids(token))
         parts = [self._block(tf) for tf in (word_tf, char_tf) if tf]
         if not parts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)

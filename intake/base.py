@@ -9,6 +9,8 @@ watermark. Every boundary has an in-memory twin for tests and the demo.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -48,11 +50,26 @@ class Sink(ABC):
     durably queued (or raise ``SinkError``, and the adapter must not advance
     its watermark). The same item may be put more than once — after a restart
     an adapter re-reads an overlap window — and downstream dedupe absorbs it.
+
+    An adapter that reads many items at once (a backfill, an import) wraps them in
+    ``with sink.batched():``: what it puts inside is queued together when the block
+    ends (or when a batch is full), and the block returns only after all of it is
+    durably queued; the adapter moves its watermark after the block, not inside it.
     """
 
     @abstractmethod
     def put(self, message: InboundMessage) -> None:
         """Queue one message for processing."""
+
+    def put_many(self, messages: Sequence[InboundMessage]) -> None:
+        """Queue several messages; returns once all are durably queued."""
+        for message in messages:
+            self.put(message)
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Puts inside the block may be queued together, when it ends (see the class's docstring)."""
+        yield
 
     @abstractmethod
     def reject(self, rejected: Rejected) -> None:

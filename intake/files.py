@@ -113,11 +113,12 @@ class FileAdapter:
 
     def ingest_all(self, items: list[RawItem], progress: Callable[[RawItem], None] | None = None) -> ImportResult:
         result = ImportResult()
-        for item in items:
-            if self.ingest(item):
-                result.queued += 1
-            else:
-                result.rejected += 1
-            if progress is not None:
-                progress(item)
+        with self.ingestor.sink.batched():  # queued in batches; all of it before this returns
+            for item in items:
+                if self.ingest(item):
+                    result.queued += 1
+                else:
+                    result.rejected += 1
+                if progress is not None:
+                    progress(item)
         return result

@@ -316,15 +316,17 @@ class FolderWatcher:
         wanted = [uid for uid in batch if uid in sizes and _size(sizes[uid]) <= self.options.max_raw_bytes]
         bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
         read = 0
-        for uid in batch:  # in UID order; a message expunged meanwhile is simply gone
-            source = source_of(self.account, self.folder, uidvalidity, uid)
-            if uid in bodies and b"BODY[]" in bodies[uid]:
-                ingest_isolated(self.ingestor, bodies[uid][b"BODY[]"], source)  # one bad mail is quarantined, not raised
-                read += 1
-            elif uid in sizes:
-                size = sizes[uid].get(b"RFC822.SIZE", 0)
-                self.ingestor.reject(sha256_hex(source.encode()), "too_large", f"{size} bytes exceeds {self.options.max_raw_bytes}", source)
-                read += 1
+        with self.ingestor.sink.batched():  # queued together, before the caller moves the checkpoint past them
+            for uid in batch:  # in UID order; a message expunged meanwhile is simply gone
+                source = source_of(self.account, self.folder, uidvalidity, uid)
+                if uid in bodies and b"BODY[]" in bodies[uid]:
+                    ingest_isolated(self.ingestor, bodies[uid][b"BODY[]"], source)  # one bad mail is quarantined, not raised
+                    read += 1
+                elif uid in sizes:
+                    size = sizes[uid].get(b"RFC822.SIZE", 0)
+                    self.ingestor.reject(sha256_hex(source.encode()), "too_large", f"{size} bytes exceeds {self.options.max_raw_bytes}",
+                                         source)
+                    read += 1
         return read
 
     def _idle(self, client: IMAPClient) -> None:

@@ -5,17 +5,23 @@ intake side never imports the workers. Before a message is enqueued its ids are
 marked *in flight* (a Redis key with a time-to-live); a reply whose parent is
 still in flight waits for it instead of opening a ticket of its own. The worker
 clears the mark once the message is stored.
+
+Messages put together (``put_many``, or inside ``with sink.batched():``) travel in
+batches — one queue message of up to ``BATCH_MAX_MESSAGES`` — which the worker stores
+in one transaction; a message alone travels alone, as ``process_inbound``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import redis
 
-from config.queues import INTAKE_QUEUE, PROCESS_ACTOR, REJECT_ACTOR, enqueue
+from config.queues import BATCH_MAX_CHARS, BATCH_MAX_MESSAGES, INTAKE_QUEUE, PROCESS_ACTOR, PROCESS_BATCH_ACTOR, REJECT_ACTOR, enqueue, enqueue_many
 from intake.base import Rejected, Sink
 from intake.errors import SinkError
 from intake.message import InboundMessage
@@ -37,9 +43,14 @@ class InflightRegistry:
         return f"{self.namespace}:inflight:{channel}:{digest}"
 
     def mark(self, channel: str, ids: Iterable[str]) -> None:
+        self.mark_many([(channel, ids)])
+
+    def mark_many(self, marks: Iterable[tuple[str, Iterable[str]]]) -> None:
+        """Mark the ids of several messages, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        for message_id in ids:
-            pipe.set(self._key(channel, message_id), 1, ex=self.ttl_seconds)
+        for channel, ids in marks:
+            for message_id in ids:
+                pipe.set(self._key(channel, message_id), 1, ex=self.ttl_seconds)
         pipe.execute()
 
     def any_inflight(self, channel: str, ids: Iterable[str]) -> bool:
@@ -47,7 +58,11 @@ class InflightRegistry:
         return bool(keys) and self.client.exists(*keys) > 0
 
     def clear(self, channel: str, ids: Iterable[str]) -> None:
-        keys = [self._key(channel, message_id) for message_id in ids]
+        self.clear_many([(channel, ids)])
+
+    def clear_many(self, marks: Iterable[tuple[str, Iterable[str]]]) -> None:
+        """Clear the ids of several messages, in one round trip."""
+        keys = [self._key(channel, message_id) for channel, ids in marks for message_id in ids]
         if keys:
             self.client.delete(*keys)
 
@@ -57,19 +72,68 @@ def message_ids(message: InboundMessage) -> set[str]:
     return {message.external_id, *([message.thread.message_id] if message.thread.message_id else [])}
 
 
+def batches(payloads: Sequence[str], max_messages: int = BATCH_MAX_MESSAGES, max_chars: int = BATCH_MAX_CHARS) -> Iterator[list[str]]:
+    """Consecutive runs of ``payloads`` within both bounds (a payload over ``max_chars`` goes alone), in order."""
+    batch: list[str] = []
+    size = 0
+    for payload in payloads:
+        if batch and (len(batch) >= max_messages or size + len(payload) > max_chars):
+            yield batch
+            batch, size = [], 0
+        batch.append(payload)
+        size += len(payload)
+    if batch:
+        yield batch
+
+
 class QueueSink(Sink):
     """Enqueues onto the broker; returns only after Redis accepted the message."""
 
-    def __init__(self, broker: "dramatiq.Broker", inflight: InflightRegistry) -> None:
+    def __init__(self, broker: "dramatiq.Broker", inflight: InflightRegistry, *, batch_size: int = BATCH_MAX_MESSAGES) -> None:
         self.broker = broker
         self.inflight = inflight
+        self.batch_size = max(1, batch_size)
+        self._pending = threading.local()  # each adapter thread batches its own puts
 
     def put(self, message: InboundMessage) -> None:
+        buffer: list[InboundMessage] | None = getattr(self._pending, "buffer", None)
+        if buffer is None:
+            self.put_many([message])
+            return
+        buffer.append(message)
+        if len(buffer) >= self.batch_size:
+            self._flush()
+
+    def put_many(self, messages: Sequence[InboundMessage]) -> None:
+        if not messages:
+            return
         try:
-            self.inflight.mark(message.channel, message_ids(message))
-            enqueue(self.broker, INTAKE_QUEUE, PROCESS_ACTOR, message.to_json())
+            self.inflight.mark_many((message.channel, message_ids(message)) for message in messages)
+            grouped = list(batches([message.to_json() for message in messages], self.batch_size))
+            if len(grouped) == 1 and len(grouped[0]) == 1:
+                enqueue(self.broker, INTAKE_QUEUE, PROCESS_ACTOR, grouped[0][0])  # a message alone travels alone
+            else:
+                enqueue_many(self.broker, INTAKE_QUEUE, PROCESS_BATCH_ACTOR, [tuple(batch) for batch in grouped])
         except redis.RedisError as exc:
-            raise SinkError(f"could not enqueue {message.channel}:{message.external_id}: {exc}") from exc
+            first = messages[0]
+            raise SinkError(f"could not enqueue {first.channel}:{first.external_id} (and {len(messages) - 1} more): {exc}") from exc
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        if getattr(self._pending, "buffer", None) is not None:  # nested: the outer block flushes
+            yield
+            return
+        self._pending.buffer = []
+        try:
+            yield
+            self._flush()
+        finally:
+            self._pending.buffer = None
+
+    def _flush(self) -> None:
+        buffer = self._pending.buffer
+        self._pending.buffer = []
+        self.put_many(buffer)
 
     def reject(self, rejected: Rejected) -> None:
         try:

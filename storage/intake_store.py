@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from storage import tickets
 from storage.events import event_row
 from storage.intake_records import Automated, Duplicate, NewTicket, Opened, Reply
-from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET, Ticket
+from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, OUTBOX, QUARANTINE, TICKET, Ticket
 from storage.errors import LostRace
 from storage.upsert import on_conflict
 
@@ -91,6 +91,8 @@ class _Statements:
         self.event_insert = on_conflict(dialect, EVENT, ["key"])
         self.event_once = on_conflict(dialect, EVENT, ["key"], returning=EVENT.c.id)
         self.quarantine_insert = on_conflict(dialect, QUARANTINE, ["key"], returning=QUARANTINE.c.id)
+        self.outbox_insert = on_conflict(dialect, OUTBOX, ["key"], returning=OUTBOX.c.id)
+        self.ticket_update = update(TICKET).where(TICKET.c.id == p("ticket_pk"))  # the columns set are those bound
 
 
 class IntakeStore:
@@ -157,6 +159,19 @@ class IntakeTx:
         self.s = statements
         self.known = known or _KnownIds()
         self.learned = _KnownIds()
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the transaction that is undone alone if the block raises — with what it learned."""
+        organisations, contacts = dict(self.learned.organisations), dict(self.learned.contacts)
+        nested = self.c.begin_nested()
+        try:
+            yield
+        except BaseException:
+            nested.rollback()
+            self.learned.organisations, self.learned.contacts = organisations, contacts
+            raise
+        nested.commit()
 
     # -- decisions ----------------------------------------------------------------
     def open_ticket(self, enquiry: NewTicket, at: datetime) -> Opened:
@@ -280,7 +295,8 @@ class IntakeTx:
 
     # -- contacts and organisations ---------------------------------------------
     def upsert_organisation(self, domain: str, name: str | None, sector: str | None, at: datetime) -> int:
-        found = self.known.organisations.get(domain) or self.c.execute(self.s.org_id, {"domain": domain}).scalar()
+        found = (self.known.organisations.get(domain) or self.learned.organisations.get(domain)  # learned: earlier in this transaction
+                 or self.c.execute(self.s.org_id, {"domain": domain}).scalar())
         if found is None:
             found = self.c.execute(self.s.org_insert, {"domain": domain, "name": name, "sector": sector, "created_at": at}).scalar()
             if found is None:  # inserted concurrently by another transaction
@@ -296,7 +312,7 @@ class IntakeTx:
         a new identity joins the contact that already has one of them, and the aliases are recorded.
         """
         key = (channel, address)
-        known = self.known.contacts.get(key)
+        known = self.known.contacts.get(key) or self.learned.contacts.get(key)  # learned: earlier in this transaction
         if known is None:
             found = self.c.execute(self.s.contact_for, {"channel": channel, "address": address}).first()
             known = (found.contact_id, found.organisation_id) if found is not None else None
@@ -341,7 +357,7 @@ class IntakeTx:
         return self.c.execute(self.s.ticket_status, {"ticket_id": ticket_id}).scalar()
 
     def update_ticket(self, ticket_id: int, values: dict[str, Any]) -> None:
-        self.c.execute(update(TICKET).where(TICKET.c.id == bindparam("ticket_pk")), {"ticket_pk": ticket_id, **values})
+        self.c.execute(self.s.ticket_update, {"ticket_pk": ticket_id, **values})
 
     def count_reopening(self, ticket_id: int) -> None:
         """One more reopening of the ticket (the report's "reopened"), counted in the database."""
@@ -360,7 +376,7 @@ class IntakeTx:
     def add_outbox(self, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime) -> bool:
         from storage import outbox  # noqa: PLC0415
 
-        return outbox.add(self.c, key, kind, ticket_id, payload, at)
+        return self.c.execute(self.s.outbox_insert, outbox.new_row(key, kind, ticket_id, payload, at)).scalar() is not None
 
     def quarantine(self, row: dict[str, Any]) -> bool:
         """Record a quarantine entry; False if its key was recorded before."""

@@ -31,12 +31,15 @@ class OutboxItem:
     result: dict[str, Any] | None
 
 
+def new_row(key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """The outbox row of a side effect not yet carried out."""
+    return {"key": key[:255], "kind": kind, "ticket_id": ticket_id, "payload": payload, "status": "pending", "attempts": 0,
+            "created_at": at, "updated_at": at}
+
+
 def add(connection: Connection, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:
     """Record a side effect in the caller's transaction; False if its key was recorded before."""
-    at = at or utcnow()
-    values = {"key": key[:255], "kind": kind, "ticket_id": ticket_id, "payload": payload, "status": "pending", "attempts": 0,
-              "created_at": at, "updated_at": at}
-    return insert_once(connection, OUTBOX, values, ["key"], OUTBOX.c.id) is not None
+    return insert_once(connection, OUTBOX, new_row(key, kind, ticket_id, payload, at or utcnow()), ["key"], OUTBOX.c.id) is not None
 
 
 def put(engine: Engine, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:

@@ -1,6 +1,10 @@
 """The actors, bound to a broker by ``register_actors`` (nothing is registered at import time); the services
 they run on are built by ``workers.services.build_services``.
 
+A batch (``process_batch``: messages an adapter read together) is stored in one transaction, each
+message in a savepoint of its own; a message the batch could not store goes back on the queue alone, as
+``process_inbound``, before the batch is acknowledged, and is handled there as below.
+
 Failure handling, by kind:
 - invalid input (an undecodable payload, data the database refuses) is listed
   in ``throws``: dead-lettered at once with its reason, never retried;
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,7 +35,8 @@ from config.errors import ServiceUnavailable
 from intake.base import Rejected
 from intake.errors import MessageDecodeError
 from intake.message import InboundMessage
-from config.queues import EFFECT_ACTOR, EFFECTS_QUEUE, INTAKE_QUEUE, JOB_ACTOR, PROCESS_ACTOR, REJECT_ACTOR, SCHEDULED_QUEUE, SLACK_ACTOR, SLACK_QUEUE, enqueue_effect
+from config.queues import (EFFECT_ACTOR, EFFECTS_QUEUE, INTAKE_QUEUE, JOB_ACTOR, PROCESS_ACTOR, PROCESS_BATCH_ACTOR, REJECT_ACTOR,
+                           SCHEDULED_QUEUE, SLACK_ACTOR, SLACK_QUEUE, enqueue, enqueue_effect, enqueue_effects)
 from storage.db import is_unavailable as database_unavailable
 from workers.errors import EffectRefused, ParentInFlight, RetryLater
 from workers.ops.observability import observability
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
     from workers.services import Services
 
 INVALID_INPUT = (MessageDecodeError, DataError)
+BATCH_CONCURRENCY = 2
 MAX_PARENT_WAIT_DELAY_MS = 5000
 
 
@@ -92,6 +99,9 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
     waits = parent_wait_schedule(services.settings.parent_wait_seconds, services.settings.max_retries)
     prefix = services.settings.ticket_prefix
     metrics = observability(broker)
+    # A batch is CPU work under one GIL: two at a time keep the process busy (one classifying while the other
+    # writes); more only take turns at the GIL and hold SQLite's write lock longer (measured: 8 at once, 25 % slower).
+    batch_slots = threading.BoundedSemaphore(BATCH_CONCURRENCY)
 
     def process_inbound(payload: str) -> None:
         services.models.refresh()
@@ -110,6 +120,35 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
             metrics.observe("intake_latency_seconds", (utcnow() - message.received_at).total_seconds())
         ticket = f"{prefix}-{outcome.ticket_id}" if outcome.ticket_id else None
         structlog.contextvars.bind_contextvars(outcome=outcome.kind, ticket=ticket)
+
+    def process_batch(*payloads: str) -> None:
+        services.models.refresh()
+        current = CurrentMessage.get_current_message()
+        batch_id = current.message_id if current is not None else "direct"
+        items: list[tuple[InboundMessage, str]] = []
+        positions: list[int] = []
+        alone: list[tuple[int, int | None]] = []  # (position in payloads, delay in ms) to go again as single messages
+        for position, payload in enumerate(payloads):
+            try:
+                items.append((InboundMessage.from_json(payload), f"{batch_id}:{position}"))
+                positions.append(position)
+            except MessageDecodeError:
+                alone.append((position, None))  # dead-lettered on its own, with its reason
+        with batch_slots:
+            result = pipeline.process_batch(items, fatal=lambda exc: unavailable_component(exc) is not None)
+        alone.extend((positions[left.index], waits[0] if left.parent_in_flight and waits else None) for left in result.left)
+        for position, delay in sorted(alone):
+            enqueue(broker, INTAKE_QUEUE, PROCESS_ACTOR, payloads[position], delay_ms=delay)
+        enqueue_effects(broker, result.effects)
+        if metrics is not None:
+            now = utcnow()
+            for index, outcome in result.outcomes.items():
+                if outcome.kind in ("created", "threaded", "automated"):
+                    metrics.observe("intake_latency_seconds", (now - items[index][0].received_at).total_seconds())
+        kinds: dict[str, int] = {}
+        for outcome in result.outcomes.values():
+            kinds[outcome.kind] = kinds.get(outcome.kind, 0) + 1
+        structlog.contextvars.bind_contextvars(batch=len(payloads), alone=len(alone), **{f"n_{k}": v for k, v in kinds.items()})
 
     def record_rejected(payload: str) -> None:
         rejected = Rejected.from_json(payload)
@@ -156,6 +195,8 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
     options = {"broker": broker, "queue_name": INTAKE_QUEUE, "throws": INVALID_INPUT}
     return {
         PROCESS_ACTOR: dramatiq.actor(outage_aware(process_inbound), actor_name=PROCESS_ACTOR, **options),
+        PROCESS_BATCH_ACTOR: dramatiq.actor(outage_aware(process_batch), actor_name=PROCESS_BATCH_ACTOR, broker=broker,
+                                            queue_name=INTAKE_QUEUE),
         REJECT_ACTOR: dramatiq.actor(outage_aware(record_rejected), actor_name=REJECT_ACTOR, **options),
         EFFECT_ACTOR: dramatiq.actor(outage_aware(run_effect), actor_name=EFFECT_ACTOR, broker=broker, queue_name=EFFECTS_QUEUE,
                                      throws=(EffectRefused,)),

@@ -19,7 +19,8 @@ Refusals of the desk's operations, each with a message a person can read:
     PrivacyRefused               an export or erasure cannot be done as asked
     UnknownCanned                no canned reply by that name
 
-And: ``ParentInFlight`` (a reply's parent is still queued: retry shortly) and
+And: ``ParentInFlight`` (a reply's parent is still queued: retry shortly), ``BatchUndone`` (a batch
+stored without savepoints met a failure: it is stored again with them; never leaves the pipeline) and
 ``DatasetError`` (a training file is malformed).
 """
 
@@ -45,6 +46,10 @@ class RetryLater(Exception):
 
 class ParentInFlight(Exception):
     """A message this one replies to is queued but not stored yet: try again shortly."""
+
+
+class BatchUndone(Exception):
+    """A batch stored without savepoints met a failure: its transaction is undone, to be stored again with them."""
 
 
 class DatasetError(ValueError):

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dramatiq
 import pytest
 import redis
 from sqlalchemy import Engine, create_engine, func, select, text
@@ -398,7 +399,8 @@ def test_the_imap_adapter_started_while_redis_is_down_waits_then_reads(tmp_path:
         checkpoints = RedisCheckpointStore(client, "hd")
         wait_for(lambda: (c := checkpoints.get("imap", f"{user}@127.0.0.1", "INBOX")) is not None and c.last_uid == 3, 60,
                  "the adapter to read the mailbox")
-        assert client.hlen("hd:intake.msgs") == 3
+        queued = [dramatiq.Message.decode(raw) for raw in client.hvals("hd:intake.msgs")]
+        assert sum(len(message.args) for message in queued) == 3  # read together: one batch, a message per argument
     finally:
         client.close()
 

@@ -1,4 +1,5 @@
-"""The intake pipeline: dedupe → thread → classify → route → store, one transaction per message.
+"""The intake pipeline: dedupe → thread → classify → route → store, one transaction per message
+(or per batch of messages read together, each in a savepoint of its own: ``Pipeline.process_batch``).
 
 Each stage is a pure decision (``detect_automated``, ``Threader.link``,
 ``EnquiryClassifier.classify``, ``Router.route``) over the frozen message;
@@ -11,8 +12,8 @@ second delivery finds it taken.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from storage.intake_records import Arrival, Automated, Duplicate, Labels, NewTic
 from storage.intake_store import AlreadyStored, IntakeStore, IntakeTx
 from storage.models import utcnow
 from workers.intake.conversation import Threader, ThreadLink
-from workers.errors import ParentInFlight
+from workers.errors import BatchUndone, ParentInFlight
 from workers.intake.routing import RouteDecision, RouteFacts, Router
 
 OutcomeKind = Literal["created", "threaded", "automated", "duplicate", "redelivered"]
@@ -41,6 +42,25 @@ class Outcome:
     message_pk: int
     detail: str = ""
     effects: tuple[str, ...] = ()  # outbox keys recorded with the message, to enqueue once committed
+
+
+@dataclass(frozen=True)
+class Left:
+    """A message of a batch that was not stored with it (its savepoint undone), to be processed again alone."""
+
+    index: int
+    reason: str
+    parent_in_flight: bool = False
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    outcomes: dict[int, Outcome] = field(default_factory=dict)  # by position in the batch
+    left: tuple[Left, ...] = ()
+
+    @property
+    def effects(self) -> tuple[str, ...]:
+        return tuple(key for outcome in self.outcomes.values() for key in outcome.effects)
 
 
 @dataclass(frozen=True)
@@ -98,6 +118,74 @@ class Pipeline:
         if self.after_store is not None:
             self.after_store(message, outcome)
         return outcome
+
+    def process_batch(
+        self, items: Sequence[tuple[InboundMessage, str]], *, fatal: Callable[[BaseException], bool] = lambda exc: False
+    ) -> BatchOutcome:
+        """Store messages read together in one transaction, each ``(message, delivery_id)`` in a savepoint of its own.
+
+        A message that cannot be stored here — its parent is still queued, the database refuses its data, a
+        bug — is undone alone and handed back in ``left``, to be processed again on its own (where it waits,
+        retries or is dead-lettered as a single message would be). An error ``fatal`` recognises (an outage)
+        fails the whole batch: nothing is committed, and a redelivery finds nothing stored twice.
+        """
+        left: list[Left] = []
+        decided: list[tuple[int, InboundMessage, str, Decisions]] = []
+        for index, (message, delivery_id) in enumerate(items):
+            try:
+                decided.append((index, message, delivery_id, self.decide(message)))
+            except Exception as exc:  # noqa: BLE001 - one message's failure must not stop the batch
+                if fatal(exc):
+                    raise
+                left.append(Left(index, _describe(exc)))
+        outcomes: dict[int, Outcome] = {}
+        if decided:
+            try:  # first without savepoints (each costs two statements); on any failure, again with them
+                outcomes, failed = self._store_batch(decided, fatal, savepoints=False)
+            except BatchUndone:
+                outcomes, failed = self._store_batch(decided, fatal, savepoints=True)
+            left.extend(failed)
+        stored = [items[index][0] for index in outcomes]
+        if self.inflight is not None and stored:
+            self.inflight.clear_many((message.channel, message_ids(message)) for message in stored)
+        if self.after_store is not None:
+            for index, outcome in outcomes.items():
+                self.after_store(items[index][0], outcome)
+        return BatchOutcome(outcomes, tuple(sorted(left, key=lambda item: item.index)))
+
+    def _store_batch(
+        self, decided: list[tuple[int, InboundMessage, str, Decisions]], fatal: Callable[[BaseException], bool], *, savepoints: bool
+    ) -> tuple[dict[int, Outcome], list[Left]]:
+        """One transaction for the batch. Without ``savepoints`` a failure other than a waiting reply (which
+        is raised before anything is written) undoes the whole transaction with ``BatchUndone``."""
+        outcomes: dict[int, Outcome] = {}
+        left: list[Left] = []
+        with self.store.transaction() as tx:
+            now = utcnow()
+            for index, message, delivery_id, decisions in decided:
+                try:
+                    if savepoints:
+                        outcomes[index] = self._store_alone(tx, message, delivery_id, decisions, now)
+                    else:
+                        outcomes[index] = self._process(tx, message, delivery_id, decisions, now, True)
+                except ParentInFlight as exc:
+                    left.append(Left(index, str(exc), parent_in_flight=True))
+                except Exception as exc:  # noqa: BLE001 - undone by its savepoint; goes again alone
+                    if fatal(exc):
+                        raise
+                    if not savepoints:
+                        raise BatchUndone from exc
+                    left.append(Left(index, _describe(exc)))
+        return outcomes, left
+
+    def _store_alone(self, tx: IntakeTx, message: InboundMessage, delivery_id: str, decisions: Decisions, now: datetime) -> Outcome:
+        for _attempt in range(3):
+            try:
+                with tx.savepoint():
+                    return self._process(tx, message, delivery_id, decisions, now, True)
+            except LostRace:
+                continue  # a concurrent delivery stored it first; the next attempt sees its row
+        raise RuntimeError(f"{message.channel}:{message.external_id}: lost the race three times")
 
     def decide(self, message: InboundMessage) -> Decisions:
         """Automated or not; type, sector and language; the route a new ticket would take. Pure."""
@@ -281,3 +369,8 @@ def _opened_at(message: InboundMessage) -> datetime:
     if sent is not None and received - timedelta(days=3650) < sent <= received + timedelta(hours=1):
         return min(sent, received).astimezone(timezone.utc)
     return received.astimezone(timezone.utc)
+
+
+def _describe(exc: BaseException) -> str:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {detail}"[:500]

@@ -29,7 +29,8 @@ from config.errors import ServiceUnavailable
 from intake.base import Rejected
 from intake.errors import MessageDecodeError
 from intake.message import InboundMessage
-from intake.queue import PROCESS_ACTOR, InflightRegistry, message_ids
+from config.queues import PROCESS_ACTOR, PROCESS_BATCH_ACTOR
+from intake.queue import InflightRegistry, message_ids
 from storage.intake_store import IntakeStore
 
 log = structlog.get_logger("helpdesk.worker")
@@ -182,13 +183,14 @@ class DeadLetters(Middleware):
         self._release(message)
 
     def _release(self, message: dramatiq.Message) -> None:
-        if self.inflight is None or message.actor_name != PROCESS_ACTOR or not message.args:
+        if self.inflight is None or message.actor_name not in (PROCESS_ACTOR, PROCESS_BATCH_ACTOR):
             return
-        try:
-            inbound = InboundMessage.from_json(message.args[0])
-            self.inflight.clear(inbound.channel, message_ids(inbound))
-        except Exception:  # noqa: BLE001 - undecodable payloads hold no marks
-            pass
+        for payload in message.args:  # a batch holds one message per argument
+            try:
+                inbound = InboundMessage.from_json(payload)
+                self.inflight.clear(inbound.channel, message_ids(inbound))
+            except Exception:  # noqa: BLE001 - undecodable payloads hold no marks
+                continue
 
 
 def _describe(message: dramatiq.Message) -> tuple[str | None, str]:
