@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-import pytest
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from classifiers.language import LanguageClassifier
+import pytest
+from lingua import Language, LanguageDetectorBuilder
+
+from classifiers.language import LanguageClassifier, SharedDetector
+
+LINGUA_LANGUAGES = (Language.ENGLISH, Language.SPANISH, Language.FRENCH, Language.PORTUGUESE)
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +47,34 @@ def test_a_short_text_after_a_long_one_is_read_with_every_model(languages: Langu
     label = languages.classify("validation report")
     # Then
     assert label.value == "en"
+
+
+SHORT_AND_LONG = [
+    "validation report",
+    "informe de validación",
+    "rapport de validation",
+    "relatório de validação",
+    "We get a validation error when we upload our file to the review tool, and the report does not say which field of "
+    "the release is wrong or how we should correct it before publishing again.",
+]
+
+
+def answer(detector: SharedDetector, text: str) -> list[tuple[Language, float]]:
+    # lingua sums in hash order: the same text differs in the 16th digit from one detector to the next
+    return [(v.language, round(v.value, 12)) for v in detector.confidence_values(text)]
+
+
+def test_threads_that_meet_their_first_texts_together_get_the_answers_of_one_thread() -> None:
+    # Given a detector of its own, and the answers of one thread
+    build = lambda: SharedDetector(LanguageDetectorBuilder.from_languages(*LINGUA_LANGUAGES).build())  # noqa: E731
+    expected = [answer(build(), text) for text in SHORT_AND_LONG]
+    detector, start = build(), threading.Barrier(8)
+    # When eight threads ask at once (the first of each length loads its models while the others wait)
+    def ask(i: int) -> list[tuple[Language, float]]:
+        start.wait()
+        return answer(detector, SHORT_AND_LONG[i % len(SHORT_AND_LONG)])
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(8)))
+    # Then
+    assert answers == [expected[i % len(SHORT_AND_LONG)] for i in range(8)]
+
