@@ -37,6 +37,9 @@ class SectorResult:
     organisation_name: str | None
 
 
+PATTERN_CACHE = 8192
+
+
 class SectorClassifier:
     def __init__(self, taxonomy: Taxonomy, registry: OrganisationRegistry) -> None:
         self.free_mail = taxonomy.free_mail_domains
@@ -44,6 +47,7 @@ class SectorClassifier:
         self.patterns: list[tuple[tuple[str, ...], DomainPattern]] = [
             (tuple(reversed(p.pattern.lower().split("."))), p) for p in taxonomy.domain_patterns
         ]
+        self._patterns_of: dict[str, DomainPattern | None] = {}
 
     def classify(self, address: str, text: str = "") -> SectorResult:
         domain = address.rsplit("@", 1)[1].lower().strip(".") if "@" in address else ""
@@ -64,7 +68,7 @@ class SectorClassifier:
                 reason = f"domain {domain} → registry: {org.name} ({org.sector})"
                 return SectorResult(Label(org.sector, 0.98, (reason,)), org.domain, org.name)
         org_domain = registrable_domain(domain)
-        pattern = next((p for labels, p in self.patterns if _suffix_matches(domain, labels)), None)
+        pattern = self._pattern(domain)
         if pattern is not None and pattern.confidence >= STRONG_PATTERN:
             reason = f"domain {domain} matches *.{pattern.pattern} → {pattern.sector}"
             return SectorResult(Label(pattern.sector, pattern.confidence, (reason,)), org_domain, None)
@@ -75,6 +79,19 @@ class SectorClassifier:
             reason = f"domain {domain} matches *.{pattern.pattern} → {pattern.sector} (a weak hint)"
             return SectorResult(Label(pattern.sector, pattern.confidence, (reason,)), org_domain, None)
         return SectorResult(Label("unknown", 0.1, (f"no evidence for domain {domain}",)), org_domain, None)
+
+    def _pattern(self, domain: str) -> DomainPattern | None:
+        """The first of the taxonomy's domain patterns that ``domain`` matches (remembered per domain, boundedly)."""
+        cache = self._patterns_of
+        try:
+            return cache[domain]
+        except KeyError:
+            pass
+        found = next((p for labels, p in self.patterns if _suffix_matches(domain, labels)), None)
+        if len(cache) >= PATTERN_CACHE:
+            cache.clear()  # another thread may clear it too: each keeps what it found
+        cache[domain] = found
+        return found
 
     def _by_statement(self, text: str, org_domain: str | None) -> SectorResult | None:
         """What the writers say of themselves, in a sentence or in their signature."""
@@ -110,6 +127,7 @@ def _extractor():  # noqa: ANN202 - tldextract.TLDExtract, imported lazily
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
+@functools.lru_cache(maxsize=8192)  # a desk hears from the same domains again and again
 def registrable_domain(domain: str) -> str:
     """The organisation's own domain per the Public Suffix List: mail.finance.gov.uk → finance.gov.uk.
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from storage import tickets
 from storage.events import event_row
 from storage.intake_records import Automated, Duplicate, NewTicket, Opened, Reply
-from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, OUTBOX, QUARANTINE, TICKET, Ticket
+from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET, Ticket
 from storage.errors import LostRace
 from storage.upsert import on_conflict
 
@@ -91,7 +91,6 @@ class _Statements:
         self.event_insert = on_conflict(dialect, EVENT, ["key"])
         self.event_once = on_conflict(dialect, EVENT, ["key"], returning=EVENT.c.id)
         self.quarantine_insert = on_conflict(dialect, QUARANTINE, ["key"], returning=QUARANTINE.c.id)
-        self.outbox_insert = on_conflict(dialect, OUTBOX, ["key"], returning=OUTBOX.c.id)
         self.ticket_update = update(TICKET).where(TICKET.c.id == p("ticket_pk"))  # the columns set are those bound
 
 
@@ -376,7 +375,7 @@ class IntakeTx:
     def add_outbox(self, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime) -> bool:
         from storage import outbox  # noqa: PLC0415
 
-        return self.c.execute(self.s.outbox_insert, outbox.new_row(key, kind, ticket_id, payload, at)).scalar() is not None
+        return outbox.add(self.c, key, kind, ticket_id, payload, at)
 
     def quarantine(self, row: dict[str, Any]) -> bool:
         """Record a quarantine entry; False if its key was recorded before."""
