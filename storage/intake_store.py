@@ -105,6 +105,7 @@ class IntakeStore:
         # wakes them at once, instead of on SQLite's busy handler, which sleeps in steps of
         # milliseconds; other processes still wait through the busy timeout.
         self._write_lock = threading.Lock() if dialect == "sqlite" else contextlib.nullcontext()
+        self.one_writer = dialect == "sqlite"  # transactions that write wait for each other: fewer, larger ones pay
         self.known = _KnownIds()
 
     @contextlib.contextmanager

@@ -102,16 +102,7 @@ class Pipeline:
 
     def process(self, message: InboundMessage, delivery_id: str, *, wait_for_parent: bool = True) -> Outcome:
         """Store ``message`` exactly once. Raises ParentInFlight when it should wait for its parent."""
-        decisions = self.decide(message)
-        for _attempt in range(3):
-            try:
-                with self.store.transaction() as tx:
-                    outcome = self._process(tx, message, delivery_id, decisions, utcnow(), wait_for_parent)
-                break
-            except LostRace:
-                continue  # a concurrent delivery stored it first; the next attempt sees its row
-        else:
-            raise RuntimeError(f"{message.channel}:{message.external_id}: lost the race three times")
+        outcome = self._store(message, delivery_id, self.decide(message), wait_for_parent)
         if self.inflight is not None:
             # Stored (or found stored): its in-flight mark has done its job, whatever the outcome.
             self.inflight.clear(message.channel, message_ids(message))
@@ -122,12 +113,13 @@ class Pipeline:
     def process_batch(
         self, items: Sequence[tuple[InboundMessage, str]], *, fatal: Callable[[BaseException], bool] = lambda exc: False
     ) -> BatchOutcome:
-        """Store messages read together in one transaction, each ``(message, delivery_id)`` in a savepoint of its own.
+        """Store messages read together, each ``(message, delivery_id)`` as it would be stored alone: with one
+        writer at a time (SQLite) in one transaction, with writers in parallel (PostgreSQL) a transaction each.
 
         A message that cannot be stored here — its parent is still queued, the database refuses its data, a
         bug — is undone alone and handed back in ``left``, to be processed again on its own (where it waits,
         retries or is dead-lettered as a single message would be). An error ``fatal`` recognises (an outage)
-        fails the whole batch: nothing is committed, and a redelivery finds nothing stored twice.
+        fails the whole batch, to be delivered again: what was committed is recognised by its delivery id.
         """
         left: list[Left] = []
         decided: list[tuple[int, InboundMessage, str, Decisions]] = []
@@ -139,12 +131,23 @@ class Pipeline:
                     raise
                 left.append(Left(index, _describe(exc)))
         outcomes: dict[int, Outcome] = {}
-        if decided:
+        if decided and self.store.one_writer:
             try:  # first without savepoints (each costs two statements); on any failure, again with them
                 outcomes, failed = self._store_batch(decided, fatal, savepoints=False)
             except BatchUndone:
                 outcomes, failed = self._store_batch(decided, fatal, savepoints=True)
             left.extend(failed)
+        for index, message, delivery_id, decisions in decided if not self.store.one_writer else ():
+            # Writers in parallel (PostgreSQL): a transaction per message. One per batch would hold the locks of
+            # fifty messages' contacts and keys while other workers' batches wait for them, or deadlock on them.
+            try:
+                outcomes[index] = self._store(message, delivery_id, decisions, True)
+            except ParentInFlight as exc:
+                left.append(Left(index, str(exc), parent_in_flight=True))
+            except Exception as exc:  # noqa: BLE001 - its transaction is undone; it goes again alone
+                if fatal(exc):
+                    raise
+                left.append(Left(index, _describe(exc)))
         stored = [items[index][0] for index in outcomes]
         if self.inflight is not None and stored:
             self.inflight.clear_many((message.channel, message_ids(message)) for message in stored)
@@ -152,6 +155,16 @@ class Pipeline:
             for index, outcome in outcomes.items():
                 self.after_store(items[index][0], outcome)
         return BatchOutcome(outcomes, tuple(sorted(left, key=lambda item: item.index)))
+
+    def _store(self, message: InboundMessage, delivery_id: str, decisions: Decisions, wait_for_parent: bool) -> Outcome:
+        """One message in a transaction of its own."""
+        for _attempt in range(3):
+            try:
+                with self.store.transaction() as tx:
+                    return self._process(tx, message, delivery_id, decisions, utcnow(), wait_for_parent)
+            except LostRace:
+                continue  # a concurrent delivery stored it first; the next attempt sees its row
+        raise RuntimeError(f"{message.channel}:{message.external_id}: lost the race three times")
 
     def _store_batch(
         self, decided: list[tuple[int, InboundMessage, str, Decisions]], fatal: Callable[[BaseException], bool], *, savepoints: bool
