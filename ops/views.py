@@ -5,8 +5,9 @@ Times are shown in UTC, and say so; every text that came from outside is escaped
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.text import Text
@@ -16,8 +17,9 @@ from ops.runtime import Runtime
 from workers.outbound.escaping import terminal, terminal_line
 
 if TYPE_CHECKING:
+    from config.desk import DeskConfig
     from storage.queries import TicketFilter
-    from workers.desk.operations import Desk
+    from workers.desk.business_hours import BusinessCalendar
 
 OPEN_STATUSES = ("new", "open", "pending")
 MARKS = {"breached": ("✖", "red"), "at_risk": ("!", "yellow"), "paused": ("‖", "dim")}
@@ -37,11 +39,38 @@ def when(value: datetime | None, *, year: bool = True) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if year else f"{value:%b %d %H:%M}"
 
 
-def _desk(runtime: Runtime) -> "Desk":
-    from config.desk import load_desk  # noqa: PLC0415
-    from workers.desk.operations import Desk  # noqa: PLC0415
+class RowDesk(Protocol):
+    """What a ticket's row needs of the desk: ``workers.desk.operations.Desk`` has it, and so has ``DeskClocks``."""
 
-    return Desk(load_desk(runtime.settings), runtime.settings.ticket_prefix)
+    config: "DeskConfig"
+    prefix: str
+
+    def calendar(self, team_key: str) -> "BusinessCalendar": ...
+
+
+class DeskClocks:
+    """The desk's configuration, ticket prefix and teams' business calendars — what the SLA clocks of the rows read —
+    without ``workers.desk.operations`` (the desk's changes and the storage modules they write with: a reading command
+    needs none of them). A team's calendar is found as ``workers.desk.operations.Desk.calendar`` finds it: its own,
+    else the default team's."""
+
+    def __init__(self, config: "DeskConfig", ticket_prefix: str = "HD") -> None:
+        self.config = config
+        self.prefix = ticket_prefix
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one per command; calendars are immutable
+    def calendar(self, team_key: str) -> "BusinessCalendar":
+        from workers.desk.business_hours import BusinessCalendar  # noqa: PLC0415
+
+        teams = self.config.teams.teams
+        team = teams.get(team_key)
+        return BusinessCalendar(team.calendar if team is not None else teams[self.config.routing.default.team].calendar)
+
+
+def _desk(runtime: Runtime) -> DeskClocks:
+    from config.desk import load_desk  # noqa: PLC0415
+
+    return DeskClocks(load_desk(runtime.settings), runtime.settings.ticket_prefix)
 
 
 def ticket_rows(runtime: Runtime, limit: int | None = None, where: "TicketFilter | None" = None) -> list[dict[str, Any]]:
@@ -56,7 +85,7 @@ def ticket_rows(runtime: Runtime, limit: int | None = None, where: "TicketFilter
     return [ticket_row(row, desk, now) for row in rows]
 
 
-def ticket_row(row: dict[str, Any], desk: "Desk", now: datetime) -> dict[str, Any]:
+def ticket_row(row: dict[str, Any], desk: RowDesk, now: datetime) -> dict[str, Any]:
     """A ticket as `tickets --json` gives it, with its SLA clocks."""
     from storage.contacts import label  # noqa: PLC0415
 
@@ -95,7 +124,7 @@ def ticket_row(row: dict[str, Any], desk: "Desk", now: datetime) -> dict[str, An
     }
 
 
-def sla_state(row: dict[str, Any], desk: "Desk", now: datetime) -> tuple[datetime | None, str | None]:
+def sla_state(row: dict[str, Any], desk: RowDesk, now: datetime) -> tuple[datetime | None, str | None]:
     """The clock that runs next (first response until answered, then resolution) and how it stands:
     ``breached``, ``at_risk`` (past the desk's warning share), ``paused``, ``ok`` — or None without a target."""
     from workers.desk.sla import progress  # noqa: PLC0415

@@ -1,1 +1,1 @@
-"""Storage: SQLModel tables, Alembic migrations, idempotent writes and MI queries (SQLite or PostgreSQL)."""
+"""Storage: the tables (SQLAlchemy Core, with SQLModel classes), Alembic migrations, idempotent writes and MI queries (SQLite or PostgreSQL)."""

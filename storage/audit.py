@@ -8,10 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from storage.models import AuditLog, utcnow
+from storage.models import AUDIT, utcnow
 from storage.upsert import on_conflict
-
-AUDIT = AuditLog.__table__
 
 
 @dataclass(frozen=True)

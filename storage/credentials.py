@@ -13,11 +13,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select, update
 
-from storage.models import ApiToken, StaffCredential, utcnow
+from storage.models import API_TOKEN as TOKEN
+from storage.models import CREDENTIAL, utcnow
 from storage.upsert import on_conflict
-
-CREDENTIAL = StaffCredential.__table__
-TOKEN = ApiToken.__table__
 
 
 def set_password_hash(engine: Engine, staff_key: str, password_hash: str, at: datetime | None = None) -> None:

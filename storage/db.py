@@ -26,6 +26,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from storage.models import declare_partial_indexes
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATION_VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 # The two lines of a migration file that place it in the chain, as Alembic writes them.
@@ -42,18 +44,22 @@ def normalise_url(url: str) -> str:
 
 
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine for ``url``; the tables' partial indexes are declared for its dialect (see ``storage.models``)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
-    return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        connect_args={"connect_timeout": 10},
-    )
+        engine = _sqlite_engine(url, parsed.database)
+    else:
+        engine = create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": 10},
+        )
+    declare_partial_indexes(engine.dialect.name)
+    return engine
 
 
 def is_unavailable(exc: BaseException) -> bool:

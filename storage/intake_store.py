@@ -15,16 +15,19 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from storage import tickets
 from storage.events import event_row
 from storage.intake_records import Automated, Duplicate, NewTicket, Opened, Reply
-from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET, Ticket
+from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET
 from storage.errors import LostRace
 from storage.upsert import on_conflict
+
+if TYPE_CHECKING:
+    from storage.models import Ticket
 
 __all__ = ["CONTACT", "EVENT", "IDENTITY", "MESSAGE", "ORG_DOMAIN", "ORGANISATION", "QUARANTINE", "TICKET",
            "AlreadyStored", "IntakeStore", "IntakeTx", "LostRace"]

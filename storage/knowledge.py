@@ -19,30 +19,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select, update
 
-from storage.models import (
-    Contact,
-    ContactIdentity,
-    Engagement,
-    EngagementTicket,
-    Implementation,
-    Organisation,
-    OrganisationDomain,
-    StageChange,
-    Ticket,
-    utcnow,
-)
+from storage.models import (CONTACT, ENGAGEMENT, ENGAGEMENT_TICKET, IDENTITY, IMPLEMENTATION, ORG_DOMAIN, ORGANISATION,
+                            STAGE_CHANGE, TICKET, utcnow)
 from storage.upsert import on_conflict
 from storage.errors import KnowledgeError
 
-ORG = Organisation.__table__
-ORG_DOMAIN = OrganisationDomain.__table__
-IMPL = Implementation.__table__
-STAGE = StageChange.__table__
-ENG = Engagement.__table__
-ENG_TICKET = EngagementTicket.__table__
-TICKET = Ticket.__table__
-CONTACT = Contact.__table__
-IDENTITY = ContactIdentity.__table__
+ORG = ORGANISATION
+IMPL = IMPLEMENTATION
+STAGE = STAGE_CHANGE
+ENG = ENGAGEMENT
+ENG_TICKET = ENGAGEMENT_TICKET
 OPEN_STATUSES = ("new", "open", "pending")
 
 

@@ -10,13 +10,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 from sqlalchemy import Engine, func, select, update
 
 from storage import events, outbox
-from storage.models import MESSAGE, TICKET, Message, utcnow
+from storage.models import MESSAGE, TICKET, utcnow
 from storage.upsert import insert_once
+
+if TYPE_CHECKING:
+    from storage.models import Message
 
 StaffMessageStatus = Literal["recorded", "recorded_before", "unknown_ticket"]
 
@@ -76,6 +79,8 @@ def _hash(text: str) -> str:
 def get(engine: Engine, message_id: int) -> Message | None:
     with engine.connect() as c:
         row = c.execute(select(MESSAGE).where(MESSAGE.c.id == message_id)).first()
+    from storage.models import Message  # noqa: PLC0415 - the model class is built on first use (storage/models.py)
+
     return Message(**row._mapping) if row is not None else None
 
 

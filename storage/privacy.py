@@ -21,11 +21,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Text, cast, func, or_, select, update
 
-from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
-from storage.models import Acknowledgement, Correction
+from storage.models import ACKNOWLEDGEMENT as ACK
+from storage.models import CONTACT, CORRECTION, EVENT, IDENTITY, MESSAGE, ORGANISATION, QUARANTINE, TICKET
 
-ACK = Acknowledgement.__table__
-CORRECTION = Correction.__table__
 ERASED_SUBJECT = "[erased]"
 
 

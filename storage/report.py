@@ -23,7 +23,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy.dialects import postgresql
 from sqlalchemy import Connection, Select, func, literal, select, tuple_, union_all
 from sqlalchemy.sql import ColumnElement
 
@@ -191,12 +190,20 @@ def times(c: Connection, since: datetime | None, until: datetime | None) -> dict
     return out
 
 
+def _median_and_p90() -> ColumnElement[Any]:
+    """``ARRAY[0.5, 0.9]``, for ``percentile_cont``: PostgreSQL's dialect is imported here, by a report on PostgreSQL
+    only (a command on SQLite does not load it)."""
+    from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
+    return postgresql.array([literal(0.5), literal(0.9)])
+
+
 def _times_postgresql(c: Connection, where: list[Any]) -> dict[str, Any]:
     """The same figures from one statement. A percentile sorts its column's values, and sorts of an ordered-set
     aggregate are not shared among parallel workers; so the statement has two branches — first response and
     resolution, two sorts each — which PostgreSQL runs side by side (Parallel Append), each an index-only scan
     of (created_at, the measures…). ``percentile_cont`` over an array gives the median and p90 from one sort."""
-    quantiles = postgresql.array([literal(0.5), literal(0.9)])
+    quantiles = _median_and_p90()
 
     def branch(part: str, calendar: Any, business: Any, met: Any) -> Select[Any]:
         # the branches' columns have the same types, so that PostgreSQL can append them as they are
@@ -235,7 +242,7 @@ def backlog(c: Connection, until: datetime) -> dict[str, Any]:
     counts = [func.count(), func.count().filter(still_open.c.assignee.is_(None))]
     if c.dialect.name == "postgresql":
         age = func.extract("epoch", literal(until) - still_open.c.created_at)
-        quantiles = postgresql.array([literal(0.5), literal(0.9)])
+        quantiles = _median_and_p90()
         n, unassigned, oldest, pair = c.execute(select(*counts, func.max(age), func.percentile_cont(quantiles).within_group(age))).one()
         median, p90 = pair or (None, None)
     else:

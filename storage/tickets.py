@@ -11,17 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, func, select, update
 
 from storage.knowledge import implementation_stages
-from storage.models import CONTACT, IDENTITY, MESSAGE, ORGANISATION, TICKET, Ticket
+from storage.models import CONTACT, IDENTITY, MESSAGE, ORGANISATION, TICKET
+
+if TYPE_CHECKING:
+    from storage.models import Ticket
 
 OPEN_STATUSES = ("new", "open", "pending")
 
 
 def _ticket(row: Any) -> Ticket:
+    from storage.models import Ticket  # noqa: PLC0415 - the model class is built on first use (storage/models.py)
+
     return Ticket(**row._mapping)
 
 

@@ -1,17 +1,17 @@
-"""Alembic environment. Every table model is imported here (autogenerate only sees these)."""
+"""Alembic environment. Every table is declared in ``storage.models`` (autogenerate only sees these)."""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import storage.models  # noqa: F401 - registers every table on SQLModel.metadata
+from storage.models import declare_partial_indexes, metadata
 
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 
 
 def run_migrations_online() -> None:
     connection = context.config.attributes["connection"]
+    declare_partial_indexes(connection.dialect.name)  # what the tables are compared with includes their conditions
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
 from storage import outbox, tickets
-from storage.models import Ticket
 from workers.outbound import escaping
 from workers.desk.operations import Desk
+
+if TYPE_CHECKING:
+    from storage.models import Ticket
 
 SUMMARY_CHARS = 280
 
