@@ -89,7 +89,7 @@ class TextFeatures:
         for token, n in counts.items():  # each distinct word once, in order of first use: the same counts, in the same order
             char_ids.extend(self._char_ids(token) * n)
         char_tf = Counter(char_ids)
-        counts.update(f"{a} {b}" for a, b in zip(tokens, tokens[1:]))  # bigrams (with a space) have no character n-grams
+        counts.update(map(" ".join, zip(tokens, tokens[1:])))  # bigrams (with a space) have no character n-grams
         vocab = self.word_vocab
         word_tf = {vocab[gram]: n for gram, n in counts.items() if gram in vocab}
         parts = [self._block(tf) for tf in (word_tf, char_tf) if tf]

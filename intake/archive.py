@@ -11,8 +11,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
+import secrets
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 
@@ -27,6 +30,10 @@ class RawArchive(ABC):
     def put(self, data: bytes) -> str:
         """Store ``data``; return its sha256 (hex)."""
 
+    def put_many(self, items: Sequence[bytes]) -> list[str]:
+        """Store every item; return their sha256 (hex) in order, only after all of them are durable."""
+        return [self.put(data) for data in items]
+
     @abstractmethod
     def get(self, ref: str) -> bytes:
         """Return the bytes stored under ``ref``; KeyError if absent."""
@@ -40,10 +47,19 @@ class RawArchive(ABC):
 
 
 class FileArchive(RawArchive):
-    """Gzip-compressed files under ``root/ab/cd/<sha256>.gz``, written atomically."""
+    """Gzip-compressed files under ``root/ab/cd/<sha256>.gz``, each written atomically (temporary file, fsync, rename).
+
+    ``put_many`` writes a batch on a few threads at once: creating folders and files and fsyncing them are waits on
+    the file system (≈ 1–4 ms each on a VM disk), which it overlaps and commits together instead of one after another.
+    """
+
+    WRITERS = 8  # concurrent writes of one put_many: enough for ext4/xfs to group their fsyncs into a few journal commits
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._folders: set[Path] = set()  # leaf folders known to exist (a put need not create them again)
+        self._lock = threading.Lock()
+        self._writers: ThreadPoolExecutor | None = None
 
     def _path(self, ref: str) -> Path:
         if len(ref) != 64 or any(c not in "0123456789abcdef" for c in ref):
@@ -52,12 +68,27 @@ class FileArchive(RawArchive):
 
     def put(self, data: bytes) -> str:
         ref = sha256_hex(data)
+        self._store(ref, data)
+        return ref
+
+    def put_many(self, items: Sequence[bytes]) -> list[str]:
+        refs = [sha256_hex(data) for data in items]
+        todo = dict(zip(refs, items))  # the same bytes twice are stored once
+        if len(todo) == 1:
+            self._store(*next(iter(todo.items())))
+        elif todo:
+            pool = self._pool()
+            writes = [pool.submit(self._store, ref, data) for ref, data in todo.items()]
+            wait(writes)  # every write has ended (and cleaned up after itself) before a failure is raised
+            for write in writes:
+                write.result()
+        return refs
+
+    def _store(self, ref: str, data: bytes) -> None:
         path = self._path(ref)
         if path.exists():
-            return ref
-        for folder in (self.root, path.parent.parent, path.parent):  # people's mail: readable by this user only
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # created 0600
+            return
+        fd, tmp = self._create_temporary(path)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(gzip.compress(data, compresslevel=6, mtime=0))
@@ -65,9 +96,29 @@ class FileArchive(RawArchive):
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
-        return ref
+
+    def _create_temporary(self, path: Path) -> tuple[int, Path]:
+        """A new file beside ``path``, readable by this user only (people's mail), in folders only they can list."""
+        folder = path.parent
+        if folder not in self._folders:
+            for parent in (self.root, folder.parent, folder):
+                parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._folders.add(folder)
+        tmp = folder / f".tmp-{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileNotFoundError:  # the folder was removed since: create it again
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return os.open(tmp, flags, 0o600), tmp
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._writers is None:
+                self._writers = ThreadPoolExecutor(self.WRITERS, thread_name_prefix="archive-write")
+            return self._writers
 
     def get(self, ref: str) -> bytes:
         try:

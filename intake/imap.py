@@ -15,7 +15,11 @@ exists, processed mail is flagged or moved (``HELPDESK_IMAP_PROCESSED_ACTION``).
 
 Bodies are fetched in batches bounded by count (``HELPDESK_IMAP_BATCH_SIZE``)
 and by bytes (``HELPDESK_IMAP_BATCH_BYTES``, from ``RFC822.SIZE`` read first; a
-larger message is fetched alone), and the checkpoint advances per batch.
+larger message is fetched alone), and the checkpoint advances per batch. A
+fetched batch is ingested together (``EmailIngestor.ingest_many``: one archive
+write, the parse helpers in parallel, one queue round trip); should it fail
+unexpectedly, its messages are ingested one by one so that only the one at
+fault is quarantined.
 
 One message never stops a folder: whatever goes wrong turning it into an
 InboundMessage quarantines it (``intake.supervision.ingest_isolated``) and the
@@ -61,7 +65,7 @@ from intake.backoff import backoff
 from intake.email_intake import EmailIngestor
 from intake.errors import SinkError
 from intake.state import AdapterHealth, Checkpoint, CheckpointStore, ProcessedLog
-from intake.supervision import Backoff, Loop, ingest_isolated, supervise
+from intake.supervision import Backoff, Loop, ingest_isolated, ingest_many_isolated, supervise
 
 log = structlog.get_logger("helpdesk.imap")
 ADAPTER = "imap"
@@ -234,6 +238,7 @@ class FolderWatcher:
     def run(self) -> None:
         """Until stopped: connect, sync, wait for news; a network or server error closes the connection and the
         round is tried again after a backoff with jitter."""
+        self.ingestor.parser.prestart()  # the parse helpers start while we connect and search
         try:
             while not self.stop.is_set():
                 self.rounds(self._round)
@@ -316,17 +321,22 @@ class FolderWatcher:
         wanted = [uid for uid in batch if uid in sizes and _size(sizes[uid]) <= self.options.max_raw_bytes]
         bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
         read = 0
+        items: list[tuple[bytes, str]] = []  # parsed together: one durable archive write, the pool's helpers in parallel
         with self.ingestor.sink.batched():  # queued together, before the caller moves the checkpoint past them
             for uid in batch:  # in UID order; a message expunged meanwhile is simply gone
                 source = source_of(self.account, self.folder, uidvalidity, uid)
-                if uid in bodies and b"BODY[]" in bodies[uid]:
-                    ingest_isolated(self.ingestor, bodies[uid][b"BODY[]"], source)  # one bad mail is quarantined, not raised
+                body = bodies[uid].get(b"BODY[]") if uid in bodies else None
+                if isinstance(body, bytes):
+                    items.append((body, source))
+                elif uid in bodies and b"BODY[]" in bodies[uid]:  # a server may answer NIL: that item alone is quarantined
+                    ingest_isolated(self.ingestor, body, source)  # type: ignore[arg-type]
                     read += 1
                 elif uid in sizes:
                     size = sizes[uid].get(b"RFC822.SIZE", 0)
                     self.ingestor.reject(sha256_hex(source.encode()), "too_large", f"{size} bytes exceeds {self.options.max_raw_bytes}",
                                          source)
                     read += 1
+            read += len(ingest_many_isolated(self.ingestor, items))  # one bad mail is quarantined, not raised
         return read
 
     def _idle(self, client: IMAPClient) -> None:

@@ -21,6 +21,12 @@ replaced and the item sent again: only the item that was being parsed is
 ever blamed. When no helper can be started at all the pool raises
 ``SinkError``: that is not the item's fault, and the source must retry.
 
+``parse_many`` parses a batch (one IMAP fetch): one lane per helper, each
+handing its helper a small window of items at once and reading the answers in
+order, so that helpers parse back to back instead of waiting for a round trip
+per item. The isolation is the same: each item is timed from when its answer is
+awaited, and the items a failed helper had not answered go to another helper.
+
 Results come back as the InboundMessage's JSON (the parent validates the
 contract and never unpickles anything a helper produced) followed by one raw
 frame per attachment blob, without copies through pickle.
@@ -43,7 +49,7 @@ import time
 import traceback
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
@@ -82,12 +88,41 @@ class PoolOptions:
                    memory_mb=settings.parse_memory_mb)
 
 
+@dataclass(frozen=True)
+class ParseRequest:
+    """One item of ``EmailParser.parse_many``: ``parse``'s arguments."""
+
+    raw: bytes
+    received_at: datetime
+    source: str
+    raw_ref: str | None
+
+
 class EmailParser(ABC):
     """Raw bytes → ParsedEmail. ``parse`` raises RejectedInput for anything the item itself caused, never another
     exception for it; it raises SinkError only when the parser itself is unavailable (retry later)."""
 
     @abstractmethod
     def parse(self, raw: bytes, *, received_at: datetime, source: str, raw_ref: str | None) -> ParsedEmail: ...
+
+    def parse_many(self, requests: Sequence[ParseRequest]) -> list[ParsedEmail | RejectedInput]:
+        """Every request's ParsedEmail, or the RejectedInput that quarantines it, in order; one item's failure
+        never touches another's. Raises SinkError only when the parser itself is unavailable."""
+        return [self.parse_one(request) for request in requests]
+
+    def parse_one(self, request: ParseRequest) -> ParsedEmail | RejectedInput:
+        """``parse``, with whatever the item caused returned as a RejectedInput (an unexpected exception: parse_error)."""
+        try:
+            return self.parse(request.raw, received_at=request.received_at, source=request.source, raw_ref=request.raw_ref)
+        except RejectedInput as exc:
+            return exc
+        except SinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one item's failure must never stop the others
+            return RejectedInput("parse_error", describe(exc))
+
+    def prestart(self) -> None:
+        """Get ready in the background (start helpers, if any), so that the first parse need not wait; never raises."""
 
     def close(self) -> None:
         """Release helpers, if any."""
@@ -209,6 +244,9 @@ class _Timeout(Exception):
 class ParsePool(EmailParser):
     """A small pool of helper processes, started on demand; thread-safe (IMAP folders parse concurrently)."""
 
+    WINDOW_ITEMS = 16  # parse_many: items handed to one helper at once
+    WINDOW_BYTES = 64 * 1024  # … and their bytes, well inside a socket's buffer: sending never waits for the helper
+
     def __init__(
         self,
         limits: Limits = Limits(),
@@ -232,6 +270,22 @@ class ParsePool(EmailParser):
 
     def close(self) -> None:
         self._finalizer()
+
+    def prestart(self) -> None:
+        """Start every helper now, each on a thread of its own (a helper is a fresh interpreter: ≈ 0.3 s to start)."""
+
+        def start() -> None:
+            try:
+                helper = self._acquire()
+            except SinkError as exc:  # the first parse raises it again, to the source, which retries
+                import structlog  # noqa: PLC0415 - not in the helpers, which import this module too
+
+                structlog.get_logger("helpdesk.parse_pool").warning("a parse helper did not start", error=str(exc))
+                return
+            self._release(helper, True)
+
+        for _ in range(self.options.workers):
+            threading.Thread(target=start, name="parse-prestart", daemon=True).start()
 
     @property
     def helper_pids(self) -> list[int]:
@@ -260,6 +314,96 @@ class ParsePool(EmailParser):
                 raise outcome
             return outcome
         raise AssertionError("unreachable")
+
+    def parse_many(self, requests: Sequence[ParseRequest]) -> list[ParsedEmail | RejectedInput]:
+        """The requests parsed in parallel, one lane per helper; each lane hands its helper a window of items at
+        once (``WINDOW_ITEMS``, ``WINDOW_BYTES``) and reads the answers in order, so that a helper parses them back
+        to back instead of waiting for a round trip (and a scheduler wake-up) per item.
+
+        Isolation is ``parse``'s: an item gets its own deadline from the moment its answer is awaited; a helper
+        that times out, runs out of memory or fails is replaced and the items it had not answered yet go to
+        another one, unblamed. A helper found dead behind an earlier item of its window (it may have been killed
+        between two items) is not taken as the item's fault until the item crashes one alone, as ``parse`` does.
+        """
+        results: list[ParsedEmail | RejectedInput | None] = [None] * len(requests)
+        frames = [self._frame(request) for request in requests]
+        order = iter(range(len(requests)))
+        taking = threading.Lock()
+        failures: list[BaseException] = []
+        resent: dict[int, int] = {}  # item → how many helpers were found dead before they could read it
+
+        def lane() -> None:
+            again: list[int] = []  # items to send once more (their helper went away), ahead of new ones
+            try:
+                while True:
+                    with taking:
+                        window = self._window(again, order, frames)
+                    if not window:
+                        return
+                    again = self._exchange(window, frames, results, resent) + again
+            except BaseException as exc:  # noqa: BLE001 - SinkError (no helper can start): raised below, in the caller
+                failures.append(exc)
+
+        others = [threading.Thread(target=lane, name="parse-lane", daemon=True) for _ in range(min(self.options.workers, len(requests)) - 1)]
+        for thread in others:
+            thread.start()
+        lane()
+        for thread in others:
+            thread.join()
+        if failures:
+            raise failures[0]
+        return results  # type: ignore[return-value] - every item was answered by a lane that returned normally
+
+    def _window(self, again: list[int], order: Iterator[int], frames: list[bytes]) -> list[int]:
+        """The next items for one helper: those to send again first, then new ones; a large item goes alone."""
+        window: list[int] = []
+        size = 0
+        while len(window) < self.WINDOW_ITEMS:
+            if again:
+                index = again[0]
+            else:
+                index = next(order, None)
+                if index is None:
+                    break
+                again.insert(0, index)
+            if window and size + len(frames[index]) > self.WINDOW_BYTES:
+                break
+            window.append(again.pop(0))
+            size += len(frames[index])
+        return window
+
+    def _exchange(self, window: list[int], frames: list[bytes], results: list, resent: dict[int, int]) -> list[int]:
+        """Send ``window`` to one helper and record its answers; returns the items to send again elsewhere."""
+        helper = self._acquire()
+        healthy, sent = False, 0
+        try:
+            for index in window:
+                try:
+                    helper.conn.send_bytes(frames[index])
+                except OSError:
+                    if sent == 0:  # every idle helper may have been killed: only after more tries than helpers
+                        resent[index] = resent.get(index, 0) + 1  # … is a helper dead on arrival the item's doing
+                        if resent[index] > self.options.workers:
+                            results[index] = RejectedInput(*self._death(helper))
+                            return window[1:]
+                    break  # it died: what was sent is answered below (or blamed on the item it died on)
+                sent += 1
+            for position, index in enumerate(window[:sent]):
+                outcome, healthy = self._answer(helper)
+                helper.tasks += 1
+                if not healthy and position > 0 and isinstance(outcome, RejectedInput) and outcome.reason == "parse_crashed":
+                    return window[position:]  # perhaps killed between two items: this one is tried again, first in line
+                results[index] = outcome
+                if not healthy:
+                    return window[position + 1 :]
+            healthy = healthy and sent == len(window)  # a helper that could not take the whole window is gone
+            return window[sent:]
+        finally:
+            self._release(helper, healthy)
+
+    def _frame(self, request: ParseRequest) -> bytes:
+        meta = pickle.dumps((request.received_at, request.source, request.raw_ref))
+        return len(meta).to_bytes(4, "big") + meta + request.raw
 
     # -- one exchange ---------------------------------------------------------------------------------------
     def _answer(self, helper: _Helper) -> tuple[ParsedEmail | RejectedInput, bool]:

@@ -10,7 +10,8 @@ Three kinds of failure, handled at three levels:
   foresaw): that item is quarantined through ``Sink.reject`` with reason
   ``adapter_error`` and the exception in the detail, and the adapter goes on
   with the next one; its watermark moves past it (``ingest_isolated``,
-  ``failure_detail``);
+  ``failure_detail``; ``ingest_many_isolated`` for a batch, which falls back to
+  one item at a time to find the one at fault);
 - *the loop's own* (an exception escaping an adapter's loop): ``supervise``
   records the crash in the adapter's health record (``restarts``,
   ``last_crash``), waits a bounded exponential backoff and starts the loop
@@ -28,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,19 @@ def ingest_isolated(ingestor: "EmailIngestor", raw: bytes, source: str) -> bool:
         ingestor.reject(raw_ref or sha256_hex(data or source.encode()), ADAPTER_ERROR, failure_detail(exc), source, raw_ref)
         log.warning("item quarantined after an unexpected failure", source=source, error=f"{type(exc).__name__}: {str(exc)[:200]}")
         return False
+
+
+def ingest_many_isolated(ingestor: "EmailIngestor", items: Sequence[tuple[bytes, str]]) -> list[bool]:
+    """``ingestor.ingest_many``; should the batch fail unexpectedly, its items are ingested again one by one
+    (``ingest_isolated``), so that only the item at fault is quarantined. Transport failures raise."""
+    try:
+        return ingestor.ingest_many(items)
+    except TRANSPORT_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - find the item at fault: the others must still be read
+        log.warning("batch failed unexpectedly; ingesting its items one by one", items=len(items),
+                    error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        return [ingest_isolated(ingestor, raw, source) for raw, source in items]
 
 
 @dataclass(frozen=True)

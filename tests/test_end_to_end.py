@@ -99,13 +99,13 @@ def test_worker_killed_mid_flight_loses_and_duplicates_nothing(tmp_path: Path, r
     while time.monotonic() < deadline:
         with engine.connect() as c:
             stored = len(c.execute(select(MESSAGE.c.id)).all())
-        if stored >= 40:
+        if stored >= 1:  # the first batch committed: kill at once, with most of the mail still queued
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     engine.dispose()
-    assert 40 <= stored < 800, "the kill must land mid-way for this test to mean anything"
+    assert 1 <= stored < 800, "the kill must land mid-way for this test to mean anything"
     # When a new worker starts (it recovers what the dead one held once its heartbeat has expired)
     run_cli(["worker", "--until-idle"], env, timeout=300)
     # Then the result is exact

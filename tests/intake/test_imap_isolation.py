@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,12 +34,13 @@ MARKER = b"Subject: RECURSE-ME"
 
 
 class ExplodingIngestor(EmailIngestor):
-    """The real ingestor, except that a mail with the marker subject makes it raise what no parser should."""
+    """The real ingestor, except that a batch holding a mail with the marker subject makes it raise what no parser
+    should (``ingest`` is ``ingest_many`` of one item: the mail raises alone too)."""
 
-    def ingest(self, raw: bytes, source: str) -> bool:
-        if MARKER in raw:
+    def ingest_many(self, items: Sequence[tuple[bytes, str]]) -> list[bool]:
+        if any(MARKER in raw for raw, _ in items):
             raise RecursionError("maximum recursion depth exceeded while parsing")
-        return super().ingest(raw, source)
+        return super().ingest_many(items)
 
 
 class RecordingCheckpoints(RedisCheckpointStore):

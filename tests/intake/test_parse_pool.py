@@ -18,8 +18,9 @@ from intake.email_intake import EmailIngestor
 from intake.errors import RejectedInput, SinkError
 from intake.message import InboundMessage
 from intake.mime import Limits, parse_email
-from intake.parse_pool import InProcessParser, ParsePool, PoolOptions
+from intake.parse_pool import InProcessParser, ParsePool, ParseRequest, PoolOptions
 from intake.prescan import PrescanLimits
+from intake.supervision import ingest_many_isolated
 from tests.factories import make_email
 from tests.intake import hostile
 from tests.intake.hostile import ALLOCATE, EXIT, HANG, HOSTILE, RAISE, SEGFAULT, Hostile, marked, misbehaving_parse
@@ -238,3 +239,90 @@ def test_options_come_from_the_settings() -> None:
     options = PoolOptions.from_settings(Settings(parse_workers=3, parse_timeout_seconds=7.5, parse_memory_mb=300))
     assert (options.workers, options.timeout_seconds, options.memory_mb) == (3, 7.5, 300)
     assert isinstance(EmailIngestor(MemorySink(), MemoryArchive(), Limits(), pool=PoolOptions(workers=0)).parser, InProcessParser)
+
+
+# -- parse_many: a batch parsed in windows, in parallel across the helpers --------------------------------------
+
+def _requests(raws: list[bytes]) -> list[ParseRequest]:
+    return [ParseRequest(raw, NOW, f"test:{i}", None) for i, raw in enumerate(raws)]
+
+
+@pytest.mark.parametrize(("marker", "reason"), [
+    (HANG, "parse_timeout"), (ALLOCATE, "parse_memory"), (SEGFAULT, "parse_crashed"), (EXIT, "parse_crashed"), (RAISE, "parse_error"),
+], ids=["hang", "allocate", "segfault", "exit", "raise"])
+def test_a_poisoned_mail_in_a_batch_is_blamed_alone(pool: ParsePool, marker: bytes, reason: str) -> None:
+    # Given a batch of 40 ordinary mails with a poisoned one in the middle of a helper's window
+    raws = [make_email(message_id=f"<m{i}@x.org>") for i in range(40)]
+    raws[21] = marked(marker)
+    # When the batch is parsed
+    outcomes = pool.parse_many(_requests(raws))
+    # Then only that mail is rejected, with its reason; every other one parses, in order
+    assert getattr(outcomes[21], "reason", None) == reason, outcomes[21]
+    assert [o.message.external_id for i, o in enumerate(outcomes) if i != 21] == [f"m{i}@x.org" for i in range(40) if i != 21]
+    assert len(pool.helper_pids) <= 2
+
+
+def test_a_batch_parses_exactly_as_one_at_a_time(pool: ParsePool) -> None:
+    raws = [path.read_bytes() for path in sorted(IMAP_CORPUS.glob("*.eml"))]
+    batched = [_outcome(lambda o=o: _raise_or_return(o)) for o in pool.parse_many(_requests(raws))]
+    single = [_outcome(lambda r=r: parse_email(r, received_at=NOW, source=f"test:{i}", raw_ref=None)) for i, r in enumerate(raws)]
+    assert batched == single
+
+
+def _raise_or_return(outcome):  # noqa: ANN001, ANN202
+    if isinstance(outcome, RejectedInput):
+        raise outcome
+    return outcome
+
+
+def test_helpers_killed_while_idle_blame_no_mail_of_the_next_batch(pool: ParsePool) -> None:
+    # Given idle helpers, all killed
+    pool.parse_many(_requests([make_email(message_id=f"<warm{i}@x.org>") for i in range(4)]))
+    killed = pool.helper_pids
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: all(_dead(pid) for pid in killed), timeout=10)
+    # When the next batch is parsed, then every mail of it parses
+    outcomes = pool.parse_many(_requests([make_email(message_id=f"<n{i}@x.org>") for i in range(30)]))
+    assert [getattr(o, "reason", None) or o.message.external_id for o in outcomes] == [f"n{i}@x.org" for i in range(30)]
+
+
+def test_a_large_mail_goes_to_a_helper_alone_and_parses() -> None:
+    big = make_email(body="x" * (ParsePool.WINDOW_BYTES * 2))
+    with ParsePool(options=PoolOptions(workers=2)) as isolated:
+        outcomes = isolated.parse_many(_requests([make_email(message_id="<a@x.org>"), big, make_email(message_id="<b@x.org>")]))
+    assert [type(o).__name__ for o in outcomes] == ["ParsedEmail"] * 3
+
+
+def test_the_ingestor_queues_a_batch_in_order_and_quarantines_its_bad_mail_alone() -> None:
+    sink = MemorySink()
+    ingestor = EmailIngestor(sink, MemoryArchive(), Limits(), parser=InProcessParser())
+    items = [(make_email(message_id="<one@x.org>"), "s1"), (b"not an e-mail at all", "s2"), (make_email(message_id="<two@x.org>"), "s3")]
+    assert ingestor.ingest_many(items) == [True, False, True]
+    assert [m.external_id for m in sink.messages] == ["one@x.org", "two@x.org"]
+    assert [(r.source, r.reason) for r in sink.rejected] == [("s2", "not_an_email")]
+    assert sink.rejected[0].raw_ref in ingestor.archive
+
+
+def test_a_batch_that_fails_unexpectedly_is_ingested_one_by_one() -> None:
+    class Exploding(EmailIngestor):
+        def ingest_many(self, items):  # noqa: ANN001, ANN202
+            if any(b"BOMB" in raw for raw, _ in items):
+                raise RecursionError("not from the parser's translation")
+            return super().ingest_many(items)
+
+    sink = MemorySink()
+    ingestor = Exploding(sink, MemoryArchive(), Limits(), parser=InProcessParser())
+    items = [(make_email(message_id="<one@x.org>"), "s1"), (make_email(subject="BOMB"), "s2"), (make_email(message_id="<two@x.org>"), "s3")]
+    assert ingest_many_isolated(ingestor, items) == [True, False, True]
+    assert [m.external_id for m in sink.messages] == ["one@x.org", "two@x.org"]
+    assert [(r.source, r.reason) for r in sink.rejected] == [("s2", "adapter_error")]
+
+
+def test_prestarted_helpers_are_the_ones_that_parse() -> None:
+    with ParsePool(options=PoolOptions(workers=2)) as isolated:
+        isolated.prestart()
+        wait_for(lambda: len(isolated.helper_pids) == 2, timeout=30)
+        started = isolated.helper_pids
+        isolated.parse_many(_requests([make_email(message_id=f"<p{i}@x.org>") for i in range(10)]))
+        assert isolated.helper_pids == started
