@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from workers.services import Services
 
 INVALID_INPUT = (MessageDecodeError, DataError)
-BATCH_CONCURRENCY = 2
 MAX_PARENT_WAIT_DELAY_MS = 5000
 
 
@@ -99,9 +98,6 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
     waits = parent_wait_schedule(services.settings.parent_wait_seconds, services.settings.max_retries)
     prefix = services.settings.ticket_prefix
     metrics = observability(broker)
-    # A batch is CPU work under one GIL: two at a time keep the process busy (one classifying while the other
-    # writes); more only take turns at the GIL and hold SQLite's write lock longer (measured: 8 at once, 25 % slower).
-    batch_slots = threading.BoundedSemaphore(BATCH_CONCURRENCY)
 
     def process_inbound(payload: str) -> None:
         services.models.refresh()
@@ -134,8 +130,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
                 positions.append(position)
             except MessageDecodeError:
                 alone.append((position, None))  # dead-lettered on its own, with its reason
-        with batch_slots:
-            result = pipeline.process_batch(items, fatal=lambda exc: unavailable_component(exc) is not None)
+        result = pipeline.process_batch(items, fatal=lambda exc: unavailable_component(exc) is not None)
         alone.extend((positions[left.index], waits[0] if left.parent_in_flight and waits else None) for left in result.left)
         for position, delay in sorted(alone):
             enqueue(broker, INTAKE_QUEUE, PROCESS_ACTOR, payloads[position], delay_ms=delay)
@@ -145,9 +140,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
             for index, outcome in result.outcomes.items():
                 if outcome.kind in ("created", "threaded", "automated"):
                     metrics.observe("intake_latency_seconds", (now - items[index][0].received_at).total_seconds())
-        kinds: dict[str, int] = {}
-        for outcome in result.outcomes.values():
-            kinds[outcome.kind] = kinds.get(outcome.kind, 0) + 1
+        kinds = Counter(outcome.kind for outcome in result.outcomes.values())
         structlog.contextvars.bind_contextvars(batch=len(payloads), alone=len(alone), **{f"n_{k}": v for k, v in kinds.items()})
 
     def record_rejected(payload: str) -> None:

@@ -124,30 +124,24 @@ class Pipeline:
         left: list[Left] = []
         decided: list[tuple[int, InboundMessage, str, Decisions]] = []
         for index, (message, delivery_id) in enumerate(items):
-            try:
-                decided.append((index, message, delivery_id, self.decide(message)))
-            except Exception as exc:  # noqa: BLE001 - one message's failure must not stop the batch
-                if fatal(exc):
-                    raise
-                left.append(Left(index, _describe(exc)))
+            decisions = _each(index, lambda: self.decide(message), fatal, left)
+            if decisions is not None:
+                decided.append((index, message, delivery_id, decisions))
         outcomes: dict[int, Outcome] = {}
         if decided and self.store.one_writer:
+            waiting: list[Left] = []
             try:  # first without savepoints (each costs two statements); on any failure, again with them
-                outcomes, failed = self._store_batch(decided, fatal, savepoints=False)
+                outcomes = self._store_batch(decided, fatal, waiting, savepoints=False)
             except BatchUndone:
-                outcomes, failed = self._store_batch(decided, fatal, savepoints=True)
-            left.extend(failed)
+                waiting = []
+                outcomes = self._store_batch(decided, fatal, waiting, savepoints=True)
+            left.extend(waiting)
         for index, message, delivery_id, decisions in decided if not self.store.one_writer else ():
             # Writers in parallel (PostgreSQL): a transaction per message. One per batch would hold the locks of
             # fifty messages' contacts and keys while other workers' batches wait for them, or deadlock on them.
-            try:
-                outcomes[index] = self._store(message, delivery_id, decisions, True)
-            except ParentInFlight as exc:
-                left.append(Left(index, str(exc), parent_in_flight=True))
-            except Exception as exc:  # noqa: BLE001 - its transaction is undone; it goes again alone
-                if fatal(exc):
-                    raise
-                left.append(Left(index, _describe(exc)))
+            outcome = _each(index, lambda: self._store(message, delivery_id, decisions, True), fatal, left)
+            if outcome is not None:
+                outcomes[index] = outcome
         stored = [items[index][0] for index in outcomes]
         if self.inflight is not None and stored:
             self.inflight.clear_many((message.channel, message_ids(message)) for message in stored)
@@ -166,39 +160,27 @@ class Pipeline:
                 continue  # a concurrent delivery stored it first; the next attempt sees its row
         raise RuntimeError(f"{message.channel}:{message.external_id}: lost the race three times")
 
-    def _store_batch(
-        self, decided: list[tuple[int, InboundMessage, str, Decisions]], fatal: Callable[[BaseException], bool], *, savepoints: bool
-    ) -> tuple[dict[int, Outcome], list[Left]]:
-        """One transaction for the batch. Without ``savepoints`` a failure other than a waiting reply (which
-        is raised before anything is written) undoes the whole transaction with ``BatchUndone``."""
+    def _store_batch(self, decided: list[tuple[int, InboundMessage, str, Decisions]], fatal: Callable[[BaseException], bool],
+                     left: list[Left], *, savepoints: bool) -> dict[int, Outcome]:
+        """One transaction for the batch (one writer: no concurrent delivery can win a race inside it). Without
+        ``savepoints`` a failure other than a waiting reply (raised before anything is written) undoes the whole
+        transaction with ``BatchUndone``; with them, each message's failure undoes that message alone."""
         outcomes: dict[int, Outcome] = {}
-        left: list[Left] = []
         with self.store.transaction() as tx:
             now = utcnow()
             for index, message, delivery_id, decisions in decided:
-                try:
-                    if savepoints:
-                        outcomes[index] = self._store_alone(tx, message, delivery_id, decisions, now)
-                    else:
-                        outcomes[index] = self._process(tx, message, delivery_id, decisions, now, True)
-                except ParentInFlight as exc:
-                    left.append(Left(index, str(exc), parent_in_flight=True))
-                except Exception as exc:  # noqa: BLE001 - undone by its savepoint; goes again alone
-                    if fatal(exc):
-                        raise
-                    if not savepoints:
-                        raise BatchUndone from exc
-                    left.append(Left(index, _describe(exc)))
-        return outcomes, left
 
-    def _store_alone(self, tx: IntakeTx, message: InboundMessage, delivery_id: str, decisions: Decisions, now: datetime) -> Outcome:
-        for _attempt in range(3):
-            try:
-                with tx.savepoint():
-                    return self._process(tx, message, delivery_id, decisions, now, True)
-            except LostRace:
-                continue  # a concurrent delivery stored it first; the next attempt sees its row
-        raise RuntimeError(f"{message.channel}:{message.external_id}: lost the race three times")
+                def store_one(message: InboundMessage = message, delivery_id: str = delivery_id,
+                              decisions: Decisions = decisions) -> Outcome:
+                    if not savepoints:
+                        return self._process(tx, message, delivery_id, decisions, now, True)
+                    with tx.savepoint():
+                        return self._process(tx, message, delivery_id, decisions, now, True)
+
+                outcome = _each(index, store_one, fatal, left, undo=not savepoints)
+                if outcome is not None:
+                    outcomes[index] = outcome
+        return outcomes
 
     def decide(self, message: InboundMessage) -> Decisions:
         """Automated or not; type, sector and language; the route a new ticket would take. Pure."""
@@ -382,6 +364,25 @@ def _opened_at(message: InboundMessage) -> datetime:
     if sent is not None and received - timedelta(days=3650) < sent <= received + timedelta(hours=1):
         return min(sent, received).astimezone(timezone.utc)
     return received.astimezone(timezone.utc)
+
+
+def _each(index: int, step: Callable[[], Any], fatal: Callable[[BaseException], bool], left: list[Left], *,
+          undo: bool = False) -> Any:
+    """``step()`` for the batch's message at ``index``; None when it failed, with the message recorded in ``left``.
+
+    A fatal error (an outage) is raised for the whole batch; with ``undo`` (a batch transaction without savepoints)
+    so is any failure but a waiting reply, as ``BatchUndone``."""
+    try:
+        return step()
+    except ParentInFlight as exc:
+        left.append(Left(index, str(exc), parent_in_flight=True))
+    except Exception as exc:  # noqa: BLE001 - one message's failure must not stop the batch
+        if fatal(exc):
+            raise
+        if undo:
+            raise BatchUndone from exc
+        left.append(Left(index, _describe(exc)))
+    return None
 
 
 def _describe(exc: BaseException) -> str:
