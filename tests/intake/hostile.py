@@ -208,9 +208,12 @@ def misbehaving_parse(raw: bytes, **kwargs):  # noqa: ANN003, ANN201 - parse_ema
         while True:  # a parser stuck in a loop: CPU-bound, as parser bugs are
             time.monotonic()
     if ALLOCATE in raw:
+        # bytes(n) is calloc'd, so the pages are mapped but not touched: the address-space cap (RLIMIT_AS) is met
+        # at once rather than after zeroing half a gigabyte, which on a loaded 2-core CI took longer than the
+        # pool's 3 s deadline and was reported as parse_timeout
         hoard = []
         while True:
-            hoard.append(bytearray(16 * 1024 * 1024))
+            hoard.append(bytes(16 * 1024 * 1024))
     if SEGFAULT in raw:
         os.kill(os.getpid(), signal.SIGSEGV)
     if EXIT in raw:
