@@ -4,6 +4,11 @@ SQLite runs in WAL mode with a busy timeout; write transactions start with
 ``BEGIN IMMEDIATE`` so that concurrent writers queue on the lock instead of
 failing with SQLITE_BUSY halfway through a read-then-write transaction.
 Connections marked ``readonly`` begin deferred and do not block writers.
+Threads of one process take turns at writing on a lock of the engine's own,
+held from ``BEGIN IMMEDIATE`` to ``COMMIT`` or ``ROLLBACK``: a thread waiting
+for it wakes the moment the writer before it is done, where SQLite's busy
+handler would sleep in steps of up to 100 ms (other processes still wait
+through the busy timeout).
 
 ``is_unavailable`` tells an unreachable database (refused, reset, shut down,
 starting up) from a statement the database refused: the first is an outage to
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +164,55 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        readonly = connection.get_execution_options().get("readonly", False)
         # straight to the driver: this runs for every transaction, and SQLAlchemy's execute path costs more than SQLite
-        connection.connection.driver_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        driver = connection.connection.driver_connection
+        if connection.get_execution_options().get("readonly", False):
+            driver.execute("BEGIN")
+            return
+        # A thread that already writes on another connection, or a lock never given back, must not hang here for
+        # ever: after the busy timeout the thread goes on to SQLite's own waiting.
+        held = writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            if held:
+                writer.release()
+            raise
+        if held:
+            connection.info["sqlite_writer"] = writer
+
+    def _end(connection: Any, statement: str) -> None:
+        # SQLAlchemy calls these before it asks the driver to commit or roll back: end the transaction here, so that the
+        # lock is given back only once the write is over (the driver's own commit then finds nothing to do)
+        held = connection.info.pop("sqlite_writer", None)
+        try:
+            driver = connection.connection.driver_connection
+            if driver.in_transaction:
+                driver.execute(statement)
+        finally:
+            if held is not None:
+                held.release()
+
+    event.listen(engine, "commit", lambda connection: _end(connection, "COMMIT"))
+    event.listen(engine, "rollback", lambda connection: _end(connection, "ROLLBACK"))
+
+    def _given_back(record: Any) -> None:
+        # a connection returned to the pool, or dropped, without its Connection ending the transaction
+        held = record.info.pop("sqlite_writer", None) if record is not None else None
+        if held is not None:
+            held.release()
+
+    # the events' exact signatures: any other makes SQLAlchemy wrap the listener and warn on every call
+    @event.listens_for(engine.pool, "reset")
+    def _on_reset(_dbapi_connection: Any, record: Any, _state: Any) -> None:
+        _given_back(record)
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_invalidate(_dbapi_connection: Any, record: Any, _exception: Any) -> None:
+        _given_back(record)
 
     return engine

@@ -104,21 +104,16 @@ class IntakeStore:
         if dialect not in {"sqlite", "postgresql"}:
             raise ValueError(f"unsupported database dialect {dialect!r}")
         self.statements = _Statements(dialect)
-        # SQLite has one writer at a time. Threads of one process queue on this lock, which
-        # wakes them at once, instead of on SQLite's busy handler, which sleeps in steps of
-        # milliseconds; other processes still wait through the busy timeout.
-        self._write_lock = threading.Lock() if dialect == "sqlite" else contextlib.nullcontext()
         self.one_writer = dialect == "sqlite"  # transactions that write wait for each other: fewer, larger ones pay
         self.known = _KnownIds()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["IntakeTx"]:
         """One write transaction (BEGIN IMMEDIATE on SQLite); rolled back if the block raises."""
-        with self._write_lock:
-            with self.engine.begin() as connection:
-                tx = IntakeTx(connection, self.statements, self.known)
-                yield tx
-            self.known.merge(tx.learned)  # only what was committed
+        with self.engine.begin() as connection:  # on SQLite, threads take turns on the engine's writer lock
+            tx = IntakeTx(connection, self.statements, self.known)
+            yield tx
+        self.known.merge(tx.learned)  # only what was committed
 
 
 class _KnownIds:
