@@ -73,9 +73,14 @@ _COMPLETE = (
 
 def claim(engine: Engine, key: str, now: datetime | None = None, lease: timedelta = LEASE) -> OutboxItem | None:
     """Take the row for carrying out; None if it is done, failed, unknown, or leased to a live worker."""
-    now = now or utcnow()
     with engine.begin() as c:
-        row = c.execute(_CLAIM, {"claim_key": key, "lease_expired": now - lease, "now": now}).first()
+        return claim_in(c, key, now, lease)
+
+
+def claim_in(c: Connection, key: str, now: datetime | None = None, lease: timedelta = LEASE) -> OutboxItem | None:
+    """``claim`` in the caller's transaction: for an effect done in that same transaction, which then also completes it."""
+    now = now or utcnow()
+    row = c.execute(_CLAIM, {"claim_key": key, "lease_expired": now - lease, "now": now}).first()
     if row is None:
         return None
     return OutboxItem(row.key, row.kind, row.ticket_id, row.payload or {}, row.attempts, row.created_at, row.result)
@@ -83,7 +88,11 @@ def claim(engine: Engine, key: str, now: datetime | None = None, lease: timedelt
 
 def complete(engine: Engine, key: str, result: dict[str, Any] | None = None) -> None:
     with engine.begin() as c:
-        c.execute(_COMPLETE, {"done_key": key, "result": result, "now": utcnow()})
+        complete_in(c, key, result)
+
+
+def complete_in(c: Connection, key: str, result: dict[str, Any] | None = None) -> None:
+    c.execute(_COMPLETE, {"done_key": key, "result": result, "now": utcnow()})
 
 
 def release(engine: Engine, key: str, error: str, *, final: bool = False, result: dict[str, Any] | None = None) -> None:

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from storage.models import TEAM_STATE
-from storage.upsert import on_conflict
+from storage.upsert import do_nothing
+
+
+_LAST = select(TEAM_STATE.c.last_assignee).where(TEAM_STATE.c.team == bindparam("team_key"))
+_LAST_LOCKED = _LAST.with_for_update()
+_SET_LAST = update(TEAM_STATE).where(TEAM_STATE.c.team == bindparam("team_key")).values(
+    last_assignee=bindparam("member"), updated_at=bindparam("at"))
 
 
 def lock(c: Connection, team: str, at: datetime) -> str | None:
     """Lock the team's row for the caller's transaction (created on first use); returns the last assignee."""
-    c.execute(on_conflict(c, TEAM_STATE, ["team"]).values(team=team, last_assignee=None, updated_at=at))
-    stmt = select(TEAM_STATE.c.last_assignee).where(TEAM_STATE.c.team == team)
-    if c.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return c.execute(stmt).scalar()
+    dialect = c.dialect.name
+    c.execute(do_nothing(dialect, TEAM_STATE, ("team",)), {"team": team, "last_assignee": None, "updated_at": at})
+    return c.execute(_LAST_LOCKED if dialect == "postgresql" else _LAST, {"team_key": team}).scalar()
 
 
 def set_last_assignee(c: Connection, team: str, member: str, at: datetime) -> None:
-    c.execute(update(TEAM_STATE).where(TEAM_STATE.c.team == team).values(last_assignee=member, updated_at=at))
+    c.execute(_SET_LAST, {"team_key": team, "member": member, "at": at})

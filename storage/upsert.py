@@ -7,6 +7,7 @@ dialect once per statement, so no repository function chooses it itself.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,6 +45,15 @@ def on_conflict(bind: Bind, table: Table, keys: Sequence[str], *, update: Mappin
     return stmt.returning(returning) if returning is not None else stmt
 
 
+@functools.cache
+def do_nothing(dialect: str, table: Table, keys: tuple[str, ...], returning: Column[Any] | None = None) -> Insert:
+    """``on_conflict`` without an update, built once per table and dialect: values bound at execution.
+
+    Building a statement costs more than SQLite's own work on it, and keyed writes run several times per message.
+    """
+    return on_conflict(dialect, table, keys, returning=returning)
+
+
 def insert_once(c: Connection, table: Table, values: Mapping[str, Any], keys: Sequence[str], returning: Column[Any]) -> Any | None:
     """Insert ``values`` unless their ``keys`` were stored before: the new row's ``returning`` column, or None (nothing written)."""
-    return c.execute(on_conflict(c, table, keys, returning=returning).values(**values)).scalar()
+    return c.execute(do_nothing(c.dialect.name, table, tuple(keys), returning), dict(values)).scalar()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from config.desk import DeskConfig, Team
 from storage import events, outbox, teams, tickets
@@ -78,41 +78,49 @@ def assign(
     Idempotent: a ticket already assigned stays with its assignee unless ``force`` (reassignment).
     """
     with engine.begin() as c:
-        ticket = tickets.get(c, ticket_id, lock=True)
-        if ticket is None:
-            return AssignResult("unknown", ticket_id)
-        if ticket.status == "resolved":
-            return AssignResult("closed", ticket_id)
-        team = desk.team(ticket.team)
-        if team is None:
-            return AssignResult("backlog", ticket_id, None, (f"team {ticket.team!r} is not configured",))
-        last = teams.lock(c, ticket.team, now)
-        changes: dict[str, Any] = _sla_changes(ticket, desk, now)
-        if ticket.assignee and not force:
-            tickets.change(c, ticket_id, changes)
-            return AssignResult("already", ticket_id, ticket.assignee)
-        member_keys = [m.key for m in team.members if m.key != exclude]
-        counts = tickets.open_loads(c, member_keys)
-        candidates = team.model_copy(update={"members": tuple(m for m in team.members if m.key != exclude)})
-        choice = choose(candidates, counts, last, now)
-        reasons = [*([because] if because else []), *choice.reasons]
-        note = {"member": choice.member, "reasons": reasons, "at": now.isoformat(), "team": ticket.team}
-        changes.update(assignment=note, updated_at=now)
-        if choice.member is None:
-            tickets.change(c, ticket_id, changes)
-            events.record(c, f"backlog:{ticket_id}:{ticket.assignment_count}", "backlogged", ticket_id, now, note)
-            return AssignResult("backlog", ticket_id, None, tuple(reasons))
-        number = ticket.assignment_count + 1
-        changes.update(assignee=choice.member, assigned_at=now, assignment_count=number,
-                       status="open" if ticket.status == "new" else ticket.status)
+        return assign_in(c, desk, ticket_id, now, force=force, exclude=exclude, because=because)
+
+
+def assign_in(
+    c: Connection, desk: Desk, ticket_id: int, now: datetime, *, force: bool = False, exclude: str | None = None,
+    because: str | None = None, ticket: Any = None,
+) -> AssignResult:
+    """``assign`` in the caller's transaction; ``ticket``: the ticket's row if the caller has read it, locked, already."""
+    ticket = ticket if ticket is not None else tickets.get(c, ticket_id, lock=True)
+    if ticket is None:
+        return AssignResult("unknown", ticket_id)
+    if ticket.status == "resolved":
+        return AssignResult("closed", ticket_id)
+    team = desk.team(ticket.team)
+    if team is None:
+        return AssignResult("backlog", ticket_id, None, (f"team {ticket.team!r} is not configured",))
+    last = teams.lock(c, ticket.team, now)
+    changes: dict[str, Any] = _sla_changes(ticket, desk, now)
+    if ticket.assignee and not force:
         tickets.change(c, ticket_id, changes)
-        teams.set_last_assignee(c, ticket.team, choice.member, now)
-        kind = "reassigned" if ticket.assignee else "assigned"
-        events.record(c, f"{kind}:{ticket_id}:{number}", kind, ticket_id, now,
-                      {**note, "from": ticket.assignee} if ticket.assignee else note)
-        card_key = f"card:{ticket_id}:{number}"
-        outbox.add(c, card_key, "slack_card", ticket_id, {"assignment": number}, now)
-        return AssignResult("assigned", ticket_id, choice.member, tuple(reasons), (card_key,))
+        return AssignResult("already", ticket_id, ticket.assignee)
+    member_keys = [m.key for m in team.members if m.key != exclude]
+    counts = tickets.open_loads(c, member_keys)
+    candidates = team.model_copy(update={"members": tuple(m for m in team.members if m.key != exclude)})
+    choice = choose(candidates, counts, last, now)
+    reasons = [*([because] if because else []), *choice.reasons]
+    note = {"member": choice.member, "reasons": reasons, "at": now.isoformat(), "team": ticket.team}
+    changes.update(assignment=note, updated_at=now)
+    if choice.member is None:
+        tickets.change(c, ticket_id, changes)
+        events.record(c, f"backlog:{ticket_id}:{ticket.assignment_count}", "backlogged", ticket_id, now, note)
+        return AssignResult("backlog", ticket_id, None, tuple(reasons))
+    number = ticket.assignment_count + 1
+    changes.update(assignee=choice.member, assigned_at=now, assignment_count=number,
+                   status="open" if ticket.status == "new" else ticket.status)
+    tickets.change(c, ticket_id, changes)
+    teams.set_last_assignee(c, ticket.team, choice.member, now)
+    kind = "reassigned" if ticket.assignee else "assigned"
+    events.record(c, f"{kind}:{ticket_id}:{number}", kind, ticket_id, now,
+                  {**note, "from": ticket.assignee} if ticket.assignee else note)
+    card_key = f"card:{ticket_id}:{number}"
+    outbox.add(c, card_key, "slack_card", ticket_id, {"assignment": number}, now)
+    return AssignResult("assigned", ticket_id, choice.member, tuple(reasons), (card_key,))
 
 
 def _sla_changes(ticket: Any, desk: Desk, now: datetime) -> dict[str, Any]:

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from classifiers.automated import base_address
 from storage import acknowledgements, contacts, events, messages, outbox, tickets
 from storage.models import utcnow
 from storage.outbox import OutboxItem
 from workers.outbound import cards
-from workers.desk.operations import Desk, add_staff_message, assign, record_first_response
+from workers.desk.operations import Desk, add_staff_message, assign_in, record_first_response
 from workers.errors import EffectRefused, NotSent, SlackRefused
 from workers.desk.replies import template_values
 from workers.outbound.slack import SlackPoster
@@ -103,8 +103,9 @@ class Effects:
         self.acknowledge = acknowledge
         self.policy = acknowledgement_policy or AcknowledgementPolicy(window=acknowledgement_window)
         self.acknowledgement_window = self.policy.window
+        # Effects on the database alone run in the transaction that claims their row and completes it.
+        self.in_transaction: dict[str, Callable[[Connection, OutboxItem], EffectResult]] = {"assign": self._assign}
         self.handlers: dict[str, Callable[[OutboxItem], EffectResult]] = {
-            "assign": self._assign,
             "acknowledge": self._acknowledge,
             "slack_post": self._slack_post,
             "slack_card": self._slack_card,
@@ -121,7 +122,24 @@ class Effects:
 
         A result's ``effects`` are outbox keys the handler created: the caller enqueues them.
         """
-        item = outbox.claim(self.engine, key, self.clock(), self.lease)
+        item, done_here = None, False
+        try:
+            with self.engine.begin() as c:
+                item = outbox.claim_in(c, key, self.clock(), self.lease)
+                local = self.in_transaction.get(item.kind) if item is not None else None
+                if local is not None:
+                    # work on the database alone: claimed, done and completed in one transaction (a failure undoes all three)
+                    done_here = True
+                    result = local(c, item)  # type: ignore[arg-type]
+                    outbox.complete_in(c, key, result.to_json())
+                    return result
+        except EffectRefused as exc:
+            outbox.release(self.engine, key, str(exc), final=True)
+            return EffectResult("failed", str(exc))
+        except Exception as exc:
+            if done_here:
+                outbox.release(self.engine, key, f"{type(exc).__name__}: {exc}")
+            raise
         if item is None:
             return None
         handler = self.handlers.get(item.kind)
@@ -140,11 +158,13 @@ class Effects:
         return result
 
     # -- handlers ---------------------------------------------------------------------
-    def _assign(self, item: OutboxItem) -> EffectResult:
-        result = assign(self.engine, self.desk, item.ticket_id, self.clock())  # type: ignore[arg-type]
+    def _assign(self, c: Connection, item: OutboxItem) -> EffectResult:
+        ticket = tickets.get(c, item.ticket_id, lock=True)  # type: ignore[arg-type]
+        result = assign_in(c, self.desk, item.ticket_id, self.clock(), ticket=ticket)  # type: ignore[arg-type]
         effects = list(result.effects)
-        if self.acknowledge:
-            if outbox.put(self.engine, f"ack:{item.ticket_id}", "acknowledge", item.ticket_id, {}, self.clock()):
+        # an acknowledgement only where the ticket's channel can send one (without a sender it would only be skipped)
+        if self.acknowledge and ticket is not None and ticket.channel in self.senders:
+            if outbox.add(c, f"ack:{item.ticket_id}", "acknowledge", item.ticket_id, {}, self.clock()):
                 effects.append(f"ack:{item.ticket_id}")
         facts = {"outcome": result.outcome, "member": result.member, "reasons": list(result.reasons)}
         return EffectResult("done", facts=facts, effects=tuple(effects))
