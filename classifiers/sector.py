@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import threading
 from dataclasses import dataclass
 
 from classifiers.result import Label
@@ -120,11 +121,24 @@ def _suffix_matches(domain: str, pattern_labels: tuple[str, ...]) -> bool:
     return all(fnmatch.fnmatchcase(label, want) for label, want in zip(labels, pattern_labels))
 
 
+_EXTRACTOR_LOCK = threading.Lock()
+
+
 @functools.cache
 def _extractor():  # noqa: ANN202 - tldextract.TLDExtract, imported lazily
+    # functools.cache lets every thread that arrives before the first is done build its own: a worker's threads
+    # all meet their first message together, and each would parse the whole suffix list (0.2 s of the GIL)
+    with _EXTRACTOR_LOCK:
+        return _build_extractor()
+
+
+@functools.cache
+def _build_extractor():  # noqa: ANN202
     import tldextract  # noqa: PLC0415 - loaded once, on first use
 
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    extractor("example.org")  # parses the bundled list now, under the lock
+    return extractor
 
 
 @functools.lru_cache(maxsize=8192)  # a desk hears from the same domains again and again
