@@ -10,6 +10,7 @@ never import the workers); the worker binds its actors to the same names;
 | ``intake`` | ``process_batch`` | up to ``BATCH_MAX_MESSAGES`` messages as JSON, one argument each | adapters reading many at once (a backfill, an import) |
 | ``intake`` | ``record_rejected`` | a ``Rejected`` as JSON | adapters, for input they could not turn into a message |
 | ``effects`` | ``run_effect`` | an outbox key | whoever committed the outbox row (actors, CLI, web) |
+| ``effects`` | ``run_effects`` | up to ``BATCH_MAX_EFFECTS`` outbox keys, one argument each | ``process_batch``, for the rows a batch committed |
 | ``scheduled`` | ``run_job`` | a job name | ``helpdesk scheduler`` |
 | ``slack`` | ``handle_slack`` | (kind, the event's JSON) | the web process and Socket Mode, once Slack's request is verified |
 
@@ -34,12 +35,16 @@ PROCESS_ACTOR = "process_inbound"
 PROCESS_BATCH_ACTOR = "process_batch"
 REJECT_ACTOR = "record_rejected"
 EFFECT_ACTOR = "run_effect"
+EFFECTS_BATCH_ACTOR = "run_effects"
 JOB_ACTOR = "run_job"
 SLACK_ACTOR = "handle_slack"
 
 # A batch: messages an adapter read together, stored in one transaction (each in a savepoint of its own).
 BATCH_MAX_MESSAGES = 50
 BATCH_MAX_CHARS = 2_000_000  # of JSON: a larger message travels alone
+# The outbox rows of one batch travel together too: carried out one after the other by one worker thread, each
+# with the rows it creates right after it (a row that fails goes back on the queue alone, as ``run_effect``).
+BATCH_MAX_EFFECTS = 50
 
 
 def enqueue(broker: "dramatiq.Broker", queue: str, actor: str, *args: str, delay_ms: int | None = None) -> None:
@@ -89,8 +94,14 @@ def enqueue_effect(broker: "dramatiq.Broker", key: str) -> None:
 
 
 def enqueue_effects(broker: "dramatiq.Broker", keys: "tuple[str, ...] | list[str]") -> None:
-    """Queue the carrying-out of several committed outbox rows, in one round trip."""
-    enqueue_many(broker, EFFECTS_QUEUE, EFFECT_ACTOR, [(key,) for key in keys])
+    """Queue the carrying-out of several committed outbox rows, in one round trip: ``run_effects`` messages of up
+    to ``BATCH_MAX_EFFECTS`` keys (a single key travels as ``run_effect``)."""
+    keys = list(keys)
+    if len(keys) == 1:
+        enqueue_effect(broker, keys[0])
+    elif keys:
+        chunks = [tuple(keys[i : i + BATCH_MAX_EFFECTS]) for i in range(0, len(keys), BATCH_MAX_EFFECTS)]
+        enqueue_many(broker, EFFECTS_QUEUE, EFFECTS_BATCH_ACTOR, chunks)
 
 
 def enqueue_job(broker: "dramatiq.Broker", name: str) -> None:

@@ -5,6 +5,14 @@ A batch (``process_batch``: messages an adapter read together) is stored in one 
 message in a savepoint of its own; a message the batch could not store goes back on the queue alone, as
 ``process_inbound``, before the batch is acknowledged, and is handled there as below.
 
+Side effects travel as outbox keys: one key as ``run_effect``, a batch's keys together as ``run_effects``.
+Either carries out each key and then, in the same call, the rows that key created (an assignment's Slack
+card, say), rather than queueing them: every row is idempotent by its key, so one queue message may do a
+ticket's whole chain. A key that fails inside ``run_effects``, or a follow-up that fails, goes back on the
+queue alone, as ``run_effect`` (with its own retries and dead letter), and the rest go on; the first key of
+``run_effect`` fails its message, as before. An outage fails the whole message, to be delivered again once
+the service answers: what was done is skipped by its key.
+
 Failure handling, by kind:
 - invalid input (an undecodable payload, data the database refuses) is listed
   in ``throws``: dead-lettered at once with its reason, never retried;
@@ -35,7 +43,7 @@ from config.errors import ServiceUnavailable
 from intake.base import Rejected
 from intake.errors import MessageDecodeError
 from intake.message import InboundMessage
-from config.queues import (EFFECT_ACTOR, EFFECTS_QUEUE, INTAKE_QUEUE, JOB_ACTOR, PROCESS_ACTOR, PROCESS_BATCH_ACTOR, REJECT_ACTOR,
+from config.queues import (EFFECT_ACTOR, EFFECTS_BATCH_ACTOR, EFFECTS_QUEUE, INTAKE_QUEUE, JOB_ACTOR, PROCESS_ACTOR, PROCESS_BATCH_ACTOR, REJECT_ACTOR,
                            SCHEDULED_QUEUE, SLACK_ACTOR, SLACK_QUEUE, enqueue, enqueue_effect, enqueue_effects)
 from storage.db import is_unavailable as database_unavailable
 from workers.errors import EffectRefused, ParentInFlight, RetryLater
@@ -47,6 +55,8 @@ if TYPE_CHECKING:
 
 INVALID_INPUT = (MessageDecodeError, DataError)
 MAX_PARENT_WAIT_DELAY_MS = 5000
+MAX_EFFECTS_PER_MESSAGE = 500  # keys and follow-ups one effects message carries out; the rest are queued
+log = structlog.get_logger("helpdesk.effects")
 
 
 def parent_wait_schedule(wait_seconds: int, max_retries: int) -> list[int]:
@@ -162,15 +172,46 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
             )
         structlog.contextvars.bind_contextvars(outcome="quarantined", reason=rejected.reason)
 
+    def carry_out(keys: "tuple[str, ...]", *, first_fails_message: bool) -> Counter[str]:
+        """Carry out ``keys`` in order, each followed at once by the rows it created; what fails goes back alone."""
+        pending = list(reversed(keys))  # a stack: a key's follow-ups run next, before the keys after it
+        counts: Counter[str] = Counter()
+        first = True
+        while pending:
+            key = pending.pop()
+            if sum(counts.values()) >= MAX_EFFECTS_PER_MESSAGE:  # a chain without end must not hold a thread
+                enqueue_effects(broker, list(reversed([key, *pending])))
+                counts["queued"] += len(pending) + 1
+                break
+            alone, first = first and first_fails_message, False
+            try:
+                result = services.effects.run(key)
+            except RetryLater as exc:
+                if alone:
+                    raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
+                enqueue(broker, EFFECTS_QUEUE, EFFECT_ACTOR, key, delay_ms=int(exc.retry_after * 1000))
+                counts["later"] += 1
+                continue
+            except Exception as exc:
+                if alone or unavailable_component(exc) is not None:
+                    raise
+                log.warning("effect failed; queued alone for its retries", effect=key, error=f"{type(exc).__name__}: {exc}"[:300])
+                enqueue_effect(broker, key)
+                counts["failed"] += 1
+                continue
+            counts["done" if result is not None else "skipped"] += 1
+            pending.extend(reversed(result.effects if result is not None else ()))
+        return counts
+
     def run_effect(key: str) -> None:
         structlog.contextvars.bind_contextvars(effect=key)
-        try:
-            result = services.effects.run(key)
-        except RetryLater as exc:
-            raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
-        for follow_up in result.effects if result is not None else ():
-            enqueue_effect(broker, follow_up)
-        structlog.contextvars.bind_contextvars(outcome="done" if result is not None else "skipped")
+        counts = carry_out((key,), first_fails_message=True)
+        structlog.contextvars.bind_contextvars(outcome="done" if counts["done"] else "skipped",
+                                               **({"follow_ups": sum(counts.values()) - 1} if sum(counts.values()) > 1 else {}))
+
+    def run_effects(*keys: str) -> None:
+        counts = carry_out(keys, first_fails_message=False)
+        structlog.contextvars.bind_contextvars(effects=len(keys), **{f"n_{k}": v for k, v in counts.items()})
 
     def handle_slack(kind: str, body: str) -> None:
         """An event or an action Slack sent (already verified and acknowledged by the web process)."""
@@ -193,6 +234,8 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
         REJECT_ACTOR: dramatiq.actor(outage_aware(record_rejected), actor_name=REJECT_ACTOR, **options),
         EFFECT_ACTOR: dramatiq.actor(outage_aware(run_effect), actor_name=EFFECT_ACTOR, broker=broker, queue_name=EFFECTS_QUEUE,
                                      throws=(EffectRefused,)),
+        EFFECTS_BATCH_ACTOR: dramatiq.actor(outage_aware(run_effects), actor_name=EFFECTS_BATCH_ACTOR, broker=broker,
+                                            queue_name=EFFECTS_QUEUE),
         SLACK_ACTOR: dramatiq.actor(outage_aware(handle_slack), actor_name=SLACK_ACTOR, broker=broker, queue_name=SLACK_QUEUE,
                                     throws=(json.JSONDecodeError, *INVALID_INPUT)),
         JOB_ACTOR: dramatiq.actor(outage_aware(run_job), actor_name=JOB_ACTOR, broker=broker, queue_name=SCHEDULED_QUEUE, max_retries=2),

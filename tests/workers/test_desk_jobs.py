@@ -17,7 +17,9 @@ from tests.intake.imap_helpers import wait_for
 from tests.servers.slack import TOKEN
 from tests.waiting import wait_until_drained
 from tests.workers.desk_setup import MONDAY_10, TEAMS, open_ticket, read_ticket
-from config.queues import enqueue_effect
+import dramatiq
+
+from config.queues import EFFECTS_BATCH_ACTOR, EFFECT_ACTOR, enqueue_effect, enqueue_effects
 from workers.services import build_services
 from workers.desk.operations import Desk, assign, set_status
 from workers.outbound.effects import Effects
@@ -62,6 +64,68 @@ def test_a_new_ticket_is_assigned_and_carded_through_the_worker(desk_settings, b
     [card] = slack.fake.posted("#data")
     assert card["metadata"]["event_payload"]["key"] == f"card:{ticket_id}:1"
     assert f"HD-{ticket_id}" in card["text"]
+
+
+class _Handled(dramatiq.Middleware):
+    """Which actor handled which arguments, in this process (what the queues carried)."""
+
+    def __init__(self) -> None:
+        self.handled: list[tuple[str, tuple]] = []
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:  # noqa: ANN001, ARG002
+        self.handled.append((message.actor_name, tuple(message.args)))
+
+
+def _two_new_tickets(services, name: str) -> list[int]:  # noqa: ANN001 - the desk's two members take one each
+    return [services.pipeline.process(make_message(f"{name}{i}", sender=f"{name}{i}@finance.gov.uk"), f"d{name}{i}").ticket_id
+            for i in range(2)]
+
+
+def test_a_batchs_effects_travel_as_one_message_each_card_right_after_its_assignment(
+    desk_settings, broker, engine: Engine, slack, running_worker  # noqa: ANN001
+) -> None:
+    handled = _Handled()
+    broker.add_middleware(handled)
+    with running_worker(engine, desk_settings) as services:
+        # Given two new tickets whose assignments a batch committed
+        ids = _two_new_tickets(services, "e")
+        # When their keys are queued together
+        enqueue_effects(broker, [f"assign:{i}" for i in ids])
+        wait_until_drained(broker)
+        # Then one queue message carried them all, and each assignment's card with it: nothing else was queued
+        assert handled.handled == [(EFFECTS_BATCH_ACTOR, tuple(f"assign:{i}" for i in ids))]
+        assert len(slack.fake.posted("#data")) == 2
+        assert {read_ticket(engine, i).assignee for i in ids} == {"priya", "jonas"}
+        with engine.connect() as c:
+            states = dict(c.execute(select(outbox.OUTBOX.c.key, outbox.OUTBOX.c.status)).all())
+        assert {states[f"assign:{i}"] for i in ids} == {"done"} and {states[f"card:{i}:1"] for i in ids} == {"done"}
+
+
+def test_a_key_that_fails_in_a_batch_goes_back_alone_and_the_others_are_done(
+    desk_settings, broker, engine: Engine, slack, running_worker  # noqa: ANN001
+) -> None:
+    handled = _Handled()
+    broker.add_middleware(handled)
+    with running_worker(engine, desk_settings) as services:
+        ids = _two_new_tickets(services, "f")
+        # Given an assignment that fails the first time it is tried
+        real, failed = services.effects.in_transaction["assign"], []
+
+        def flaky(c, item):  # noqa: ANN001, ANN202
+            if item.key == f"assign:{ids[0]}" and not failed:
+                failed.append(item.key)
+                raise RuntimeError("a bug that goes away")
+            return real(c, item)
+
+        services.effects.in_transaction["assign"] = flaky
+        # When the two are queued together
+        enqueue_effects(broker, [f"assign:{i}" for i in ids])
+        wait_until_drained(broker)
+    # Then the other was done in the batch, and the failed one went again alone and was done there
+    assert sorted(handled.handled) == [(EFFECT_ACTOR, (f"assign:{ids[0]}",)), (EFFECTS_BATCH_ACTOR, tuple(f"assign:{i}" for i in ids))]
+    assert failed == [f"assign:{ids[0]}"]
+    assert {read_ticket(engine, i).assignee for i in ids} == {"priya", "jonas"}
+    assert len(slack.fake.posted("#data")) == 2
 
 
 def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001

@@ -26,6 +26,7 @@ from workers.ops.queue_state import is_idle, read_queue, recover_stranded
 
 IDLE_CHECKS = 3  # consecutive empty readings before an --until-idle worker stops
 POLL_SECONDS = 0.2
+IDLE_POLL_SECONDS = 0.05  # an --until-idle worker looks more often: it exits 0.15 s after the last message, not 0.6 s
 HOLDINGS_SECONDS = 5.0  # how often a worker compares what Redis says it holds with what it holds
 RECOVERY_SECONDS = 5.0  # how often a worker returns to the queues what dead workers held
 REDIS_ERRORS = (redis.RedisError, BrokerConnectionError)
@@ -59,7 +60,7 @@ def run_worker(
     try:
         idle_readings = 0
         last_recovery = last_holdings = time.monotonic()
-        while not stop.wait(POLL_SECONDS):
+        while not stop.wait(IDLE_POLL_SECONDS if until_idle else POLL_SECONDS):
             if time.monotonic() - last_holdings >= HOLDINGS_SECONDS:
                 last_holdings = time.monotonic()
                 try:
