@@ -86,6 +86,18 @@ def claim_in(c: Connection, key: str, now: datetime | None = None, lease: timede
     return OutboxItem(row.key, row.kind, row.ticket_id, row.payload or {}, row.attempts, row.created_at, row.result)
 
 
+_FOLLOW_UPS = select(OUTBOX.c.result).where(OUTBOX.c.key == bindparam("done_key"), OUTBOX.c.status == "done")
+
+
+def follow_ups_in(c: Connection, key: str) -> tuple[str, ...]:
+    """The keys a done row created (its result's ``effects``); none for a row not done.
+
+    A queue message delivered again after its worker died finds its row done: these let it go on with what that
+    row started (each is idempotent by its own key), as the dead worker would have."""
+    result = c.execute(_FOLLOW_UPS, {"done_key": key}).scalar()
+    return tuple(result.get("effects") or ()) if isinstance(result, dict) else ()
+
+
 def complete(engine: Engine, key: str, result: dict[str, Any] | None = None) -> None:
     with engine.begin() as c:
         complete_in(c, key, result)

@@ -199,7 +199,7 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
                 enqueue_effect(broker, key)
                 counts["failed"] += 1
                 continue
-            counts["done" if result is not None else "skipped"] += 1
+            counts[result.outcome if result is not None else "not_ours"] += 1
             pending.extend(reversed(result.effects if result is not None else ()))
         return counts
 

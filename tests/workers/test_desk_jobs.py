@@ -98,7 +98,8 @@ def test_a_batchs_effects_travel_as_one_message_each_card_right_after_its_assign
         assert {read_ticket(engine, i).assignee for i in ids} == {"priya", "jonas"}
         with engine.connect() as c:
             states = dict(c.execute(select(outbox.OUTBOX.c.key, outbox.OUTBOX.c.status)).all())
-        assert {states[f"assign:{i}"] for i in ids} == {"done"} and {states[f"card:{i}:1"] for i in ids} == {"done"}
+        assert {states[f"assign:{i}"] for i in ids} == {"done"}
+        assert {states[f"card:{i}:1"] for i in ids} == {"done"}
 
 
 def test_a_key_that_fails_in_a_batch_goes_back_alone_and_the_others_are_done(
@@ -126,6 +127,22 @@ def test_a_key_that_fails_in_a_batch_goes_back_alone_and_the_others_are_done(
     assert failed == [f"assign:{ids[0]}"]
     assert {read_ticket(engine, i).assignee for i in ids} == {"priya", "jonas"}
     assert len(slack.fake.posted("#data")) == 2
+
+
+def test_a_row_done_before_hands_on_what_it_started(desk_settings, broker, engine: Engine, effects: Effects) -> None:  # noqa: ANN001
+    # Given an assignment carried out, whose card was recorded but never carried out (its worker died)
+    ticket_id = open_ticket(desk_settings, broker, engine, "g1")
+    outbox.put(engine, f"assign:{ticket_id}", "assign", ticket_id, {})
+    first = effects.run(f"assign:{ticket_id}")
+    assert first.effects == (f"card:{ticket_id}:1",)
+    # When the assignment is delivered again
+    again = effects.run(f"assign:{ticket_id}")
+    # Then it is not done twice, but names the card, for the delivery to carry out in its place
+    assert (again.outcome, again.effects) == ("already", (f"card:{ticket_id}:1",))
+    # And a row with nothing after it, or not done, gives nothing
+    effects.run(f"card:{ticket_id}:1")
+    assert effects.run(f"card:{ticket_id}:1") is None
+    assert effects.run("assign:no-such-row") is None
 
 
 def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001

@@ -120,12 +120,17 @@ class Effects:
     def run(self, key: str) -> EffectResult | None:
         """Carry out one row; None when it is not (or no longer) ours to do. Raises for the caller to retry.
 
-        A result's ``effects`` are outbox keys the handler created: the caller enqueues them.
+        A result's ``effects`` are outbox keys the handler created: the caller carries them out next. A row done
+        before comes back ``already``, with the keys it created, when it created any.
         """
         item, done_here = None, False
         try:
             with self.engine.begin() as c:
                 item = outbox.claim_in(c, key, self.clock(), self.lease)
+                if item is None:
+                    follow_ups = outbox.follow_ups_in(c, key)
+                    # done before (this is a delivery again): what it started goes on, each part skipped if done
+                    return EffectResult("already", effects=follow_ups) if follow_ups else None
                 local = self.in_transaction.get(item.kind) if item is not None else None
                 if local is not None:
                     # work on the database alone: claimed, done and completed in one transaction (a failure undoes all three)
@@ -140,8 +145,7 @@ class Effects:
             if done_here:
                 outbox.release(self.engine, key, f"{type(exc).__name__}: {exc}")
             raise
-        if item is None:
-            return None
+        assert item is not None  # claimed above
         handler = self.handlers.get(item.kind)
         if handler is None:
             outbox.release(self.engine, key, f"no handler for kind {item.kind!r}", final=True)
