@@ -65,6 +65,10 @@ def _skipped(reason: str) -> EffectResult:
     return EffectResult("skipped", reason)
 
 
+def _no_slack(_c: Connection, _item: OutboxItem) -> EffectResult:
+    return _skipped("Slack is not configured")
+
+
 _AUTH_FAIL = re.compile(r"\b(dmarc|spf)\s*=\s*(fail|softfail|permerror)\b", re.IGNORECASE)
 
 
@@ -105,6 +109,8 @@ class Effects:
         self.acknowledgement_window = self.policy.window
         # Effects on the database alone run in the transaction that claims their row and completes it.
         self.in_transaction: dict[str, Callable[[Connection, OutboxItem], EffectResult]] = {"assign": self._assign}
+        if poster is None:  # without Slack its posts are only marked skipped: in the claim's transaction, not two more
+            self.in_transaction |= dict.fromkeys(("slack_post", "slack_card", "slack_update"), _no_slack)
         self.handlers: dict[str, Callable[[OutboxItem], EffectResult]] = {
             "acknowledge": self._acknowledge,
             "slack_post": self._slack_post,
