@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from config.desk import load_desk
 from config.settings import Settings
@@ -143,6 +143,30 @@ def test_a_row_done_before_hands_on_what_it_started(desk_settings, broker, engin
     effects.run(f"card:{ticket_id}:1")
     assert effects.run(f"card:{ticket_id}:1") is None
     assert effects.run("assign:no-such-row") is None
+
+
+def test_without_slack_a_card_is_marked_skipped_in_the_transaction_that_claims_it(
+    desk_settings, broker, engine: Engine, desk: Desk  # noqa: ANN001
+) -> None:
+    # Given a desk without Slack, and an assignment whose card is recorded
+    quiet = Effects(engine, desk, None, clock=lambda: MONDAY_10)
+    ticket_id = open_ticket(desk_settings, broker, engine, "h1")
+    outbox.put(engine, f"assign:{ticket_id}", "assign", ticket_id, {})
+    [card_key] = quiet.run(f"assign:{ticket_id}").effects
+    # When the card is carried out, counting the transactions it takes
+    begun: list[object] = []
+    count = begun.append
+    event.listen(engine, "begin", count)
+    try:
+        result = quiet.run(card_key)
+    finally:
+        event.remove(engine, "begin", count)
+    # Then it is skipped, says why, and took one transaction
+    assert (result.outcome, result.detail) == ("skipped", "Slack is not configured")
+    assert len(begun) == 1
+    with engine.connect() as c:
+        row = c.execute(select(outbox.OUTBOX).where(outbox.OUTBOX.c.key == card_key)).one()
+    assert (row.status, row.result) == ("done", {"skipped": "Slack is not configured"})
 
 
 def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
