@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 INVALID_INPUT = (MessageDecodeError, DataError)
 MAX_PARENT_WAIT_DELAY_MS = 5000
 MAX_EFFECTS_PER_MESSAGE = 500  # keys and follow-ups one effects message carries out; the rest are queued
+EFFECTS_SHARE_OF_TIME_LIMIT = 0.25  # and for at most this share of a message's time limit (slow channels), then the same
 log = structlog.get_logger("helpdesk.effects")
 
 
@@ -176,11 +178,13 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
         """Carry out ``keys`` in order, each followed at once by the rows it created; what fails goes back alone."""
         pending = list(reversed(keys))  # a stack: a key's follow-ups run next, before the keys after it
         counts: Counter[str] = Counter()
+        deadline = time.monotonic() + services.settings.time_limit_seconds * EFFECTS_SHARE_OF_TIME_LIMIT
         first = True
         while pending:
             key = pending.pop()
-            if sum(counts.values()) >= MAX_EFFECTS_PER_MESSAGE:  # a chain without end must not hold a thread
-                enqueue_effects(broker, list(reversed([key, *pending])))
+            if sum(counts.values()) >= MAX_EFFECTS_PER_MESSAGE or time.monotonic() > deadline:
+                # a chain without end, or a slow channel, must not hold a thread or run into the message's time limit
+                enqueue_effects(broker, [key, *reversed(pending)])  # in the order they would have run here
                 counts["queued"] += len(pending) + 1
                 break
             alone, first = first and first_fails_message, False

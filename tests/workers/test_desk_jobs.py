@@ -129,6 +129,28 @@ def test_a_key_that_fails_in_a_batch_goes_back_alone_and_the_others_are_done(
     assert len(slack.fake.posted("#data")) == 2
 
 
+def test_an_effects_message_hands_on_what_it_has_no_room_for_in_order(
+    desk_settings, broker, engine: Engine, slack, running_worker, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    import workers.actors  # noqa: PLC0415
+
+    monkeypatch.setattr(workers.actors, "MAX_EFFECTS_PER_MESSAGE", 1)
+    handled = _Handled()
+    broker.add_middleware(handled)
+    with running_worker(engine, desk_settings) as services:
+        # Given effects messages with room for one row each
+        ids = _two_new_tickets(services, "m")
+        # When two assignments are queued together
+        enqueue_effects(broker, [f"assign:{i}" for i in ids])
+        wait_until_drained(broker)
+    # Then each message did one row and queued the rest, in the order they would have run: a card after its assignment
+    a, b = ids
+    expected = [(EFFECTS_BATCH_ACTOR, (f"assign:{a}", f"assign:{b}")), (EFFECTS_BATCH_ACTOR, (f"card:{a}:1", f"assign:{b}")),
+                (EFFECT_ACTOR, (f"assign:{b}",)), (EFFECT_ACTOR, (f"card:{b}:1",))]
+    assert sorted(handled.handled) == sorted(expected)  # (threads may finish them out of order)
+    assert len(slack.fake.posted("#data")) == 2
+
+
 def test_a_row_done_before_hands_on_what_it_started(desk_settings, broker, engine: Engine, effects: Effects) -> None:  # noqa: ANN001
     # Given an assignment carried out, whose card was recorded but never carried out (its worker died)
     ticket_id = open_ticket(desk_settings, broker, engine, "g1")
