@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -76,19 +78,22 @@ class _Handled(dramatiq.Middleware):
         self.handled.append((message.actor_name, tuple(message.args)))
 
 
-def _two_new_tickets(services, name: str) -> list[int]:  # noqa: ANN001 - the desk's two members take one each
-    return [services.pipeline.process(make_message(f"{name}{i}", sender=f"{name}{i}@finance.gov.uk"), f"d{name}{i}").ticket_id
-            for i in range(2)]
+@contextlib.contextmanager
+def _watched_worker(broker, running_worker, engine: Engine, desk_settings, name: str):  # noqa: ANN001, ANN202
+    """The real worker, what it handles noted, and two new tickets (the desk's two members take one each)."""
+    handled = _Handled()
+    broker.add_middleware(handled)
+    with running_worker(engine, desk_settings) as services:
+        ids = [services.pipeline.process(make_message(f"{name}{i}", sender=f"{name}{i}@finance.gov.uk"), f"d{name}{i}").ticket_id
+               for i in range(2)]
+        yield services, handled, ids
 
 
 def test_a_batchs_effects_travel_as_one_message_each_card_right_after_its_assignment(
     desk_settings, broker, engine: Engine, slack, running_worker  # noqa: ANN001
 ) -> None:
-    handled = _Handled()
-    broker.add_middleware(handled)
-    with running_worker(engine, desk_settings) as services:
-        # Given two new tickets whose assignments a batch committed
-        ids = _two_new_tickets(services, "e")
+    # Given two new tickets whose assignments a batch committed
+    with _watched_worker(broker, running_worker, engine, desk_settings, "e") as (services, handled, ids):
         # When their keys are queued together
         enqueue_effects(broker, [f"assign:{i}" for i in ids])
         wait_until_drained(broker)
@@ -105,10 +110,7 @@ def test_a_batchs_effects_travel_as_one_message_each_card_right_after_its_assign
 def test_a_key_that_fails_in_a_batch_goes_back_alone_and_the_others_are_done(
     desk_settings, broker, engine: Engine, slack, running_worker  # noqa: ANN001
 ) -> None:
-    handled = _Handled()
-    broker.add_middleware(handled)
-    with running_worker(engine, desk_settings) as services:
-        ids = _two_new_tickets(services, "f")
+    with _watched_worker(broker, running_worker, engine, desk_settings, "f") as (services, handled, ids):
         # Given an assignment that fails the first time it is tried
         real, failed = services.effects.in_transaction["assign"], []
 
@@ -135,11 +137,8 @@ def test_an_effects_message_hands_on_what_it_has_no_room_for_in_order(
     import workers.actors  # noqa: PLC0415
 
     monkeypatch.setattr(workers.actors, "MAX_EFFECTS_PER_MESSAGE", 1)
-    handled = _Handled()
-    broker.add_middleware(handled)
-    with running_worker(engine, desk_settings) as services:
-        # Given effects messages with room for one row each
-        ids = _two_new_tickets(services, "m")
+    # Given effects messages with room for one row each
+    with _watched_worker(broker, running_worker, engine, desk_settings, "m") as (services, handled, ids):
         # When two assignments are queued together
         enqueue_effects(broker, [f"assign:{i}" for i in ids])
         wait_until_drained(broker)
