@@ -170,14 +170,16 @@ class Effects:
     # -- handlers ---------------------------------------------------------------------
     def _assign(self, c: Connection, item: OutboxItem) -> EffectResult:
         ticket = tickets.get(c, item.ticket_id, lock=True)  # type: ignore[arg-type]
-        result = assign_in(c, self.desk, item.ticket_id, self.clock(), ticket=ticket)  # type: ignore[arg-type]
-        effects = list(result.effects)
-        # an acknowledgement only where the ticket's channel can send one (without a sender it would only be skipped)
+        acknowledgement: tuple[str, ...] = ()
+        # An acknowledgement only where the ticket's channel can send one (without a sender it would only be skipped);
+        # recorded before the assignment takes its team's round-robin row, which stays locked until the commit.
         if self.acknowledge and ticket is not None and ticket.channel in self.senders:
             if outbox.add(c, f"ack:{item.ticket_id}", "acknowledge", item.ticket_id, {}, self.clock()):
-                effects.append(f"ack:{item.ticket_id}")
+                acknowledgement = (f"ack:{item.ticket_id}",)
+        result = assign_in(c, self.desk, item.ticket_id, self.clock(), ticket=ticket)  # type: ignore[arg-type]
+        effects = (*result.effects, *acknowledgement)
         facts = {"outcome": result.outcome, "member": result.member, "reasons": list(result.reasons)}
-        return EffectResult("done", facts=facts, effects=tuple(effects))
+        return EffectResult("done", facts=facts, effects=effects)
 
     def _acknowledge(self, item: OutboxItem) -> EffectResult:
         """Tell a new enquirer we have their enquiry — once per contact per window, in their language, on their channel."""
