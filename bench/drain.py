@@ -1,6 +1,6 @@
 """Benchmark: ``helpdesk worker --until-idle`` on 1,000 pre-queued mails, the whole process timed (target ≥ 300 msg/s).
 
-    python bench/drain.py [--runs 3] [--redis-url URL]
+    python bench/drain.py [--runs 3] [--threads N] [--redis-url URL]
 
 A data folder of its own, prepared as ``bench/startup.py`` prepares one (SQLite,
 the embedded Redis unless --redis-url is given, migrated, the documentation
@@ -61,10 +61,13 @@ class Drain:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="worker threads of both workers (default: the desk's setting, 8)")
     parser.add_argument("--redis-url", help="an external Redis (default: the embedded one, in the temporary data folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hd-drain-") as folder:
         desk = Desk(Path(folder), args.redis_url)
+        if args.threads:
+            desk.env["HELPDESK_WORKER_THREADS"] = str(args.threads)
         desk.prepare()
         baselines, drains = [], []
         for run in range(max(1, args.runs)):
