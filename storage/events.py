@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from storage.models import EVENT
-from storage.upsert import insert_once, on_conflict
+from storage.upsert import do_nothing, insert_once
 
 
 def event_row(key: str, kind: str, ticket_id: int | None, at: datetime, data: dict[str, Any] | None,
@@ -28,7 +28,7 @@ def record_many(c: Connection, rows: Iterable[dict[str, Any]]) -> None:
     """Record events built by ``event_row``; those whose key was recorded before are left as they were."""
     rows = list(rows)
     if rows:
-        c.execute(on_conflict(c, EVENT, ["key"]), rows)
+        c.execute(do_nothing(c.dialect.name, EVENT, ("key",)), rows)
 
 
 def count(engine: Engine, kind: str) -> int:

@@ -8,7 +8,6 @@ handler checks whether its message already went out before posting again.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 
 from storage.models import OUTBOX, utcnow
-from storage.upsert import on_conflict
+from storage.upsert import do_nothing
 
 LEASE = timedelta(minutes=5)
 
@@ -38,15 +37,10 @@ def new_row(key: str, kind: str, ticket_id: int | None, payload: dict[str, Any],
             "created_at": at, "updated_at": at}
 
 
-@functools.cache
-def _insert(dialect: str) -> Any:
-    return on_conflict(dialect, OUTBOX, ["key"], returning=OUTBOX.c.id)
-
-
 def add(connection: Connection, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:
     """Record a side effect in the caller's transaction; False if its key was recorded before."""
     row = new_row(key, kind, ticket_id, payload, at or utcnow())
-    return connection.execute(_insert(connection.dialect.name), row).scalar() is not None
+    return connection.execute(do_nothing(connection.dialect.name, OUTBOX, ("key",), OUTBOX.c.id), row).scalar() is not None
 
 
 def put(engine: Engine, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:

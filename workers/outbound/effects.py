@@ -137,7 +137,7 @@ class Effects:
                     follow_ups = outbox.follow_ups_in(c, key)
                     # done before (this is a delivery again): what it started goes on, each part skipped if done
                     return EffectResult("already", effects=follow_ups) if follow_ups else None
-                local = self.in_transaction.get(item.kind) if item is not None else None
+                local = self.in_transaction.get(item.kind)
                 if local is not None:
                     # work on the database alone: claimed, done and completed in one transaction (a failure undoes all three)
                     done_here = True
