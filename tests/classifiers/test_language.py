@@ -4,16 +4,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from lingua import Language, LanguageDetectorBuilder
+from classifiers.language import SHORT_BELOW, LanguageClassifier, SharedDetector, fasttext_model_path
 
-from classifiers.language import LanguageClassifier, SharedDetector
-
-LINGUA_LANGUAGES = (Language.ENGLISH, Language.SPANISH, Language.FRENCH, Language.PORTUGUESE)
+DESK = ("en", "es", "fr", "pt")
 
 
 @pytest.fixture(scope="module")
 def languages() -> LanguageClassifier:
-    return LanguageClassifier(("en", "es", "fr", "pt"))
+    return LanguageClassifier(DESK)
 
 
 @pytest.mark.parametrize(
@@ -37,16 +35,53 @@ def test_too_little_text_falls_back_to_the_first_language(languages: LanguageCla
     assert label.confidence == 0.0
 
 
-def test_a_short_text_after_a_long_one_is_read_with_every_model(languages: LanguageClassifier) -> None:
-    # Given a long enquiry first (lingua reads a text of 120 letters or more with its trigram models alone)
+def test_a_short_text_after_a_long_one_is_read_with_fasttext_too(languages: LanguageClassifier) -> None:
+    # Given a long enquiry first (lingua's trigram models read a text of 120 letters or more)
     long_text = ("We get a validation error when we upload our file to the review tool, and the report does not say which "
                  "field of the release is wrong or how we should correct it before publishing again.")
-    assert sum(c.isalpha() for c in long_text) >= 120
-    assert languages.classify(long_text).value == "en"
-    # When a subject alone comes next (read with every n-gram model, loaded now; the low-accuracy mode said French)
+    assert sum(c.isalpha() for c in long_text) >= SHORT_BELOW
+    first = languages.classify(long_text)
+    assert (first.value, first.reasons) == ("en", ("lingua: en 1.00",))
+    # When a subject alone comes next (lingua's trigrams alone said French)
     label = languages.classify("validation report")
-    # Then
+    # Then fastText's identifier, weighed with lingua, reads it
     assert label.value == "en"
+    assert label.reasons[0].startswith("fastText + lingua: en")
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("validation report", "en"), ("informe de validación", "es"), ("rapport de validation", "fr"), ("relatório de validação", "pt"),
+     ("Problema al publicar los datos", "es"), ("Dúvida sobre o campo de prazo", "pt"), ("Question sur les lots", "fr")],
+)
+def test_short_texts_in_each_language(languages: LanguageClassifier, text: str, code: str) -> None:
+    label = languages.classify(text)
+    assert label.value == code
+    assert label.confidence > 0.5
+
+
+def test_confidences_of_a_short_text_add_up_to_one() -> None:
+    source, scores = SharedDetector(DESK).scores("informe de validación")
+    assert source == "fastText + lingua"
+    assert [code for code, _ in scores][0] == "es"
+    assert sorted(code for code, _ in scores) == sorted(DESK)
+    assert sum(value for _, value in scores) == pytest.approx(1.0)
+
+
+def test_a_desk_language_fasttext_does_not_know_leaves_short_texts_to_lingua() -> None:
+    # Given a desk working in Zulu, which lingua knows and fastText's 176 languages do not
+    detector = SharedDetector(("en", "zu"))
+    # When
+    source, scores = detector.scores("validation report")
+    # Then
+    assert source == "lingua"
+    assert scores[0][0] == "en"
+
+
+def test_the_fasttext_model_ships_with_the_installed_package() -> None:
+    path = fasttext_model_path()
+    assert path.name == "lid.176.ftz"
+    assert path.stat().st_size > 500_000
 
 
 SHORT_AND_LONG = [
@@ -59,18 +94,18 @@ SHORT_AND_LONG = [
 ]
 
 
-def answer(detector: SharedDetector, text: str) -> list[tuple[Language, float]]:
+def answer(detector: SharedDetector, text: str) -> list[tuple[str, float]]:
     # lingua sums in hash order: the same text differs in the 16th digit from one detector to the next
-    return [(v.language, round(v.value, 12)) for v in detector.confidence_values(text)]
+    return [(code, round(value, 12)) for code, value in detector.scores(text)[1]]
 
 
 def test_threads_that_meet_their_first_texts_together_get_the_answers_of_one_thread() -> None:
     # Given a detector of its own, and the answers of one thread
-    build = lambda: SharedDetector(LanguageDetectorBuilder.from_languages(*LINGUA_LANGUAGES).build())  # noqa: E731
+    build = lambda: SharedDetector(DESK)  # noqa: E731
     expected = [answer(build(), text) for text in SHORT_AND_LONG]
     detector, start = build(), threading.Barrier(8)
     # When eight threads ask at once (the first of each length loads its models while the others wait)
-    def ask(i: int) -> list[tuple[Language, float]]:
+    def ask(i: int) -> list[tuple[str, float]]:
         start.wait()
         return answer(detector, SHORT_AND_LONG[i % len(SHORT_AND_LONG)])
     with ThreadPoolExecutor(8) as pool:
