@@ -30,9 +30,11 @@ The pytest fixtures that start these servers live in tests/conftest.py.
 from __future__ import annotations
 
 import abc
+import random
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Generic, Self, TypeVar
 
 HOST = "127.0.0.1"
@@ -57,10 +59,29 @@ def free_port() -> int:
 
     Only for servers in other processes (Dovecot, redis-server, PostgreSQL), which must be
     told a number, and for "nothing listens here" tests; a ``LocalServer`` binds port 0 itself.
+
+    Never one of the kernel's ephemeral ports (the ones port 0 hands out): a client that keeps connecting to a
+    server not yet started there — a worker waiting for its Redis — may be given that very port as its own source
+    port, connect to itself, and hold it, so the server cannot bind it when it starts.
     """
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+    low, high = _ephemeral_ports()
+    candidates = [port for port in range(20000, 32768) if not low <= port <= high] or list(range(10000, 20000))
+    for port in random.sample(candidates, 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue  # taken
+            return port
+    raise RuntimeError("no free loopback port outside the ephemeral range")
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 class Recorder(Generic[T]):
