@@ -8,6 +8,7 @@ handler checks whether its message already went out before posting again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,6 +79,14 @@ def claim_in(c: Connection, key: str, now: datetime | None = None, lease: timede
     if row is None:
         return None
     return OutboxItem(row.key, row.kind, row.ticket_id, row.payload or {}, row.attempts, row.created_at, row.result)
+
+
+_KINDS = select(OUTBOX.c.key, OUTBOX.c.kind).where(OUTBOX.c.key.in_(bindparam("kind_keys", expanding=True)))
+
+
+def kinds_in(c: Connection, keys: Sequence[str]) -> dict[str, str]:
+    """The kind of each row among ``keys`` (a key without a row is left out)."""
+    return dict(c.execute(_KINDS, {"kind_keys": list(keys)}).all())  # type: ignore[arg-type]
 
 
 _FOLLOW_UPS = select(OUTBOX.c.result).where(OUTBOX.c.key == bindparam("done_key"), OUTBOX.c.status == "done")

@@ -47,7 +47,7 @@ from intake.message import InboundMessage
 from config.queues import (EFFECT_ACTOR, EFFECTS_BATCH_ACTOR, EFFECTS_QUEUE, INTAKE_QUEUE, JOB_ACTOR, PROCESS_ACTOR, PROCESS_BATCH_ACTOR, REJECT_ACTOR,
                            SCHEDULED_QUEUE, SLACK_ACTOR, SLACK_QUEUE, enqueue, enqueue_effect, enqueue_effects)
 from storage.db import is_unavailable as database_unavailable
-from workers.errors import EffectRefused, ParentInFlight, RetryLater
+from workers.errors import EffectRefused, GroupFailed, ParentInFlight, RetryLater
 from workers.ops.observability import observability
 from storage.models import utcnow
 
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 INVALID_INPUT = (MessageDecodeError, DataError)
 MAX_PARENT_WAIT_DELAY_MS = 5000
 MAX_EFFECTS_PER_MESSAGE = 500  # keys and follow-ups one effects message carries out; the rest are queued
+EFFECTS_TOGETHER = 50  # rows on the database alone carried out in one transaction, with one writer at a time (SQLite)
 EFFECTS_SHARE_OF_TIME_LIMIT = 0.25  # and for at most this share of a message's time limit (slow channels), then the same
 log = structlog.get_logger("helpdesk.effects")
 
@@ -175,37 +176,60 @@ def register_actors(broker: dramatiq.Broker, services: Services) -> dict[str, dr
         structlog.contextvars.bind_contextvars(outcome="quarantined", reason=rejected.reason)
 
     def carry_out(keys: "tuple[str, ...]", *, first_fails_message: bool) -> Counter[str]:
-        """Carry out ``keys`` in order, each followed at once by the rows it created; what fails goes back alone."""
+        """Carry out ``keys`` in order, each followed by the rows it created; what fails goes back alone.
+
+        With one writer at a time (SQLite), consecutive rows that are work on the database alone (assignments; Slack
+        rows where Slack is not configured) share a transaction: ``Effects.run_together``.
+        """
         pending = list(reversed(keys))  # a stack: a key's follow-ups run next, before the keys after it
         counts: Counter[str] = Counter()
         deadline = time.monotonic() + services.settings.time_limit_seconds * EFFECTS_SHARE_OF_TIME_LIMIT
         first = True
         while pending:
-            key = pending.pop()
-            if sum(counts.values()) >= MAX_EFFECTS_PER_MESSAGE or time.monotonic() > deadline:
+            room = MAX_EFFECTS_PER_MESSAGE - sum(counts.values())
+            if room <= 0 or time.monotonic() > deadline:
                 # a chain without end, or a slow channel, must not hold a thread or run into the message's time limit
-                enqueue_effects(broker, [key, *reversed(pending)])  # in the order they would have run here
-                counts["queued"] += len(pending) + 1
+                enqueue_effects(broker, list(reversed(pending)))  # in the order they would have run here
+                counts["queued"] += len(pending)
                 break
             alone, first = first and first_fails_message, False
+            size = min(room, len(pending), EFFECTS_TOGETHER) if services.effects.one_writer and not alone else 1
+            group = [pending.pop() for _ in range(size)]
             try:
-                result = services.effects.run(key)
-            except RetryLater as exc:
-                if alone:
-                    raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
-                enqueue(broker, EFFECTS_QUEUE, EFFECT_ACTOR, key, delay_ms=int(exc.retry_after * 1000))
-                counts["later"] += 1
+                results = services.effects.run_together(group) if size > 1 else []
+                if not results:  # one key, or the first is not work on the database alone
+                    results = [services.effects.run(group[0])]
+            except GroupFailed as failed:
+                # undone with the failed row: the keys before it go again (ahead of those after it), as they came
+                pending.extend(reversed([*group[: failed.index], *group[failed.index + 1 :]]))
+                failed_here(group[failed.index], failed.error, alone=False, counts=counts)
                 continue
             except Exception as exc:
-                if alone or unavailable_component(exc) is not None:
-                    raise
-                log.warning("effect failed; queued alone for its retries", effect=key, error=f"{type(exc).__name__}: {exc}"[:300])
-                enqueue_effect(broker, key)
-                counts["failed"] += 1
+                pending.extend(reversed(group[1:]))
+                failed_here(group[0], exc, alone=alone, counts=counts)
                 continue
-            counts[result.outcome if result is not None else "not_ours"] += 1
-            pending.extend(reversed(result.effects if result is not None else ()))
+            pending.extend(reversed(group[len(results) :]))  # not reached: the row that stopped the group, and after it
+            for result in reversed(results):  # each one's follow-ups next, the first one's first
+                pending.extend(reversed(result.effects if result is not None else ()))
+            counts.update(result.outcome if result is not None else "not_ours" for result in results)
         return counts
+
+    def failed_here(key: str, exc: BaseException, *, alone: bool, counts: Counter[str]) -> None:
+        """A row that failed: the message fails with it when it is the message's only key, or an outage; else it goes back alone."""
+        if isinstance(exc, RetryLater):
+            if alone:
+                raise dramatiq.Retry(str(exc), delay=int(exc.retry_after * 1000)) from exc
+            enqueue(broker, EFFECTS_QUEUE, EFFECT_ACTOR, key, delay_ms=int(exc.retry_after * 1000))
+            counts["later"] += 1
+            return
+        if isinstance(exc, EffectRefused):  # run_together recorded it failed, with the reason
+            counts["failed"] += 1
+            return
+        if alone or unavailable_component(exc) is not None:
+            raise exc
+        log.warning("effect failed; queued alone for its retries", effect=key, error=f"{type(exc).__name__}: {exc}"[:300])
+        enqueue_effect(broker, key)
+        counts["failed"] += 1
 
     def run_effect(key: str) -> None:
         structlog.contextvars.bind_contextvars(effect=key)

@@ -20,8 +20,9 @@ Refusals of the desk's operations, each with a message a person can read:
     UnknownCanned                no canned reply by that name
 
 And: ``ParentInFlight`` (a reply's parent is still queued: retry shortly), ``BatchUndone`` (a batch
-stored without savepoints met a failure: it is stored again with them; never leaves the pipeline) and
-``DatasetError`` (a training file is malformed).
+stored without savepoints met a failure: it is stored again with them; never leaves the pipeline),
+``GroupFailed`` (a row of effects done in one transaction failed: the others go again; never leaves the effects
+actor) and ``DatasetError`` (a training file is malformed).
 """
 
 from __future__ import annotations
@@ -103,3 +104,12 @@ class SlackRateLimited(SlackError, RetryLater):
 
 class SlackRefused(SlackError, EffectRefused):
     """Slack answered with an error that retrying will not cure."""
+
+
+class GroupFailed(Exception):
+    """``Effects.run_together``: the row at ``index`` failed with ``error``, and the group's transaction was undone."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(f"effect {index} of a group failed: {type(error).__name__}: {error}")
+        self.index = index
+        self.error = error

@@ -24,6 +24,7 @@ import dramatiq
 from config.queues import EFFECTS_BATCH_ACTOR, EFFECT_ACTOR, enqueue_effect, enqueue_effects
 from workers.services import build_services
 from workers.desk.operations import Desk, assign, set_status
+from workers.errors import GroupFailed
 from workers.outbound.effects import Effects
 from workers.desk.scheduled import Jobs
 from workers.desk.scheduler import JOB_NAMES, tick
@@ -188,6 +189,89 @@ def test_without_slack_a_card_is_marked_skipped_in_the_transaction_that_claims_i
     with engine.connect() as c:
         row = c.execute(select(outbox.OUTBOX).where(outbox.OUTBOX.c.key == card_key)).one()
     assert (row.status, row.result) == ("done", {"skipped": "Slack is not configured"})
+
+
+def _transactions(engine: Engine) -> "contextlib.AbstractContextManager[list[object]]":
+    """The transactions begun on ``engine`` inside the block."""
+    @contextlib.contextmanager
+    def counting():  # noqa: ANN202
+        begun: list[object] = []
+        count = begun.append  # one bound method: event.remove finds the listener by identity
+        event.listen(engine, "begin", count)
+        try:
+            yield begun
+        finally:
+            event.remove(engine, "begin", count)
+    return counting()
+
+
+def test_rows_on_the_database_alone_are_carried_out_in_one_transaction(
+    desk_settings, broker, engine: Engine, desk: Desk  # noqa: ANN001
+) -> None:
+    # Given three assignments recorded, one of them done before, and a desk without Slack (its cards are skipped in the database)
+    quiet = Effects(engine, desk, None, clock=lambda: MONDAY_10)
+    ids = [open_ticket(desk_settings, broker, engine, f"t{i}") for i in range(3)]
+    for i in ids:
+        outbox.put(engine, f"assign:{i}", "assign", i, {})
+    quiet.run(f"assign:{ids[1]}")
+    keys = [f"assign:{i}" for i in ids]
+    # When they are carried out together
+    with _transactions(engine) as begun:
+        results = quiet.run_together(keys)
+    # Then in one transaction, each as `run` would have: the one done before hands on its card, and the third, with both
+    # members at their capacity of one (counted with the assignment made before it in the same transaction), waits
+    assert len(begun) == 1
+    assert [(r.outcome, r.facts.get("outcome"), r.effects) for r in results] == [
+        ("done", "assigned", (f"card:{ids[0]}:1",)), ("already", None, (f"card:{ids[1]}:1",)), ("done", "backlog", ())]
+    assert [read_ticket(engine, i).assignee is not None for i in ids] == [True, True, False]
+    # And the two cards, together, are skipped in one more
+    with _transactions(engine) as begun:
+        cards = quiet.run_together([f"card:{i}:1" for i in ids[:2]])
+    assert len(begun) == 1
+    assert [r.outcome for r in cards] == ["skipped"] * 2
+
+
+def test_rows_done_together_stop_at_one_that_is_not_on_the_database_alone(
+    desk_settings, broker, engine: Engine, effects: Effects  # noqa: ANN001
+) -> None:
+    # Given (with Slack) an assignment, a card to post, and another assignment
+    ids = [open_ticket(desk_settings, broker, engine, f"u{i}") for i in range(2)]
+    for i in ids:
+        outbox.put(engine, f"assign:{i}", "assign", i, {})
+    [card] = effects.run(f"assign:{ids[0]}").effects
+    outbox.put(engine, f"assign:x{ids[0]}", "assign", ids[0], {})
+    # When they are carried out together
+    results = effects.run_together([f"assign:{ids[1]}", card, f"assign:{ids[0]}"])
+    # Then the first is done, and the card (a post to Slack) stops the group, unclaimed, for `run`
+    assert [r.outcome for r in results] == ["done"]
+    assert outbox.get(engine, card)["status"] == "pending"
+    assert effects.run_together([card, f"assign:{ids[0]}"]) == []
+
+
+def test_a_row_that_fails_undoes_its_group_and_says_which(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
+    # Given three assignments, the second of which fails
+    quiet = Effects(engine, desk, None, clock=lambda: MONDAY_10)
+    ids = [open_ticket(desk_settings, broker, engine, f"v{i}") for i in range(3)]
+    for i in ids:
+        outbox.put(engine, f"assign:{i}", "assign", i, {})
+    real = quiet.in_transaction["assign"]
+
+    def broken(c, item):  # noqa: ANN001, ANN202
+        if item.key == f"assign:{ids[1]}":
+            raise RuntimeError("a bug")
+        return real(c, item)
+
+    quiet.in_transaction["assign"] = broken
+    # When they are carried out together
+    with pytest.raises(GroupFailed) as failed:
+        quiet.run_together([f"assign:{i}" for i in ids])
+    # Then it says which, nothing of the group is done, and the failed row shows its error
+    assert failed.value.index == 1
+    assert isinstance(failed.value.error, RuntimeError)
+    states = {i: outbox.get(engine, f"assign:{i}") for i in ids}
+    assert [states[i]["status"] for i in ids] == ["pending"] * 3
+    assert states[ids[1]]["last_error"] == "RuntimeError: a bug"
+    assert {read_ticket(engine, i).assignee for i in ids} == {None}
 
 
 def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001

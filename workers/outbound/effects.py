@@ -16,7 +16,7 @@ Without a Slack token Slack rows complete as skipped (the embedded demo).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -25,11 +25,12 @@ from sqlalchemy import Connection, Engine
 
 from classifiers.automated import base_address
 from storage import acknowledgements, contacts, events, messages, outbox, tickets
+from storage.db import is_unavailable
 from storage.models import utcnow
 from storage.outbox import OutboxItem
 from workers.outbound import cards
 from workers.desk.operations import Desk, add_staff_message, assign_in, record_first_response
-from workers.errors import EffectRefused, NotSent, SlackRefused
+from workers.errors import EffectRefused, GroupFailed, NotSent, SlackRefused
 from workers.desk.replies import template_values
 from workers.outbound.slack import SlackPoster
 
@@ -104,6 +105,7 @@ class Effects:
         self.desk = desk
         self.poster = poster
         self.clock = clock
+        self.one_writer = engine.dialect.name == "sqlite"  # writers take turns: rows done together share one turn (run_together)
         self.acknowledge = acknowledge
         self.policy = acknowledgement_policy or AcknowledgementPolicy(window=acknowledgement_window)
         self.acknowledgement_window = self.policy.window
@@ -166,6 +168,41 @@ class Effects:
             raise
         outbox.complete(self.engine, key, result.to_json())
         return result
+
+    def run_together(self, keys: Sequence[str]) -> list[EffectResult | None]:
+        """Carry out the leading ``keys`` whose rows are work on the database alone in one transaction (claimed, done and
+        completed), with one writer at a time (SQLite): one commit, and one turn at the writer's lock, instead of one each.
+
+        Returns their results in order, as ``run`` would have; none when the first key's row is of another kind (the
+        caller runs it with ``run``), fewer than ``keys`` when such a row comes later. When one of them fails, the
+        transaction is undone with it — the row's error recorded as ``run`` records it — and ``GroupFailed`` says which
+        (the keys before it are to be carried out again, the failed one as ``run``'s caller handles a failure).
+        """
+        results: list[EffectResult | None] = []
+        index = 0
+        try:
+            with self.engine.begin() as c:
+                kinds = outbox.kinds_in(c, keys)
+                for index, key in enumerate(keys):
+                    local = self.in_transaction.get(kinds.get(key, ""))
+                    if local is None and key in kinds:
+                        break  # work outside the database: ``run`` claims it, commits, then carries it out
+                    item = outbox.claim_in(c, key, self.clock(), self.lease)
+                    if item is None or local is None:  # done before, leased to another worker, or unknown: as ``run`` would say
+                        follow_ups = outbox.follow_ups_in(c, key)
+                        results.append(EffectResult("already", effects=follow_ups) if follow_ups else None)
+                        continue
+                    result = local(c, item)
+                    outbox.complete_in(c, key, result.to_json())
+                    results.append(result)
+        except Exception as exc:
+            key = keys[index]
+            if isinstance(exc, EffectRefused):
+                outbox.release(self.engine, key, str(exc), final=True)
+            elif not is_unavailable(exc):
+                outbox.release(self.engine, key, f"{type(exc).__name__}: {exc}")
+            raise GroupFailed(index, exc) from exc
+        return results
 
     # -- handlers ---------------------------------------------------------------------
     def _assign(self, c: Connection, item: OutboxItem) -> EffectResult:
