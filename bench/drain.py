@@ -1,6 +1,6 @@
 """Benchmark: ``helpdesk worker --until-idle`` on 1,000 pre-queued mails, the whole process timed (target ≥ 300 msg/s).
 
-    python bench/drain.py [--runs 3] [--threads N] [--redis-url URL]
+    python bench/drain.py [--runs 3] [--threads N] [--processes N] [--redis-url URL]
 
 A data folder of its own, prepared as ``bench/startup.py`` prepares one (SQLite,
 the embedded Redis unless --redis-url is given, migrated, the documentation
@@ -62,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, help="worker threads of both workers (default: the desk's setting, 8)")
+    parser.add_argument("--processes", type=int, default=1, help="helpdesk worker --processes N (default 1; the bare worker stays one process)")
     parser.add_argument("--redis-url", help="an external Redis (default: the embedded one, in the temporary data folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hd-drain-") as folder:
@@ -73,7 +74,7 @@ def main() -> None:
         for run in range(max(1, args.runs)):
             mails = write_mailbox(Path(folder) / f"mail-{run}", run)
             baselines.append(noop_drain(desk, mails))
-            drains.append(worker_drain(desk, Path(folder) / f"mail-{run}"))
+            drains.append(worker_drain(desk, Path(folder) / f"mail-{run}", args.processes))
             print(f"run {run + 1}: no-op {baselines[-1]:.2f} s, helpdesk worker {drains[-1].seconds:.2f} s", file=sys.stderr)
     report(statistics.median(baselines), drains)
 
@@ -91,13 +92,13 @@ def write_mailbox(folder: Path, run: int) -> list[bytes]:
     return mails
 
 
-def worker_drain(desk: Desk, mail: Path) -> Drain:
+def worker_drain(desk: Desk, mail: Path, processes: int = 1) -> Drain:
     done = desk.run(["import", str(mail)])
     if done.returncode:
         sys.exit(f"helpdesk import failed:\n{done.stderr[-2000:]}")
     before = stored_messages(desk)
     started = time.perf_counter()
-    worker = subprocess.Popen([sys.executable, "-m", "ops", "worker", "--until-idle"], env=desk.env, cwd=desk.folder,
+    worker = subprocess.Popen([sys.executable, "-m", "ops", "worker", "--until-idle", "--processes", str(processes)], env=desk.env, cwd=desk.folder,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = every = None
     try:
