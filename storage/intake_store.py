@@ -23,6 +23,7 @@ from storage import tickets
 from storage.events import event_row
 from storage.intake_records import Automated, Duplicate, NewTicket, Opened, Reply
 from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET
+from storage.db import reading
 from storage.errors import LostRace
 from storage.upsert import on_conflict
 
@@ -57,6 +58,9 @@ class _Statements:
         self.claim = on_conflict(dialect, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id)
         self.existing = select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id, MESSAGE.c.source).where(
             MESSAGE.c.channel == p("channel"), MESSAGE.c.external_id == p("external_id")
+        )
+        self.stored_content = select(MESSAGE.c.external_id, MESSAGE.c.content_hash).where(
+            MESSAGE.c.channel == p("channel"), MESSAGE.c.external_id.in_(p("ids", expanding=True))
         )
         self.by_message_ids = select(MESSAGE.c.message_id, MESSAGE.c.ticket_id).where(
             MESSAGE.c.channel == p("channel"),
@@ -106,6 +110,20 @@ class IntakeStore:
         self.statements = _Statements(dialect)
         self.one_writer = dialect == "sqlite"  # transactions that write wait for each other: fewer, larger ones pay
         self.known = _KnownIds()
+
+    def stored_content(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str, str]]:
+        """(channel, external id, content hash) of the messages among ``keys`` (channel, external id) stored before.
+
+        Read outside any write transaction (on SQLite it does not wait for the writer), one query per channel."""
+        found: set[tuple[str, str, str]] = set()
+        by_channel: dict[str, list[str]] = {}
+        for channel, external_id in keys:
+            by_channel.setdefault(channel, []).append(external_id)
+        with reading(self.engine) as c:
+            for channel, ids in by_channel.items():
+                rows = c.execute(self.statements.stored_content, {"channel": channel, "ids": ids})
+                found.update((channel, row.external_id, row.content_hash) for row in rows)
+        return found
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["IntakeTx"]:

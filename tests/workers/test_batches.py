@@ -59,6 +59,37 @@ def test_a_batch_delivered_again_stores_nothing_new(pipeline: Pipeline, engine: 
     assert (_count(engine, TICKET), _count(engine, MESSAGE), _count(engine, OUTBOX)) == (2, 2, 2)
 
 
+def test_a_repeat_of_a_message_stored_before_is_not_classified_again(pipeline: Pipeline, engine: Engine,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an enquiry stored before, and a batch with a copy of it (another mailbox item), a message reusing its id
+    # for other content, and a new enquiry
+    first = pipeline.process_batch([(_enquiry(1), "q:0")]).outcomes[0]
+    decided: list[str] = []
+    decide = pipeline.decide
+    monkeypatch.setattr(pipeline, "decide", lambda message: decided.append(message.external_id) or decide(message))
+    reused = _enquiry(1, text="Another question under the same Message-ID")
+    batch = [(_enquiry(1).model_copy(update={"source": "imap:other"}), "q:1"), (reused, "q:2"), (_enquiry(2), "q:3")]
+    # When it is stored
+    result = pipeline.process_batch(batch)
+    # Then the copy is a duplicate of the stored message without being classified again; the others are decided as ever
+    assert [result.outcomes[i].kind for i in range(3)] == ["duplicate", "created", "created"]
+    assert result.outcomes[0].ticket_id == first.ticket_id
+    assert decided == ["b1@x.org", "b2@x.org"]
+
+
+def test_a_repeat_that_the_transaction_does_not_find_is_decided_there(pipeline: Pipeline, engine: Engine,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a message that the look-up before the transaction reports stored (a row erased between the two, say)
+    message = _enquiry(3)
+    monkeypatch.setattr(pipeline.store, "stored_content", lambda keys: {(message.channel, message.external_id, message.content_hash)})
+    # When its batch is stored
+    result = pipeline.process_batch([(message, "q:0")])
+    # Then it is classified in the transaction and opens its ticket
+    assert result.outcomes[0].kind == "created"
+    with engine.connect() as c:
+        assert c.execute(select(TICKET.c.type).where(TICKET.c.id == result.outcomes[0].ticket_id)).scalar() is not None
+
+
 def test_a_sender_twice_in_one_batch_is_one_contact(pipeline: Pipeline, engine: Engine) -> None:
     pipeline.process_batch([(_enquiry(1), "q:0"), (_enquiry(2).model_copy(update={"sender": _enquiry(1).sender}), "q:1")])
     assert _count(engine, CONTACT) == 1

@@ -122,8 +122,14 @@ class Pipeline:
         fails the whole batch, to be delivered again: what was committed is recognised by its delivery id.
         """
         left: list[Left] = []
-        decided: list[tuple[int, InboundMessage, str, Decisions]] = []
+        decided: list[tuple[int, InboundMessage, str, Decisions | None]] = []
+        repeats = self._stored_before(items, fatal)
         for index, (message, delivery_id) in enumerate(items):
+            if (message.channel, message.external_id, message.content_hash) in repeats:
+                # stored before with this very content: a duplicate, for which nothing is decided (should the
+                # transaction not find it after all, it decides there)
+                decided.append((index, message, delivery_id, None))
+                continue
             decisions = _each(index, lambda: self.decide(message), fatal, left)
             if decisions is not None:
                 decided.append((index, message, delivery_id, decisions))
@@ -150,7 +156,18 @@ class Pipeline:
                 self.after_store(items[index][0], outcome)
         return BatchOutcome(outcomes, tuple(sorted(left, key=lambda item: item.index)))
 
-    def _store(self, message: InboundMessage, delivery_id: str, decisions: Decisions, wait_for_parent: bool) -> Outcome:
+    def _stored_before(self, items: Sequence[tuple[InboundMessage, str]], fatal: Callable[[BaseException], bool]) -> set[tuple[str, str, str]]:
+        """(channel, external id, content hash) of the batch's messages stored before: exact repeats (an adapter reading a
+        mailbox again, a copy in two folders), read in one query outside the write transaction. Empty on a failure other
+        than an outage: every message is then decided, as before this shortcut."""
+        try:
+            return self.store.stored_content([(message.channel, message.external_id) for message, _ in items])
+        except Exception as exc:  # noqa: BLE001 - a shortcut only
+            if fatal(exc):
+                raise
+            return set()
+
+    def _store(self, message: InboundMessage, delivery_id: str, decisions: Decisions | None, wait_for_parent: bool) -> Outcome:
         """One message in a transaction of its own."""
         for _attempt in range(3):
             try:
@@ -160,7 +177,7 @@ class Pipeline:
                 continue  # a concurrent delivery stored it first; the next attempt sees its row
         raise RuntimeError(f"{message.channel}:{message.external_id}: lost the race three times")
 
-    def _store_batch(self, decided: list[tuple[int, InboundMessage, str, Decisions]], fatal: Callable[[BaseException], bool],
+    def _store_batch(self, decided: list[tuple[int, InboundMessage, str, Decisions | None]], fatal: Callable[[BaseException], bool],
                      left: list[Left], *, savepoints: bool) -> dict[int, Outcome]:
         """One transaction for the batch (one writer: no concurrent delivery can win a race inside it). Without
         ``savepoints`` a failure other than a waiting reply (raised before anything is written) undoes the whole
@@ -171,7 +188,7 @@ class Pipeline:
             for index, message, delivery_id, decisions in decided:
 
                 def store_one(message: InboundMessage = message, delivery_id: str = delivery_id,
-                              decisions: Decisions = decisions) -> Outcome:
+                              decisions: Decisions | None = decisions) -> Outcome:
                     if not savepoints:
                         return self._process(tx, message, delivery_id, decisions, now, True)
                     with tx.savepoint():
@@ -206,8 +223,9 @@ class Pipeline:
         return Decisions(None, labels, self.router.route(_route_facts(message, labels)), docs)
 
     def _process(
-        self, tx: IntakeTx, message: InboundMessage, delivery_id: str, decisions: Decisions, now: datetime, wait: bool
+        self, tx: IntakeTx, message: InboundMessage, delivery_id: str, decisions: Decisions | None, now: datetime, wait: bool
     ) -> Outcome:
+        """``decisions`` None: not made, as the message was found stored before (made here if it is not a duplicate after all)."""
         stored = tx.find_message(message.channel, message.external_id)
         if stored is not None:
             if stored.content_hash != message.content_hash:
@@ -215,6 +233,8 @@ class Pipeline:
                 variant = message.model_copy(update={"external_id": f"{message.external_id}#{message.content_hash[:16]}"})
                 return self._process(tx, variant, delivery_id, decisions, now, wait)
             return self._duplicate(tx, message, stored, delivery_id, now)
+        if decisions is None:
+            decisions = self.decide(message)
         link = self.threader.link(message, tx, automated=decisions.verdict is not None)
         if link.ticket_id is None and wait and self._parent_in_flight(message):
             raise ParentInFlight(f"{message.channel}:{message.external_id} replies to a message still in the queue")
