@@ -14,12 +14,12 @@ sleeps. Permanent errors (``channel_not_found``, ``not_in_channel`` …) raise
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from typing import TYPE_CHECKING, Any
 
 from workers.errors import SlackRateLimited, SlackRefused, SlackUnavailable
+
+if TYPE_CHECKING:  # slack_sdk is imported when a client is made: a worker without Slack never loads it (25 ms)
+    from slack_sdk import WebClient
 
 METADATA_EVENT = "helpdesk_post"
 PERMANENT = {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive", "token_revoked",
@@ -36,6 +36,8 @@ class Posted:
 
 def make_client(token: str, api_url: str, timeout: int = 10) -> WebClient:
     """A WebClient with a timeout and no automatic retries (we retry through the queue, idempotently)."""
+    from slack_sdk import WebClient  # noqa: PLC0415
+
     return WebClient(token=token, base_url=api_url, timeout=timeout, retry_handlers=[])
 
 
@@ -104,6 +106,8 @@ class SlackPoster:
         return self._call("users_info", user=user).get("user", {})
 
     def _call(self, method: str, **arguments: Any) -> dict[str, Any]:
+        from slack_sdk.errors import SlackApiError, SlackClientError  # noqa: PLC0415 - loaded with the client already
+
         arguments = {k: v for k, v in arguments.items() if v is not None}
         try:
             return getattr(self.client, method)(**arguments).data  # type: ignore[no-any-return]
