@@ -58,7 +58,6 @@ def worker(
             QUEUES,
             threads=threads or s.worker_threads,
             until_idle=until_idle,
-            heartbeat_timeout_ms=s.heartbeat_timeout_seconds * 1000,
             stop_event=stop,
             max_wait_seconds=s.service_wait_max_seconds,
         )

@@ -9,12 +9,13 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
-from config.queues import INTAKE_QUEUE, PROCESS_ACTOR, QUEUES
+from config.queues import EFFECT_ACTOR, EFFECTS_QUEUE, INTAKE_QUEUE, PROCESS_ACTOR, QUEUES
 from config.settings import Settings
 from intake.state import AdapterHealth, Checkpoint, RedisCheckpointStore
 from tests.factories import make_message
 from workers.ops.health import adapter_problems, desk_snapshot, read_adapters
 from workers.ops.liveness import WorkerHeartbeat
+from workers.ops.queue_state import read_queue, unfinished
 
 LIMITS = {"adapter_silent": 900.0, "adapter_down": 60.0, "crash_window": 3600.0}
 
@@ -175,3 +176,21 @@ def test_given_an_adapter_with_a_checkpoint_when_the_snapshot_is_shown_as_json_t
     adapter = desk_snapshot(settings, broker.client, engine, QUEUES).to_dict()["adapters"]["imap:u@h/INBOX"]
     # Then it holds the record's fields and the checkpoint
     assert set(adapter) == {"last_success", "last_detail", "checkpoint"}
+
+
+def test_unfinished_counts_in_one_round_trip_what_each_queue_state_counts(settings: Settings, broker) -> None:  # noqa: ANN001
+    # Given messages ready on two queues, one delayed, and one taken by a consumer (in flight)
+    namespace = settings.redis_namespace
+    for _ in range(3):
+        broker.enqueue(_waiting_message())
+    broker.enqueue(_waiting_message().copy(queue_name=EFFECTS_QUEUE, actor_name=EFFECT_ACTOR, args=("assign:1",)))
+    broker.enqueue(_waiting_message(), delay=60_000)
+    consumer = broker.consume(INTAKE_QUEUE, prefetch=1, timeout=1000)
+    taken = next(consumer)
+    assert taken is not None
+    # When the worker waiting to be idle counts them
+    left = unfinished(broker.client, namespace, QUEUES)
+    # Then it finds what the queue states of `helpdesk status` add up to: 2 ready + 1 in flight, 1 ready, 1 delayed
+    states = [read_queue(broker.client, namespace, queue, 60_000) for queue in QUEUES]
+    assert left == sum(state.unfinished for state in states) == 5
+    consumer.close()

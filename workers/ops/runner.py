@@ -22,7 +22,7 @@ from dramatiq.errors import BrokerConnectionError
 
 from config.broker import wait_for_redis
 from workers.ops.holdings import Holdings, in_hand
-from workers.ops.queue_state import is_idle, read_queue, recover_stranded
+from workers.ops.queue_state import recover_stranded, unfinished
 
 IDLE_CHECKS = 3  # consecutive empty readings before an --until-idle worker stops
 POLL_SECONDS = 0.2
@@ -39,7 +39,6 @@ def run_worker(
     *,
     threads: int,
     until_idle: bool = False,
-    heartbeat_timeout_ms: int = 60_000,
     on_poll: Callable[[int], None] | None = None,
     stop_event: threading.Event | None = None,
     max_wait_seconds: float = 30.0,
@@ -78,15 +77,15 @@ def run_worker(
             if not until_idle and on_poll is None:
                 continue
             try:
-                states = [read_queue(broker.client, broker.namespace, q, heartbeat_timeout_ms) for q in queues]
+                left = unfinished(broker.client, broker.namespace, queues)
             except REDIS_ERRORS as exc:  # Redis went away: keep the worker, look again once it answers
                 idle_readings = 0
                 log.warning("redis unreachable; waiting", error=f"{type(exc).__name__}: {exc}")
                 wait_for_redis(broker.client, stop, max_delay=max_wait_seconds)
                 continue
             if on_poll is not None:
-                on_poll(sum(s.unfinished for s in states))
-            idle_readings = idle_readings + 1 if is_idle(states) else 0
+                on_poll(left)
+            idle_readings = idle_readings + 1 if left == 0 else 0
             if until_idle and idle_readings >= IDLE_CHECKS:
                 worker.join()
                 break
