@@ -93,11 +93,12 @@ def main() -> None:
 
 def detectors() -> dict[str, Callable[[str], str]]:
     """Each way of reading a text, as a function from text to language code (the desk's first language when none)."""
-    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder  # noqa: PLC0415
+    from lingua import LanguageDetectorBuilder  # noqa: PLC0415
 
-    from classifiers.language import FASTTEXT_WEIGHT, LanguageClassifier, fasttext_identifier  # noqa: PLC0415
+    from classifiers.language import (FASTTEXT_WEIGHT, LanguageClassifier, fasttext_identifier,  # noqa: PLC0415
+                                      fasttext_probabilities, lingua_languages)
 
-    languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in DESK]
+    languages = lingua_languages(DESK)
     desk = LanguageClassifier(DESK)
 
     def lingua(low_accuracy: bool) -> Callable[[str], str]:
@@ -116,10 +117,8 @@ def detectors() -> dict[str, Callable[[str], str]]:
     def fasttext_alone(text: str) -> str:
         nonlocal identifier
         identifier = identifier or fasttext_identifier(DESK)
-        model, labels = identifier
-        found, probabilities = model.predict(" ".join(text.split()), k=-1, threshold=0.0)
-        scores = {labels[label]: p for label, p in zip(found, probabilities, strict=True) if label in labels}
-        return max(scores, key=scores.__getitem__) if scores else DESK[0]
+        scores = fasttext_probabilities(*identifier, text)
+        return max(scores, key=scores.__getitem__) if any(scores.values()) else DESK[0]
 
     return {f"desk: fastText^{FASTTEXT_WEIGHT} × lingua trigrams": lambda text: desk.classify(text).value,
             "lingua, every model (before)": lingua(low_accuracy=False),

@@ -52,8 +52,7 @@ class SharedDetector:
 
     def __init__(self, codes: tuple[str, ...]) -> None:
         self.codes = codes
-        languages = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in codes]
-        self._lingua: LanguageDetector = LanguageDetectorBuilder.from_languages(*languages).with_low_accuracy_mode().build()
+        self._lingua: LanguageDetector = LanguageDetectorBuilder.from_languages(*lingua_languages(codes)).with_low_accuracy_mode().build()
         self._identifier: Identifier | None = None
         self._labels: dict[str, str] = {}  # fastText's label → the desk's code, for the desk's languages fastText knows
         self._loaded = False
@@ -66,11 +65,7 @@ class SharedDetector:
         lingua = {v.language.iso_code_639_1.name.lower(): v.value for v in self._lingua.compute_language_confidence_values(text)}
         if sum(map(str.isalpha, text)) >= SHORT_BELOW or self._identifier is None or not any(lingua.values()):
             return "lingua", sorted(lingua.items(), key=lambda item: -item[1])
-        fasttext = dict.fromkeys(self.codes, 0.0)
-        labels, probabilities = self._identifier.predict(" ".join(text.split()), k=-1, threshold=0.0)
-        for label, probability in zip(labels, probabilities, strict=True):
-            if (code := self._labels.get(label)) is not None:
-                fasttext[code] = float(probability)
+        fasttext = fasttext_probabilities(self._identifier, self._labels, text)
         weighed = {code: math.exp(FASTTEXT_WEIGHT * math.log(fasttext[code] + FLOOR) + (1 - FASTTEXT_WEIGHT) * math.log(lingua.get(code, 0.0) + FLOOR))
                    for code in self.codes}
         total = sum(weighed.values())
@@ -84,6 +79,21 @@ class SharedDetector:
             self._identifier, self._labels = fasttext_identifier(self.codes)
             release_free_memory()
             self._loaded = True
+
+
+def lingua_languages(codes: tuple[str, ...]) -> list[Language]:
+    """lingua's languages for ISO 639-1 ``codes``."""
+    return [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in codes]
+
+
+def fasttext_probabilities(identifier: Identifier, labels: dict[str, str], text: str) -> dict[str, float]:
+    """fastText's probability of each desk language (``labels``: fastText's label → the desk's code), 0 where it gives none."""
+    found = dict.fromkeys(labels.values(), 0.0)
+    ranked, probabilities = identifier.predict(" ".join(text.split()), k=-1, threshold=0.0)  # one line: it refuses newlines
+    for label, probability in zip(ranked, probabilities, strict=True):
+        if (code := labels.get(label)) is not None:
+            found[code] = float(probability)
+    return found
 
 
 def fasttext_identifier(codes: tuple[str, ...]) -> tuple[Identifier | None, dict[str, str]]:
