@@ -39,12 +39,22 @@ class QueueState:
         return asdict(self)
 
 
-def read_queue(client: redis.Redis, namespace: str, queue: str, heartbeat_timeout_ms: int) -> QueueState:
-    base = f"{namespace}:{queue}"
-    pipe = client.pipeline(transaction=False)
+def _ask_counts(pipe: redis.client.Pipeline, base: str) -> None:
+    """Queue on ``pipe`` what ``_counts`` reads back: ready, not yet acked, delayed."""
     pipe.llen(base)
     pipe.hlen(f"{base}.msgs")
     pipe.hlen(f"{base}.DQ.msgs")
+
+
+def _counts(ready: int, pending: int, delayed: int) -> tuple[int, int, int]:
+    """(ready, delayed, in flight): the not-yet-acked messages that are not ready are in a worker's hands."""
+    return ready, delayed, max(0, pending - ready)
+
+
+def read_queue(client: redis.Redis, namespace: str, queue: str, heartbeat_timeout_ms: int) -> QueueState:
+    base = f"{namespace}:{queue}"
+    pipe = client.pipeline(transaction=False)
+    _ask_counts(pipe, base)
     pipe.zcard(f"{base}.XQ")
     pipe.lindex(base, 0)
     ready, pending, delayed, dead, oldest_id = pipe.execute()
@@ -59,7 +69,7 @@ def read_queue(client: redis.Redis, namespace: str, queue: str, heartbeat_timeou
     stranded = 0
     for worker in silent_consumers(client, namespace, heartbeat_timeout_ms):
         stranded += client.scard(f"{namespace}:__acks__.{worker}.{queue}")
-    return QueueState(queue, ready, delayed, max(0, pending - ready), dead, oldest_age, stranded)
+    return QueueState(queue, *_counts(ready, pending, delayed), dead, oldest_age, stranded)
 
 
 def recover_stranded(broker: RedisBroker, queues: tuple[str, ...]) -> None:
@@ -84,13 +94,6 @@ def unfinished(client: redis.Redis, namespace: str, queues: tuple[str, ...]) -> 
     round trips per queue and decodes the oldest message, a batch of mails, to tell its age)."""
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        base = f"{namespace}:{queue}"
-        pipe.llen(base)
-        pipe.hlen(f"{base}.msgs")
-        pipe.hlen(f"{base}.DQ.msgs")
-    counts = pipe.execute()
-    total = 0
-    for i in range(0, len(counts), 3):
-        ready, pending, delayed = counts[i : i + 3]
-        total += ready + delayed + max(0, pending - ready)
-    return total
+        _ask_counts(pipe, f"{namespace}:{queue}")
+    answers = pipe.execute()
+    return sum(sum(_counts(*answers[i : i + 3])) for i in range(0, len(answers), 3))
