@@ -85,6 +85,12 @@ def is_unavailable(exc: BaseException) -> bool:
     return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
 
 
+def one_writer(engine: Engine) -> bool:
+    """Whether the engine's writers take turns (SQLite: one write transaction at a time), so that fewer, larger write
+    transactions pay; on PostgreSQL writers run side by side and small transactions hold fewer locks."""
+    return engine.dialect.name == "sqlite"
+
+
 def reading(engine: Engine) -> Connection:
     """A connection for reads only, to hand to the query functions of ``storage``: on SQLite it begins
     deferred (``BEGIN``, not ``BEGIN IMMEDIATE``) and so does not hold up writers."""

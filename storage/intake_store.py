@@ -23,7 +23,7 @@ from storage import tickets
 from storage.events import event_row
 from storage.intake_records import Automated, Duplicate, NewTicket, Opened, Reply
 from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, QUARANTINE, TICKET
-from storage.db import reading
+from storage.db import one_writer, reading
 from storage.errors import LostRace
 from storage.upsert import on_conflict
 
@@ -108,7 +108,7 @@ class IntakeStore:
         if dialect not in {"sqlite", "postgresql"}:
             raise ValueError(f"unsupported database dialect {dialect!r}")
         self.statements = _Statements(dialect)
-        self.one_writer = dialect == "sqlite"  # transactions that write wait for each other: fewer, larger ones pay
+        self.one_writer = one_writer(engine)
         self.known = _KnownIds()
 
     def stored_content(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str, str]]:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from classifiers.automated import base_address
 from storage import acknowledgements, contacts, events, messages, outbox, tickets
-from storage.db import is_unavailable
+from storage.db import is_unavailable, one_writer
 from storage.models import utcnow
 from storage.outbox import OutboxItem
 from workers.outbound import cards
@@ -105,7 +105,7 @@ class Effects:
         self.desk = desk
         self.poster = poster
         self.clock = clock
-        self.one_writer = engine.dialect.name == "sqlite"  # writers take turns: rows done together share one turn (run_together)
+        self.one_writer = one_writer(engine)  # writers take turns: rows done together share one turn (run_together)
         self.acknowledge = acknowledge
         self.policy = acknowledgement_policy or AcknowledgementPolicy(window=acknowledgement_window)
         self.acknowledgement_window = self.policy.window
