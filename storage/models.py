@@ -250,6 +250,9 @@ TICKET = Table(
     # The backlog at a moment: the tickets never resolved (a partial index: see PARTIAL_INDEXES), and those resolved after it.
     Index("ix_ticket_unresolved", "created_at", "assignee"),
     Index("ix_ticket_resolved", "resolved_at", "created_at", "assignee"),
+    # A member's open tickets, counted at every assignment (storage.tickets.open_loads) from the index alone: without
+    # it the count read every open ticket's row, and assigning slowed as the backlog grew.
+    Index("ix_ticket_assignee_status", "assignee", "status"),
 )
 
 # A message in or out. Automated mail that belongs to no ticket keeps ``ticket_id`` empty.

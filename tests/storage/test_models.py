@@ -78,6 +78,24 @@ def test_a_stored_ticket_comes_back_as_its_model(engine: Engine) -> None:
     assert (ticket.status, ticket.priority, ticket.needs_triage, ticket.created_at) == ("new", "normal", False, now)
 
 
+def test_open_loads_count_each_members_open_tickets_from_the_index_alone(engine: Engine) -> None:
+    # Given open, pending and resolved tickets of two members and of someone else
+    now = utcnow()
+    rows = [("ana", "new"), ("ana", "open"), ("ana", "pending"), ("ana", "resolved"), ("ben", "open"), ("cy", "open"), (None, "new")]
+    with engine.begin() as c:
+        c.execute(TICKET.insert(), [{"channel": "email", "type": "question", "sector": "unknown", "language": "en", "team": "data",
+                                     "assignee": who, "status": status, "created_at": now, "updated_at": now} for who, status in rows])
+    # When the members' loads are counted, as every assignment does
+    with engine.connect() as c:
+        loads = tickets.open_loads(c, ["ana", "ben", "dee"])
+        statement = tickets._LOADS.params(members=["ana", "ben", "dee"]).compile(engine, compile_kwargs={"literal_binds": True})
+        plan = " ".join(str(row[-1]) for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")) if engine.dialect.name == "sqlite" else ""
+    # Then each counts their open tickets only, and (SQLite) from an index, without reading a ticket's row
+    assert loads == {"ana": 3, "ben": 1}
+    if engine.dialect.name == "sqlite":
+        assert "COVERING INDEX ix_ticket_assignee_status" in plan, plan
+
+
 def test_the_tables_need_neither_sqlmodel_nor_the_orm_nor_postgresql(tmp_path: Path) -> None:
     # Given a fresh process
     probe = ("import sys; from storage import queries, tickets, contacts; from storage.db import create_db_engine; "
