@@ -121,31 +121,31 @@ def _suffix_matches(domain: str, pattern_labels: tuple[str, ...]) -> bool:
     return all(fnmatch.fnmatchcase(label, want) for label, want in zip(labels, pattern_labels))
 
 
-_EXTRACTOR_LOCK = threading.Lock()
+_SUFFIXES_LOCK = threading.Lock()
 
 
 @functools.cache
-def _extractor():  # noqa: ANN202 - tldextract.TLDExtract, imported lazily
+def _suffixes():  # noqa: ANN202 - publicsuffixlist.PublicSuffixList, imported lazily
     # functools.cache lets every thread that arrives before the first is done build its own: a worker's threads
-    # all meet their first message together, and each would parse the whole suffix list (0.2 s of the GIL)
-    with _EXTRACTOR_LOCK:
-        return _build_extractor()
+    # all meet their first message together, and each would parse the whole list
+    with _SUFFIXES_LOCK:
+        return _build_suffixes()
 
 
 @functools.cache
-def _build_extractor():  # noqa: ANN202
-    import tldextract  # noqa: PLC0415 - loaded once, on first use
+def _build_suffixes():  # noqa: ANN202
+    from publicsuffixlist import PublicSuffixList  # noqa: PLC0415 - loaded once, on first use
 
-    extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
-    extractor("example.org")  # parses the bundled list now, under the lock
-    return extractor
+    # The ICANN section only (blogspot.com's users are one organisation, as tldextract counted them), and a domain
+    # under no listed suffix (localhost, a .internal name) is its own organisation.
+    return PublicSuffixList(only_icann=True, accept_unknown=False)
 
 
 @functools.lru_cache(maxsize=8192)  # a desk hears from the same domains again and again
 def registrable_domain(domain: str) -> str:
     """The organisation's own domain per the Public Suffix List: mail.finance.gov.uk → finance.gov.uk.
 
-    Uses tldextract's bundled list snapshot; it never fetches over the network.
+    Reads the list ``publicsuffixlist`` ships (0.04 s to load; tldextract took 0.2 s, most of it importing
+    requests for downloads we never made); it never fetches over the network.
     """
-    parts = _extractor()(domain)
-    return parts.top_domain_under_public_suffix or domain
+    return _suffixes().privatesuffix(domain) or domain
