@@ -21,10 +21,16 @@ _SET_LAST = update(TEAM_STATE).where(TEAM_STATE.c.team == bindparam("team_key"))
 
 
 def lock(c: Connection, team: str, at: datetime) -> str | None:
-    """Lock the team's row for the caller's transaction (created on first use); returns the last assignee."""
-    dialect = c.dialect.name
-    c.execute(do_nothing(dialect, TEAM_STATE, ("team",)), {"team": team, "last_assignee": None, "updated_at": at})
-    return c.execute(_LAST_LOCKED if dialect == "postgresql" else _LAST, {"team_key": team}).scalar()
+    """Lock the team's row for the caller's transaction (created on first use); returns the last assignee.
+
+    The row is read (and locked) first and written only when missing: a statement fewer for every assignment but a
+    team's first, and one fewer while others wait for the lock."""
+    read = _LAST_LOCKED if c.dialect.name == "postgresql" else _LAST
+    row = c.execute(read, {"team_key": team}).first()
+    if row is None:  # another worker may be creating it too: its insert wins, ours does nothing, both then lock it
+        c.execute(do_nothing(c.dialect.name, TEAM_STATE, ("team",)), {"team": team, "last_assignee": None, "updated_at": at})
+        row = c.execute(read, {"team_key": team}).one()
+    return row[0]
 
 
 def set_last_assignee(c: Connection, team: str, member: str, at: datetime) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -279,6 +281,23 @@ def test_capacity_backlog_and_oldest_first(desk_settings, broker, engine: Engine
     assert read_ticket(engine, ids[2]).assignee is not None
     assert read_ticket(engine, ids[3]).assignee is None  # the oldest first
     assert jobs.backlog(MONDAY_10) == {"assigned": 0, "waiting": 1}  # run again: same state
+
+
+def test_assignments_at_once_never_hand_out_a_slot_twice(desk_settings, broker, engine: Engine, desk: Desk) -> None:  # noqa: ANN001
+    # Given six unassigned tickets of a team whose two members take one ticket each
+    ids = [open_ticket(desk_settings, broker, engine, f"r{i}") for i in range(6)]
+    barrier = threading.Barrier(len(ids))
+
+    def assign_when_all_are_ready(ticket_id: int) -> str:
+        barrier.wait(timeout=30)
+        return assign(engine, desk, ticket_id, MONDAY_10).outcome
+
+    # When they are all assigned at the same moment, each on a connection of its own
+    with concurrent.futures.ThreadPoolExecutor(len(ids)) as pool:
+        outcomes = list(pool.map(assign_when_all_are_ready, ids))
+    # Then each member got one, the other four wait in the backlog (the team's row serialised the choices)
+    assert sorted(outcomes) == ["assigned"] * 2 + ["backlog"] * 4
+    assert sorted(read_ticket(engine, i).assignee or "" for i in ids) == [""] * 4 + ["jonas", "priya"]
 
 
 def test_sla_warning_then_breach_reach_slack_once(desk_settings, broker, engine: Engine, desk: Desk, effects: Effects, slack) -> None:  # noqa: ANN001

@@ -94,11 +94,13 @@ def assign_in(
     team = desk.team(ticket.team)
     if team is None:
         return AssignResult("backlog", ticket_id, None, (f"team {ticket.team!r} is not configured",))
-    last = teams.lock(c, ticket.team, now)
     changes: dict[str, Any] = _sla_changes(ticket, desk, now)
     if ticket.assignee and not force:
         tickets.change(c, ticket_id, changes)
         return AssignResult("already", ticket_id, ticket.assignee)
+    # The team's row stays locked from here to the commit, and every assignment to the team waits for it: what needs
+    # no lock (the SLA's due times, a ticket already assigned) is done before it.
+    last = teams.lock(c, ticket.team, now)
     member_keys = [m.key for m in team.members if m.key != exclude]
     counts = tickets.open_loads(c, member_keys)
     candidates = team.model_copy(update={"members": tuple(m for m in team.members if m.key != exclude)})
