@@ -136,9 +136,7 @@ class Effects:
             with self.engine.begin() as c:
                 item = outbox.claim_in(c, key, self.clock(), self.lease)
                 if item is None:
-                    follow_ups = outbox.follow_ups_in(c, key)
-                    # done before (this is a delivery again): what it started goes on, each part skipped if done
-                    return EffectResult("already", effects=follow_ups) if follow_ups else None
+                    return self._done_before(c, key)
                 local = self.in_transaction.get(item.kind)
                 if local is not None:
                     # work on the database alone: claimed, done and completed in one transaction (a failure undoes all three)
@@ -189,8 +187,7 @@ class Effects:
                         break  # work outside the database: ``run`` claims it, commits, then carries it out
                     item = outbox.claim_in(c, key, self.clock(), self.lease)
                     if item is None or local is None:  # done before, leased to another worker, or unknown: as ``run`` would say
-                        follow_ups = outbox.follow_ups_in(c, key)
-                        results.append(EffectResult("already", effects=follow_ups) if follow_ups else None)
+                        results.append(self._done_before(c, key))
                         continue
                     result = local(c, item)
                     outbox.complete_in(c, key, result.to_json())
@@ -203,6 +200,13 @@ class Effects:
                 outbox.release(self.engine, key, f"{type(exc).__name__}: {exc}")
             raise GroupFailed(index, exc) from exc
         return results
+
+    @staticmethod
+    def _done_before(c: Connection, key: str) -> EffectResult | None:
+        """A row not ours to claim. Done before (this is a delivery again): what it started goes on, each part skipped
+        if done; else (leased to another worker, or no such row) nothing."""
+        follow_ups = outbox.follow_ups_in(c, key)
+        return EffectResult("already", effects=follow_ups) if follow_ups else None
 
     # -- handlers ---------------------------------------------------------------------
     def _assign(self, c: Connection, item: OutboxItem) -> EffectResult:
