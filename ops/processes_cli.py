@@ -32,7 +32,7 @@ def worker(
 ) -> None:
     """Process queued messages until stopped (Ctrl-C / SIGTERM)."""
     from workers.ops.observability import use_metrics_dir  # noqa: PLC0415
-    from workers.ops.runner import install_signal_handlers, run_worker  # noqa: PLC0415
+    from workers.ops.runner import install_signal_handlers  # noqa: PLC0415
 
     use_metrics_dir()  # first: prometheus_client picks multiprocess mode at import (children inherit it)
     return_large_blocks()
@@ -40,27 +40,51 @@ def worker(
     stop = threading.Event()
     install_signal_handlers(stop)
     with Runtime(s) as runtime:
+        starting = runtime.start_redis_in_background()
         if processes == 1:
-            runtime.start_redis_in_background()
             import workers.actors  # noqa: F401, PLC0415 - the worker's code (0.4 s), imported while an embedded Redis boots
+        else:
+            from workers.ops.preload import preload  # noqa: PLC0415
+
+            preload(s)  # the worker's code and read-only data, once for every child (1.5 s), while an embedded Redis boots
         if not runtime.wait_for_services(stop):  # started while Redis or the database is down: wait, do not exit
             return
-        if processes > 1:
-            from ops.worker_pool import WorkerPool, child_command  # noqa: PLC0415
+        if processes == 1:
+            _run_worker(runtime, threads, until_idle, stop)
+            return
+        from ops.worker_pool import WorkerPool, forking  # noqa: PLC0415
 
-            status = WorkerPool(processes, child_command(threads, until_idle), until_idle=until_idle, stop=stop).run()
-            raise typer.Exit(status)
-        prepare_worker(runtime)
-        if s.worker_metrics_port:
-            _serve_dramatiq_metrics(runtime, s.worker_metrics_host, s.worker_metrics_port)
-        run_worker(
-            runtime.broker,
-            QUEUES,
-            threads=threads or s.worker_threads,
-            until_idle=until_idle,
-            stop_event=stop,
-            max_wait_seconds=s.service_wait_max_seconds,
-        )
+        if starting is not None:
+            starting.join()  # no thread but this one may be running at a fork
+        runtime.disconnect()  # the children open their own connections: none may be shared across a fork
+
+        def child(_index: int) -> int:
+            own_stop = threading.Event()
+            install_signal_handlers(own_stop)  # the parent's handlers, copied, would set the parent's event
+            with Runtime(s) as own:
+                if own.wait_for_services(own_stop):
+                    _run_worker(own, threads, until_idle, own_stop)
+            return 0
+
+        status = WorkerPool(processes, forking(child), until_idle=until_idle, stop=stop).run()
+        raise typer.Exit(status)
+
+
+def _run_worker(runtime: Runtime, threads: int | None, until_idle: bool, stop: threading.Event) -> None:
+    from workers.ops.runner import run_worker  # noqa: PLC0415
+
+    s = runtime.settings
+    prepare_worker(runtime)
+    if s.worker_metrics_port:
+        _serve_dramatiq_metrics(runtime, s.worker_metrics_host, s.worker_metrics_port)
+    run_worker(
+        runtime.broker,
+        QUEUES,
+        threads=threads or s.worker_threads,
+        until_idle=until_idle,
+        stop_event=stop,
+        max_wait_seconds=s.service_wait_max_seconds,
+    )
 
 
 MMAP_THRESHOLD = 128 * 1024

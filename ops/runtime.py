@@ -35,19 +35,21 @@ class Runtime:
 
         return redis_url(self.settings)
 
-    def start_redis_in_background(self) -> None:
+    def start_redis_in_background(self) -> threading.Thread | None:
         """Resolve ``redis_url`` on a background thread: when the desk uses the embedded Redis, its server (0.1 s to
         boot, in a process of its own) starts while this thread goes on — importing the worker's code, say.
         ``redis_url`` then gives the same URL; if the start failed, it tries again and raises."""
         if self.settings.redis_url:
-            return  # an external server: nothing to start
+            return None  # an external server: nothing to start
 
         def resolve() -> None:
             with contextlib.suppress(Exception):  # raised again by the caller's own use of redis_url
                 self.redis_url  # noqa: B018
 
         # Not a daemon: a process ending meanwhile waits for the server to be registered, so that it is shut down at exit.
-        threading.Thread(target=resolve, name="embedded-redis-start").start()
+        thread = threading.Thread(target=resolve, name="embedded-redis-start")
+        thread.start()
+        return thread
 
     @cached_property
     def redis(self) -> "redis.Redis":
@@ -127,6 +129,14 @@ class Runtime:
             close_broker(self.broker)
         elif "redis" in self.__dict__:
             self.redis.close()
+        if "database" in self.__dict__:
+            self.database.dispose()
+
+    def disconnect(self) -> None:
+        """Close the open connections to Redis and the database, keeping everything else (the embedded Redis runs on):
+        a process about to fork must not leave its children a socket they would share with it."""
+        if "broker" in self.__dict__ or "redis" in self.__dict__:
+            self.redis.connection_pool.disconnect()
         if "database" in self.__dict__:
             self.database.dispose()
 

@@ -3,9 +3,12 @@
 The GIL lets one process use one core; a desk scales out with processes, each
 running ``--threads`` worker threads. The parent waits for Redis and the
 database (and migrates) once, so the children never race to migrate; it keeps
-the embedded Redis, when there is one, up while children come and go. Then it
-starts the children — ``helpdesk worker`` each, without ``--processes`` — and
-watches them:
+the embedded Redis, when there is one, up while children come and go. It
+imports the worker's code and loads what is read-only (``workers.ops.preload``)
+once, then forks the children — as gunicorn's ``--preload`` does — so that a
+child starts without paying the imports again and shares those pages with its
+siblings. Each child builds its own broker, engine and services and runs the
+worker. The parent watches them:
 
 - SIGTERM or Ctrl-C: every child is asked to stop (SIGTERM; each finishes the
   messages in hand), and killed if it has not within ``STOP_GRACE_SECONDS``;
@@ -21,12 +24,14 @@ would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -37,29 +42,69 @@ RESTART_PAUSE_SECONDS = (1.0, 60.0)
 log = structlog.get_logger("helpdesk.worker")
 
 
+class Forked:
+    """A child made with ``os.fork``: the part of ``subprocess.Popen`` the pool uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)  # killed by a signal: its negative, as Popen's
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"worker process {self.pid}", timeout or 0.0)
+            time.sleep(0.02)
+        return status
+
+
+def forking(run: Callable[[int], int]) -> Callable[[int], Forked]:
+    """Start a child by forking this process: the child runs ``run(index)`` and ends with its status, never returning.
+
+    The parent must hold no thread but its own and no open connection when it forks (``workers.ops.preload``).
+    """
+
+    def start(index: int) -> Forked:
+        pid = os.fork()
+        if pid:
+            return Forked(pid)
+        status = 1
+        try:
+            status = run(index)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - whatever ends a child is logged; the parent starts another
+            log.exception("worker process failed", process=index)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(status)  # not the parent's exit handlers: they shut down what the parent still uses
+
+    return start
+
+
 @dataclass
 class Child:
     index: int
-    process: subprocess.Popen[bytes]
+    process: "Forked | subprocess.Popen[bytes]"
     started: float = field(default_factory=time.monotonic)
 
 
-def child_command(threads: int | None, until_idle: bool) -> list[str]:
-    """The command line of one child: this interpreter, ``helpdesk worker``, the pool's own options."""
-    command = [sys.executable, "-m", "ops", "worker"]
-    if threads:
-        command += ["--threads", str(threads)]
-    if until_idle:
-        command.append("--until-idle")
-    return command
-
-
 class WorkerPool:
-    def __init__(self, processes: int, command: list[str], *, until_idle: bool, stop: threading.Event) -> None:
+    def __init__(self, processes: int, start: "Callable[[int], Forked | subprocess.Popen[bytes]]", *, until_idle: bool,
+                 stop: threading.Event) -> None:
         if processes < 1:
             raise ValueError("a pool has at least one process")
         self.processes = processes
-        self.command = command
+        self.start = start
         self.until_idle = until_idle
         self.stop = stop
         self.children: dict[int, Child] = {}
@@ -78,7 +123,7 @@ class WorkerPool:
         return max(self.statuses, default=0) if self.until_idle else 0
 
     def _start(self, index: int) -> None:
-        process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)  # noqa: S603 - our own interpreter and command
+        process = self.start(index)
         self.children[index] = Child(index, process)
         log.info("worker process started", process=index, pid=process.pid, of=self.processes)
 

@@ -8,10 +8,14 @@ import queue
 import signal
 import subprocess
 import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
+from ops.worker_pool import forking
 from tests.cli import HELPDESK, cli_env, run_cli
 from tests.factories import make_email
 
@@ -116,3 +120,54 @@ def test_given_a_running_pool_when_a_child_dies_then_another_takes_its_place_and
     assert restarted["process"] == 0
     assert status == 0
     assert [pid for pid in [*first, restarted["pid"]] if _alive(pid)] == []
+
+
+def test_a_forked_child_ends_with_the_status_it_returns_or_the_signal_that_killed_it() -> None:
+    done = forking(lambda index: 3 + index)(1)
+    assert done.wait(timeout=60) == 4
+    failing = forking(lambda index: 1 // 0)(0)  # what raises ends the child with 1, never back in the caller's code
+    assert failing.wait(timeout=60) == 1
+    sleeping = forking(lambda index: time.sleep(120) or 0)(0)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            sleeping.wait(timeout=0.2)
+        assert sleeping.poll() is None
+        os.kill(sleeping.pid, signal.SIGKILL)
+        assert sleeping.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if sleeping.poll() is None:
+            os.kill(sleeping.pid, signal.SIGKILL)
+            sleeping.wait(timeout=60)
+
+
+def test_preloading_loads_what_a_first_message_would_and_leaves_no_thread(settings: Settings) -> None:
+    from classifiers.sector import _build_suffixes  # noqa: PLC0415
+    from storage.tickets import _ticket_class  # noqa: PLC0415
+    from workers.desk.business_hours import _holidays_of  # noqa: PLC0415
+    from workers.ops.preload import preload  # noqa: PLC0415
+
+    _holidays_of.cache_clear()
+    before = set(threading.enumerate())
+
+    preload(settings)
+
+    assert set(threading.enumerate()) == before
+    assert _build_suffixes.cache_info().currsize == 1
+    assert _ticket_class.cache_info().currsize == 1
+    hits = _holidays_of.cache_info().hits
+    for country in ("GB", "FR", "MX"):  # the teams' countries (config/teams.yaml), this year
+        _holidays_of(country, datetime.now(UTC).year)
+    assert _holidays_of.cache_info().hits == hits + 3
+
+
+def test_preloading_refuses_to_leave_a_thread_a_fork_would_drop(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.ops import preload as module  # noqa: PLC0415
+
+    stop = threading.Event()
+    started = threading.Thread(target=stop.wait, name="left-behind", daemon=True)
+    monkeypatch.setattr("storage.tickets._ticket_class", started.start)
+    try:
+        with pytest.raises(RuntimeError, match="left-behind"):
+            module.preload(settings)
+    finally:
+        stop.set()
