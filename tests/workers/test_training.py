@@ -3,6 +3,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
+from classifiers.errors import ModelFormatError
 from config.desk import load_desk
 from config.settings import load_settings
 from workers.intake.watchers import ModelWatcher
@@ -90,3 +93,21 @@ def test_a_tampered_model_is_refused_by_its_checksum(tmp_path: Path, model_dir: 
     data = tmp_path / f"classifier-{second.version}.npz"
     data.write_bytes(data.read_bytes()[:-10] + b"0123456789")
     assert store.newest().version == first.version
+
+
+def test_a_version_read_again_unchanged_is_the_one_loaded_and_a_changed_file_is_read_and_checked_again(tmp_path: Path, model_dir: Path) -> None:
+    desk = load_desk(load_settings(environ={}))
+    store = ModelStore(tmp_path)
+    load_or_train(desk, store)
+    manifest = store.versions()[-1]
+    # Given a version this process loaded
+    loaded = store.load(manifest)
+    # When it is read again unchanged (as by a worker forked from this process): the same arrays, not a copy
+    assert store.load(manifest) is loaded
+    # and when its arrays are replaced on disk, it is read again, and its checksum refuses the change
+    data = manifest.with_suffix(".npz")
+    tampered = tmp_path / "tampered.npz"
+    tampered.write_bytes(data.read_bytes()[:-10] + b"0123456789")
+    tampered.replace(data)
+    with pytest.raises(ModelFormatError):
+        store.load(manifest)
