@@ -58,9 +58,7 @@ def worker(
             starting.join()  # no thread but this one may be running at a fork
         runtime.disconnect()  # the children open their own connections: none may be shared across a fork
 
-        def child(_index: int) -> int:
-            own_stop = threading.Event()
-            install_signal_handlers(own_stop)  # the parent's handlers, copied, would set the parent's event
+        def child(_index: int, own_stop: threading.Event) -> int:
             with Runtime(s) as own:
                 if own.wait_for_services(own_stop):
                     _run_worker(own, threads, until_idle, own_stop)

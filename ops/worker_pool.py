@@ -65,19 +65,35 @@ class Forked:
         return status
 
 
-def forking(run: Callable[[int], int]) -> Callable[[int], Forked]:
-    """Start a child by forking this process: the child runs ``run(index)`` and ends with its status, never returning.
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def forking(run: Callable[[int, threading.Event], int]) -> Callable[[int], Forked]:
+    """Start a child by forking this process: the child runs ``run(index, stop)`` and ends with its status, never
+    returning. ``stop`` is set when the child is asked to stop (SIGTERM, SIGINT) — from its first instant: the
+    signals are held back across the fork until the child's own handlers are in place, so a stop sent the moment
+    it started is not taken by the parent's handler (whose event the child would never look at).
 
     The parent must hold no thread but its own and no open connection when it forks (``workers.ops.preload``).
     """
 
     def start(index: int) -> Forked:
-        pid = os.fork()
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            raise
         if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             return Forked(pid)
         status = 1
         try:
-            status = run(index)
+            stop = threading.Event()
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, lambda _signum, _frame: stop.set())
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop sent meanwhile arrives now, at the child's handler
+            status = run(index, stop)
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # noqa: BLE001 - whatever ends a child is logged; the parent starts another

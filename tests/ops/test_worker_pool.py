@@ -106,6 +106,11 @@ def test_given_a_running_pool_when_a_child_dies_then_another_takes_its_place_and
     try:
         lines = _Lines(pool)
         first = [record["pid"] for record in lines.wait_for("worker process started", 2)]
+        # each child is a worker of its own to the desk (its own broker id, heartbeat and liveness record)
+        deadline = time.monotonic() + 120
+        while {w["pid"] for w in json.loads(run_cli(["status", "--json"], env).stdout)["workers"]} != set(first):
+            assert time.monotonic() < deadline, "the children never both reported alive"
+            time.sleep(0.5)
         os.kill(first[0], signal.SIGKILL)
         restarted = lines.wait_for("worker process started", 3)[-1]
 
@@ -123,11 +128,11 @@ def test_given_a_running_pool_when_a_child_dies_then_another_takes_its_place_and
 
 
 def test_a_forked_child_ends_with_the_status_it_returns_or_the_signal_that_killed_it() -> None:
-    done = forking(lambda index: 3 + index)(1)
+    done = forking(lambda index, stop: 3 + index)(1)
     assert done.wait(timeout=60) == 4
-    failing = forking(lambda index: 1 // 0)(0)  # what raises ends the child with 1, never back in the caller's code
+    failing = forking(lambda index, stop: 1 // 0)(0)  # what raises ends the child with 1, never back in the caller's code
     assert failing.wait(timeout=60) == 1
-    sleeping = forking(lambda index: time.sleep(120) or 0)(0)
+    sleeping = forking(lambda index, stop: time.sleep(120) or 0)(0)
     try:
         with pytest.raises(subprocess.TimeoutExpired):
             sleeping.wait(timeout=0.2)
@@ -138,6 +143,20 @@ def test_a_forked_child_ends_with_the_status_it_returns_or_the_signal_that_kille
         if sleeping.poll() is None:
             os.kill(sleeping.pid, signal.SIGKILL)
             sleeping.wait(timeout=60)
+
+
+def test_a_child_asked_to_stop_the_moment_it_is_forked_sees_the_request() -> None:
+    # Given a child that ends with 0 once asked to stop, 1 if never asked
+    child = forking(lambda index, stop: 0 if stop.wait(60) else 1)(0)
+    try:
+        # When SIGTERM comes at once, before the child has set anything up
+        os.kill(child.pid, signal.SIGTERM)
+        # Then it is the child's own request to stop, not the signal's default (killed) nor a handler it inherited
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=60)
 
 
 def test_preloading_loads_what_a_first_message_would_and_leaves_no_thread(settings: Settings) -> None:
