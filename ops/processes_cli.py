@@ -58,23 +58,26 @@ def worker(
             starting.join()  # no thread but this one may be running at a fork
         runtime.disconnect()  # the children open their own connections: none may be shared across a fork
 
-        def child(_index: int, own_stop: threading.Event) -> int:
+        def child(index: int, own_stop: threading.Event) -> int:
             with Runtime(s) as own:
                 if own.wait_for_services(own_stop):
-                    _run_worker(own, threads, until_idle, own_stop)
+                    # every child records its metrics (the multiprocess files); the first serves them all on the port
+                    _run_worker(own, threads, until_idle, own_stop, serve_metrics=index == 0)
             return 0
 
         status = WorkerPool(processes, forking(child), until_idle=until_idle, stop=stop).run()
         raise typer.Exit(status)
 
 
-def _run_worker(runtime: Runtime, threads: int | None, until_idle: bool, stop: threading.Event) -> None:
+def _run_worker(runtime: Runtime, threads: int | None, until_idle: bool, stop: threading.Event, *, serve_metrics: bool = True) -> None:
     from workers.ops.runner import run_worker  # noqa: PLC0415
 
     s = runtime.settings
     prepare_worker(runtime)
     if s.worker_metrics_port:
-        _serve_dramatiq_metrics(runtime, s.worker_metrics_host, s.worker_metrics_port)
+        _record_dramatiq_metrics(runtime)
+        if serve_metrics:
+            _serve_worker_metrics(s.worker_metrics_host, s.worker_metrics_port)
     run_worker(
         runtime.broker,
         QUEUES,
@@ -105,16 +108,21 @@ def return_large_blocks() -> None:
     mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
 
 
-def _serve_dramatiq_metrics(runtime: Runtime, host: str, port: int) -> None:
-    """The workers' Prometheus metrics of this host — dramatiq's own counters (messages, errors, retries, durations)
-    and the intake → stored-message histogram — on ``host:port`` (loopback unless HELPDESK_WORKER_METRICS_HOST says
-    otherwise: the port has no authentication). With workers on several hosts, Prometheus scrapes each and sums."""
+def _record_dramatiq_metrics(runtime: Runtime) -> None:
+    """dramatiq's own counters (messages, errors, retries, durations) for this process, in the multiprocess files."""
     from dramatiq.middleware.prometheus import Prometheus  # noqa: PLC0415
 
     middleware = Prometheus()
     runtime.broker.add_middleware(middleware)
     middleware.after_process_boot(runtime.broker)  # the dramatiq CLI would call this; we run the Worker ourselves
-    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415 - after the multiprocess set-up above
+
+
+def _serve_worker_metrics(host: str, port: int) -> None:
+    """The workers' Prometheus metrics of this host — dramatiq's counters and the intake → stored-message histogram of
+    every worker process, read from the multiprocess files — on ``host:port`` (loopback unless
+    HELPDESK_WORKER_METRICS_HOST says otherwise: the port has no authentication). In a pool one child serves them
+    all, as dramatiq's own command does; with workers on several hosts, Prometheus scrapes each and sums."""
+    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415 - after the multiprocess set-up
 
     from ops.metrics import WorkerMetricsCollector  # noqa: PLC0415
     from workers.ops.observability import metrics_dir  # noqa: PLC0415

@@ -110,13 +110,12 @@ def forking(run: Callable[[int, threading.Event], int]) -> Callable[[int], Forke
 @dataclass
 class Child:
     index: int
-    process: "Forked | subprocess.Popen[bytes]"
+    process: Forked
     started: float = field(default_factory=time.monotonic)
 
 
 class WorkerPool:
-    def __init__(self, processes: int, start: "Callable[[int], Forked | subprocess.Popen[bytes]]", *, until_idle: bool,
-                 stop: threading.Event) -> None:
+    def __init__(self, processes: int, start: Callable[[int], Forked], *, until_idle: bool, stop: threading.Event) -> None:
         if processes < 1:
             raise ValueError("a pool has at least one process")
         self.processes = processes

@@ -134,3 +134,33 @@ def test_given_a_worker_with_a_metrics_port_when_it_has_stored_a_message_then_it
             worker.wait(timeout=60)
     # Then its port serves the histogram, that message counted
     assert 'helpdesk_intake_to_ticket_seconds_bucket{le="+Inf"} 1.0' in text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_given_a_pool_with_a_metrics_port_then_one_child_serves_what_every_child_records(settings: Settings, files: Path) -> None:
+    # Given `helpdesk worker --processes 2` with a metrics port (one port for the host's workers)
+    port = free_port()
+    env = settings_env(settings, worker_metrics_port=port)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(files)
+    with Runtime(settings) as runtime:
+        pool = start_cli(["worker", "--processes", "2", "--threads", "1"], env)
+        try:
+            # When they have stored messages
+            for n in range(4):
+                _enqueue(runtime, f"pooled{n}@example.org")
+
+            def scrape() -> str:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/").text
+                except httpx.HTTPError:
+                    return ""
+
+            wait_for(lambda: "helpdesk_intake_to_ticket_seconds_count 4.0" in scrape(), timeout=120, interval=0.5)
+            text = scrape()
+        finally:
+            pool.send_signal(signal.SIGTERM)
+            _, errors = pool.communicate(timeout=120)
+    # Then the port serves what both recorded, and no child failed over the port (none was started again)
+    assert 'helpdesk_intake_to_ticket_seconds_bucket{le="+Inf"} 4.0' in text
+    assert "starting it again" not in errors
+    assert pool.returncode == 0
