@@ -40,6 +40,14 @@ def _enqueue(runtime: Runtime, external_id: str) -> None:
                                             kwargs={}, options={}))
 
 
+def _served(port: int) -> str:
+    """What a worker's metrics port serves now; empty while nothing listens."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/").text
+    except httpx.HTTPError:
+        return ""
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     """This test's own multiprocess folder (a shared one would add other tests' samples)."""
@@ -121,14 +129,8 @@ def test_given_a_worker_with_a_metrics_port_when_it_has_stored_a_message_then_it
             # When it has stored a message
             _enqueue(runtime, "served@example.org")
 
-            def scrape() -> str:
-                try:
-                    return httpx.get(f"http://127.0.0.1:{port}/").text
-                except httpx.HTTPError:
-                    return ""
-
-            wait_for(lambda: "helpdesk_intake_to_ticket_seconds_count 1.0" in scrape(), timeout=120, interval=0.5)
-            text = scrape()
+            wait_for(lambda: "helpdesk_intake_to_ticket_seconds_count 1.0" in _served(port), timeout=120, interval=0.5)
+            text = _served(port)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
@@ -149,14 +151,8 @@ def test_given_a_pool_with_a_metrics_port_then_one_child_serves_what_every_child
             for n in range(4):
                 _enqueue(runtime, f"pooled{n}@example.org")
 
-            def scrape() -> str:
-                try:
-                    return httpx.get(f"http://127.0.0.1:{port}/").text
-                except httpx.HTTPError:
-                    return ""
-
-            wait_for(lambda: "helpdesk_intake_to_ticket_seconds_count 4.0" in scrape(), timeout=120, interval=0.5)
-            text = scrape()
+            wait_for(lambda: "helpdesk_intake_to_ticket_seconds_count 4.0" in _served(port), timeout=120, interval=0.5)
+            text = _served(port)
         finally:
             pool.send_signal(signal.SIGTERM)
             _, errors = pool.communicate(timeout=120)
