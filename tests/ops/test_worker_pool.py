@@ -160,12 +160,13 @@ def test_a_child_asked_to_stop_the_moment_it_is_forked_sees_the_request() -> Non
 
 
 def test_preloading_loads_what_a_first_message_would_and_leaves_no_thread(settings: Settings) -> None:
-    from classifiers.sector import _build_suffixes  # noqa: PLC0415
+    from classifiers.sector import _build_suffixes, _suffixes, registrable_domain  # noqa: PLC0415
     from storage.tickets import _ticket_class  # noqa: PLC0415
     from workers.desk.business_hours import _holidays_of  # noqa: PLC0415
     from workers.ops.preload import preload  # noqa: PLC0415
 
-    _holidays_of.cache_clear()
+    for cached in (registrable_domain, _suffixes, _build_suffixes, _ticket_class, _holidays_of):  # as in a new process
+        cached.cache_clear()
     before = set(threading.enumerate())
 
     preload(settings)

@@ -88,3 +88,10 @@ def test_add_then_elapsed_gives_the_amount_back(start: datetime, minutes: int) -
 def test_elapsed_is_additive(a: datetime, b: datetime, c: datetime) -> None:
     a, b, c = sorted((a, b, c))
     assert LONDON.elapsed(a, b) + LONDON.elapsed(b, c) == LONDON.elapsed(a, c)
+
+
+def test_a_calendars_public_holidays_are_its_countrys_and_a_calendar_without_a_country_has_none() -> None:
+    english = BusinessCalendar(Calendar(timezone="Europe/London", working_hours="09:00-17:00", holiday_country="gb"))
+    assert {date(2026, 12, 25), date(2026, 12, 28)} <= english.public_holidays(2026)  # Boxing Day on a Saturday: the Monday after
+    assert not english.is_working_day(date(2026, 12, 28))
+    assert LONDON.public_holidays(2026) == frozenset()

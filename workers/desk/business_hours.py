@@ -33,6 +33,10 @@ class BusinessCalendar:
         end = base.replace(hour=self.closes.hour, minute=self.closes.minute) + (timedelta(days=1) if self.closes_next_day else timedelta())
         self.day_length = end - base.replace(hour=self.opens.hour, minute=self.opens.minute)
 
+    def public_holidays(self, year: int) -> frozenset[date]:
+        """The public holidays of the calendar's country in ``year`` (none without a country); loaded once a process."""
+        return _holidays_of(self.country.upper(), year) if self.country else frozenset()
+
     def is_working_day(self, day: date) -> bool:
         return day.weekday() in self.days and day not in self.fixed_holidays and not _is_public_holiday(self.country, day)
 

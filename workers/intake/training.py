@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import structlog
@@ -166,6 +166,7 @@ class ModelStore:
 
     PATTERN = re.compile(r"^classifier-(\d{4})-(\d{14})\.json$")
     MAX_BYTES = 512 * 1024 * 1024
+    _last_loaded: ClassVar[tuple[tuple[object, ...], TrainedModels] | None] = None  # (its path and files' identity, it)
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -204,14 +205,14 @@ class ModelStore:
         — it is not read, checked and rebuilt again (0.12–0.17 s), and its arrays stay shared with the parent's."""
         data_path = manifest.with_suffix(".npz")
         try:
-            stamp = (_identity(manifest), _identity(data_path))
+            stamp = (str(manifest), *_identity(manifest), *_identity(data_path))
         except OSError as exc:
             raise ModelFormatError(f"{manifest.name}: {exc}") from exc
-        last = _last_loaded.get("models")
-        if last is not None and last[0] == (str(manifest), stamp):
+        last = ModelStore._last_loaded
+        if last is not None and last[0] == stamp:
             return last[1]
         models = self._read(manifest, data_path)
-        _last_loaded["models"] = ((str(manifest), stamp), models)
+        ModelStore._last_loaded = (stamp, models)
         return models
 
     def _read(self, manifest: Path, data_path: Path) -> TrainedModels:
@@ -239,9 +240,6 @@ class ModelStore:
             except ModelFormatError as exc:
                 structlog.get_logger("helpdesk.training").warning("model skipped", file=manifest.name, reason=str(exc))
         return None
-
-
-_last_loaded: dict[str, tuple[tuple[str, tuple[tuple[int, ...], tuple[int, ...]]], TrainedModels]] = {}
 
 
 def _identity(path: Path) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ a connection with its parent.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from config.settings import Settings
 
@@ -42,11 +42,10 @@ def preload(settings: Settings) -> None:
     for text in (SAMPLE_TEXT, SHORT_TEXT):
         classifier.classify(subject=SAMPLE_SUBJECT, text=text, sender="someone@example.org")
     operations = Desk(desk, settings.ticket_prefix)
-    today = datetime.now(UTC)
+    year = datetime.now(UTC).year
     for team in desk.teams.teams:
-        calendar = operations.calendar(team)
-        for day in range(0, 370, 31):  # this year's holidays and next year's: a due time may fall after New Year
-            calendar.is_working_day((today + timedelta(days=day)).date())
+        for each in (year, year + 1):  # next year's too: a due time may fall after New Year
+            operations.calendar(team).public_holidays(each)
     _ticket_class()
     if names := sorted(t.name for t in set(threading.enumerate()) - running):
         raise RuntimeError(f"preloading left threads running, a forked worker would miss them: {', '.join(names)}")
