@@ -6,15 +6,19 @@ real dramatiq worker: what the batch cannot store goes again alone, and is handl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 import dramatiq
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from config.queues import INTAKE_QUEUE, PROCESS_BATCH_ACTOR
 from config.settings import Settings
 from intake.queue import InflightRegistry, QueueSink
 from ops.runtime import Runtime, prepare_worker
 from storage.intake_store import CONTACT, EVENT, MESSAGE, QUARANTINE, TICKET, IntakeTx
+from storage.events import event_row
 from storage.models import OUTBOX
 from tests.factories import make_message
 from workers.intake.pipeline import Pipeline
@@ -122,6 +126,71 @@ def test_a_message_that_fails_is_undone_alone(pipeline: Pipeline, engine: Engine
     assert sorted(result.outcomes) == [0, 2]
     assert [(left.index, left.reason) for left in result.left] == [(1, "RuntimeError: the database refused this row")]
     assert _count(engine, CONTACT) == 2
+
+
+def test_a_batch_writes_its_events_and_assignments_to_do_in_one_statement_each(pipeline: Pipeline, engine: Engine) -> None:
+    # SQLite (one writer): the batch is one transaction, and its metric events and outbox rows are written together
+    # at its end. PostgreSQL: a transaction per message, so a statement each per message.
+    inserts: list[str] = []
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:  # noqa: ANN001
+        if statement.startswith(("INSERT INTO metric_event", "INSERT INTO outbox")):
+            inserts.append(statement.split()[2])
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        result = pipeline.process_batch([(_enquiry(n), f"q:{n}") for n in range(3)])
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert [o.kind for o in result.outcomes.values()] == ["created"] * 3
+    each = {"sqlite": 1, "postgresql": 3}[engine.dialect.name]
+    assert sorted(inserts) == ["metric_event"] * each + ["outbox"] * each
+    assert (_count(engine, EVENT), _count(engine, OUTBOX)) == (6, 3)  # created and routed, one assignment each
+
+
+def _after_the_second_ticket(monkeypatch: pytest.MonkeyPatch, then: Callable[[IntakeTx, datetime], None]) -> None:
+    """``then(tx, at)`` runs in the transaction right after the ticket of ``_enquiry(2)`` is opened."""
+    opened = IntakeTx.open_ticket
+
+    def open_ticket(tx: IntakeTx, enquiry, at: datetime):  # noqa: ANN001, ANN202
+        done = opened(tx, enquiry, at)
+        if enquiry.arrival.external_id == "b2@x.org":
+            then(tx, at)
+        return done
+
+    monkeypatch.setattr(IntakeTx, "open_ticket", open_ticket)
+
+
+def test_a_message_undone_alone_leaves_none_of_the_rows_it_had_yet_to_write(pipeline: Pipeline, engine: Engine,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch whose second message fails after its ticket recorded its events and its assignment to do
+    def fail(tx: IntakeTx, at: datetime) -> None:
+        tx.add_events([event_row("undone:b2", "docs_gap", None, at, {}, "email")])  # keys no later row reuses
+        tx.add_outbox("undone:b2", "assign", None, {}, at)
+        raise RuntimeError("something after the ticket failed")
+
+    _after_the_second_ticket(monkeypatch, fail)
+    result = pipeline.process_batch([(_enquiry(1), "q:0"), (_enquiry(2), "q:1"), (_enquiry(3), "q:2")])
+    # Then the others are stored with their rows, and none of the failed message's rows was written
+    assert sorted(result.outcomes) == [0, 2]
+    tickets = {result.outcomes[i].ticket_id for i in (0, 2)}
+    with engine.connect() as c:
+        assert {r.ticket_id for r in c.execute(select(EVENT.c.ticket_id))} == tickets
+        assert {r.key for r in c.execute(select(OUTBOX.c.key))} == {f"assign:{t}" for t in tickets}
+        assert c.execute(select(func.count()).select_from(EVENT).where(EVENT.c.key == "undone:b2")).scalar_one() == 0
+
+
+def test_an_event_row_the_database_refuses_fails_its_message_alone(pipeline: Pipeline, engine: Engine,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch whose second message records an event the database refuses (a ticket that does not exist): the
+    # refusal comes when the batch's rows are written together, after every message was stored
+    _after_the_second_ticket(monkeypatch, lambda tx, at: tx.add_events([event_row("bad:1", "routed", 10_000_000, at, {}, "email")]))
+    result = pipeline.process_batch([(_enquiry(1), "q:0"), (_enquiry(2), "q:1"), (_enquiry(3), "q:2")])
+    # Then it is handed back alone, with the database's reason, and the others are stored
+    assert sorted(result.outcomes) == [0, 2]
+    assert [left.index for left in result.left] == [1]
+    assert "IntegrityError" in result.left[0].reason
+    assert (_count(engine, TICKET), _count(engine, OUTBOX)) == (2, 2)
 
 
 def test_an_outage_fails_the_whole_batch_which_stores_each_message_once_when_delivered_again(

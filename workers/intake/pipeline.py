@@ -197,6 +197,8 @@ class Pipeline:
                 outcome = _each(index, store_one, fatal, left, undo=not savepoints)
                 if outcome is not None:
                     outcomes[index] = outcome
+            if not savepoints:  # the batch's events and outbox rows: a row refused undoes the batch, to be stored again with savepoints
+                _each(-1, tx.flush, fatal, [], undo=True)
         return outcomes
 
     def decide(self, message: InboundMessage) -> Decisions:
