@@ -11,6 +11,7 @@ the other sees the winner's row once it commits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Dialect
 
 from storage import tickets
 from storage.events import event_row
@@ -25,6 +27,7 @@ from storage.intake_records import Automated, Duplicate, NewTicket, Opened, Repl
 from storage.models import CONTACT, EVENT, IDENTITY, MESSAGE, ORG_DOMAIN, ORGANISATION, OUTBOX, QUARANTINE, TICKET
 from storage.outbox import new_row
 from storage.db import one_writer, reading
+from storage.driver import Hot
 from storage.errors import LostRace
 from storage.upsert import on_conflict
 
@@ -54,7 +57,8 @@ class _Statements:
     prepared constants hit the compiled cache.
     """
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, engine_dialect: Dialect) -> None:
+        dialect = engine_dialect.name
         p = bindparam
         self.claim = on_conflict(dialect, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id)
         self.existing = select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id, MESSAGE.c.source).where(
@@ -101,6 +105,11 @@ class _Statements:
         self.event_once = on_conflict(dialect, EVENT, ["key"], returning=EVENT.c.id)
         self.quarantine_insert = on_conflict(dialect, QUARANTINE, ["key"], returning=QUARANTINE.c.id)
         self.ticket_update = update(TICKET).where(TICKET.c.id == p("ticket_pk"))  # the columns set are those bound
+        # What every message runs, on SQLite on the driver's cursor (``storage.driver``)
+        hot = functools.partial(Hot, dialect=engine_dialect)
+        self.hot_claim, self.hot_existing, self.hot_ticket_insert = hot(self.claim), hot(self.existing), hot(self.ticket_insert)
+        self.hot_event_insert, self.hot_outbox_insert = hot(self.event_insert), hot(self.outbox_insert)
+        self.hot_by_thread_key, self.hot_ticket_status, self.hot_contact_for = hot(self.by_thread_key), hot(self.ticket_status), hot(self.contact_for)
 
 
 class IntakeStore:
@@ -109,7 +118,7 @@ class IntakeStore:
         dialect = engine.dialect.name
         if dialect not in {"sqlite", "postgresql"}:
             raise ValueError(f"unsupported database dialect {dialect!r}")
-        self.statements = _Statements(dialect)
+        self.statements = _Statements(engine.dialect)
         self.one_writer = one_writer(engine)
         self.known = _KnownIds()
 
@@ -206,9 +215,9 @@ class IntakeTx:
         events, outbox = self.events, self.outbox
         self.events, self.outbox = [], []
         if events:
-            self.c.execute(self.s.event_insert, events)
+            self.s.hot_event_insert.execute_many(self.c, events)
         if outbox:
-            self.c.execute(self.s.outbox_insert, outbox)
+            self.s.hot_outbox_insert.execute_many(self.c, outbox)
 
     # -- decisions ----------------------------------------------------------------
     def open_ticket(self, enquiry: NewTicket, at: datetime) -> Opened:
@@ -219,7 +228,7 @@ class IntakeTx:
             organisation_id = self.upsert_organisation(labels.organisation, labels.organisation_name, labels.sector, at)
         contact_id = self.upsert_contact(arrival.channel, arrival.sender_address, arrival.sender_name, organisation_id, at,
                                          arrival.identities)
-        ticket_id = self.c.execute(self.s.ticket_insert, {
+        ticket_id = self.s.hot_ticket_insert.scalar(self.c, {
             "status": "new",
             "subject": arrival.subject,
             "channel": arrival.channel,
@@ -242,7 +251,7 @@ class IntakeTx:
             "docs_gap": enquiry.docs_gap,
             "created_at": enquiry.opened_at,
             "updated_at": at,
-        }).scalar_one()
+        })
         message_pk = self.insert_message(arrival.message_row(
             ticket_id=ticket_id, kind="enquiry", thread=enquiry.thread, stored_at=at, contact_id=contact_id, language=labels.language
         ))
@@ -295,7 +304,7 @@ class IntakeTx:
 
     # -- dedupe ----------------------------------------------------------------
     def find_message(self, channel: str, external_id: str) -> AlreadyStored | None:
-        found = self.c.execute(self.s.existing, {"channel": channel, "external_id": external_id}).first()
+        found = self.s.hot_existing.first(self.c, {"channel": channel, "external_id": external_id})
         return None if found is None else AlreadyStored(found.id, found.ticket_id, found.content_hash, found.delivery_id, found.source)
 
     def insert_message(self, row: dict[str, Any]) -> int:
@@ -304,7 +313,7 @@ class IntakeTx:
         The unique constraint decides: on PostgreSQL a concurrent insert of the
         same key waits for the other transaction and then does nothing.
         """
-        inserted = self.c.execute(self.s.claim, row).scalar()
+        inserted = self.s.hot_claim.scalar(self.c, row)
         if inserted is None:
             raise LostRace(f"{row['channel']}:{row['external_id']}")
         return inserted
@@ -317,7 +326,7 @@ class IntakeTx:
         return {row.message_id: row.ticket_id for row in rows}
 
     def ticket_by_thread_key(self, channel: str, thread_key: str) -> int | None:
-        return self.c.execute(self.s.by_thread_key, {"channel": channel, "thread_key": thread_key}).scalar()
+        return self.s.hot_by_thread_key.scalar(self.c, {"channel": channel, "thread_key": thread_key})
 
     def ticket_exists(self, ticket_id: int) -> bool:
         return self.c.execute(self.s.ticket_exists, {"ticket_id": ticket_id}).scalar() is not None
@@ -351,7 +360,7 @@ class IntakeTx:
         key = (channel, address)
         known = self.known.contacts.get(key) or self.learned.contacts.get(key)  # learned: earlier in this transaction
         if known is None:
-            found = self.c.execute(self.s.contact_for, {"channel": channel, "address": address}).first()
+            found = self.s.hot_contact_for.first(self.c, {"channel": channel, "address": address})
             known = (found.contact_id, found.organisation_id) if found is not None else None
         if known is None and aliases:
             for alias_channel, alias_address in aliases.items():
@@ -391,7 +400,7 @@ class IntakeTx:
         return tickets.get(self.c, ticket_id)
 
     def ticket_status(self, ticket_id: int) -> str | None:
-        return self.c.execute(self.s.ticket_status, {"ticket_id": ticket_id}).scalar()
+        return self.s.hot_ticket_status.scalar(self.c, {"ticket_id": ticket_id})
 
     def update_ticket(self, ticket_id: int, values: dict[str, Any]) -> None:
         self.c.execute(self.s.ticket_update, {"ticket_pk": ticket_id, **values})

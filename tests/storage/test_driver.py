@@ -1,0 +1,78 @@
+"""``storage.driver.Hot``: on SQLite the driver's cursor, to the same rows and errors as SQLAlchemy's execute (PostgreSQL: its execute)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from storage import schema
+from storage.db import create_db_engine
+from storage.driver import Hot
+from storage.events import event_row
+from storage.models import EVENT, MESSAGE, TICKET
+from storage.upsert import on_conflict
+
+
+def _message(external_id: str, at: datetime) -> dict:
+    return {"channel": "email", "external_id": external_id, "content_hash": "c" * 64, "delivery_id": "d", "received_at": at,
+            "stored_at": at, "sent_at": None, "refs": ["<a@x>", "<b@x>"], "recipients": [{"address": "help@desk.org", "name": "Désk"}],
+            "signals": {"auto_submitted": None, "list": True}, "truncated": True, "subject": "Ünïcode ✓", "text": "body\nline 2"}
+
+
+def test_rows_written_on_the_cursor_read_back_as_sqlalchemys_own(engine: Engine) -> None:
+    # Given one message written through SQLAlchemy and one through Hot, with JSON, UTC datetimes, booleans and defaults
+    claim = on_conflict(engine, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id)
+    at = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    with engine.begin() as c:
+        by_sqlalchemy = c.execute(claim, _message("sqla", at)).scalar()
+        by_hot = Hot(claim, engine.dialect).scalar(c, _message("hot", at))
+    # Then every column holds the same (but the keys): as the database has it, and read back in SQLAlchemy's types
+    with engine.connect() as c:
+        stored = {r.id: r._asdict() for r in c.exec_driver_sql("SELECT * FROM message")}
+        rows = {r.id: r._asdict() for r in c.execute(select(MESSAGE))}
+    for found in (stored, rows):
+        first, second = ({k: v for k, v in found[pk].items() if k not in {"id", "external_id"}} for pk in (by_sqlalchemy, by_hot))
+        assert first == second
+    assert second["stored_at"] == at
+    assert (second["refs"], second["truncated"], second["direction"]) == (["<a@x>", "<b@x>"], True, "in")  # "in": the column's default
+
+
+def test_a_key_stored_before_returns_nothing_and_a_literal_limit_is_kept(engine: Engine) -> None:
+    claim = Hot(on_conflict(engine, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id), engine.dialect)
+    latest = Hot(select(MESSAGE.c.id).where(MESSAGE.c.channel == "email").order_by(MESSAGE.c.id.desc()).limit(1), engine.dialect)
+    at = datetime.now(timezone.utc)
+    with engine.begin() as c:
+        first = claim.scalar(c, _message("m1", at))
+        assert claim.scalar(c, _message("m1", at)) is None
+        second = claim.scalar(c, _message("m2", at))
+        assert latest.first(c, {}).id == second != first
+
+
+def test_what_the_database_refuses_raises_sqlalchemys_exception(engine: Engine) -> None:
+    events = Hot(on_conflict(engine, EVENT, ["key"]), engine.dialect)
+    tickets = Hot(insert(TICKET).returning(TICKET.c.id), engine.dialect)
+    at = datetime.now(timezone.utc)
+    with pytest.raises(IntegrityError), engine.begin() as c:  # a ticket that does not exist
+        events.execute_many(c, [event_row("ok", "routed", None, at, {}), event_row("bad", "routed", 10_000_000, at, {})])
+    with pytest.raises(IntegrityError), engine.begin() as c:  # NOT NULL
+        tickets.scalar(c, {"channel": None, "created_at": at, "updated_at": at})
+    with engine.connect() as c:
+        assert c.execute(select(EVENT.c.key)).all() == []
+
+
+def test_a_statement_whose_values_or_results_need_more_is_refused(tmp_path: Path) -> None:
+    # SQLite only: on PostgreSQL the statement goes to SQLAlchemy's execute, which needs nothing of this
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'driver.db'}")
+    schema.upgrade(engine)
+    try:
+        with engine.begin() as c:
+            with pytest.raises(ValueError, match="needs its type's conversion"):
+                Hot(select(MESSAGE.c.stored_at), engine.dialect).first(c, {})
+            with pytest.raises(ValueError, match="no value for 'channel'"):
+                Hot(select(MESSAGE.c.id).where(MESSAGE.c.channel == bindparam("channel")), engine.dialect).first(c, {})
+    finally:
+        engine.dispose()
