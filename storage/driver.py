@@ -85,7 +85,7 @@ class Hot:
             return
         form = self._form(rows[0])
         parameters = [form.parameters(row) for row in rows]
-        driver = c.connection.driver_connection
+        driver = _in_transaction(c)
         try:
             driver.executemany(form.sql, parameters)
         except self.dialect.loaded_dbapi.Error as exc:
@@ -94,7 +94,7 @@ class Hot:
 
     def _run(self, c: Connection, form: _Form, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         parameters = form.parameters(params)
-        driver = c.connection.driver_connection
+        driver = _in_transaction(c)
         try:
             cursor = driver.execute(form.sql, parameters)
             return cursor.fetchall()  # to the end: a statement left open would hold back the commit
@@ -135,3 +135,10 @@ class Hot:
                 raise ValueError(f"result column {column.key!r} needs its type's conversion: run it through SQLAlchemy")
         row = namedtuple("Row", [column.key for column in columns], rename=True) if columns else None  # noqa: PYI024
         return _Form(str(compiled), tuple(values), row)
+
+
+def _in_transaction(c: Connection) -> Any:
+    """The driver's connection, in the ``Connection``'s transaction: begun first if there is none, as ``execute`` would (SQLAlchemy's autobegin)."""
+    if not c.in_transaction():
+        c.begin()
+    return c.connection.driver_connection

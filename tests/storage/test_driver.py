@@ -52,6 +52,15 @@ def test_a_key_stored_before_returns_nothing_and_a_literal_limit_is_kept(engine:
         assert latest.first(c, {}).id == second != first
 
 
+def test_outside_a_transaction_a_statement_begins_one_as_sqlalchemys_execute_does(engine: Engine) -> None:
+    claim = Hot(on_conflict(engine, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id), engine.dialect)
+    with engine.connect() as c:
+        claim.scalar(c, _message("m1", datetime.now(timezone.utc)))
+        assert c.in_transaction()
+        c.rollback()
+        assert c.execute(select(MESSAGE.c.id)).all() == []
+
+
 def test_what_the_database_refuses_raises_sqlalchemys_exception(engine: Engine) -> None:
     events = Hot(on_conflict(engine, EVENT, ["key"]), engine.dialect)
     tickets = Hot(insert(TICKET).returning(TICKET.c.id), engine.dialect)
