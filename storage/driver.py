@@ -35,7 +35,7 @@ Processor = Callable[[Any], Any] | None
 
 @dataclass(frozen=True)
 class _Form:
-    """The statement compiled for one set of keys: its SQL, how to build its parameters, and the shape of its rows."""
+    """The statement compiled for one set of keys (in their order): its SQL, how to build its parameters, and the shape of its rows."""
 
     sql: str
     values: tuple[tuple[str, Processor, Any], ...]  # (key, bind processor, default when the key is not given)
@@ -77,12 +77,15 @@ class Hot:
         return rows[0][0] if rows else None
 
     def execute_many(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """The statement once for each row (no result); every row has the first one's keys."""
+        """The statement once for each row (no result), in order; every row has the keys of the first, as SQLAlchemy requires."""
         if not rows:
             return
         if not self.on_driver:
             c.execute(self.statement, [dict(row) for row in rows])
             return
+        keys = rows[0].keys()
+        if any(row.keys() != keys for row in rows):
+            raise ValueError("rows of one execute_many need the same keys")
         form = self._form(rows[0])
         parameters = [form.parameters(row) for row in rows]
         driver = _in_transaction(c)

@@ -197,8 +197,8 @@ class IntakeTx:
         """A part of the transaction that is undone alone if the block raises — with what it learned and the rows it left to write.
 
         Its rows are written before it ends, so that a row the database refuses fails this part alone."""
+        self.flush()  # what came before is not this part's to undo
         organisations, contacts = dict(self.learned.organisations), dict(self.learned.contacts)
-        events, outbox = len(self.events), len(self.outbox)
         nested = self.c.begin_nested()
         try:
             yield
@@ -206,7 +206,7 @@ class IntakeTx:
         except BaseException:
             nested.rollback()
             self.learned.organisations, self.learned.contacts = organisations, contacts
-            del self.events[events:], self.outbox[outbox:]
+            self.events, self.outbox = [], []  # this part's rows: undone with it
             raise
         nested.commit()
 

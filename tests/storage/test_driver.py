@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from storage import schema
 from storage.db import create_db_engine
@@ -59,6 +59,20 @@ def test_outside_a_transaction_a_statement_begins_one_as_sqlalchemys_execute_doe
         assert c.in_transaction()
         c.rollback()
         assert c.execute(select(MESSAGE.c.id)).all() == []
+
+
+def test_rows_of_one_call_in_another_order_are_written_as_given_and_other_keys_are_refused(engine: Engine) -> None:
+    events = Hot(on_conflict(engine, EVENT, ["key"]), engine.dialect)
+    at = datetime.now(timezone.utc)
+    first = event_row("e1", "routed", None, at, {"n": 1}, "email")
+    reordered = dict(reversed(list(event_row("e2", "threaded", None, at, {"n": 2}, "slack").items())))
+    with engine.begin() as c:
+        events.execute_many(c, [first, reordered])
+        with pytest.raises((ValueError, StatementError)):  # SQLAlchemy's own refusal on PostgreSQL
+            events.execute_many(c, [event_row("e3", "routed", None, at, {}), {"key": "e4", "kind": "routed", "at": at}])
+    with engine.connect() as c:
+        assert c.execute(select(EVENT.c.key, EVENT.c.kind, EVENT.c.channel, EVENT.c.data).order_by(EVENT.c.key)).all() == [
+            ("e1", "routed", "email", {"n": 1}), ("e2", "threaded", "slack", {"n": 2})]
 
 
 def test_what_the_database_refuses_raises_sqlalchemys_exception(engine: Engine) -> None:
