@@ -20,8 +20,9 @@ handling of a lost connection (invalidating it in the pool) is kept there.
 
 from __future__ import annotations
 
+import contextlib
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,6 @@ class _Form:
             out.append(process(value) if process is not None and value is not None else value)
         return tuple(out)
 
-
-_MISSING = object()
 
 
 class Hot:
@@ -89,20 +88,23 @@ class Hot:
         form = self._form(rows[0])
         parameters = [form.parameters(row) for row in rows]
         driver = _in_transaction(c)
-        try:
+        with self._as_sqlalchemy_error(form.sql, parameters, many=True):
             driver.executemany(form.sql, parameters)
-        except self.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(form.sql, parameters, exc, self.dialect.loaded_dbapi.Error, dialect=self.dialect,
-                                      ismulti=True) from exc
 
     def _run(self, c: Connection, form: _Form, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         parameters = form.parameters(params)
         driver = _in_transaction(c)
+        with self._as_sqlalchemy_error(form.sql, parameters):
+            return driver.execute(form.sql, parameters).fetchall()  # to the end: a statement left open would hold back the commit
+
+    @contextlib.contextmanager
+    def _as_sqlalchemy_error(self, sql: str, parameters: Any, *, many: bool = False) -> Iterator[None]:
+        """A driver error raised as SQLAlchemy's exception of the same kind, as ``Connection.execute`` raises it."""
+        error = self.dialect.loaded_dbapi.Error
         try:
-            cursor = driver.execute(form.sql, parameters)
-            return cursor.fetchall()  # to the end: a statement left open would hold back the commit
-        except self.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(form.sql, parameters, exc, self.dialect.loaded_dbapi.Error, dialect=self.dialect) from exc
+            yield
+        except error as exc:
+            raise DBAPIError.instance(sql, parameters, exc, error, dialect=self.dialect, ismulti=many) from exc
 
     def _form(self, params: Mapping[str, Any]) -> _Form:
         keys = tuple(params)
@@ -122,7 +124,7 @@ class Hot:
             bind = compiled.binds[name]
             if bind.expanding or bind.callable is not None:
                 raise ValueError(f"parameter {name!r}: expanding or computed parameters are not supported here")
-            default: Any = _MISSING
+            default: Any = None  # used only for a key not given
             if bind.key not in keys:
                 column = table.c.get(bind.key) if table is not None else None
                 if column is not None and column.default is not None and column.default.is_scalar:

@@ -60,10 +60,11 @@ class _Statements:
     def __init__(self, engine_dialect: Dialect) -> None:
         dialect = engine_dialect.name
         p = bindparam
-        self.claim = on_conflict(dialect, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id)
-        self.existing = select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id, MESSAGE.c.source).where(
+        hot = functools.partial(Hot, dialect=engine_dialect)  # what every message runs: on SQLite on the driver's cursor (storage.driver)
+        self.claim = hot(on_conflict(dialect, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id))
+        self.existing = hot(select(MESSAGE.c.id, MESSAGE.c.ticket_id, MESSAGE.c.content_hash, MESSAGE.c.delivery_id, MESSAGE.c.source).where(
             MESSAGE.c.channel == p("channel"), MESSAGE.c.external_id == p("external_id")
-        )
+        ))
         self.stored_content = select(MESSAGE.c.external_id, MESSAGE.c.content_hash).where(
             MESSAGE.c.channel == p("channel"), MESSAGE.c.external_id.in_(p("ids", expanding=True))
         )
@@ -72,21 +73,21 @@ class _Statements:
             MESSAGE.c.message_id.in_(p("ids", expanding=True)),
             MESSAGE.c.ticket_id.is_not(None),
         )
-        self.by_thread_key = (
+        self.by_thread_key = hot(
             select(MESSAGE.c.ticket_id)
             .where(MESSAGE.c.channel == p("channel"), MESSAGE.c.thread_key == p("thread_key"), MESSAGE.c.ticket_id.is_not(None))
             .order_by(MESSAGE.c.id)
             .limit(1)
         )
         self.ticket_exists = select(TICKET.c.id).where(TICKET.c.id == p("ticket_id"))
-        self.ticket_status = select(TICKET.c.status).where(TICKET.c.id == p("ticket_id"))
+        self.ticket_status = hot(select(TICKET.c.status).where(TICKET.c.id == p("ticket_id")))
         self.participants = select(MESSAGE.c.sender_address, MESSAGE.c.recipients).where(MESSAGE.c.ticket_id == p("ticket_id"))
         self.org_insert = on_conflict(dialect, ORGANISATION, ["domain"], returning=ORGANISATION.c.id)
         # An organisation's first domain, or a further one staff added (`helpdesk org set D --add-domain`).
         self.org_id = select(ORGANISATION.c.id).where(ORGANISATION.c.domain == p("domain")).union_all(
             select(ORG_DOMAIN.c.organisation_id).where(ORG_DOMAIN.c.domain == p("domain"))
         ).limit(1)
-        self.contact_for = (
+        self.contact_for = hot(
             select(IDENTITY.c.contact_id, CONTACT.c.organisation_id)
             .join(CONTACT, CONTACT.c.id == IDENTITY.c.contact_id)
             .where(IDENTITY.c.channel == p("channel"), IDENTITY.c.address == p("address"))
@@ -99,17 +100,12 @@ class _Statements:
         )
         self.contact_delete = delete(CONTACT).where(CONTACT.c.id == p("contact_pk"))
         self.identity_insert = on_conflict(dialect, IDENTITY, ["channel", "address"], returning=IDENTITY.c.id)
-        self.ticket_insert = insert(TICKET).returning(TICKET.c.id)
-        self.event_insert = on_conflict(dialect, EVENT, ["key"])
-        self.outbox_insert = on_conflict(dialect, OUTBOX, ["key"])
+        self.ticket_insert = hot(insert(TICKET).returning(TICKET.c.id))
+        self.event_insert = hot(on_conflict(dialect, EVENT, ["key"]))
+        self.outbox_insert = hot(on_conflict(dialect, OUTBOX, ["key"]))
         self.event_once = on_conflict(dialect, EVENT, ["key"], returning=EVENT.c.id)
         self.quarantine_insert = on_conflict(dialect, QUARANTINE, ["key"], returning=QUARANTINE.c.id)
         self.ticket_update = update(TICKET).where(TICKET.c.id == p("ticket_pk"))  # the columns set are those bound
-        # What every message runs, on SQLite on the driver's cursor (``storage.driver``)
-        hot = functools.partial(Hot, dialect=engine_dialect)
-        self.hot_claim, self.hot_existing, self.hot_ticket_insert = hot(self.claim), hot(self.existing), hot(self.ticket_insert)
-        self.hot_event_insert, self.hot_outbox_insert = hot(self.event_insert), hot(self.outbox_insert)
-        self.hot_by_thread_key, self.hot_ticket_status, self.hot_contact_for = hot(self.by_thread_key), hot(self.ticket_status), hot(self.contact_for)
 
 
 class IntakeStore:
@@ -215,9 +211,9 @@ class IntakeTx:
         events, outbox = self.events, self.outbox
         self.events, self.outbox = [], []
         if events:
-            self.s.hot_event_insert.execute_many(self.c, events)
+            self.s.event_insert.execute_many(self.c, events)
         if outbox:
-            self.s.hot_outbox_insert.execute_many(self.c, outbox)
+            self.s.outbox_insert.execute_many(self.c, outbox)
 
     # -- decisions ----------------------------------------------------------------
     def open_ticket(self, enquiry: NewTicket, at: datetime) -> Opened:
@@ -228,7 +224,7 @@ class IntakeTx:
             organisation_id = self.upsert_organisation(labels.organisation, labels.organisation_name, labels.sector, at)
         contact_id = self.upsert_contact(arrival.channel, arrival.sender_address, arrival.sender_name, organisation_id, at,
                                          arrival.identities)
-        ticket_id = self.s.hot_ticket_insert.scalar(self.c, {
+        ticket_id = self.s.ticket_insert.scalar(self.c, {
             "status": "new",
             "subject": arrival.subject,
             "channel": arrival.channel,
@@ -304,7 +300,7 @@ class IntakeTx:
 
     # -- dedupe ----------------------------------------------------------------
     def find_message(self, channel: str, external_id: str) -> AlreadyStored | None:
-        found = self.s.hot_existing.first(self.c, {"channel": channel, "external_id": external_id})
+        found = self.s.existing.first(self.c, {"channel": channel, "external_id": external_id})
         return None if found is None else AlreadyStored(found.id, found.ticket_id, found.content_hash, found.delivery_id, found.source)
 
     def insert_message(self, row: dict[str, Any]) -> int:
@@ -313,7 +309,7 @@ class IntakeTx:
         The unique constraint decides: on PostgreSQL a concurrent insert of the
         same key waits for the other transaction and then does nothing.
         """
-        inserted = self.s.hot_claim.scalar(self.c, row)
+        inserted = self.s.claim.scalar(self.c, row)
         if inserted is None:
             raise LostRace(f"{row['channel']}:{row['external_id']}")
         return inserted
@@ -326,7 +322,7 @@ class IntakeTx:
         return {row.message_id: row.ticket_id for row in rows}
 
     def ticket_by_thread_key(self, channel: str, thread_key: str) -> int | None:
-        return self.s.hot_by_thread_key.scalar(self.c, {"channel": channel, "thread_key": thread_key})
+        return self.s.by_thread_key.scalar(self.c, {"channel": channel, "thread_key": thread_key})
 
     def ticket_exists(self, ticket_id: int) -> bool:
         return self.c.execute(self.s.ticket_exists, {"ticket_id": ticket_id}).scalar() is not None
@@ -360,11 +356,11 @@ class IntakeTx:
         key = (channel, address)
         known = self.known.contacts.get(key) or self.learned.contacts.get(key)  # learned: earlier in this transaction
         if known is None:
-            found = self.s.hot_contact_for.first(self.c, {"channel": channel, "address": address})
+            found = self.s.contact_for.first(self.c, {"channel": channel, "address": address})
             known = (found.contact_id, found.organisation_id) if found is not None else None
         if known is None and aliases:
             for alias_channel, alias_address in aliases.items():
-                found = self.c.execute(self.s.contact_for, {"channel": alias_channel, "address": alias_address}).first()
+                found = self.s.contact_for.first(self.c, {"channel": alias_channel, "address": alias_address})
                 if found is not None:
                     self.c.execute(self.s.identity_insert, {"contact_id": found.contact_id, "channel": channel, "address": address, "created_at": at})
                     known = (found.contact_id, found.organisation_id)
@@ -388,19 +384,16 @@ class IntakeTx:
         ).scalar()
         if won is None:  # a concurrent transaction created this identity first: use its contact
             self.c.execute(self.s.contact_delete, {"contact_pk": contact_id})
-            return self.c.execute(self.s.contact_for, {"channel": channel, "address": address}).first().contact_id
+            return self.s.contact_for.first(self.c, {"channel": channel, "address": address}).contact_id
         return contact_id
 
     # -- tickets and messages ---------------------------------------------------
-    def create_ticket(self, values: dict[str, Any]) -> int:
-        return self.c.execute(self.s.ticket_insert, values).scalar_one()
-
     def ticket(self, ticket_id: int) -> Ticket | None:
         """The ticket as it is in this transaction (None if there is no such ticket)."""
         return tickets.get(self.c, ticket_id)
 
     def ticket_status(self, ticket_id: int) -> str | None:
-        return self.s.hot_ticket_status.scalar(self.c, {"ticket_id": ticket_id})
+        return self.s.ticket_status.scalar(self.c, {"ticket_id": ticket_id})
 
     def update_ticket(self, ticket_id: int, values: dict[str, Any]) -> None:
         self.c.execute(self.s.ticket_update, {"ticket_pk": ticket_id, **values})
