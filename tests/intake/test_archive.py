@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
+import gzip
 import os
 from pathlib import Path
 
 import pytest
 
+import intake.archive as archive_module
 from intake.archive import FileArchive, sha256_hex
 
 
-def test_a_batch_is_stored_under_its_hashes_in_order(tmp_path: Path) -> None:
+def test_a_batch_is_stored_under_its_hashes_in_order(tmp_path: Path, flushing: str) -> None:
     # Given a batch with the same bytes twice
     archive = FileArchive(tmp_path / "raw")
     items = [f"mail {i}".encode() for i in range(50)] + [b"mail 7"]
@@ -22,7 +25,7 @@ def test_a_batch_is_stored_under_its_hashes_in_order(tmp_path: Path) -> None:
     assert len(list((tmp_path / "raw").rglob("*.gz"))) == 50
 
 
-def test_nothing_but_finished_files_is_left_and_only_the_owner_can_read_them(tmp_path: Path) -> None:
+def test_nothing_but_finished_files_is_left_and_only_the_owner_can_read_them(tmp_path: Path, flushing: str) -> None:
     archive = FileArchive(tmp_path / "raw")
     archive.put_many([os.urandom(2000) for _ in range(20)])
     archive.put(b"one more")
@@ -42,13 +45,85 @@ def test_a_folder_removed_behind_its_back_is_made_again(tmp_path: Path) -> None:
     assert archive.get(ref) == b"first"
 
 
-def test_a_failed_write_leaves_no_temporary_file_and_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["syncfs", "fsync"])
+def flushing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test twice: flushing with syncfs(2) (Linux), and with an fsync of each file and folder (elsewhere)."""
+    if request.param == "fsync":
+        monkeypatch.setattr(archive_module, "_syncfs", lambda: None)
+    elif archive_module._syncfs() is None:
+        pytest.fail("syncfs(2) is not available from the C library here")
+    return request.param
+
+
+def test_a_batch_is_written_then_flushed_then_named_then_flushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flushing: str) -> None:
+    # Given a batch of three new items
+    archive = FileArchive(tmp_path / "raw")
+    items = [b"one", b"two", b"three"]
+    seen: list[tuple[set[str], set[bytes], list[Path]]] = []
+    flush = archive._flush
+
+    def watched(paths: list[Path]) -> None:
+        files = [p for p in (tmp_path / "raw").rglob("*") if p.is_file()]
+        seen.append(({p.name for p in files if not p.name.startswith(".tmp-")},
+                     {gzip.decompress(p.read_bytes()) for p in files if p.name.startswith(".tmp-")}, list(paths)))
+        flush(paths)
+
+    monkeypatch.setattr(archive, "_flush", watched)
+    # When it is stored
+    refs = archive.put_many(items)
+    # Then the first flush finds every item whole under a temporary name and no final name yet;
+    # the second finds every final name and no temporary file left
+    assert len(seen) == 2
+    (names_1, temporary_1, paths_1), (names_2, temporary_2, paths_2) = seen
+    assert names_1 == set() and temporary_1 == set(items)
+    assert names_2 == {f"{ref}.gz" for ref in refs} and temporary_2 == set()
+    # … flushing the temporary files, then the folders that got the names (what an fsync of each needs)
+    assert all(p.name.startswith(".tmp-") for p in paths_1) and len(paths_1) == 3
+    assert sorted(paths_2) == sorted({archive._path(ref).parent for ref in refs})
+    assert [archive.get(ref) for ref in refs] == items
+
+
+def test_bytes_already_stored_are_not_written_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = FileArchive(tmp_path / "raw")
+    archive.put_many([b"kept", b"also kept"])
+    flushes: list[int] = []
+    monkeypatch.setattr(archive, "_flush", lambda paths: flushes.append(len(paths)))
+    assert archive.put_many([b"kept", b"also kept"]) == [sha256_hex(b"kept"), sha256_hex(b"also kept")]
+    assert flushes == []
+
+
+def test_a_failed_flush_leaves_no_file_and_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flushing: str) -> None:
+    # Given a file system that cannot make the batch durable
     archive = FileArchive(tmp_path / "raw")
 
-    def full_disk(fd: int) -> None:
+    def full_disk(*args: object) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fsync", full_disk)
+    if flushing == "fsync":
+        monkeypatch.setattr(os, "fsync", full_disk)
+    else:
+        monkeypatch.setattr(archive_module, "_syncfs", lambda: lambda fd: (ctypes.set_errno(28), -1)[1])
+    # When a batch is stored, then it fails with the file system's error, and nothing is left behind:
+    # no temporary file, and no name that a later put would trust
+    with pytest.raises(OSError, match="No space left"):
+        archive.put_many([b"a", b"b", b"c"])
+    with pytest.raises(OSError, match="No space left"):
+        archive.put(b"d")
+    assert not [p for p in (tmp_path / "raw").rglob("*") if p.is_file()]
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch whose second item cannot be written
+    archive = FileArchive(tmp_path / "raw")
+    write = archive._write
+
+    def failing(ref: str, data: bytes) -> tuple[Path, Path]:
+        if data == b"b":
+            raise OSError(28, "No space left on device")
+        return write(ref, data)
+
+    monkeypatch.setattr(archive, "_write", failing)
+    # When the batch is stored, then it fails and the items written meanwhile are not left behind
     with pytest.raises(OSError, match="No space left"):
         archive.put_many([b"a", b"b", b"c"])
     assert not [p for p in (tmp_path / "raw").rglob("*") if p.is_file()]
