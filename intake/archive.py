@@ -13,6 +13,7 @@ import functools
 import gzip
 import hashlib
 import os
+import re
 import secrets
 import sys
 import threading
@@ -20,6 +21,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+
+
+_REF = re.compile(r"[0-9a-f]{64}")  # a reference is a sha256 in lower-case hex, nothing else (no path can be made of it)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -93,7 +97,7 @@ class FileArchive(RawArchive):
         self._writers: ThreadPoolExecutor | None = None
 
     def _path(self, ref: str) -> Path:
-        if len(ref) != 64 or any(c not in "0123456789abcdef" for c in ref):
+        if not isinstance(ref, str) or _REF.fullmatch(ref) is None:
             raise KeyError(ref)
         return self.root / ref[:2] / ref[2:4] / f"{ref}.gz"
 

@@ -13,6 +13,8 @@ what classification and staff read first.
 from __future__ import annotations
 
 import re
+import threading
+from re import Pattern
 
 from mailparser_reply import EmailReplyParser
 from mailparser_reply.parser import EmailMessage
@@ -43,6 +45,37 @@ _SIGNATURE_RE = re.compile(r"^-- ?$", re.MULTILINE)
 _HEADERISH = re.compile(r"\d|@|<|,")
 
 
+class _Reading(EmailMessage):
+    """The library's message, with its three patterns built once per set of languages, not once per message.
+
+    ``EmailMessage`` joins and compiles its header, signature and disclaimer patterns anew for each message (about a
+    tenth of a mail's parse). They depend only on the languages and options, which are the same for every message.
+    """
+
+    _built: dict[tuple, Pattern] = {}
+    _building = threading.Lock()
+
+    def _pattern(self, kind: str, build: property) -> Pattern:
+        key = (kind, tuple(self.languages), self.default_language, self.keep_hyphen_lists)
+        pattern = self._built.get(key)
+        if pattern is None:
+            with self._building:
+                pattern = self._built.setdefault(key, build.fget(self))  # type: ignore[misc]
+        return pattern
+
+    @property
+    def HEADER_REGEX(self) -> Pattern:  # noqa: N802 - the library's name
+        return self._pattern("header", EmailMessage.HEADER_REGEX)
+
+    @property
+    def SIGNATURE_REGEX(self) -> Pattern:  # noqa: N802
+        return self._pattern("signature", EmailMessage.SIGNATURE_REGEX)
+
+    @property
+    def DISCLAIMERS_REGEX(self) -> Pattern:  # noqa: N802
+        return self._pattern("disclaimers", EmailMessage.DISCLAIMERS_REGEX)
+
+
 class ReplySplitter:
     """Splits a body into (new text, rest). Thread-safe: the parser keeps no state between calls."""
 
@@ -61,7 +94,7 @@ class ReplySplitter:
             return _unquoted(body)  # bottom-posted: the new text is what is not quoted
         try:
             # keep_hyphen_lists: "- item" lines are questions people list, not signatures
-            latest = EmailMessage(text=above, languages=self.parser.languages, keep_hyphen_lists=True).read().replies
+            latest = _Reading(text=above, languages=self.parser.languages, keep_hyphen_lists=True).read().replies
             reply = latest[0].body if latest else above
         except Exception:  # noqa: BLE001 - a third-party regex engine on hostile input must not fail intake
             reply = above

@@ -123,3 +123,25 @@ def test_quoted_history_is_separated(corpus: Path, name: str) -> None:
 def test_reply_parser_fixtures(corpus: Path, name: str, expected: str) -> None:
     text = (corpus / "zapier-email-reply-parser" / name).read_bytes().decode("utf-8", "replace")
     assert ReplySplitter(("en",)).new_text(text) == expected
+
+
+def test_patterns_built_once_per_languages_read_every_fixture_as_the_library_does(corpus: Path) -> None:
+    # Given every reply-parser fixture of the corpus, read by splitters of two sets of languages in turn
+    from mailparser_reply.parser import EmailMessage  # noqa: PLC0415
+
+    from intake.quoting import _Reading  # noqa: PLC0415
+
+    texts = [p.read_bytes().decode("utf-8", "replace") for folder in ("crisp-email-reply-parser", "zapier-email-reply-parser")
+             for p in sorted((corpus / folder).glob("*.txt"))]
+    assert len(texts) > 30
+    for languages in (["en", "es", "fr", "de", "it", "nl"], ["en", "de"], ["en", "es", "fr", "de", "it", "nl"]):
+        for text in texts:
+            # When the reading that keeps its patterns and the library's own read the same text
+            ours = _Reading(text=text, languages=list(languages), keep_hyphen_lists=True).read()
+            theirs = EmailMessage(text=text, languages=list(languages), keep_hyphen_lists=True).read()
+            # Then they find the same replies, with the same signatures and disclaimers
+            assert [(r.content, r.signatures, r.disclaimers) for r in ours.replies] == \
+                   [(r.content, r.signatures, r.disclaimers) for r in theirs.replies]
+    # … and each set of languages built its three patterns once
+    built = {key[1:] for key in _Reading._built}
+    assert (("en", "de"), "en", True) in built and len([k for k in _Reading._built if k[1] == ("en", "de")]) == 3
