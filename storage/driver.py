@@ -1,4 +1,4 @@
-"""The intake's hot statements on SQLite, run on the driver's own cursor: compiled once by SQLAlchemy, values encoded by its types.
+"""Hot statements on SQLite (the intake's, and the desk's on every ticket it assigns or changes), run on the driver's own cursor: compiled once by SQLAlchemy, values and results converted by its types.
 
 SQLAlchemy's execution path costs several times SQLite's own work on a small statement (measured on the 2-core
 machine: a keyed select 25 µs through ``Connection.execute``, 3 µs on the cursor; ``exec_driver_sql`` is no
@@ -8,8 +8,9 @@ writer waiting for it. Here nothing of the statement's meaning is left to hand-w
 - the statement is built with SQLAlchemy and compiled by the engine's own dialect, once for each set of keys
   it is given (an insert's columns are those of its row, as ``Connection.execute`` would have them);
 - every value goes through its column type's own bind processor (JSON, UTC datetimes, booleans), and a column
-  left out takes its scalar default, as SQLAlchemy would; a statement whose values or results need more
-  (a Python callable default, a result type that converts) is refused when it is compiled;
+  left out takes its scalar default, as SQLAlchemy would; every result value through its column type's result
+  processor, so a row reads as SQLAlchemy's would (by attribute, by position, or as ``row._mapping``); a statement
+  whose values need more (a Python callable default, an expanding ``IN``) is refused when it is compiled;
 - a driver error is raised as SQLAlchemy's exception of the same kind (``IntegrityError``, ``OperationalError``…),
   so callers and the outage handling see what they would have seen.
 
@@ -21,6 +22,7 @@ handling of a lost connection (invalidating it in the pool) is kept there.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ class _Form:
     sql: str
     values: tuple[tuple[str, Processor, Any], ...]  # (key, bind processor, default when the key is not given)
     row: Any  # a namedtuple class of the result's columns, or None
+    results: tuple[Processor, ...]  # each result column's processor (None: the driver's value as it is)
 
     def parameters(self, given: Mapping[str, Any]) -> tuple[Any, ...]:
         out = []
@@ -49,6 +52,25 @@ class _Form:
             out.append(process(value) if process is not None and value is not None else value)
         return tuple(out)
 
+    def make(self, values: Sequence[Any]) -> Any:
+        """A result row: each value converted by its column's type."""
+        return self.row._make([value if process is None or value is None else process(value)
+                               for process, value in zip(self.results, values)])
+
+
+_HOT: dict[tuple[int, str], "Hot"] = {}
+
+
+def hot(c: Connection, statement: ClauseElement) -> "Hot":
+    """``statement`` as a ``Hot`` for ``c``'s dialect, made once per statement and dialect.
+
+    For statements built once (module constants, ``storage.upsert``'s cached ones): the statement is kept alive by
+    its ``Hot``, so its ``id`` names no other statement while the process runs."""
+    key = (id(statement), c.dialect.name)
+    found = _HOT.get(key)
+    if found is None:
+        found = _HOT.setdefault(key, Hot(statement, c.dialect))
+    return found
 
 
 class Hot:
@@ -66,14 +88,26 @@ class Hot:
             return c.execute(self.statement, dict(params)).first()
         form = self._form(params)
         rows = self._run(c, form, params)
-        return form.row._make(rows[0]) if rows else None
+        return form.make(rows[0]) if rows else None
 
     def scalar(self, c: Connection, params: Mapping[str, Any]) -> Any | None:
         """The first column of the first row, or None."""
         if not self.on_driver:
             return c.execute(self.statement, dict(params)).scalar()
-        rows = self._run(c, self._form(params), params)
-        return rows[0][0] if rows else None
+        form = self._form(params)
+        rows = self._run(c, form, params)
+        if not rows:
+            return None
+        value, process = rows[0][0], form.results[0]
+        return value if process is None or value is None else process(value)
+
+    def run(self, c: Connection, params: Mapping[str, Any]) -> None:
+        """The statement, for what it does (any result is read and dropped)."""
+        if not self.on_driver:
+            c.execute(self.statement, dict(params))
+            return
+        form = self._form(params)
+        self._run(c, form, params)
 
     def execute_many(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """The statement once for each row (no result), in order; every row has the keys of the first, as SQLAlchemy requires."""
@@ -135,11 +169,15 @@ class Hot:
                     raise ValueError(f"no value for {bind.key!r} and no scalar default")
             values.append((bind.key, bind.type.dialect_impl(dialect).bind_processor(dialect), default))
         columns = list(getattr(self.statement, "exported_columns", ()))
-        for column in columns:
-            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
-                raise ValueError(f"result column {column.key!r} needs its type's conversion: run it through SQLAlchemy")
-        row = namedtuple("Row", [column.key for column in columns], rename=True) if columns else None  # noqa: PYI024
-        return _Form(str(compiled), tuple(values), row)
+        results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+        return _Form(str(compiled), tuple(values), _row_class(tuple(column.key for column in columns)) if columns else None, results)
+
+
+@functools.cache
+def _row_class(names: tuple[str, ...]) -> type:
+    """A namedtuple of the columns that also reads as a mapping (``row._mapping``), as SQLAlchemy's ``Row`` does."""
+    base = namedtuple("Row", names, rename=True)  # noqa: PYI024
+    return type("Row", (base,), {"__slots__": (), "_mapping": property(lambda self: dict(zip(names, self)))})
 
 
 def _in_transaction(c: Connection) -> Any:

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from storage.driver import hot
 from storage.models import EVENT
-from storage.upsert import do_nothing, insert_once
+from storage.upsert import do_nothing
 
 
 def event_row(key: str, kind: str, ticket_id: int | None, at: datetime, data: dict[str, Any] | None,
@@ -21,7 +22,8 @@ def event_row(key: str, kind: str, ticket_id: int | None, at: datetime, data: di
 def record(c: Connection, key: str, kind: str, ticket_id: int | None, at: datetime, data: dict[str, Any] | None,
            channel: str | None = None) -> bool:
     """Record one event in the caller's transaction; False if an event with its key was recorded before (nothing written)."""
-    return insert_once(c, EVENT, event_row(key, kind, ticket_id, at, data, channel), ["key"], EVENT.c.id) is not None
+    row = event_row(key, kind, ticket_id, at, data, channel)
+    return hot(c, do_nothing(c.dialect.name, EVENT, ("key",), EVENT.c.id)).scalar(c, row) is not None
 
 
 def record_many(c: Connection, rows: Iterable[dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, or_, select, update
 
+from storage.driver import hot
 from storage.models import OUTBOX, utcnow
 from storage.upsert import do_nothing
 
@@ -41,7 +42,7 @@ def new_row(key: str, kind: str, ticket_id: int | None, payload: dict[str, Any],
 def add(connection: Connection, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:
     """Record a side effect in the caller's transaction; False if its key was recorded before."""
     row = new_row(key, kind, ticket_id, payload, at or utcnow())
-    return connection.execute(do_nothing(connection.dialect.name, OUTBOX, ("key",), OUTBOX.c.id), row).scalar() is not None
+    return hot(connection, do_nothing(connection.dialect.name, OUTBOX, ("key",), OUTBOX.c.id)).scalar(connection, row) is not None
 
 
 def put(engine: Engine, key: str, kind: str, ticket_id: int | None, payload: dict[str, Any], at: datetime | None = None) -> bool:
@@ -75,7 +76,7 @@ def claim(engine: Engine, key: str, now: datetime | None = None, lease: timedelt
 def claim_in(c: Connection, key: str, now: datetime | None = None, lease: timedelta = LEASE) -> OutboxItem | None:
     """``claim`` in the caller's transaction: for an effect done in that same transaction, which then also completes it."""
     now = now or utcnow()
-    row = c.execute(_CLAIM, {"claim_key": key, "lease_expired": now - lease, "now": now}).first()
+    row = hot(c, _CLAIM).first(c, {"claim_key": key, "lease_expired": now - lease, "now": now})
     if row is None:
         return None
     return OutboxItem(row.key, row.kind, row.ticket_id, row.payload or {}, row.attempts, row.created_at, row.result)
@@ -107,7 +108,7 @@ def complete(engine: Engine, key: str, result: dict[str, Any] | None = None) -> 
 
 
 def complete_in(c: Connection, key: str, result: dict[str, Any] | None = None) -> None:
-    c.execute(_COMPLETE, {"done_key": key, "result": result, "now": utcnow()})
+    hot(c, _COMPLETE).run(c, {"done_key": key, "result": result, "now": utcnow()})
 
 
 def release(engine: Engine, key: str, error: str, *, final: bool = False, result: dict[str, Any] | None = None) -> None:

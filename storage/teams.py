@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from storage.driver import hot
 from storage.models import TEAM_STATE
 from storage.upsert import do_nothing
 
@@ -26,7 +27,7 @@ def lock(c: Connection, team: str, at: datetime) -> str | None:
     The row is read (and locked) first and written only when missing: a statement fewer for every assignment but a
     team's first, and one fewer while others wait for the lock."""
     read = _LAST_LOCKED if c.dialect.name == "postgresql" else _LAST
-    row = c.execute(read, {"team_key": team}).first()
+    row = hot(c, read).first(c, {"team_key": team})
     if row is None:  # another worker may be creating it too: its insert wins, ours does nothing, both then lock it
         c.execute(do_nothing(c.dialect.name, TEAM_STATE, ("team",)), {"team": team, "last_assignee": None, "updated_at": at})
         row = c.execute(read, {"team_key": team}).one()
@@ -34,4 +35,4 @@ def lock(c: Connection, team: str, at: datetime) -> str | None:
 
 
 def set_last_assignee(c: Connection, team: str, member: str, at: datetime) -> None:
-    c.execute(_SET_LAST, {"team_key": team, "member": member, "at": at})
+    hot(c, _SET_LAST).run(c, {"team_key": team, "member": member, "at": at})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 
+from storage.driver import hot
 from storage.knowledge import implementation_stages
 from storage.models import CONTACT, IDENTITY, MESSAGE, ORGANISATION, TICKET
 
@@ -53,7 +54,7 @@ _LOADS = (select(TICKET.c.assignee, func.count())
 
 def get(c: Connection, ticket_id: int, *, lock: bool = False) -> Ticket | None:
     """The ticket; with ``lock``, its row is locked until the transaction ends (PostgreSQL; SQLite's writer lock already is)."""
-    row = c.execute(_GET_LOCKED if lock else _GET, {"ticket_pk": ticket_id}).first()
+    row = hot(c, _GET_LOCKED if lock else _GET).first(c, {"ticket_pk": ticket_id})
     return _ticket(row) if row is not None else None
 
 
@@ -71,7 +72,7 @@ def status(engine: Engine, ticket_id: int) -> str | None:
 def change(c: Connection, ticket_id: int, values: dict[str, Any]) -> None:
     """Set ``values`` on the ticket in the caller's transaction."""
     if values:
-        c.execute(_CHANGE, {**values, "ticket_pk": ticket_id})
+        hot(c, _CHANGE).run(c, {**values, "ticket_pk": ticket_id})
 
 
 def with_running_clocks(engine: Engine) -> list[Ticket]:

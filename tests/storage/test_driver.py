@@ -87,15 +87,59 @@ def test_what_the_database_refuses_raises_sqlalchemys_exception(engine: Engine) 
         assert c.execute(select(EVENT.c.key)).all() == []
 
 
-def test_a_statement_whose_values_or_results_need_more_is_refused(tmp_path: Path) -> None:
+def test_rows_read_on_the_cursor_are_sqlalchemys_own(engine: Engine) -> None:
+    # Given a message with JSON, UTC datetimes (one given with a +02:00 offset), booleans, NULLs and defaults
+    claim = on_conflict(engine, MESSAGE, ["channel", "external_id"], returning=MESSAGE.c.id)
+    at = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    read = select(MESSAGE).where(MESSAGE.c.id == bindparam("pk"))
+    with engine.begin() as c:
+        pk = c.execute(claim, _message("read", at)).scalar()
+        # When it is read through Hot (on SQLite the driver's cursor) and through SQLAlchemy's execute
+        by_hot = Hot(read, engine.dialect).first(c, {"pk": pk})
+        by_sqlalchemy = c.execute(read, {"pk": pk}).first()
+        scalar = Hot(select(MESSAGE.c.received_at).where(MESSAGE.c.id == bindparam("pk")), engine.dialect).scalar(c, {"pk": pk})
+    # Then every value is the same, of the same type, by name, by position and as a mapping
+    assert by_hot._mapping == dict(by_sqlalchemy._mapping)
+    assert tuple(by_hot) == tuple(by_sqlalchemy)
+    assert {k: type(v) for k, v in by_hot._mapping.items()} == {k: type(v) for k, v in by_sqlalchemy._mapping.items()}
+    assert by_hot.received_at == at and by_hot.received_at.utcoffset() == timedelta(0) and by_hot.truncated is True
+    assert by_hot.signals == {"auto_submitted": None, "list": True} and by_hot.sent_at is None
+    assert scalar == at and scalar.tzinfo is not None
+
+
+def test_a_statement_whose_values_need_more_is_refused(tmp_path: Path) -> None:
     # SQLite only: on PostgreSQL the statement goes to SQLAlchemy's execute, which needs nothing of this
     engine = create_db_engine(f"sqlite:///{tmp_path / 'driver.db'}")
     schema.upgrade(engine)
     try:
         with engine.begin() as c:
-            with pytest.raises(ValueError, match="needs its type's conversion"):
-                Hot(select(MESSAGE.c.stored_at), engine.dialect).first(c, {})
+            with pytest.raises(ValueError, match="expanding"):
+                Hot(select(MESSAGE.c.id).where(MESSAGE.c.channel.in_(bindparam("channels", expanding=True))), engine.dialect).first(
+                    c, {"channels": ["email"]})
             with pytest.raises(ValueError, match="no value for 'channel'"):
                 Hot(select(MESSAGE.c.id).where(MESSAGE.c.channel == bindparam("channel")), engine.dialect).first(c, {})
     finally:
         engine.dispose()
+
+
+def test_a_ticket_read_and_changed_by_the_desk_is_the_one_sqlalchemy_reads(engine: Engine) -> None:
+    # Given a ticket with floats, booleans (one NULL), JSON objects and lists, and aware datetimes
+    from storage import tickets  # noqa: PLC0415
+
+    at = datetime(2026, 12, 7, 9, 15, 0, 250000, tzinfo=timezone.utc)
+    with engine.begin() as c:
+        pk = c.execute(insert(TICKET).returning(TICKET.c.id), {
+            "channel": "email", "type": "data_review", "type_confidence": 0.75, "sector": "government", "language": "pt",
+            "needs_triage": True, "classification": {"type": {"value": "data_review", "reasons": ["cue 'ocds'"]}}, "team": "lusophone",
+            "tags": ["urgent", "outage"], "docs_gap": None, "first_response_met": False, "created_at": at, "updated_at": at}).scalar()
+        # When the desk changes it (tickets.change: on SQLite the driver's cursor) and reads it back (tickets.get)
+        tickets.change(c, pk, {"assignee": "ana", "assigned_at": at + timedelta(seconds=3), "assignment_count": 1,
+                               "assignment": {"member": "ana", "at": at.isoformat()}, "resolution_due_at": at + timedelta(days=2)})
+        read = tickets.get(c, pk, lock=True)
+        expected = c.execute(select(TICKET).where(TICKET.c.id == pk)).one()
+    # Then it holds every value SQLAlchemy reads, of the same types
+    got = {column.key: getattr(read, column.key) for column in TICKET.columns}
+    assert got == dict(expected._mapping)
+    assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in expected._mapping.items()}
+    assert read.assigned_at == at + timedelta(seconds=3) and read.tags == ["urgent", "outage"] and read.needs_triage is True
+    assert read.docs_gap is None and read.first_response_met is False and read.type_confidence == 0.75
