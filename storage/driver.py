@@ -90,6 +90,13 @@ class Hot:
         rows = self._run(c, form, params)
         return form.make(rows[0]) if rows else None
 
+    def all(self, c: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Every row (their columns as attributes)."""
+        if not self.on_driver:
+            return list(c.execute(self.statement, dict(params)).all())
+        form = self._form(params)
+        return [form.make(row) for row in self._run(c, form, params)]
+
     def scalar(self, c: Connection, params: Mapping[str, Any]) -> Any | None:
         """The first column of the first row, or None."""
         if not self.on_driver:

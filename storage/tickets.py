@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 
 from storage.driver import hot
 from storage.knowledge import implementation_stages
@@ -47,9 +47,15 @@ def _ticket(row: Any) -> Ticket:
 _GET = select(TICKET).where(TICKET.c.id == bindparam("ticket_pk"))
 _GET_LOCKED = _GET.with_for_update()
 _CHANGE = update(TICKET).where(TICKET.c.id == bindparam("ticket_pk"))  # the columns set are those bound
-_LOADS = (select(TICKET.c.assignee, func.count())
-          .where(TICKET.c.assignee.in_(bindparam("members", expanding=True)), TICKET.c.status.in_(OPEN_STATUSES))
-          .group_by(TICKET.c.assignee))
+
+
+@functools.cache
+def _loads(members: tuple[str, ...]) -> Any:
+    """Open tickets per member of ``members``: built once per team (and member left out), its values written in, so that
+    it runs on SQLite's cursor (``storage.driver``: an expanding ``IN`` would go through SQLAlchemy's execute each time)."""
+    return (select(TICKET.c.assignee, func.count())
+            .where(or_(*(TICKET.c.assignee == member for member in members)), or_(*(TICKET.c.status == s for s in OPEN_STATUSES)))
+            .group_by(TICKET.c.assignee))
 
 
 def get(c: Connection, ticket_id: int, *, lock: bool = False) -> Ticket | None:
@@ -109,7 +115,7 @@ def open_loads(c: Connection, members: Sequence[str]) -> dict[str, int]:
     """Open tickets per member, across every team they are in."""
     if not members:
         return {}
-    return {assignee: count for assignee, count in c.execute(_LOADS, {"members": list(members)})}
+    return {assignee: count for assignee, count in hot(c, _loads(tuple(members))).all(c, {})}
 
 
 # -- the Slack card ------------------------------------------------------------------------------
