@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from config.desk import WEEKDAYS, Calendar
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
+_REMEMBERED_DAYS = 4096  # days whose working hours a calendar keeps (about eleven years)
 
 
 class BusinessCalendar:
@@ -32,6 +33,7 @@ class BusinessCalendar:
         base = datetime(2001, 1, 1)
         end = base.replace(hour=self.closes.hour, minute=self.closes.minute) + (timedelta(days=1) if self.closes_next_day else timedelta())
         self.day_length = end - base.replace(hour=self.opens.hour, minute=self.opens.minute)
+        self._hours: dict[date, tuple[datetime, datetime] | None] = {}  # a day's working hours in UTC (None: closed), worked out once
 
     def public_holidays(self, year: int) -> frozenset[date]:
         """The public holidays of the calendar's country in ``year`` (none without a country); loaded once a process."""
@@ -47,14 +49,22 @@ class BusinessCalendar:
         end = datetime.combine(end_day, self.closes, tzinfo=self.zone)
         return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
+    def hours(self, day: date) -> tuple[datetime, datetime] | None:
+        """``open_interval`` of ``day`` if it is a working day, else None; remembered (every SLA clock asks again)."""
+        hours = self._hours.get(day, False)
+        if hours is False:
+            if len(self._hours) >= _REMEMBERED_DAYS:
+                self._hours = {}
+            hours = self._hours[day] = self.open_interval(day) if self.is_working_day(day) else None
+        return hours  # type: ignore[return-value]
+
     def intervals(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Working intervals (UTC) from ``start`` on, clipped to begin no earlier than ``start``."""
         day = start.astimezone(self.zone).date() - timedelta(days=1)  # a day opening before midnight UTC may still run
         for _ in range(3660):  # ten years: a calendar with no working day at all ends here rather than looping
-            if self.is_working_day(day):
-                opens, closes = self.open_interval(day)
-                if closes > start:
-                    yield max(opens, start), closes
+            hours = self.hours(day)
+            if hours is not None and hours[1] > start:
+                yield max(hours[0], start), hours[1]
             day += timedelta(days=1)
 
     def add(self, start: datetime, amount: timedelta) -> datetime:
