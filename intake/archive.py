@@ -19,7 +19,7 @@ import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -76,12 +76,16 @@ class RawArchive(ABC):
 
 
 class FileArchive(RawArchive):
-    """Gzip-compressed files under ``root/ab/cd/<sha256>.gz``, each written atomically (temporary file, rename).
+    """Gzip-compressed files under ``root/ab/<sha256>.gz``, each written atomically (temporary file, rename).
+
+    One level of 256 folders: a million mails make 4,000 files a folder, which ext4 and XFS index. Archives written
+    before 2026-12-07 used two levels (``root/ab/cd/<sha256>.gz``): their files are still found, read and deleted
+    where they are. The second level cost a new folder for nearly every mail of a new archive (65,536 of them),
+    and creating a folder costs the file system more than the file in it.
 
     A batch (``put_many``) is made durable together, in two flushes of the file system instead of an fsync of
-    every file: each file is written under a temporary name (on a few threads: compressing, creating folders and
-    files overlap), then one flush makes their contents durable, then each is renamed into place, then a second
-    flush makes the new names durable. A crash at any point leaves whole files or none, never a name without
+    every file: each file is written under a temporary name, then one flush makes their contents durable, then
+    each is renamed into place, then a second flush makes the new names durable. A crash at any point leaves whole files or none, never a name without
     its bytes, so a later ``put`` of the same bytes may trust a name it finds. On Linux a flush is one
     ``syncfs(2)`` of the archive's file system: two journal commits a batch, where an fsync of each file cost
     one commit per few files (≈ 1–4 ms each on a VM disk). ``syncfs`` also writes out other programs' dirty data
@@ -89,7 +93,7 @@ class FileArchive(RawArchive):
     file, then of each folder that got a new name.
     """
 
-    WRITERS = 8  # threads writing one batch's files
+    WRITERS = 8  # threads fsyncing one batch's files where there is no syncfs
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -97,16 +101,25 @@ class FileArchive(RawArchive):
         self._writers: ThreadPoolExecutor | None = None
 
     def _path(self, ref: str) -> Path:
+        """Where ``ref`` is written."""
         if not isinstance(ref, str) or _REF.fullmatch(ref) is None:
             raise KeyError(ref)
-        return self.root / ref[:2] / ref[2:4] / f"{ref}.gz"
+        return self.root / ref[:2] / f"{ref}.gz"
+
+    def _paths(self, ref: str) -> tuple[Path, Path]:
+        """Where ``ref`` may be: where it is written now, and where archives before 2026-12-07 wrote it."""
+        path = self._path(ref)
+        return path, path.parent / ref[2:4] / path.name
+
+    def _stored(self, ref: str) -> Path | None:
+        return next((path for path in self._paths(ref) if path.exists()), None)
 
     def put(self, data: bytes) -> str:
         return self.put_many([data])[0]
 
     def put_many(self, items: Sequence[bytes]) -> list[str]:
         refs = [sha256_hex(data) for data in items]
-        todo = {ref: data for ref, data in zip(refs, items) if not self._path(ref).exists()}  # the same bytes twice: once
+        todo = {ref: data for ref, data in zip(refs, items) if self._stored(ref) is None}  # the same bytes twice: once
         if todo:
             self._store(todo)
         return refs
@@ -126,18 +139,18 @@ class FileArchive(RawArchive):
     def _written(self, todo: dict[str, bytes]) -> list[tuple[Path, Path]]:
         """Each item written under a temporary name beside its own: (temporary, final) paths, in order.
 
-        If any write fails, none of the temporary files is left and the first failure is raised."""
-        if len(todo) == 1:
-            return [self._write(*next(iter(todo.items())))]
-        writes = [self._pool().submit(self._write, ref, data) for ref, data in todo.items()]
-        wait(writes)
-        failed = [write.exception() for write in writes if write.exception() is not None]
-        if failed:
-            for write in writes:
-                if write.exception() is None:
-                    write.result()[0].unlink(missing_ok=True)
-            raise failed[0]
-        return [write.result() for write in writes]
+        One after another: with nothing to wait for until the flush, threads would only add their hand-offs (measured:
+        1,000 small mails in 0.3 s and 0.2 s of CPU, against 0.45 s of each on eight threads). If a write fails, none
+        of the temporary files is left and the failure is raised."""
+        written: list[tuple[Path, Path]] = []
+        try:
+            for ref, data in todo.items():
+                written.append(self._write(ref, data))
+        except BaseException:
+            for tmp, _ in written:
+                tmp.unlink(missing_ok=True)
+            raise
+        return written
 
     def _write(self, ref: str, data: bytes) -> tuple[Path, Path]:
         path = self._path(ref)
@@ -198,23 +211,32 @@ class FileArchive(RawArchive):
             return self._writers
 
     def get(self, ref: str) -> bytes:
-        try:
-            return gzip.decompress(self._path(ref).read_bytes())
-        except FileNotFoundError as exc:
-            raise KeyError(ref) from exc
+        for path in self._paths(ref):
+            try:
+                return gzip.decompress(path.read_bytes())
+            except FileNotFoundError:
+                continue
+        raise KeyError(ref)
 
     def __contains__(self, ref: str) -> bool:
         try:
-            return self._path(ref).exists()
+            return self._stored(ref) is not None
         except KeyError:
             return False
 
     def delete(self, ref: str) -> bool:
         try:
-            self._path(ref).unlink()
-        except (KeyError, FileNotFoundError):
+            paths = self._paths(ref)
+        except KeyError:
             return False
-        return True
+        deleted = False
+        for path in paths:  # both, should the same bytes be in each
+            try:
+                path.unlink()
+                deleted = True
+            except FileNotFoundError:
+                pass
+        return deleted
 
 
 class MemoryArchive(RawArchive):

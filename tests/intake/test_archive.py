@@ -127,3 +127,25 @@ def test_a_failed_write_leaves_no_temporary_file_and_raises(tmp_path: Path, monk
     with pytest.raises(OSError, match="No space left"):
         archive.put_many([b"a", b"b", b"c"])
     assert not [p for p in (tmp_path / "raw").rglob("*") if p.is_file()]
+
+
+def test_files_are_one_folder_deep_and_those_of_the_older_two_level_layout_are_still_found(tmp_path: Path) -> None:
+    # Given an archive written before 2026-12-07: two levels of folders (root/ab/cd/<sha256>.gz)
+    archive = FileArchive(tmp_path / "raw")
+    old = b"archived by an earlier version"
+    old_ref = sha256_hex(old)
+    legacy = tmp_path / "raw" / old_ref[:2] / old_ref[2:4] / f"{old_ref}.gz"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(gzip.compress(old))
+    # When new bytes and the old bytes again are stored
+    new_ref, again = archive.put_many([b"archived now", old])
+    # Then the new file is one folder deep, and the old bytes are found where they are, not written a second time
+    assert (tmp_path / "raw" / new_ref[:2] / f"{new_ref}.gz").is_file()
+    assert again == old_ref and old_ref in archive and archive.get(old_ref) == old
+    assert sorted(p.relative_to(tmp_path / "raw") for p in (tmp_path / "raw").rglob("*.gz")) == sorted(
+        [legacy.relative_to(tmp_path / "raw"), Path(new_ref[:2]) / f"{new_ref}.gz"])
+    # … and erasure removes it there
+    assert archive.delete(old_ref) and not legacy.exists() and old_ref not in archive
+    assert not archive.delete(old_ref)
+    with pytest.raises(KeyError):
+        archive.get(old_ref)
