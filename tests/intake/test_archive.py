@@ -75,10 +75,10 @@ def test_a_batch_is_written_then_flushed_then_named_then_flushed(tmp_path: Path,
     # the second finds every final name and no temporary file left
     assert len(seen) == 2
     (names_1, temporary_1, paths_1), (names_2, temporary_2, paths_2) = seen
-    assert names_1 == set() and temporary_1 == set(items)
-    assert names_2 == {f"{ref}.gz" for ref in refs} and temporary_2 == set()
+    assert (names_1, temporary_1) == (set(), set(items))
+    assert (names_2, temporary_2) == ({f"{ref}.gz" for ref in refs}, set())
     # … flushing the temporary files, then the folders that got the names (what an fsync of each needs)
-    assert all(p.name.startswith(".tmp-") for p in paths_1) and len(paths_1) == 3
+    assert sorted(p.name[:5] for p in paths_1) == [".tmp-"] * 3
     assert sorted(paths_2) == sorted({archive._path(ref).parent for ref in refs})
     assert [archive.get(ref) for ref in refs] == items
 
@@ -141,11 +141,11 @@ def test_files_are_one_folder_deep_and_those_of_the_older_two_level_layout_are_s
     new_ref, again = archive.put_many([b"archived now", old])
     # Then the new file is one folder deep, and the old bytes are found where they are, not written a second time
     assert (tmp_path / "raw" / new_ref[:2] / f"{new_ref}.gz").is_file()
-    assert again == old_ref and old_ref in archive and archive.get(old_ref) == old
+    assert (again, old_ref in archive, archive.get(old_ref)) == (old_ref, True, old)
     assert sorted(p.relative_to(tmp_path / "raw") for p in (tmp_path / "raw").rglob("*.gz")) == sorted(
         [legacy.relative_to(tmp_path / "raw"), Path(new_ref[:2]) / f"{new_ref}.gz"])
     # … and erasure removes it there
-    assert archive.delete(old_ref) and not legacy.exists() and old_ref not in archive
+    assert (archive.delete(old_ref), legacy.exists(), old_ref in archive) == (True, False, False)
     assert not archive.delete(old_ref)
     with pytest.raises(KeyError):
         archive.get(old_ref)

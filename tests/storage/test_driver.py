@@ -102,9 +102,9 @@ def test_rows_read_on_the_cursor_are_sqlalchemys_own(engine: Engine) -> None:
     assert by_hot._mapping == dict(by_sqlalchemy._mapping)
     assert tuple(by_hot) == tuple(by_sqlalchemy)
     assert {k: type(v) for k, v in by_hot._mapping.items()} == {k: type(v) for k, v in by_sqlalchemy._mapping.items()}
-    assert by_hot.received_at == at and by_hot.received_at.utcoffset() == timedelta(0) and by_hot.truncated is True
-    assert by_hot.signals == {"auto_submitted": None, "list": True} and by_hot.sent_at is None
-    assert scalar == at and scalar.tzinfo is not None
+    assert (by_hot.received_at, by_hot.received_at.utcoffset(), by_hot.truncated) == (at, timedelta(0), True)
+    assert (by_hot.signals, by_hot.sent_at) == ({"auto_submitted": None, "list": True}, None)
+    assert (scalar, scalar.utcoffset()) == (at, timedelta(0))
 
 
 def test_a_statement_whose_values_need_more_is_refused(tmp_path: Path) -> None:
@@ -141,5 +141,5 @@ def test_a_ticket_read_and_changed_by_the_desk_is_the_one_sqlalchemy_reads(engin
     got = {column.key: getattr(read, column.key) for column in TICKET.columns}
     assert got == dict(expected._mapping)
     assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in expected._mapping.items()}
-    assert read.assigned_at == at + timedelta(seconds=3) and read.tags == ["urgent", "outage"] and read.needs_triage is True
-    assert read.docs_gap is None and read.first_response_met is False and read.type_confidence == 0.75
+    assert (read.assigned_at, read.tags, read.needs_triage) == (at + timedelta(seconds=3), ["urgent", "outage"], True)
+    assert (read.docs_gap, read.first_response_met, read.type_confidence) == (None, False, 0.75)
