@@ -142,5 +142,5 @@ def test_patterns_built_once_per_languages_read_every_fixture_as_the_library_doe
             # Then they find the same replies, with the same signatures and disclaimers
             assert [(r.content, r.signatures, r.disclaimers) for r in ours.replies] == \
                    [(r.content, r.signatures, r.disclaimers) for r in theirs.replies]
-    # … and each set of languages built its three patterns once
+    # … and each set of languages keeps its three patterns, built on first use
     assert sorted(k[0] for k in _Reading._built if k[1:] == (("en", "de"), "en", True)) == ["disclaimers", "header", "signature"]
