@@ -93,10 +93,9 @@ class BusinessCalendar:
     def is_open(self, at: datetime) -> bool:
         day = at.astimezone(self.zone).date()
         for candidate in (day - timedelta(days=1), day):
-            if self.is_working_day(candidate):
-                opens, closes = self.open_interval(candidate)
-                if opens <= at < closes:
-                    return True
+            hours = self.hours(candidate)
+            if hours is not None and hours[0] <= at < hours[1]:
+                return True
         return False
 
     def duration(self, text: str) -> timedelta:
