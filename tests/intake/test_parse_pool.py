@@ -18,6 +18,7 @@ from intake.email_intake import EmailIngestor
 from intake.errors import RejectedInput, SinkError
 from intake.message import InboundMessage
 from intake.mime import Limits, parse_email
+from intake import parse_pool
 from intake.parse_pool import InProcessParser, ParsePool, ParseRequest, PoolOptions
 from intake.prescan import PrescanLimits
 from intake.supervision import ingest_many_isolated
@@ -326,3 +327,60 @@ def test_prestarted_helpers_are_the_ones_that_parse() -> None:
         started = isolated.helper_pids
         isolated.parse_many(_requests([make_email(message_id=f"<p{i}@x.org>") for i in range(10)]))
         assert isolated.helper_pids == started
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_helpers_are_forked_by_one_zygote_that_loaded_the_parser_once() -> None:
+    # Given a pool of two helpers on Linux, where a zygote forks them
+    assert parse_pool._FORKING, "this Linux should offer pidfds and descriptor passing"
+    with ParsePool(options=PoolOptions(workers=2)) as forked:
+        forked.prestart()
+        wait_for(lambda: len(forked.helper_pids) == 2, timeout=30)
+        # Then both helpers are children of one process, itself the pool's child
+        helpers = forked.helper_pids
+        zygote = {_parent(pid) for pid in helpers}
+        assert len(zygote) == 1
+        (zygote_pid,) = zygote
+        assert (_parent(zygote_pid), zygote_pid in helpers) == (os.getpid(), False)
+        # And they parse as helpers started afresh do
+        results = forked.parse_many(_requests([make_email(message_id=f"<z{i}@x.org>") for i in range(8)]))
+        assert [r.message.external_id for r in results] == [f"z{i}@x.org" for i in range(8)]
+    # And closing the pool ends the zygote and every helper
+    wait_for(lambda: all(_dead(pid) for pid in (*helpers, zygote_pid)), timeout=10)
+
+
+def test_a_killed_zygote_leaves_its_helpers_parsing_and_is_replaced_for_the_next_helper() -> None:
+    with ParsePool(options=PoolOptions(workers=1, timeout_seconds=5), parse=misbehaving_parse) as forked:
+        _parse(forked, make_email())
+        (helper,) = forked.helper_pids
+        zygote = _parent(helper)
+        # When the zygote is killed, the helper it forked parses on
+        os.kill(zygote, signal.SIGKILL)
+        wait_for(lambda: _dead(zygote), timeout=10)
+        assert _parse(forked, make_email(message_id="<after@x.org>")).message.external_id == "after@x.org"
+        assert forked.helper_pids == [helper]
+        # And a mail that crashes the orphaned helper is still quarantined as a crash (how it ended was lost with the zygote)
+        assert _reason(forked, marked(SEGFAULT)).reason == "parse_crashed"
+        # And the next mail parses on a helper forked by a new zygote
+        assert _parse(forked, make_email(message_id="<next@x.org>")).message.external_id == "next@x.org"
+        (replacement,) = forked.helper_pids
+        assert (replacement != helper, _parent(replacement) not in (zygote, os.getpid())) == (True, True)
+
+
+def test_a_helper_killed_from_outside_is_reported_by_the_signal_that_ended_it(pool: ParsePool) -> None:
+    # Given a helper parsing a mail that hangs
+    outcome: list[RejectedInput] = []
+    thread = threading.Thread(target=lambda: outcome.append(_reason(pool, marked(HANG))))
+    thread.start()
+    wait_for(lambda: bool(pool.helper_pids), timeout=10)
+    time.sleep(0.5)
+    # When something outside kills it (the out-of-memory killer does so with SIGKILL)
+    busy = [pid for pid in pool.helper_pids if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "R"]
+    for pid in busy:
+        os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=30)
+    # Then the mail is quarantined naming the signal, which the zygote reported
+    assert (len(busy), outcome[0].reason, "SIGKILL" in outcome[0].detail) == (1, "parse_crashed", True)
