@@ -137,6 +137,68 @@ class Bench:
                 process.wait()
 
 
+class CpuWatch:
+    """CPU seconds (user + system) of every process descended from the given ones, by role, sampled from /proc.
+
+    A process's last reading before it exits is what counts (sampled every 20 ms, so a process living less than that
+    may be missed, and each loses up to 20 ms of its end). Linux only: elsewhere it records nothing."""
+
+    ROLES = (("parse_pool import helper_main", "parse helpers"), ("parse_pool import zygote_main", "parse zygote"),
+             (" intake imap", "adapter"), (" worker", "worker"))
+
+    def __init__(self, *roots: int) -> None:
+        self.roots, self.seen = set(roots), {}  # pid → (role, CPU seconds)
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(0.02):
+            self.sample()
+
+    def sample(self) -> None:
+        parents: dict[int, int] = {}
+        cpu: dict[int, float] = {}
+        for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else ():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / self.tick
+        for pid in cpu:
+            ancestor, hops = pid, 0
+            while ancestor not in self.roots and ancestor in parents and hops < 8:
+                ancestor, hops = parents[ancestor], hops + 1
+            if ancestor in self.roots:
+                role = self.seen.get(pid, (None, 0.0))[0] or self._role(pid)
+                if role == "parse zygote" and self._role(parents[pid]) == "parse zygote":
+                    role = "parse helpers"  # forked by the zygote: its command line
+                self.seen[pid] = (role, max(cpu[pid], self.seen.get(pid, (role, 0.0))[1]))
+
+    @classmethod
+    def _role(cls, pid: int) -> str:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return "other"
+        return next((role for needle, role in cls.ROLES if needle in command), "other")
+
+    def stop(self) -> dict[str, tuple[int, float]]:
+        """Per role: how many processes, and their CPU seconds."""
+        self.sample()
+        self.done.set()
+        self.thread.join()
+        roles: dict[str, tuple[int, float]] = {}
+        for role, seconds in self.seen.values():
+            count, total = roles.get(role, (0, 0.0))
+            roles[role] = (count + 1, total + seconds)
+        return roles
+
+
 def load_average() -> str:
     return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
@@ -226,6 +288,7 @@ def mixed(bench: Bench):  # noqa: ANN201 - (its settings, the adapter process st
         started = time.perf_counter()
         adapter = bench.helpdesk(settings, "intake", "imap", **bench.imap_env("mixed"))
         worker = bench.helpdesk(settings, "worker")
+        watch = CpuWatch(adapter.pid, worker.pid)
         first_stored = first_queued = all_queued = None
         deadline = started + 900
         while (counts := read_counts(engine)).accounted < len(mailbox.items):
@@ -242,6 +305,7 @@ def mixed(bench: Bench):  # noqa: ANN201 - (its settings, the adapter process st
             time.sleep(0.05)
         seconds = time.perf_counter() - started
         first_stored = seconds if first_stored is None else first_stored  # all of it between two looks
+        cpu = watch.stop()
         bench.stop(worker)
     rate = len(mailbox.items) / seconds
     what = (f"{composition['new']} new, {composition['reply']} replies, {composition['dup']} duplicates, "
@@ -256,6 +320,10 @@ def mixed(bench: Bench):  # noqa: ANN201 - (its settings, the adapter process st
     if first_queued is not None and all_queued is not None:
         bench.add("  split: start → the adapter's first batch queued / every message queued (its checkpoint)",
                   f"{first_queued:.1f} s / {all_queued:.1f} s", "")
+    if cpu:
+        bench.add("  split: CPU seconds by process until all accounted for (processes)",
+                  ", ".join(f"{role} {seconds:.2f} ({count})" for role, (count, seconds) in sorted(cpu.items()))
+                  + f"; in all {sum(seconds for _, seconds in cpu.values()):.2f}", "")
     bench.add("  … accounted for", f"{counts.tickets} tickets, {counts.threaded} replies, {counts.duplicates} duplicates, "
               f"{counts.automated} automated, {counts.quarantined} quarantined", "")
     peer_rate, peer_label = peer(bench, mailbox)
