@@ -246,13 +246,20 @@ def _features_to_data(name: str, features: TextFeatures, arrays: dict[str, np.nd
     return {"min_df_chars": features.min_df_chars, "char_range": list(features.char_range)}
 
 
+def _strings(array: np.ndarray) -> list[str]:
+    """A saved array of strings as Python's ``str`` (``tolist`` converts in C; the array must hold strings, nothing else)."""
+    if array.dtype.kind != "U":
+        raise ModelFormatError(f"expected strings, found an array of {array.dtype}")
+    return array.tolist()
+
+
 def _features_from_data(name: str, meta: dict, arrays: dict[str, np.ndarray]) -> TextFeatures:
     low, high = (int(x) for x in meta["char_range"])
     features = TextFeatures(int(meta["min_df_chars"]), (low, high))
-    word_list = [str(w) for w in arrays[f"{name}.words"]]
-    char_list = [str(g) for g in arrays[f"{name}.chars"]]
-    features.word_vocab = {gram: i for i, gram in enumerate(word_list)}
-    features.char_vocab = {gram: len(word_list) + i for i, gram in enumerate(char_list)}
+    word_list = _strings(arrays[f"{name}.words"])
+    char_list = _strings(arrays[f"{name}.chars"])
+    features.word_vocab = dict(zip(word_list, range(len(word_list))))  # built in C: a worker's start reads 60,000 of them
+    features.char_vocab = dict(zip(char_list, range(len(word_list), len(word_list) + len(char_list))))
     features.idf = np.asarray(arrays[f"{name}.idf"], dtype=np.float32)
     if len(features.word_vocab) != len(word_list) or len(features.char_vocab) != len(char_list):
         raise ModelFormatError(f"{name}: the vocabulary repeats an entry")

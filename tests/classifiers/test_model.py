@@ -168,3 +168,17 @@ def test_given_examples_all_of_one_weight_then_the_model_is_the_same_as_at_weigh
     full_model = fit_type_model([dataclasses.replace(e, weight=1.0) for e in light], rules, types)
 
     assert np.allclose(light_model.head.weights, full_model.head.weights)
+
+
+def test_given_saved_models_when_read_back_then_the_vocabulary_is_the_same_and_a_vocabulary_of_numbers_is_refused(trained) -> None:  # noqa: ANN001
+    from classifiers.errors import ModelFormatError  # noqa: PLC0415
+    from classifiers.model import models_from_data, models_to_data  # noqa: PLC0415
+
+    arrays, meta = models_to_data(trained)
+    back = models_from_data(arrays, meta).type_model.features
+    features = trained.type_model.features
+    assert (back.word_vocab, back.char_vocab) == (features.word_vocab, features.char_vocab)
+    assert {type(gram) for gram in (*back.word_vocab, *back.char_vocab)} == {str}
+    arrays["type.words"] = np.arange(len(features.word_vocab))
+    with pytest.raises(ModelFormatError):
+        models_from_data(arrays, meta)
