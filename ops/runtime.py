@@ -158,10 +158,8 @@ class Runtime:
     def wait_for_services(self, stop: threading.Event, *, database: bool = True) -> bool:
         """Block until Redis (and the database, migrated) answer; bounded exponential backoff. False if stopped first."""
         import structlog  # noqa: PLC0415
-        from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
 
         from config.broker import wait_for_redis  # noqa: PLC0415
-        from storage.db import is_unavailable  # noqa: PLC0415
 
         limit = self.settings.service_wait_max_seconds
         log = structlog.get_logger("helpdesk.runtime")
@@ -171,8 +169,14 @@ class Runtime:
 
         if not wait_for_redis(self.broker.client, stop, max_delay=limit, on_wait=waiting("redis")):
             return False
+        if not database:  # an adapter that needs only Redis does not even import SQLAlchemy (≈ 0.3 s of its start)
+            return not stop.is_set()
+        from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+        from storage.db import is_unavailable  # noqa: PLC0415
+
         delay = 0.25
-        while database and not stop.is_set():
+        while not stop.is_set():
             try:
                 self.engine  # noqa: B018 - connects and migrates
                 return True
