@@ -43,9 +43,6 @@ def worker(
         starting = runtime.start_redis_in_background()
         if processes == 1:
             import workers.actors  # noqa: F401, PLC0415 - the worker's code (0.4 s), imported while an embedded Redis boots
-            from workers.ops.preload import preload_in_background  # noqa: PLC0415
-
-            preloading = preload_in_background(s)  # what the first messages need (≈ 0.35 s: language models, suffix list, holidays)
         else:
             from workers.ops.preload import preload  # noqa: PLC0415
 
@@ -54,7 +51,6 @@ def worker(
             return
         if processes == 1:
             _run_worker(runtime, threads, until_idle, stop)
-            preloading.join()  # not left loading while the interpreter shuts down (an idle queue ends a worker at once)
             return
         from ops.worker_pool import WorkerPool, forking  # noqa: PLC0415
 

@@ -191,24 +191,3 @@ def test_preloading_refuses_to_leave_a_thread_a_fork_would_drop(settings: Settin
             module.preload(settings)
     finally:
         stop.set()
-
-
-def test_a_worker_of_one_process_preloads_on_a_thread_and_a_failure_there_is_only_logged(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from classifiers.sector import _build_suffixes, _suffixes, registrable_domain  # noqa: PLC0415
-    from storage.tickets import _ticket_class  # noqa: PLC0415
-    from workers.ops import preload as module  # noqa: PLC0415
-
-    for cached in (registrable_domain, _suffixes, _build_suffixes, _ticket_class):  # as in a new process
-        cached.cache_clear()
-    # When a worker of one process starts, what its first messages need is loaded on a thread of its own
-    thread = module.preload_in_background(settings)
-    assert thread.daemon
-    thread.join(timeout=60)
-    assert (thread.is_alive(), _build_suffixes.cache_info().currsize, _ticket_class.cache_info().currsize) == (False, 1, 1)
-    # And when loading fails there, the failure is logged and nothing is raised (the first message loads it again)
-    monkeypatch.setattr(module, "load_read_only", lambda s: (_ for _ in ()).throw(OSError("no such model folder")))
-    failed = module.preload_in_background(settings)
-    failed.join(timeout=60)
-    captured = capsys.readouterr()
-    assert "preloading failed" in captured.out + captured.err

@@ -1,5 +1,4 @@
-"""What every worker process reads and never writes, loaded once in the parent of ``helpdesk worker --processes N``
-(and, in a worker of one process, on a thread of its own while it starts).
+"""What every worker process reads and never writes, loaded once in the parent of ``helpdesk worker --processes N``.
 
 The pool forks its children after ``preload``: they start with the worker's
 code imported (about a second of a worker's start) and the read-only data a
@@ -32,33 +31,6 @@ def preload(settings: Settings) -> None:
     """Import the worker's code and load what its first messages would; raises if that left a thread running."""
     running = set(threading.enumerate())
     import workers.actors  # noqa: F401, PLC0415 - the worker's code
-
-    load_read_only(settings)
-    if names := sorted(t.name for t in set(threading.enumerate()) - running):
-        raise RuntimeError(f"preloading left threads running, a forked worker would miss them: {', '.join(names)}")
-
-
-def preload_in_background(settings: Settings) -> threading.Thread:
-    """``load_read_only`` on a thread of its own, for a worker of one process: what its first messages need is loaded
-    while it connects and starts (or while it waits for the first message) rather than by that message. Each of
-    these loads happens once per process, under its own lock, so a message that comes first waits for the same
-    load, not for a second one. A failure here is only logged: the message that needs the data loads it again."""
-
-    def run() -> None:
-        try:
-            load_read_only(settings)
-        except Exception as exc:  # noqa: BLE001 - an optimisation: the worker's own first message tries again
-            import structlog  # noqa: PLC0415
-
-            structlog.get_logger("helpdesk.worker").warning("preloading failed", error=f"{type(exc).__name__}: {exc}"[:300])
-
-    thread = threading.Thread(target=run, name="preload", daemon=True)
-    thread.start()
-    return thread
-
-
-def load_read_only(settings: Settings) -> None:
-    """Load the read-only data a worker's first messages would (each kept once per process by its own module)."""
     from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
     from config.desk import load_desk  # noqa: PLC0415
     from storage.tickets import _ticket_class  # noqa: PLC0415
@@ -75,3 +47,5 @@ def load_read_only(settings: Settings) -> None:
         for each in (year, year + 1):  # next year's too: a due time may fall after New Year
             operations.calendar(team).public_holidays(each)
     _ticket_class()
+    if names := sorted(t.name for t in set(threading.enumerate()) - running):
+        raise RuntimeError(f"preloading left threads running, a forked worker would miss them: {', '.join(names)}")
