@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -52,6 +53,7 @@ class Drain:
     seconds: float  # start of the process → its exit
     first_stored: float  # start → the first ticket row
     all_stored: float  # start → every distinct message stored
+    cpu: float = 0.0  # CPU seconds (user + system) of the worker process and any children it reaped
 
     @property
     def rate(self) -> float:
@@ -75,7 +77,8 @@ def main() -> None:
             mails = write_mailbox(Path(folder) / f"mail-{run}", run)
             baselines.append(noop_drain(desk, mails))
             drains.append(worker_drain(desk, Path(folder) / f"mail-{run}", args.processes))
-            print(f"run {run + 1}: no-op {baselines[-1]:.2f} s, helpdesk worker {drains[-1].seconds:.2f} s", file=sys.stderr)
+            print(f"run {run + 1}: no-op {baselines[-1]:.2f} s, helpdesk worker {drains[-1].seconds:.2f} s ({drains[-1].cpu:.2f} s of CPU)",
+                  file=sys.stderr)
     report(statistics.median(baselines), drains)
 
 
@@ -97,6 +100,7 @@ def worker_drain(desk: Desk, mail: Path, processes: int = 1) -> Drain:
     if done.returncode:
         sys.exit(f"helpdesk import failed:\n{done.stderr[-2000:]}")
     before = stored_messages(desk)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     worker = subprocess.Popen([sys.executable, "-m", "ops", "worker", "--until-idle", "--processes", str(processes)], env=desk.env, cwd=desk.folder,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -120,7 +124,9 @@ def worker_drain(desk: Desk, mail: Path, processes: int = 1) -> Drain:
     stored = stored_messages(desk) - before
     if stored != ORIGINALS + REPLIES:
         sys.exit(f"the worker stored {stored} messages, not {ORIGINALS + REPLIES}")
-    return Drain(seconds, first if first is not None else seconds, every if every is not None else seconds)
+    done_with = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = done_with.ru_utime + done_with.ru_stime - used.ru_utime - used.ru_stime
+    return Drain(seconds, first if first is not None else seconds, every if every is not None else seconds, cpu)
 
 
 def stored_messages(desk: Desk) -> int:
@@ -180,6 +186,7 @@ def report(baseline: float, drains: list[Drain]) -> None:
     first, every = median([d.first_stored for d in drains]), median([d.all_stored for d in drains])
     print(f"  start → first ticket stored {first:.2f} s; → all {ORIGINALS + REPLIES} messages stored {every:.2f} s "
           f"(intake {every - first:.2f} s); → exit {seconds:.2f} s (effects and stopping {seconds - every:.2f} s)")
+    print(f"  CPU of the worker process (and any children it reaped): {median([d.cpu for d in drains]):.2f} s")
 
 
 if __name__ == "__main__":
