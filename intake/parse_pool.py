@@ -44,6 +44,7 @@ translation of exceptions, for unit tests and the demo; it bounds nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -850,8 +851,9 @@ def _end_children(children: dict[int, int]) -> None:
     """Wait for the helpers to end (their sockets are closed too), kill those that outstay the grace, reap them all."""
     deadline = time.monotonic() + _ZYGOTE_GRACE
     for pidfd, pid in children.items():
-        if not select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        if not _readable(pidfd, deadline - time.monotonic()):
+            with contextlib.suppress(ProcessLookupError):  # it ended just now
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(pidfd)
 
