@@ -7,7 +7,7 @@ or, with ``--long``, an enquiry of usual length: 120 letters or more in the 200 
 read by:
 
 - the desk's detector (``classifiers/language.py``: fastText's identifier weighed with lingua's trigrams for a short
-  text, lingua's trigrams alone for a long one);
+  text, fastText's ten most likely languages for a long one — lingua's trigrams when none of them is the desk's);
 - lingua with every model (1- to 5-grams: the detector before it, 80 MB more in a worker);
 - lingua's trigram models alone, and fastText's identifier alone (both limited to the desk's languages).
 
@@ -128,7 +128,7 @@ def detectors() -> dict[str, Callable[[str], str]]:
         scores = fasttext_probabilities(*identifier, text)
         return max(scores, key=scores.__getitem__) if any(scores.values()) else DESK[0]
 
-    return {f"desk: fastText^{FASTTEXT_WEIGHT} × lingua trigrams": lambda text: desk.classify(text).value,
+    return {f"desk: fastText (short: ^{FASTTEXT_WEIGHT} × lingua)": lambda text: desk.classify(text).value,
             "lingua, every model (before)": lingua(low_accuracy=False),
             "lingua trigrams alone": lingua(low_accuracy=True),
             "fastText alone": fasttext_alone}

@@ -36,12 +36,12 @@ def test_too_little_text_falls_back_to_the_first_language(languages: LanguageCla
 
 
 def test_a_short_text_after_a_long_one_is_read_with_fasttext_too(languages: LanguageClassifier) -> None:
-    # Given a long enquiry first (lingua's trigram models read a text of 120 letters or more)
+    # Given a long enquiry first (fastText's identifier alone reads a text of 120 letters or more)
     long_text = ("We get a validation error when we upload our file to the review tool, and the report does not say which "
                  "field of the release is wrong or how we should correct it before publishing again.")
     assert sum(c.isalpha() for c in long_text) >= SHORT_BELOW
     first = languages.classify(long_text)
-    assert (first.value, first.reasons) == ("en", ("lingua: en 1.00",))
+    assert (first.value, first.reasons) == ("en", ("fastText: en 1.00",))
     # When a subject alone comes next (lingua's trigrams alone said French)
     label = languages.classify("validation report")
     # Then fastText's identifier, weighed with lingua, reads it
@@ -76,6 +76,27 @@ def test_a_desk_language_fasttext_does_not_know_leaves_short_texts_to_lingua() -
     # Then
     assert source == "lingua"
     assert scores[0][0] == "en"
+
+
+def test_a_long_text_in_none_of_the_desks_languages_is_left_to_lingua() -> None:
+    # Given a desk working in French and Portuguese, and a long enquiry in Japanese (neither is among fastText's ten likeliest)
+    text = "私たちは公共調達データを公開していますが、検証ツールでエラーが出ます。どのフィールドが間違っているのか教えてください。" * 3
+    detector = SharedDetector(("fr", "pt"))
+    # When
+    source, scores = detector.scores(text[:200])
+    # Then lingua's trigrams, restricted to the desk's languages, answer
+    assert source == "lingua"
+    assert sorted(code for code, _ in scores) == ["fr", "pt"]
+
+
+def test_a_long_texts_confidences_come_from_fasttext_and_add_up_to_one() -> None:
+    text = ("Nous avons une question sur la publication de nos données de marchés publics : le rapport de validation "
+            "signale des erreurs sur les lots et nous ne savons pas comment les corriger.")
+    source, scores = SharedDetector(DESK).scores(text)
+    assert source == "fastText"
+    assert scores[0][0] == "fr"
+    assert sorted(code for code, _ in scores) == sorted(DESK)
+    assert sum(value for _, value in scores) == pytest.approx(1.0)
 
 
 def test_the_fasttext_model_ships_with_the_installed_package() -> None:

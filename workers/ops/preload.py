@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from config.settings import Settings
 
-# Text long and short enough to take both of the language detector's paths (fastText with lingua, lingua alone).
+# Text long and short enough to take both of the language detector's paths (fastText with lingua, fastText alone).
 SAMPLE_SUBJECT = "Question about publishing our grants data"
 SAMPLE_TEXT = ("Hello, we are a small foundation and would like to publish our grants data to the standard. "
                "Could you tell us where to start, and whether there is a validator we can use?")
