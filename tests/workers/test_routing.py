@@ -37,6 +37,24 @@ def test_keywords_and_type_together(router: Router) -> None:
     assert router.route(facts(type="tools", text="a question")).rule == "tools"
 
 
+def test_the_text_is_split_into_words_only_for_a_keyword_rule_whose_other_conditions_held(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the default rules, whose one keyword rule also asks for type tools, and a count of the text's splits
+    import workers.intake.routing as routing  # noqa: PLC0415
+
+    splits: list[str] = []
+    monkeypatch.setattr(routing, "words", lambda text: splits.append(text) or text.lower().split())
+    long_text = "We publish our awards data every month. " * 100
+    # When a schema question is routed, and then two tools questions
+    assert router.route(facts(type="schema", text=long_text)).rule != "urgent-outage"
+    assert splits == []
+    assert router.route(facts(type="tools", text="urgent: the registry is down")).rule == "urgent-outage"
+    assert router.route(facts(type="tools", text="a question")).rule == "tools"
+    # Then only the tools questions were split, each once
+    assert splits == ["urgent: the registry is down", "a question"]
+
+
 def test_needs_triage(router: Router) -> None:
     assert router.route(facts(needs_triage=True)).team == "triage"
 

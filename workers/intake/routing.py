@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from classifiers.text import PhraseIndex, words
@@ -52,16 +53,22 @@ class Router:
 
     def route(self, facts: RouteFacts) -> RouteDecision:
         tokens: list[str] | None = None
-        for rule in self.routing.rules:
-            if rule.when.keywords and tokens is None:
+
+        def text_tokens() -> list[str]:
+            """The text's words, split once and only for a rule whose other conditions held (keywords are looked at last)."""
+            nonlocal tokens
+            if tokens is None:
                 tokens = words(facts.text[:6000])
-            reasons = self._match(rule, facts, tokens or [])
+            return tokens
+
+        for rule in self.routing.rules:
+            reasons = self._match(rule, facts, text_tokens)
             if reasons is not None:
                 return RouteDecision(rule.team, rule.priority, rule.name, tuple(reasons) or ("unconditional rule",), rule.tags)
         default = self.routing.default
         return RouteDecision(default.team, default.priority, "default", ("no rule matched: default team",))
 
-    def _match(self, rule: RoutingRule, facts: RouteFacts, tokens: list[str]) -> list[str] | None:
+    def _match(self, rule: RoutingRule, facts: RouteFacts, tokens: Callable[[], list[str]]) -> list[str] | None:
         """The reasons every condition holds, or None at the first that does not."""
         when = rule.when
         reasons: list[str] = []
@@ -102,7 +109,7 @@ class Router:
                 return None
             reasons.append("needs triage" if facts.needs_triage else "confidently classified")
         if when.keywords:
-            found = self._keywords[rule.name].find(tokens)
+            found = self._keywords[rule.name].find(tokens())
             if not found:
                 return None
             reasons.append(f"keyword {found[0][0]!r}")
