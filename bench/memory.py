@@ -33,15 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import sample_messages  # noqa: E402 - bench/pipeline.py: the same mix of messages
 from startup import Desk  # noqa: E402 - bench/startup.py: the same prepared data folder
+from workers.ops.runner import WORKER_TIMEOUT_MS  # noqa: E402
 
 TARGET_MB = 200
 SAMPLE_SECONDS = 0.02
-NOOP_WORKER = """
+# A bare dramatiq worker, its consumers looking as often as `helpdesk worker`'s (workers/ops/runner.WORKER_TIMEOUT_MS).
+NOOP_WORKER = f"""
 import sys, dramatiq
 from dramatiq.brokers.redis import RedisBroker
 broker = RedisBroker(url=sys.argv[1], namespace=sys.argv[2])
 dramatiq.actor(lambda payload: None, broker=broker, queue_name="intake", actor_name="noop")
-worker = dramatiq.Worker(broker, worker_threads=int(sys.argv[3]), queues={"intake"})
+worker = dramatiq.Worker(broker, worker_threads=int(sys.argv[3]), queues={{"intake"}}, worker_timeout={WORKER_TIMEOUT_MS})
 worker.start()
 broker.join("intake", interval=20)
 worker.join()

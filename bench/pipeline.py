@@ -60,6 +60,7 @@ from config.settings import load_settings  # noqa: E402
 from intake.message import InboundMessage  # noqa: E402
 from intake.mime import parse_email  # noqa: E402
 from ops.runtime import Runtime, prepare_worker  # noqa: E402
+from workers.ops.runner import WORKER_TIMEOUT_MS  # noqa: E402
 from tests.test_end_to_end import SENDERS, SUBJECTS  # noqa: E402
 from tests.factories import make_email  # noqa: E402
 
@@ -92,7 +93,11 @@ def sample_messages(n: int, seed: int = 11) -> list[InboundMessage]:
 
 
 def drain(broker: RedisBroker, threads: int) -> float:
-    worker = dramatiq.Worker(broker, worker_threads=threads, queues={QUEUE})
+    # As `helpdesk worker` runs it: a consumer with nothing to fetch sleeps at most WORKER_TIMEOUT_MS between looks,
+    # and acknowledges its finished messages only between looks. dramatiq's default (1 s) left the last batches
+    # unacknowledged for up to a second after they were stored (on both sides alike, but a no-op's last messages
+    # finish before its consumer's sleeps grow long, a pipeline's last batches do not).
+    worker = dramatiq.Worker(broker, worker_threads=threads, queues={QUEUE}, worker_timeout=WORKER_TIMEOUT_MS)
     started = time.perf_counter()
     worker.start()
     broker.join(QUEUE, interval=20)
@@ -148,7 +153,7 @@ def _noop_process(url: str, namespace: str, threads: int, results: "multiprocess
         seen.append(time.time())
 
     dramatiq.actor(noop, broker=broker, queue_name=QUEUE, actor_name="noop")
-    worker = dramatiq.Worker(broker, worker_threads=threads, queues={QUEUE})
+    worker = dramatiq.Worker(broker, worker_threads=threads, queues={QUEUE}, worker_timeout=WORKER_TIMEOUT_MS)
     worker.start()
     broker.join(QUEUE, interval=20)
     worker.join()

@@ -24,6 +24,10 @@ from config.broker import wait_for_redis
 from workers.ops.holdings import Holdings, in_hand
 from workers.ops.queue_state import recover_stranded, unfinished
 
+# The longest a consumer with nothing to fetch sleeps between looks (dramatiq backs off up to it, jittered to 50–100 %;
+# its default is 1 s). A consumer also acknowledges what its threads finished only between looks, so this bounds
+# how long a message stays unacknowledged after it was handled, as well as how long a new one waits.
+WORKER_TIMEOUT_MS = 100
 IDLE_CHECKS = 3  # consecutive empty readings before an --until-idle worker stops
 POLL_SECONDS = 0.2
 IDLE_POLL_SECONDS = 0.025  # an --until-idle worker looks more often (one round trip): it exits 0.075 s after the last message, not 0.6 s
@@ -53,7 +57,7 @@ def run_worker(
     if not recover(broker, queues, stop, max_wait_seconds):
         return
     taken = in_hand(broker)
-    worker = dramatiq.Worker(broker, worker_threads=threads, queues=set(queues), worker_timeout=100)
+    worker = dramatiq.Worker(broker, worker_threads=threads, queues=set(queues), worker_timeout=WORKER_TIMEOUT_MS)
     holdings = Holdings(broker, worker, taken)
     worker.start()
     try:
