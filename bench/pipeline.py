@@ -114,9 +114,9 @@ def run_noop(url: str, payloads: list[str], threads: int) -> float:
         pass
 
     actor = dramatiq.actor(noop, broker=broker, queue_name=QUEUE, actor_name="noop")
-    for payload in payloads:
-        actor.send(payload)
-    try:
+    try:  # the namespace's keys go even if queueing fails part way
+        for payload in payloads:
+            actor.send(payload)
         return drain(broker, threads)
     finally:
         _cleanup(broker)
@@ -137,8 +137,8 @@ def run_pipeline(url: str, database_url: str, messages: list[InboundMessage], th
     configure_logging("console", "ERROR")
     with Runtime(settings) as runtime:
         prepare_worker(runtime)
-        queue_messages(runtime, messages, batch)
-        try:
+        try:  # the namespace's keys go even if queueing fails part way
+            queue_messages(runtime, messages, batch)
             return drain(runtime.broker, threads)
         finally:
             _cleanup(runtime.broker)
