@@ -265,13 +265,6 @@ def scaling(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
-def _database_of_its_own(database_url: str | None, tmp: Path, name: str) -> tuple[str, Callable[[], None]]:
-    """A SQLite file of its own in ``tmp``, or a schema of its own in ``database_url`` (dropped by the callable)."""
-    if database_url:
-        return _schema_of_its_own(database_url)
-    return f"sqlite:///{tmp / f'{name}.db'}", lambda: None
-
-
 def _cleanup(broker: RedisBroker) -> None:
     client: redis.Redis = broker.client
     keys = list(client.scan_iter(match=f"{broker.namespace}:*", count=1000))
@@ -301,7 +294,7 @@ def main() -> None:
         payloads = [m.to_json() for m in messages]
         for run in range(max(1, args.runs)):  # alternating, so that the machine's changes of speed fall on both alike
             noop_s = run_noop(url, payloads, args.threads)
-            database_url, drop = _database_of_its_own(args.database_url, Path(tmp), f"bench-{run}")
+            database_url, drop = _schema_of_its_own(args.database_url or f"sqlite:///{Path(tmp) / f'bench-{run}.db'}")
             try:
                 pipe_s = run_pipeline(url, database_url, messages, args.threads, Path(tmp) / f"data-{run}", args.batch)
             finally:
@@ -309,7 +302,7 @@ def main() -> None:
             runs.append((noop_s, pipe_s))
         single_s = None
         if args.batch > 1:
-            single_db, drop = _database_of_its_own(args.database_url, Path(tmp), "bench-single")
+            single_db, drop = _schema_of_its_own(args.database_url or f"sqlite:///{Path(tmp) / 'bench-single.db'}")
             try:
                 single_s = run_pipeline(url, single_db, messages, args.threads, Path(tmp) / "data-single", 1)
             finally:
