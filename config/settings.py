@@ -39,6 +39,15 @@ CONFIG_DIR = Path(__file__).resolve().parent
 _DB_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
 _BARE_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_HOST_PORT = re.compile(r"^\[?(?P<host>[^\[\]\s]+?)\]?:(?P<port>\d{1,5})$")
+
+
+def host_and_port(text: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) → (host, port); ValueError when it is not."""
+    match = _HOST_PORT.match(text.strip())
+    if match is None or not 0 < int(match.group("port")) < 65536:
+        raise ValueError(f"expected host:port, e.g. 127.0.0.1:10143; got {text!r}")
+    return match.group("host"), int(match.group("port"))
 
 
 class Settings(BaseSettings):
@@ -98,6 +107,7 @@ class Settings(BaseSettings):
     imap_oauth2_token_command: str | None = Field(None, description="A command printing an OAuth2 access token: XOAUTH2 login (Gmail, Microsoft 365).")
     imap_poll_seconds: int = Field(60, ge=1, description="Polling interval when the server has no IDLE (and the IDLE safety net).")
     imap_idle: bool = Field(True, description="Use IMAP IDLE for push when the server offers it.")
+    imap_doorbell: str | None = Field(None, description="host:port of a UDP port the mail server rings when mail arrives (Dovecot: ops/dovecot/helpdesk-doorbell.lua): the folder is read at once, not when IDLE reports it (Dovecot waits 500 ms).")
     imap_idle_refresh_seconds: int = Field(540, ge=5, le=1740, description="Re-issue IDLE this often (servers drop it after 30 min).")
     imap_timeout_seconds: int = Field(30, ge=1, description="Timeout of every IMAP socket operation.")
     imap_overlap: int = Field(20, ge=0, description="UIDs re-read below the checkpoint on start (dedupe absorbs them).")
@@ -179,6 +189,13 @@ class Settings(BaseSettings):
         if not value or any(len(code) != 2 or not code.isalpha() for code in value):
             raise ValueError("give ISO 639-1 codes separated by commas, e.g. en,es,fr,pt")
         return tuple(code.lower() for code in value)
+
+    @field_validator("imap_doorbell")
+    @classmethod
+    def _check_imap_doorbell(cls, value: str | None) -> str | None:
+        if value is not None:
+            host_and_port(value)
+        return value
 
     @field_validator("mail_from")
     @classmethod
@@ -382,6 +399,7 @@ class ImapSettings(_Group):
     oauth2_token_command: str | None = field(repr=False)  # its arguments may carry a client secret
     poll_seconds: int
     idle: bool
+    doorbell: str | None
     idle_refresh_seconds: int
     timeout_seconds: int
     overlap: int

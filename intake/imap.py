@@ -31,7 +31,9 @@ checkpoint, so ``helpdesk status`` can tell a folder that does not progress.
 
 Push: IMAP IDLE where offered, re-issued before the server's limit; a wake-up
 is only a hint to sync from the checkpoint, and a poll every
-``HELPDESK_IMAP_POLL_SECONDS`` is the safety net. Every socket operation has a
+``HELPDESK_IMAP_POLL_SECONDS`` is the safety net. Where the server rings a
+doorbell when mail arrives (``intake.doorbell``, ``HELPDESK_IMAP_DOORBELL``), a
+ring is such a hint too, and comes sooner than IDLE's. Every socket operation has a
 timeout; any network or server error closes the connection and reconnects with
 exponential backoff and jitter (``intake.backoff``: tenacity, waiting on the
 stop event, so a shutdown ends the wait).
@@ -40,6 +42,7 @@ stop event, so a shutdown ends the wait).
 from __future__ import annotations
 
 import re
+import select
 import shlex
 import socket
 import ssl
@@ -62,6 +65,7 @@ from config.secrets import command_for_display
 from config.settings import ImapSettings
 from intake.archive import sha256_hex
 from intake.backoff import backoff
+from intake.doorbell import MIN_LOOK_INTERVAL, Bell, Doorbell
 from intake.email_intake import EmailIngestor
 from intake.errors import SinkError
 from intake.state import AdapterHealth, Checkpoint, CheckpointStore, ProcessedLog
@@ -212,6 +216,7 @@ class FolderWatcher:
         options: WatchOptions,
         stop: threading.Event,
         connector: Callable[[ImapAccount], IMAPClient] = connect,
+        bell: Bell | None = None,
     ) -> None:
         self.account = account
         self.folder = folder
@@ -221,6 +226,8 @@ class FolderWatcher:
         self.options = options
         self.stop = stop
         self.connector = connector
+        self.bell = bell  # the doorbell's, when the server rings one (intake.doorbell): look at once, not when IDLE speaks
+        self.last_rung = 0.0  # when the bell last made this watcher look (time.monotonic)
         self.name = f"{account.name}/{folder}"
         self.idle_supported: bool | None = None
         self.waiting_since: float | None = None  # when mail above the checkpoint was first seen, until it is all read
@@ -260,7 +267,7 @@ class FolderWatcher:
             if self.idle_supported:
                 self._idle(client)
             else:
-                self.stop.wait(self.options.poll_seconds)
+                self._poll_wait()
         except BaseException:
             self._disconnect()
             raise
@@ -340,15 +347,43 @@ class FolderWatcher:
         return read
 
     def _idle(self, client: IMAPClient) -> None:
-        """Wait in IDLE until the server says something, the refresh interval ends, or we are stopped."""
+        """Wait in IDLE until the server says something, the bell rings, the refresh interval ends, or we are stopped."""
         client.idle()
         try:
             deadline = time.monotonic() + min(self.options.idle_refresh_seconds, self.options.poll_seconds)
             while not self.stop.is_set() and time.monotonic() < deadline:
-                if client.idle_check(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
-                    break  # any response is a hint: leave IDLE and sync from the checkpoint
+                timeout = min(1.0, max(0.0, deadline - time.monotonic()))
+                if self.bell is None:
+                    if client.idle_check(timeout=timeout):
+                        break  # any response is a hint: leave IDLE and sync from the checkpoint
+                    continue
+                readable, _, _ = select.select([client.socket(), self.bell], [], [], timeout)
+                if self.bell in readable:
+                    self._answer_bell()
+                    break
+                if client.idle_check(timeout=0):  # also after a quiet second: TLS may hold a response the socket does not show
+                    break
         finally:
             client.idle_done()
+
+    def _poll_wait(self) -> None:
+        """Without IDLE: wait the polling interval, or until the bell rings or we are stopped."""
+        deadline = time.monotonic() + self.options.poll_seconds
+        while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if self.bell is None:
+                self.stop.wait(left)
+            elif self.bell.wait(min(1.0, left)):
+                self._answer_bell()
+                return
+
+    def _answer_bell(self) -> None:
+        """Forget the rings so far (one look answers them all); look no sooner than MIN_LOOK_INTERVAL after the last."""
+        assert self.bell is not None
+        self.bell.clear()
+        early = self.last_rung + MIN_LOOK_INTERVAL - time.monotonic()
+        if early > 0:
+            self.stop.wait(early)
+        self.last_rung = time.monotonic()
 
 
 def _failure(state: RetryCallState) -> str:
@@ -434,19 +469,23 @@ class ProcessedMover:
 
 
 class ImapAdapter:
-    """Every folder of the account on a thread of its own, plus the processed-mail mover when enabled."""
+    """Every folder of the account on a thread of its own, plus the processed-mail mover and the doorbell when enabled."""
 
-    def __init__(self, watchers: list[FolderWatcher], mover: ProcessedMover | None = None) -> None:
+    def __init__(self, watchers: list[FolderWatcher], mover: ProcessedMover | None = None, doorbell: Doorbell | None = None) -> None:
         if not watchers:
             raise ValueError("an IMAP adapter needs at least one folder")
         self.watchers = watchers
         self.mover = mover
+        self.doorbell = doorbell
 
     def run(self, stop: threading.Event) -> None:
-        """Until ``stop``: every watcher (and the mover) supervised — restarted when it dies — with a heartbeat each."""
+        """Until ``stop``: every watcher (and the mover, and the doorbell) supervised — restarted when it dies — with a heartbeat each."""
         loops = [Loop(f"{ADAPTER}:{w.name}", w.run, (f"{ADAPTER}:{w.name}",)) for w in self.watchers]
         if self.mover is not None:
             loops.append(Loop(f"{ADAPTER}:processed", self.mover.run, (f"{ADAPTER}:{self.mover.account.name}:processed",)))
+        if self.doorbell is not None:
+            doorbell = self.doorbell
+            loops.append(Loop(f"{ADAPTER}:doorbell", lambda: doorbell.run(stop), (f"{ADAPTER}:{self.watchers[0].account.name}:doorbell",)))
         options = self.watchers[0].options
         supervise(loops, stop, self.watchers[0].health, restart=options.restart, heartbeat_seconds=options.heartbeat_seconds)
 

@@ -96,6 +96,9 @@ def import_paths(runtime: Runtime, paths: list[Path], *, label: str = "importing
 @intake_app.command("imap")
 def intake_imap() -> None:
     """Watch the IMAP folders (IDLE, or polling) and queue every message; runs until stopped."""
+    from config.errors import SettingsError  # noqa: PLC0415
+    from config.settings import host_and_port  # noqa: PLC0415
+    from intake.doorbell import Doorbell  # noqa: PLC0415
     from intake.imap import FolderWatcher, ImapAccount, ImapAdapter, ProcessedMover, WatchOptions  # noqa: PLC0415
     from intake.state import AdapterHealth, ProcessedLog, RedisCheckpointStore  # noqa: PLC0415
     from workers.ops.runner import install_signal_handlers  # noqa: PLC0415
@@ -111,11 +114,24 @@ def intake_imap() -> None:
         client, ns = runtime.broker.client, s.redis_namespace
         checkpoints, health = RedisCheckpointStore(client, ns), AdapterHealth(client, ns)
         options = WatchOptions.from_group(imap, max_raw_bytes=s.limits.max_raw_bytes, heartbeat_seconds=s.adapter_heartbeat_seconds)
-        watchers = [FolderWatcher(account, folder, runtime.ingestor, checkpoints, health, options, stop) for folder in account.folders]
+        doorbell = None
+        if imap.doorbell:
+            try:
+                doorbell = Doorbell(host_and_port(imap.doorbell), imap.user or "")
+            except OSError as exc:
+                raise SettingsError(f"HELPDESK_IMAP_DOORBELL={imap.doorbell}: cannot listen there: {exc}") from exc
+        watchers = [FolderWatcher(account, folder, runtime.ingestor, checkpoints, health, options, stop,
+                                  bell=doorbell.bell(folder) if doorbell is not None else None)
+                    for folder in account.folders]
         mover = None
         if imap.processed_action != "none":
             mover = ProcessedMover(account, ProcessedLog(client, ns), health, imap.processed_action,
                                    imap.processed_flag, imap.processed_folder, stop)
-        console.print(f"watching {', '.join(account.folders)} of {account.name} (Ctrl-C to stop)")
-        ImapAdapter(watchers, mover).run(stop)
+        rings = f"; the doorbell on udp {imap.doorbell}" if doorbell is not None else ""
+        console.print(f"watching {', '.join(account.folders)} of {account.name}{rings} (Ctrl-C to stop)")
+        try:
+            ImapAdapter(watchers, mover, doorbell).run(stop)
+        finally:
+            if doorbell is not None:
+                doorbell.close()
 

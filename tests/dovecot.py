@@ -21,6 +21,9 @@ from pathlib import Path
 
 from tests.servers.base import free_port
 
+DOORBELL_SCRIPT = Path(__file__).resolve().parents[1] / "ops" / "dovecot" / "helpdesk-doorbell.lua"
+LUA_SOCKET = Path("/usr/share/lua/5.4/socket.lua")  # Debian's lua-socket, for the Lua 5.4 Dovecot 2.3 embeds
+
 CONFIG = """
 base_dir = {root}/run
 state_dir = {root}/state
@@ -77,8 +80,9 @@ mail_max_userip_connections = 100
 class Dovecot:
     """Start, stop and restart one Dovecot; users are created with ``add_user``."""
 
-    def __init__(self, root: Path, *, with_ssl: bool = True) -> None:
+    def __init__(self, root: Path, *, with_ssl: bool = True, doorbell: tuple[str, int] | None = None) -> None:
         self.root = root
+        self.doorbell = doorbell  # (host, port): deliveries and APPENDs ring it through ops/dovecot/helpdesk-doorbell.lua
         self.port = free_port()
         self.ssl_port = free_port() if with_ssl else 0
         self.with_ssl = with_ssl
@@ -100,8 +104,21 @@ class Dovecot:
             ssl_files = f"ssl_cert = <{self.root}/cert.pem\nssl_key = <{self.root}/key.pem"
         (self.root / "passwd").touch()
         self._configure_oauth2()
-        (self.root / "dovecot.conf").write_text(
-            CONFIG.format(root=self.root, port=self.port, ssl_port=self.ssl_port, ssl="yes" if self.with_ssl else "no", ssl_files=ssl_files)
+        config = CONFIG.format(root=self.root, port=self.port, ssl_port=self.ssl_port, ssl="yes" if self.with_ssl else "no", ssl_files=ssl_files)
+        if self.doorbell is not None:
+            config += self._doorbell_config()
+        (self.root / "dovecot.conf").write_text(config)
+
+    def _doorbell_config(self) -> str:
+        """The push-notification plugin running the shipped doorbell script (copied where Dovecot's mail processes,
+        which run as nobody, can read it)."""
+        script = self.root / "helpdesk-doorbell.lua"
+        shutil.copyfile(DOORBELL_SCRIPT, script)
+        script.chmod(0o644)
+        host, port = self.doorbell
+        return (
+            "mail_plugins = $mail_plugins notify push_notification mail_lua push_notification_lua\n"
+            f"plugin {{\n  push_notification_driver = lua:file={script}\n  helpdesk_doorbell = {host}:{port}\n}}\n"
         )
 
     def _configure_oauth2(self) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from config.settings import Settings
 from intake.archive import FileArchive
+from intake.doorbell import Bell
 from intake.email_intake import EmailIngestor
 from intake.imap import FolderWatcher, ImapAccount, WatchOptions
 from intake.mime import Limits
@@ -52,13 +53,13 @@ def ingestor_for(settings: Settings, broker) -> EmailIngestor:  # noqa: ANN001
 
 
 @contextmanager
-def watching(account: ImapAccount, settings: Settings, broker, folder: str = "INBOX", **options):  # noqa: ANN001, ANN003
-    """A FolderWatcher running on a thread; yields it, stops it afterwards."""
+def watching(account: ImapAccount, settings: Settings, broker, folder: str = "INBOX", bell: Bell | None = None, **options):  # noqa: ANN001, ANN003
+    """A FolderWatcher running on a thread (listening to ``bell``, if given); yields it, stops it afterwards."""
     stop = threading.Event()
     client, ns = broker.client, settings.redis_namespace
     watcher = FolderWatcher(
         account, folder, ingestor_for(settings, broker), RedisCheckpointStore(client, ns), AdapterHealth(client, ns),
-        WatchOptions(**{"backoff_min": 0.2, "backoff_max": 1.0, **options}), stop,
+        WatchOptions(**{"backoff_min": 0.2, "backoff_max": 1.0, **options}), stop, bell=bell,
     )
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()

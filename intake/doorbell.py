@@ -1,0 +1,157 @@
+"""The IMAP doorbell: a UDP port the mail server rings when mail arrives, so that the folder is read at once.
+
+Dovecot tells an IDLE client of new mail 500 ms after it arrives: its mailbox watch waits a fixed
+``NOTIFY_DELAY_MSECS`` before it reports (src/lib-storage/mailbox-watch.c; no setting changes it). Its
+push-notification plugin, though, runs a script inside the delivery or APPEND itself:
+``ops/dovecot/helpdesk-doorbell.lua`` sends one datagram, ``user<TAB>folder``, to ``HELPDESK_IMAP_DOORBELL``.
+The watcher of that folder then leaves IDLE and syncs from its checkpoint, as it would have when IDLE spoke.
+
+A datagram is a hint to look, never mail: nothing in it is read beyond choosing whose folders to look at, so
+whoever can reach the port can only make the adapter look sooner, and looks are bounded
+(``FolderWatcher`` looks at most once per ``MIN_LOOK_INTERVAL`` for its bell; this thread reads at most
+``MAX_PER_SECOND`` datagrams a second and leaves the rest to the kernel to drop). A datagram lost, or never
+sent, costs only the wait it would have saved: IDLE still reports the mail.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MAX_DATAGRAM = 512  # bytes read of a datagram: a user and a folder name (the script sends at most 401)
+MAX_PER_SECOND = 1000  # datagrams read a second at most; a flood beyond it waits in (and overflows) the socket's buffer
+MIN_LOOK_INTERVAL = 0.05  # seconds between two looks at a folder that its bell caused: at most 20 a second
+
+
+class Bell:
+    """One folder watcher's bell: rung by the doorbell's thread, waited on beside the watcher's IMAP socket.
+
+    A pipe whose read end ``select`` can watch; ringing writes a byte unless one is already waiting, so any
+    number of rings before the watcher looks is one look.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def ring(self) -> None:
+        try:
+            os.write(self._write, b"\0")
+        except (BlockingIOError, OSError):  # full: it has been rung already; closed: the watcher is gone
+            pass
+
+    def clear(self) -> bool:
+        """Forget the rings so far; whether there were any."""
+        rung = False
+        while True:
+            try:
+                chunk = os.read(self._read, 4096)
+            except (BlockingIOError, OSError):
+                return rung
+            if not chunk:
+                return rung
+            rung = True
+
+    def wait(self, timeout: float) -> bool:
+        """Whether it rang within ``timeout`` seconds (the rings are left for ``clear``)."""
+        readable, _, _ = select.select([self._read], [], [], max(0.0, timeout))
+        return bool(readable)
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Doorbell:
+    """The UDP port, and the bells of the account's folders it rings.
+
+    ``user<TAB>folder`` rings that folder's bell when ``user`` is the account's (case aside; a datagram for
+    another user of the same server is ignored); a datagram without a tab rings every folder's.
+    """
+
+    def __init__(self, address: tuple[str, int], user: str) -> None:
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.socket.bind((host, port))
+        except OSError:
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
+        self.address = self.socket.getsockname()[:2]
+        self.user = user.casefold()
+        self.bells: dict[str, Bell] = {}
+        self.ignored = 0  # datagrams for another user
+
+    def bell(self, folder: str) -> Bell:
+        """The bell of ``folder`` (one per folder, made on first asking)."""
+        key = _folder_key(folder)
+        if key not in self.bells:
+            self.bells[key] = Bell()
+        return self.bells[key]
+
+    def answer(self, datagram: bytes) -> int:
+        """Ring the bells ``datagram`` names; how many rang."""
+        text = datagram[:MAX_DATAGRAM].decode("utf-8", "replace")
+        user, tab, folder = text.partition("\t")
+        if not tab:
+            targets = list(self.bells.values())
+        elif user.strip().casefold() != self.user:
+            self.ignored += 1
+            return 0
+        else:
+            bell = self.bells.get(_folder_key(folder.strip()))
+            targets = [bell] if bell is not None else []
+        for bell in targets:
+            bell.ring()
+        return len(targets)
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop``: read datagrams (at most ``MAX_PER_SECOND``) and ring the bells they name."""
+        log.info("imap doorbell listening", address=f"{self.address[0]}:{self.address[1]}")
+        window, read = time.monotonic(), 0
+        while not stop.is_set():
+            readable, _, _ = select.select([self.socket], [], [], 0.5)
+            if not readable:
+                continue
+            while not stop.is_set():
+                now = time.monotonic()
+                if now - window >= 1.0:
+                    window, read = now, 0
+                if read >= MAX_PER_SECOND:
+                    stop.wait(window + 1.0 - now)
+                    break
+                try:
+                    datagram = self.socket.recv(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:  # e.g. ICMP errors reported on a UDP socket: nothing to answer
+                    log.debug("imap doorbell read failed", error=str(exc))
+                    break
+                read += 1
+                self.answer(datagram)
+
+    def close(self) -> None:
+        self.socket.close()
+        for bell in self.bells.values():
+            bell.close()
+
+
+def _folder_key(folder: str) -> str:
+    # INBOX is case-insensitive in IMAP (RFC 3501 5.1); other names are compared as given
+    return "INBOX" if folder.upper() == "INBOX" else folder
