@@ -39,15 +39,15 @@ CONFIG_DIR = Path(__file__).resolve().parent
 _DB_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
 _BARE_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
-_HOST_PORT = re.compile(r"^\[?(?P<host>[^\[\]\s]+?)\]?:(?P<port>\d{1,5})$")
+_HOST_PORT = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]\s:]+)):(?P<port>\d{1,5})$")
 
 
 def host_and_port(text: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:port`` for IPv6) → (host, port); ValueError when it is not."""
+    """``host:port`` (``[::1]:port`` for IPv6: an address with colons needs its brackets) → (host, port); ValueError when it is not."""
     match = _HOST_PORT.match(text.strip())
     if match is None or not 0 < int(match.group("port")) < 65536:
-        raise ValueError(f"expected host:port, e.g. 127.0.0.1:10143; got {text!r}")
-    return match.group("host"), int(match.group("port"))
+        raise ValueError(f"expected host:port, e.g. 127.0.0.1:10143 or [::1]:10143; got {text!r}")
+    return match.group("ipv6") or match.group("host"), int(match.group("port"))
 
 
 class Settings(BaseSettings):

@@ -6,11 +6,11 @@ push-notification plugin, though, runs a script inside the delivery or APPEND it
 ``ops/dovecot/helpdesk-doorbell.lua`` sends one datagram, ``user<TAB>folder``, to ``HELPDESK_IMAP_DOORBELL``.
 The watcher of that folder then leaves IDLE and syncs from its checkpoint, as it would have when IDLE spoke.
 
-A datagram is a hint to look, never mail: nothing in it is read beyond choosing whose folders to look at, so
-whoever can reach the port can only make the adapter look sooner, and looks are bounded
-(``FolderWatcher`` looks at most once per ``MIN_LOOK_INTERVAL`` for its bell; this thread reads at most
-``MAX_PER_SECOND`` datagrams a second and leaves the rest to the kernel to drop). A datagram lost, or never
-sent, costs only the wait it would have saved: IDLE still reports the mail.
+A datagram is a hint to look, never mail: nothing in it is read beyond whose folder to look at, so whoever can
+reach the port can only make the adapter look sooner, and looks are bounded (``FolderWatcher`` looks at most
+once per ``MIN_LOOK_INTERVAL`` for its bell; this thread reads at most ``MAX_PER_SECOND`` datagrams a second and
+leaves the rest to the kernel to drop). A datagram lost, or never sent, costs only the wait it would have
+saved: IDLE and polling still run. Bind it where only the mail server reaches it (loopback, or a firewall).
 """
 
 from __future__ import annotations
@@ -28,59 +28,73 @@ log = structlog.get_logger(__name__)
 MAX_DATAGRAM = 512  # bytes read of a datagram: a user and a folder name (the script sends at most 401)
 MAX_PER_SECOND = 1000  # datagrams read a second at most; a flood beyond it waits in (and overflows) the socket's buffer
 MIN_LOOK_INTERVAL = 0.05  # seconds between two looks at a folder that its bell caused: at most 20 a second
+MAX_USERS_WARNED = 10  # other users named in datagrams, each warned of once: then counted only
 
 
 class Bell:
     """One folder watcher's bell: rung by the doorbell's thread, waited on beside the watcher's IMAP socket.
 
-    A pipe whose read end ``select`` can watch; ringing writes a byte unless one is already waiting, so any
-    number of rings before the watcher looks is one look.
+    A pipe whose read end a selector can watch; ringing writes a byte unless one is already waiting, so any
+    number of rings before the watcher looks is one look. Once closed it neither rings nor reads: its
+    descriptors' numbers may belong to another file by then.
     """
 
     def __init__(self) -> None:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        self._lock = threading.Lock()
+        self.closed = False
 
     def fileno(self) -> int:
         return self._read
 
     def ring(self) -> None:
-        try:
-            os.write(self._write, b"\0")
-        except (BlockingIOError, OSError):  # full: it has been rung already; closed: the watcher is gone
-            pass
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                os.write(self._write, b"\0")
+            except BlockingIOError:  # full: it has been rung already
+                pass
 
     def clear(self) -> bool:
         """Forget the rings so far; whether there were any."""
         rung = False
-        while True:
-            try:
-                chunk = os.read(self._read, 4096)
-            except (BlockingIOError, OSError):
-                return rung
-            if not chunk:
-                return rung
-            rung = True
+        with self._lock:
+            while not self.closed:
+                try:
+                    chunk = os.read(self._read, 4096)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                rung = True
+        return rung
 
     def wait(self, timeout: float) -> bool:
         """Whether it rang within ``timeout`` seconds (the rings are left for ``clear``)."""
-        readable, _, _ = select.select([self._read], [], [], max(0.0, timeout))
-        return bool(readable)
+        if self.closed:
+            return False
+        poller = select.poll()
+        poller.register(self._read, select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
 
     def close(self) -> None:
-        for fd in (self._read, self._write):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            os.close(self._read)
+            os.close(self._write)
 
 
 class Doorbell:
     """The UDP port, and the bells of the account's folders it rings.
 
-    ``user<TAB>folder`` rings that folder's bell when ``user`` is the account's (case aside; a datagram for
-    another user of the same server is ignored); a datagram without a tab rings every folder's.
+    ``user<TAB>folder`` rings that folder's bell when ``user`` is the account's (case aside). A datagram for another
+    user of the same server (whose name Dovecot may spell otherwise than the login: warned of, once per name) or in
+    any other form rings nothing.
     """
 
     def __init__(self, address: tuple[str, int], user: str) -> None:
@@ -96,7 +110,8 @@ class Doorbell:
         self.address = self.socket.getsockname()[:2]
         self.user = user.casefold()
         self.bells: dict[str, Bell] = {}
-        self.ignored = 0  # datagrams for another user
+        self.ignored = 0  # datagrams that rang nothing
+        self._warned: set[str] = set()
 
     def bell(self, folder: str) -> Bell:
         """The bell of ``folder`` (one per folder, made on first asking)."""
@@ -105,29 +120,28 @@ class Doorbell:
             self.bells[key] = Bell()
         return self.bells[key]
 
-    def answer(self, datagram: bytes) -> int:
-        """Ring the bells ``datagram`` names; how many rang."""
-        text = datagram[:MAX_DATAGRAM].decode("utf-8", "replace")
-        user, tab, folder = text.partition("\t")
-        if not tab:
-            targets = list(self.bells.values())
-        elif user.strip().casefold() != self.user:
+    def answer(self, datagram: bytes) -> bool:
+        """Ring the bell ``datagram`` names; whether one rang."""
+        user, tab, folder = datagram[:MAX_DATAGRAM].decode("utf-8", "replace").partition("\t")
+        bell = self.bells.get(_folder_key(folder)) if tab and user.casefold() == self.user else None
+        if bell is None:
             self.ignored += 1
-            return 0
-        else:
-            bell = self.bells.get(_folder_key(folder.strip()))
-            targets = [bell] if bell is not None else []
-        for bell in targets:
-            bell.ring()
-        return len(targets)
+            if tab and user.casefold() != self.user and len(self._warned) < MAX_USERS_WARNED and user not in self._warned:
+                self._warned.add(user)
+                log.warning("imap doorbell rung for another user: ignored", user=ascii(user[:100]), expected=self.user,
+                            hint="the mail server names users as it logs them in; set HELPDESK_IMAP_USER to that name")
+            return False
+        bell.ring()
+        return True
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop``: read datagrams (at most ``MAX_PER_SECOND``) and ring the bells they name."""
         log.info("imap doorbell listening", address=f"{self.address[0]}:{self.address[1]}")
+        poller = select.poll()
+        poller.register(self.socket.fileno(), select.POLLIN)
         window, read = time.monotonic(), 0
         while not stop.is_set():
-            readable, _, _ = select.select([self.socket], [], [], 0.5)
-            if not readable:
+            if not poller.poll(500):
                 continue
             while not stop.is_set():
                 now = time.monotonic()
@@ -138,11 +152,10 @@ class Doorbell:
                     break
                 try:
                     datagram = self.socket.recv(MAX_DATAGRAM)
-                except (BlockingIOError, InterruptedError):
+                except BlockingIOError:
                     break
-                except OSError as exc:  # e.g. ICMP errors reported on a UDP socket: nothing to answer
-                    log.debug("imap doorbell read failed", error=str(exc))
-                    break
+                except ConnectionRefusedError:  # an ICMP error reported on the socket: nothing to answer
+                    continue
                 read += 1
                 self.answer(datagram)
 

@@ -42,7 +42,7 @@ stop event, so a shutdown ends the wait).
 from __future__ import annotations
 
 import re
-import select
+import selectors
 import shlex
 import socket
 import ssl
@@ -73,6 +73,7 @@ from intake.supervision import Backoff, Loop, ingest_isolated, ingest_many_isola
 
 log = structlog.get_logger("helpdesk.imap")
 ADAPTER = "imap"
+IDLE_SILENT_READS = 3  # times in a row the socket may be readable with no response before IDLE's connection counts as closed
 NETWORK_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError, SinkError)
 _SOURCE = re.compile(r"^imap:(?P<account>[^/]+)/(?P<folder>.+);uidvalidity=(?P<uidvalidity>\d+);uid=(?P<uid>\d+)$")
 
@@ -228,6 +229,8 @@ class FolderWatcher:
         self.connector = connector
         self.bell = bell  # the doorbell's, when the server rings one (intake.doorbell): look at once, not when IDLE speaks
         self.last_rung = 0.0  # when the bell last made this watcher look (time.monotonic)
+        self.syncs = 0  # syncs completed on this watcher, and when the last one ended (time.monotonic)
+        self.last_sync: float | None = None
         self.name = f"{account.name}/{folder}"
         self.idle_supported: bool | None = None
         self.waiting_since: float | None = None  # when mail above the checkpoint was first seen, until it is all read
@@ -314,6 +317,8 @@ class FolderWatcher:
             self.checkpoints.set(ADAPTER, self.account.name, self.folder, Checkpoint(uidvalidity, last))
         self._record_progress(last, last)
         self.health.success(f"{ADAPTER}:{self.name}", f"uidvalidity={uidvalidity} last_uid={last} read={read}")
+        self.syncs += 1
+        self.last_sync = time.monotonic()
         return read
 
     def _record_progress(self, highest: int, checkpoint: int) -> None:
@@ -350,19 +355,22 @@ class FolderWatcher:
         """Wait in IDLE until the server says something, the bell rings, the refresh interval ends, or we are stopped."""
         client.idle()
         try:
-            deadline = time.monotonic() + min(self.options.idle_refresh_seconds, self.options.poll_seconds)
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                timeout = min(1.0, max(0.0, deadline - time.monotonic()))
-                if self.bell is None:
-                    if client.idle_check(timeout=timeout):
+            with selectors.DefaultSelector() as waiting:  # poll or epoll: no limit on descriptor numbers, as select has
+                waiting.register(client.socket(), selectors.EVENT_READ, "server")
+                if self.bell is not None:
+                    waiting.register(self.bell, selectors.EVENT_READ, "bell")
+                deadline = time.monotonic() + min(self.options.idle_refresh_seconds, self.options.poll_seconds)
+                silent = 0  # readable, yet no response: in a row
+                while not self.stop.is_set() and time.monotonic() < deadline:
+                    ready = {key.data for key, _ in waiting.select(min(1.0, max(0.0, deadline - time.monotonic())))}
+                    if "bell" in ready and self.bell is not None:
+                        self._answer(self.bell)
+                        break
+                    if client.idle_check(timeout=0):
                         break  # any response is a hint: leave IDLE and sync from the checkpoint
-                    continue
-                readable, _, _ = select.select([client.socket(), self.bell], [], [], timeout)
-                if self.bell in readable:
-                    self._answer_bell()
-                    break
-                if client.idle_check(timeout=0):  # also after a quiet second: TLS may hold a response the socket does not show
-                    break
+                    silent = silent + 1 if "server" in ready else 0
+                    if silent >= IDLE_SILENT_READS:  # imapclient answers a closed connection with no responses, at once
+                        raise ConnectionResetError("the server closed the connection during IDLE")
         finally:
             client.idle_done()
 
@@ -373,13 +381,12 @@ class FolderWatcher:
             if self.bell is None:
                 self.stop.wait(left)
             elif self.bell.wait(min(1.0, left)):
-                self._answer_bell()
+                self._answer(self.bell)
                 return
 
-    def _answer_bell(self) -> None:
-        """Forget the rings so far (one look answers them all); look no sooner than MIN_LOOK_INTERVAL after the last."""
-        assert self.bell is not None
-        self.bell.clear()
+    def _answer(self, bell: Bell) -> None:
+        """Forget the bell's rings so far (one look answers them all); look no sooner than MIN_LOOK_INTERVAL after the last."""
+        bell.clear()
         early = self.last_rung + MIN_LOOK_INTERVAL - time.monotonic()
         if early > 0:
             self.stop.wait(early)

@@ -120,16 +120,16 @@ def intake_imap() -> None:
                 doorbell = Doorbell(host_and_port(imap.doorbell), imap.user or "")
             except OSError as exc:
                 raise SettingsError(f"HELPDESK_IMAP_DOORBELL={imap.doorbell}: cannot listen there: {exc}") from exc
-        watchers = [FolderWatcher(account, folder, runtime.ingestor, checkpoints, health, options, stop,
-                                  bell=doorbell.bell(folder) if doorbell is not None else None)
-                    for folder in account.folders]
-        mover = None
-        if imap.processed_action != "none":
-            mover = ProcessedMover(account, ProcessedLog(client, ns), health, imap.processed_action,
-                                   imap.processed_flag, imap.processed_folder, stop)
-        rings = f"; the doorbell on udp {imap.doorbell}" if doorbell is not None else ""
-        console.print(f"watching {', '.join(account.folders)} of {account.name}{rings} (Ctrl-C to stop)")
         try:
+            watchers = [FolderWatcher(account, folder, runtime.ingestor, checkpoints, health, options, stop,
+                                      bell=doorbell.bell(folder) if doorbell is not None else None)
+                        for folder in account.folders]
+            mover = None
+            if imap.processed_action != "none":
+                mover = ProcessedMover(account, ProcessedLog(client, ns), health, imap.processed_action,
+                                       imap.processed_flag, imap.processed_folder, stop)
+            rings = f"; the doorbell on udp {imap.doorbell}" if doorbell is not None else ""
+            console.print(f"watching {', '.join(account.folders)} of {account.name}{rings} (Ctrl-C to stop)")
             ImapAdapter(watchers, mover, doorbell).run(stop)
         finally:
             if doorbell is not None:

@@ -73,6 +73,7 @@ service imap-login {{
   chroot =
 }}
 imap_idle_notify_interval = 2 mins
+verbose_proctitle = yes
 mail_max_userip_connections = 100
 """
 
@@ -213,6 +214,25 @@ class Dovecot:
                 time.sleep(0.1)
             except OSError:
                 return
+
+    def kill_sessions(self, user: str) -> int:
+        """SIGKILL the imap processes serving ``user`` (a crash, an admin's kick): their clients see the connection end
+        without a BYE. How many there were."""
+        killed = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if title.startswith("dovecot/imap [") and f"[{user} " in title:  # verbose_proctitle: "dovecot/imap [user ip state]"
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+                except ProcessLookupError:
+                    pass
+        return killed
 
     def restart(self) -> None:
         self.stop()

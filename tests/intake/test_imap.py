@@ -99,6 +99,16 @@ def test_dovecot_restart_reconnects(dovecot, mailbox, settings, broker, engine: 
     assert errors.get("last_error")  # the outage was noticed and recorded
 
 
+def test_a_session_the_server_drops_during_idle_is_reconnected_at_once(dovecot, mailbox, settings, broker) -> None:  # noqa: ANN001
+    # The server's process for the session dies while the watcher is in IDLE: the connection ends without a BYE, and
+    # imapclient answers every later check with no responses. The watcher must reconnect, not spin until IDLE's 300 s end.
+    with watching(account_for(dovecot, mailbox), settings, broker, poll_seconds=300) as watcher:
+        wait_for(lambda: watcher.syncs == 1)
+        time.sleep(0.3)  # in IDLE
+        assert dovecot.kill_sessions(mailbox[0]) == 1
+        wait_for(lambda: watcher.syncs == 2, timeout=30)
+
+
 def test_uidvalidity_change_resynchronises_without_duplicate_tickets(dovecot, mailbox, settings, broker, engine: Engine, running_worker) -> None:  # noqa: ANN001
     # Given three messages in a folder, read and stored
     originals = [make_email(message_id=f"<v{i}@x.org>", subject=f"V {i}") for i in range(3)]
