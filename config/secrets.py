@@ -34,19 +34,28 @@ def desk_secret(settings: Settings) -> bytes:
 
 
 def _file_secret(path: Path) -> bytes:
+    """The secret in ``path``, made there first if there is none. The file appears whole or not at all (written under
+    a name of its own, then linked into place), so processes starting together on a new data folder — a worker's
+    forked children, the web and the worker — all read the one secret the first of them made."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_bytes().strip()
-        if len(value) < 32:
-            raise SettingsError(f"{path} holds no usable secret (remove it to make a new one, or set HELPDESK_SECRET_KEY)") from None
-        return value
-    value = secrets.token_urlsafe(48).encode("ascii")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    if not path.exists():
+        value = secrets.token_urlsafe(48).encode("ascii")
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(value + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(draft, path)  # atomic, and refuses to replace a secret another process made meanwhile
+            return value
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink(missing_ok=True)
+    value = path.read_bytes().strip()
+    if len(value) < 32:
+        raise SettingsError(f"{path} holds no usable secret (remove it to make a new one, or set HELPDESK_SECRET_KEY)")
     return value
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from pathlib import Path
+
 import pytest
 import structlog
 from pydantic import SecretStr
 
-from config.secrets import REDACTED, command_for_display, redact, secret_values
+from config.errors import SettingsError
+from config.secrets import REDACTED, _file_secret, command_for_display, redact, secret_values
 from config.settings import Settings
 from ops.logs import configure_logging
 
@@ -44,3 +48,26 @@ def test_given_logging_with_secrets_when_an_event_carries_one_then_the_line_does
     line = capsys.readouterr().err
     assert "TopSecret99" not in line
     assert line.count(REDACTED) == 2
+
+
+def _secret_in(folder: str) -> bytes:
+    return _file_secret(Path(folder) / "secret.key")
+
+
+def test_given_processes_starting_together_on_a_new_data_folder_then_all_read_the_one_secret_made(tmp_path) -> None:  # noqa: ANN001
+    # A worker's forked children, the web and the worker: each makes the secret if there is none. The one that lost the
+    # race used to read the winner's file before it was written ("holds no usable secret") and stop.
+    for attempt in range(5):
+        folder = tmp_path / f"data-{attempt}"
+        with multiprocessing.get_context("fork").Pool(8) as pool:
+            values = pool.map(_secret_in, [str(folder)] * 32)
+        assert len(set(values)) == 1
+        assert (folder / "secret.key").read_bytes().strip() == values[0]
+        assert [p.name for p in folder.iterdir()] == ["secret.key"]  # no draft left behind
+
+
+def test_given_a_secret_file_too_short_then_it_is_refused_not_replaced(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "secret.key").write_bytes(b"short\n")
+    with pytest.raises(SettingsError, match="holds no usable secret"):
+        _secret_in(str(tmp_path))
+    assert (tmp_path / "secret.key").read_bytes() == b"short\n"
