@@ -182,3 +182,28 @@ def test_given_saved_models_when_read_back_then_the_vocabulary_is_the_same_and_a
     arrays["type.words"] = np.arange(len(features.word_vocab))
     with pytest.raises(ModelFormatError):
         models_from_data(arrays, meta)
+
+
+def test_given_a_model_saved_in_the_earlier_format_when_read_then_its_vocabulary_is_the_same(trained) -> None:  # noqa: ANN001
+    # Models saved before the vocabulary became one UTF-8 text held it as arrays of Unicode strings: a desk's saved
+    # model keeps loading after the upgrade (no retraining at its first start).
+    from classifiers.model import models_from_data, models_to_data  # noqa: PLC0415
+
+    arrays, meta = models_to_data(trained)
+    features = trained.type_model.features
+    arrays["type.words"] = np.array(sorted(features.word_vocab, key=features.word_vocab.__getitem__), dtype=str)
+    arrays["type.chars"] = np.array(sorted(features.char_vocab, key=features.char_vocab.__getitem__), dtype=str)
+    back = models_from_data(arrays, meta).type_model.features
+    assert (back.word_vocab, back.char_vocab) == (features.word_vocab, features.char_vocab)
+
+
+def test_given_saved_models_then_the_vocabulary_is_one_text_and_one_that_is_not_utf8_is_refused(trained) -> None:  # noqa: ANN001
+    from classifiers.errors import ModelFormatError  # noqa: PLC0415
+    from classifiers.model import models_from_data, models_to_data  # noqa: PLC0415
+
+    arrays, meta = models_to_data(trained)
+    assert arrays["type.words"].dtype == np.uint8
+    assert arrays["type.words"].nbytes < sum(len(w.encode()) + 1 for w in trained.type_model.features.word_vocab) + 1
+    arrays["type.words"] = np.frombuffer(b"caf\xe9\nbar", dtype=np.uint8)  # Latin-1, not UTF-8
+    with pytest.raises(ModelFormatError, match="not UTF-8"):
+        models_from_data(arrays, meta)
