@@ -86,3 +86,37 @@ def test_given_a_self_statement_then_the_reason_quotes_it(sectors: SectorClassif
 
     assert result.label.value == "government"
     assert result.label.reasons == ("the enquirer says 'I work for the Ministry of Finance of Chile' → government",)
+
+
+def _icann_rules() -> list[str]:
+    from publicsuffixlist import PSLFILE  # noqa: PLC0415
+
+    rules = []
+    for line in open(PSLFILE, encoding="utf-8"):
+        line = line.strip()
+        if "===END ICANN DOMAINS===" in line:
+            break
+        if line and not line.startswith("//"):
+            rules.append(line.lstrip("!").replace("*.", "x."))  # wildcards and exceptions as a name under them
+    return rules
+
+
+def test_given_every_icann_rule_in_either_form_then_the_organisation_is_what_the_list_with_ascii_forms_says() -> None:
+    # The suffixes are loaded in Unicode only (three times faster); a domain written in ASCII (xn--…) is looked up in
+    # Unicode. Checked against the library loaded with every rule's ASCII form as well, as it was before.
+    from publicsuffixlist import PublicSuffixList  # noqa: PLC0415
+
+    from classifiers.sector import registrable_domain  # noqa: PLC0415
+
+    reference = PublicSuffixList(only_icann=True, accept_unknown=False)
+    rules = _icann_rules()
+    assert len(rules) > 6000
+    checked = 0
+    for rule in rules:
+        forms = {rule, rule.encode("idna").decode("ascii")} if not rule.isascii() else {rule}
+        for suffix in forms:
+            for domain in (suffix, f"org.{suffix}", f"mail.org.{suffix}"):
+                assert registrable_domain(domain) == (reference.privatesuffix(domain) or domain), domain
+                checked += 1
+    assert checked > 18000
+    assert registrable_domain("xn--zz-invalid-.example") == "xn--zz-invalid-.example"  # not a valid name: as it came
