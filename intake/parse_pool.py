@@ -454,16 +454,17 @@ class ParsePool(EmailParser):
     def parse(self, raw: bytes, *, received_at: datetime, source: str, raw_ref: str | None) -> ParsedEmail:
         meta = pickle.dumps((received_at, source, raw_ref))
         header = len(meta).to_bytes(4, "big") + meta
-        for attempt in (1, 2):
+        tries = self.options.workers + 1  # every idle helper may have been killed: the last try is on a new one
+        for attempt in range(1, tries + 1):
             helper = self._acquire()
             healthy = False
             try:
                 try:
                     helper.conn.send_bytes(header + raw)
                 except OSError:
-                    if attempt == 2:
+                    if attempt == tries:
                         raise RejectedInput(*self._death(helper)) from None
-                    continue  # it died while idle: not this item's fault, try a fresh helper
+                    continue  # it died while idle: not this item's fault, try another helper
                 outcome, healthy = self._answer(helper)
                 helper.tasks += 1
             finally:

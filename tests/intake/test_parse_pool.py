@@ -107,7 +107,7 @@ def _dead(pid: int) -> bool:
     """The process is gone, or a zombie its parent has not reaped yet."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before its /proc entry was opened, or while it was read
         return True
 
 
@@ -121,6 +121,19 @@ def test_a_helper_killed_while_idle_is_replaced_without_blaming_the_next_mail(po
     wait_for(lambda: all(_dead(pid) for pid in killed), timeout=10)
     # Then the next mail parses, on a helper that replaced them
     assert _parse(pool, make_email(message_id="<innocent@x.org>")).message.external_id == "innocent@x.org"
+
+
+def test_every_helper_killed_while_idle_blames_not_the_next_single_mail(pool: ParsePool) -> None:
+    # Given both helpers started (a batch large enough for two lanes) and idle
+    pool.parse_many(_requests([make_email(message_id=f"<both{i}@x.org>") for i in range(60)]))
+    killed = pool.helper_pids
+    assert len(killed) == 2
+    # When every helper is killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: all(_dead(pid) for pid in killed), timeout=10)
+    # Then the next mail parses alone on a new helper (it was blamed: "killed by SIGKILL", after two tries)
+    assert _parse(pool, make_email(message_id="<innocent2@x.org>")).message.external_id == "innocent2@x.org"
 
 
 def test_every_hostile_mail_without_prescan_is_contained_by_the_pool(pool: ParsePool) -> None:
