@@ -33,7 +33,8 @@ from tests.servers.base import free_port
 pytestmark = pytest.mark.slow
 
 PASSWORD = "bell-secret"
-USERS = 12
+LDA = Path("/usr/lib/dovecot/dovecot-lda")  # Debian's dovecot-core
+USERS = 24  # one per test that takes a mailbox, each test once per database
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,22 @@ def test_dovecot_rings_with_the_user_and_folder_of_each_append(rung) -> None:  #
         assert receiver.recv(600) == f"{mailbox[0]}\tINBOX".encode()
         append(server, mailbox, [make_email(message_id="<rung-2@x.org>")], folder="Support")
         assert receiver.recv(600) == f"{mailbox[0]}\tSupport".encode()
+    finally:
+        receiver.close()
+
+
+def test_dovecot_rings_when_it_delivers_mail_as_a_mail_server_hands_it_over(rung) -> None:  # noqa: ANN001
+    # Delivered by dovecot-lda, as Postfix or Exim hand mail to Dovecot (the push plugin's MessageNew event), not APPENDed
+    server, port, mailboxes = rung
+    user, _ = next(mailboxes)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", port))
+    receiver.settimeout(10)
+    try:
+        delivered = subprocess.run([str(LDA), "-c", str(server.root / "dovecot.conf"), "-d", user, "-f", "someone@example.org"],
+                                   input=make_email(message_id="<delivered@x.org>"), capture_output=True, timeout=60)
+        assert delivered.returncode == 0, delivered.stderr
+        assert receiver.recv(600) == f"{user}\tINBOX".encode()
     finally:
         receiver.close()
 
