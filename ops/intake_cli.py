@@ -11,6 +11,7 @@ import typer
 from ops.runtime import Runtime
 from ops.shared_cli import console, err, progress, settings
 
+DOORBELL_SCRIPT = Path(__file__).resolve().parent / "dovecot" / "helpdesk-doorbell.lua"  # shipped with the package
 intake_app = typer.Typer(no_args_is_help=True, help="Channel adapters: read a channel and queue what arrives.")
 
 
@@ -91,6 +92,14 @@ def import_paths(runtime: Runtime, paths: list[Path], *, label: str = "importing
     return result
 
 
+
+
+@intake_app.command("imap-doorbell-script")
+def intake_imap_doorbell_script() -> None:
+    """Print the Dovecot script that rings HELPDESK_IMAP_DOORBELL when mail arrives (save it where dovecot.conf names it)."""
+    import sys  # noqa: PLC0415
+
+    sys.stdout.write(DOORBELL_SCRIPT.read_text(encoding="utf-8"))
 
 
 @intake_app.command("imap")

@@ -302,3 +302,11 @@ def _udp_listening(port: int) -> bool:
         if any(int(row.split()[1].rsplit(":", 1)[1], 16) == port for row in rows):
             return True
     return False
+
+
+def test_the_cli_prints_the_script_dovecot_runs() -> None:
+    # A desk installed with pip has no checkout to copy it from
+    from tests.dovecot import DOORBELL_SCRIPT  # noqa: PLC0415
+
+    printed = subprocess.run([*HELPDESK, "intake", "imap-doorbell-script"], capture_output=True, text=True, timeout=60, check=True)
+    assert printed.stdout == DOORBELL_SCRIPT.read_text(encoding="utf-8")
