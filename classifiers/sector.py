@@ -149,15 +149,23 @@ def registrable_domain(domain: str) -> str:
 
     Reads the list ``publicsuffixlist`` ships (0.01 s to load; tldextract took 0.2 s, most of it importing
     requests for downloads we never made); it never fetches over the network. A domain in its ASCII form
-    (mail.xn--55qx5d.cn) is looked up in Unicode and answered in the form it came in (xn--55qx5d.cn's labels).
+    (mail.xn--55qx5d.cn) is looked up in Unicode, label by label, and answered in the form it came in.
     """
     if "xn--" not in domain:
         return _suffixes().privatesuffix(domain) or domain
-    try:
-        readable = domain.encode("ascii").decode("idna")
-    except UnicodeError:  # not a valid international name: no rule could match it
-        return domain
-    found = _suffixes().privatesuffix(readable)
+    labels = domain.split(".")
+    found = _suffixes().privatesuffix(".".join(map(_unicode_label, labels)))
     if not found:
         return domain
-    return ".".join(domain.split(".")[-(found.count(".") + 1):])  # decoding kept the labels: the same last ones
+    return ".".join(labels[-(found.count(".") + 1):])  # decoding kept the labels: the same last ones
+
+
+def _unicode_label(label: str) -> str:
+    """An ``xn--`` label's Unicode (raw Punycode: IDNA 2003's codec refuses ß and ς, which IDNA 2008 allows), else as it is."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        decoded = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:  # not Punycode: no rule is written so, and it stays what it is
+        return label
+    return decoded or label  # "xn--" alone is a label, not an empty one
