@@ -240,36 +240,49 @@ def _head_from_data(name: str, meta: dict, arrays: dict[str, np.ndarray]) -> Lin
 
 
 def _features_to_data(name: str, features: TextFeatures, arrays: dict[str, np.ndarray]) -> dict[str, object]:
-    arrays[f"{name}.words"] = _text_array(sorted(features.word_vocab, key=features.word_vocab.__getitem__))
-    arrays[f"{name}.chars"] = _text_array(sorted(features.char_vocab, key=features.char_vocab.__getitem__))
+    for part, vocab in (("words", features.word_vocab), ("chars", features.char_vocab)):
+        ordered = sorted(vocab, key=vocab.__getitem__)
+        arrays[f"{name}.{part}{LINES}"] = _text_array(ordered)  # what this code reads
+        arrays[f"{name}.{part}"] = np.array(ordered, dtype=str)  # what workers before it read: one model file serves both
     arrays[f"{name}.idf"] = np.asarray(features.idf, dtype=np.float32)
     return {"min_df_chars": features.min_df_chars, "char_range": list(features.char_range)}
 
 
 VOCAB_SEPARATOR = "\n"  # in no entry: the vocabularies hold \w+ words, pairs of them joined by a space, and their n-grams
+LINES = ".lines"  # the suffix of a vocabulary saved as lines of UTF-8
+
+
+def superseded(name: str, names: Sequence[str]) -> bool:
+    """Whether array ``name`` need not be read: a vocabulary saved also as lines of UTF-8, which are read instead.
+
+    An array of Unicode strings is as wide as its longest entry in every row: the type model's 54,000-entry
+    vocabulary is 16 MB of UTF-32 to inflate and read back (0.04–0.08 s at each worker's start), its lines 0.8 MB.
+    It stays in the file for workers of the code before (a rolling deploy, a rollback), which read only it."""
+    return f"{name}{LINES}" in names
 
 
 def _text_array(strings: list[str]) -> np.ndarray:
-    """``strings`` as one UTF-8 text, an entry a line, in an array of bytes.
-
-    An array of Unicode strings is as wide as its longest entry in every row: the type model's 54,000-entry
-    vocabulary was 16 MB of UTF-32 to inflate and read back at each worker's start (0.04–0.08 s); this is 0.8 MB."""
+    """``strings`` as one UTF-8 text, an entry a line, in an array of bytes."""
     if any(VOCAB_SEPARATOR in entry for entry in strings):
         raise ValueError("a vocabulary entry holds a line break")
     return np.frombuffer(VOCAB_SEPARATOR.join(strings).encode("utf-8"), dtype=np.uint8)
 
 
-def _strings(array: np.ndarray) -> list[str]:
-    """A saved vocabulary as Python's ``str``: one UTF-8 text of lines, or (models saved before 2026-12-07's seventh
-    session) an array of strings (``tolist`` converts in C). Anything else is refused."""
-    if array.dtype.kind == "U":
-        return array.tolist()
-    if array.dtype != np.uint8 or array.ndim != 1:
-        raise ModelFormatError(f"expected a vocabulary, found an array of {array.dtype}")
-    if not array.size:
+def _vocabulary(arrays: dict[str, np.ndarray], key: str) -> list[str]:
+    """A saved vocabulary as Python's ``str``: its lines of UTF-8 where saved so, else (models saved before 2026-12-07's
+    seventh session) its array of strings (``tolist`` converts in C). Anything else is refused."""
+    lines = arrays.get(f"{key}{LINES}")
+    if lines is None:
+        strings = arrays[key]
+        if strings.dtype.kind != "U":
+            raise ModelFormatError(f"expected strings, found an array of {strings.dtype}")
+        return strings.tolist()
+    if lines.dtype != np.uint8 or lines.ndim != 1:
+        raise ModelFormatError(f"expected a vocabulary's lines, found an array of {lines.dtype}")
+    if not lines.size:
         return []
     try:
-        return array.tobytes().decode("utf-8").split(VOCAB_SEPARATOR)
+        return lines.tobytes().decode("utf-8").split(VOCAB_SEPARATOR)
     except UnicodeDecodeError as exc:
         raise ModelFormatError(f"a vocabulary that is not UTF-8: {exc}") from exc
 
@@ -277,8 +290,8 @@ def _strings(array: np.ndarray) -> list[str]:
 def _features_from_data(name: str, meta: dict, arrays: dict[str, np.ndarray]) -> TextFeatures:
     low, high = (int(x) for x in meta["char_range"])
     features = TextFeatures(int(meta["min_df_chars"]), (low, high))
-    word_list = _strings(arrays[f"{name}.words"])
-    char_list = _strings(arrays[f"{name}.chars"])
+    word_list = _vocabulary(arrays, f"{name}.words")
+    char_list = _vocabulary(arrays, f"{name}.chars")
     features.word_vocab = dict(zip(word_list, range(len(word_list))))  # built in C: a worker's start reads 60,000 of them
     features.char_vocab = dict(zip(char_list, range(len(word_list), len(word_list) + len(char_list))))
     features.idf = np.asarray(arrays[f"{name}.idf"], dtype=np.float32)

@@ -179,31 +179,53 @@ def test_given_saved_models_when_read_back_then_the_vocabulary_is_the_same_and_a
     features = trained.type_model.features
     assert (back.word_vocab, back.char_vocab) == (features.word_vocab, features.char_vocab)
     assert {type(gram) for gram in (*back.word_vocab, *back.char_vocab)} == {str}
-    arrays["type.words"] = np.arange(len(features.word_vocab))
+    arrays["type.words.lines"] = np.arange(len(features.word_vocab))
     with pytest.raises(ModelFormatError):
         models_from_data(arrays, meta)
 
 
+def _earlier(arrays: dict) -> dict:
+    """The arrays as the code before 2026-12-07's seventh session saved them: vocabularies as arrays of strings only."""
+    return {name: array for name, array in arrays.items() if not name.endswith(".lines")}
+
+
 def test_given_a_model_saved_in_the_earlier_format_when_read_then_its_vocabulary_is_the_same(trained) -> None:  # noqa: ANN001
-    # Models saved before the vocabulary became one UTF-8 text held it as arrays of Unicode strings: a desk's saved
-    # model keeps loading after the upgrade (no retraining at its first start).
-    from classifiers.model import models_from_data, models_to_data  # noqa: PLC0415
-
-    arrays, meta = models_to_data(trained)
-    features = trained.type_model.features
-    arrays["type.words"] = np.array(sorted(features.word_vocab, key=features.word_vocab.__getitem__), dtype=str)
-    arrays["type.chars"] = np.array(sorted(features.char_vocab, key=features.char_vocab.__getitem__), dtype=str)
-    back = models_from_data(arrays, meta).type_model.features
-    assert (back.word_vocab, back.char_vocab) == (features.word_vocab, features.char_vocab)
-
-
-def test_given_saved_models_then_the_vocabulary_is_one_text_and_one_that_is_not_utf8_is_refused(trained) -> None:  # noqa: ANN001
+    # A desk's saved model keeps loading after the upgrade (no retraining at its first start)
     from classifiers.errors import ModelFormatError  # noqa: PLC0415
     from classifiers.model import models_from_data, models_to_data  # noqa: PLC0415
 
     arrays, meta = models_to_data(trained)
-    assert arrays["type.words"].dtype == np.uint8
-    assert arrays["type.words"].nbytes < sum(len(w.encode()) + 1 for w in trained.type_model.features.word_vocab) + 1
-    arrays["type.words"] = np.frombuffer(b"caf\xe9\nbar", dtype=np.uint8)  # Latin-1, not UTF-8
+    features = trained.type_model.features
+    back = models_from_data(_earlier(arrays), meta).type_model.features
+    assert (back.word_vocab, back.char_vocab) == (features.word_vocab, features.char_vocab)
+    earlier = _earlier(arrays)
+    earlier["type.words"] = np.arange(len(features.word_vocab))
+    with pytest.raises(ModelFormatError):
+        models_from_data(earlier, meta)
+
+
+def test_given_a_model_saved_now_then_a_worker_of_the_code_before_reads_the_vocabulary_it_always_read(trained) -> None:  # noqa: ANN001
+    # A rolling deploy or a rollback: workers of the code before read `type.words` and `type.chars` as arrays of strings
+    # (and skipped, then replaced by a model trained afresh, any file whose vocabulary they could not read)
+    from classifiers.model import models_to_data  # noqa: PLC0415
+
+    arrays, _ = models_to_data(trained)
+    features = trained.type_model.features
+    for part, vocab in (("words", features.word_vocab), ("chars", features.char_vocab)):
+        assert arrays[f"type.{part}"].dtype.kind == "U"
+        assert arrays[f"type.{part}"].tolist() == sorted(vocab, key=vocab.__getitem__)
+
+
+def test_given_saved_models_then_the_vocabulary_is_read_from_its_lines_and_lines_not_utf8_are_refused(trained) -> None:  # noqa: ANN001
+    from classifiers.errors import ModelFormatError  # noqa: PLC0415
+    from classifiers.model import models_from_data, models_to_data, superseded  # noqa: PLC0415
+
+    arrays, meta = models_to_data(trained)
+    assert arrays["type.words.lines"].dtype == np.uint8
+    assert superseded("type.words", list(arrays))  # so the store leaves the 16 MB array of strings unread
+    assert not superseded("type.idf", list(arrays))
+    del arrays["type.words"]  # as the store hands them over
+    assert models_from_data(arrays, meta).type_model.features.word_vocab == trained.type_model.features.word_vocab
+    arrays["type.words.lines"] = np.frombuffer(b"caf\xe9\nbar", dtype=np.uint8)  # Latin-1, not UTF-8
     with pytest.raises(ModelFormatError, match="not UTF-8"):
         models_from_data(arrays, meta)

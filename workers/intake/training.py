@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 import classifiers
 from classifiers.enquiry_type import KeywordTypeClassifier
 from classifiers.evaluation import Evaluation, evaluate
-from classifiers.model import SELF_WRITTEN_WEIGHT, Example, TrainedModels, fit_type_model, models_from_data, models_to_data
+from classifiers.model import SELF_WRITTEN_WEIGHT, Example, TrainedModels, fit_type_model, models_from_data, models_to_data, superseded
 from classifiers.errors import ModelFormatError
 from classifiers.pipeline import EnquiryClassifier
 from config.desk import DeskConfig
@@ -191,8 +191,7 @@ class ModelStore:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         arrays, meta = models_to_data(models)
         data_path = self.folder / f"classifier-{models.version}.npz"
-        # not compressed: 4 MB read in 15 ms, where compressed (2 MB) it took 28 ms to inflate at every worker's start
-        _atomic_write(self.folder, data_path, lambda handle: np.savez(handle, **arrays))
+        _atomic_write(self.folder, data_path, lambda handle: np.savez_compressed(handle, **arrays))
         meta["sha256"] = hashlib.sha256(data_path.read_bytes()).hexdigest()
         path = self.folder / f"classifier-{models.version}.json"
         _atomic_write(self.folder, path, lambda handle: handle.write(json.dumps(meta).encode("utf-8")))
@@ -228,7 +227,7 @@ class ModelStore:
             raise ModelFormatError(f"{manifest.name}: the arrays do not match the recorded checksum")
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
+                arrays = {name: npz[name] for name in npz.files if not superseded(name, npz.files)}  # inflated when read
         except (OSError, ValueError) as exc:  # ValueError: an object array, which would need pickle
             raise ModelFormatError(f"{data_path.name}: {exc}") from exc
         return models_from_data(arrays, meta)
