@@ -13,9 +13,11 @@ program's name only.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shlex
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -36,27 +38,68 @@ def desk_secret(settings: Settings) -> bytes:
 def _file_secret(path: Path) -> bytes:
     """The secret in ``path``, made there first if there is none. The file appears whole or not at all (written under
     a name of its own, then linked into place), so processes starting together on a new data folder — a worker's
-    forked children, the web and the worker — all read the one secret the first of them made."""
+    forked children, the web and the worker — all read the one secret the first of them made. Where the folder's
+    file system has no hard links (FAT, some network shares), the file is created in place, and a process that
+    finds it still empty waits a moment for its maker to write it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.exists():
         value = secrets.token_urlsafe(48).encode("ascii")
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(value + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.link(draft, path)  # atomic, and refuses to replace a secret another process made meanwhile
+        if _made(path, value):
             return value
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink(missing_ok=True)
-    value = path.read_bytes().strip()
+    deadline = time.monotonic() + SECRET_WAIT_SECONDS
+    while len(value := path.read_bytes().strip()) < 32 and time.monotonic() < deadline:
+        time.sleep(0.02)
     if len(value) < 32:
         raise SettingsError(f"{path} holds no usable secret (remove it to make a new one, or set HELPDESK_SECRET_KEY)")
     return value
+
+
+SECRET_WAIT_SECONDS = 1.0  # how long a file found without a secret is given to be written (no hard links: see above)
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+
+
+def _made(path: Path, value: bytes) -> bool:
+    """Whether this process made ``path`` holding ``value`` (False: another one made it first)."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        _write_new(draft, value)
+        try:
+            os.link(draft, path)  # atomic, and refuses to replace a secret another process made meanwhile
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            try:
+                _write_new(path, value)  # no hard links here: made in place, found empty for a moment
+            except FileExistsError:
+                return False
+    finally:
+        draft.unlink(missing_ok=True)
+    _sync_folder(path.parent)
+    return True
+
+
+def _write_new(path: Path, value: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(value + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    """The new name made durable: a secret already used must not vanish with a power cut (best effort)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # -- redaction ------------------------------------------------------------------------------------

@@ -71,3 +71,36 @@ def test_given_a_secret_file_too_short_then_it_is_refused_not_replaced(tmp_path)
     with pytest.raises(SettingsError, match="holds no usable secret"):
         _secret_in(str(tmp_path))
     assert (tmp_path / "secret.key").read_bytes() == b"short\n"
+
+
+def test_given_a_new_secret_then_its_file_does_not_exist_until_it_is_written_whole(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    # Deterministic form of the race above: when the secret's bytes are flushed to disk, no reader can yet find the file
+    import os  # noqa: PLC0415
+
+    seen: list[bool] = []
+    flush = os.fsync
+
+    def watching(fd: int) -> None:
+        seen.append((tmp_path / "secret.key").exists())
+        flush(fd)
+
+    monkeypatch.setattr(os, "fsync", watching)
+    value = _secret_in(str(tmp_path))
+    assert seen[0] is False  # the draft's flush, before the link
+    assert (tmp_path / "secret.key").read_bytes().strip() == value
+
+
+def test_given_a_file_system_without_hard_links_then_the_secret_is_made_in_place(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import errno  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    def refused(*_args: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")  # FAT, some SMB shares
+
+    monkeypatch.setattr(os, "link", refused)
+    value = _secret_in(str(tmp_path))
+    assert len(value) >= 32
+    assert (tmp_path / "secret.key").read_bytes().strip() == value
+    assert oct((tmp_path / "secret.key").stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.key"]
+    assert _secret_in(str(tmp_path)) == value
