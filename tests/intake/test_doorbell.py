@@ -7,6 +7,7 @@ only learn of new mail in time from the bell.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -310,3 +312,7 @@ def test_the_cli_prints_the_script_dovecot_runs() -> None:
 
     printed = subprocess.run([*HELPDESK, "intake", "imap-doorbell-script"], capture_output=True, text=True, timeout=60, check=True)
     assert printed.stdout == DOORBELL_SCRIPT.read_text(encoding="utf-8")
+    # and a wheel carries it (an editable checkout would find it without): the package data names it
+    project = tomllib.loads((DOORBELL_SCRIPT.parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    shipped = project["tool"]["setuptools"]["package-data"]["ops"]
+    assert any(fnmatch.fnmatch("dovecot/helpdesk-doorbell.lua", pattern) for pattern in shipped)
