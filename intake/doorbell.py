@@ -21,7 +21,12 @@ import socket
 import threading
 import time
 
+from typing import TYPE_CHECKING
+
 import structlog
+
+if TYPE_CHECKING:
+    from intake.state import AdapterHealth
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +34,7 @@ MAX_DATAGRAM = 512  # bytes read of a datagram: a user and a folder name (the sc
 MAX_PER_SECOND = 1000  # datagrams read a second at most; a flood beyond it waits in (and overflows) the socket's buffer
 MIN_LOOK_INTERVAL = 0.05  # seconds between two looks at a folder that its bell caused: at most 20 a second
 MAX_USERS_WARNED = 10  # other users named in datagrams, each warned of once: then counted only
+HEALTH_EVERY = 5.0  # seconds between two writes of the doorbell's health record (rings and ignored datagrams so far)
 
 
 class Bell:
@@ -97,7 +103,7 @@ class Doorbell:
     any other form rings nothing.
     """
 
-    def __init__(self, address: tuple[str, int], user: str) -> None:
+    def __init__(self, address: tuple[str, int], user: str, health: AdapterHealth | None = None, record: str = "") -> None:
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_DGRAM)
@@ -110,8 +116,11 @@ class Doorbell:
         self.address = self.socket.getsockname()[:2]
         self.user = user.casefold()
         self.bells: dict[str, Bell] = {}
+        self.rang = 0  # datagrams that rang a bell
         self.ignored = 0  # datagrams that rang nothing
+        self.last_ignored = ""  # the user the last of them named (what the mail server calls the user, when misconfigured)
         self._warned: set[str] = set()
+        self.health, self.record = health, record  # `helpdesk status` shows when it last rang, or what it ignored
 
     def bell(self, folder: str) -> Bell:
         """The bell of ``folder`` (one per folder, made on first asking)."""
@@ -126,12 +135,14 @@ class Doorbell:
         bell = self.bells.get(_folder_key(folder)) if tab and user.casefold() == self.user else None
         if bell is None:
             self.ignored += 1
+            self.last_ignored = ascii(user[:100]) if tab else "(no user and folder)"
             if tab and user.casefold() != self.user and len(self._warned) < MAX_USERS_WARNED and user not in self._warned:
                 self._warned.add(user)
                 log.warning("imap doorbell rung for another user: ignored", user=ascii(user[:100]), expected=self.user,
                             hint="the mail server names users as it logs them in; set HELPDESK_IMAP_USER to that name")
             return False
         bell.ring()
+        self.rang += 1
         return True
 
     def run(self, stop: threading.Event) -> None:
@@ -140,7 +151,12 @@ class Doorbell:
         poller = select.poll()
         poller.register(self.socket.fileno(), select.POLLIN)
         window, read = time.monotonic(), 0
+        told = (0, 0)  # (rang, ignored) as last written to the health record
+        told_at = 0.0
         while not stop.is_set():
+            if (self.rang, self.ignored) != told and time.monotonic() - told_at >= HEALTH_EVERY:
+                told, told_at = (self.rang, self.ignored), time.monotonic()
+                self._tell(*told)
             if not poller.poll(500):
                 continue
             while not stop.is_set():
@@ -158,6 +174,15 @@ class Doorbell:
                     continue
                 read += 1
                 self.answer(datagram)
+
+    def _tell(self, rang: int, ignored: int) -> None:
+        """The health record: a success per ring; an error while only datagrams that ring nothing come."""
+        if self.health is None:
+            return
+        if ignored and not rang:
+            self.health.error(self.record, f"{ignored} datagrams rang no folder of {self.user}; the last named {self.last_ignored}")
+        else:
+            self.health.success(self.record, f"rang {rang} times; ignored {ignored}")
 
     def close(self) -> None:
         self.socket.close()

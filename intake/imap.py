@@ -492,7 +492,8 @@ class ImapAdapter:
             loops.append(Loop(f"{ADAPTER}:processed", self.mover.run, (f"{ADAPTER}:{self.mover.account.name}:processed",)))
         if self.doorbell is not None:
             doorbell = self.doorbell
-            loops.append(Loop(f"{ADAPTER}:doorbell", lambda: doorbell.run(stop), (f"{ADAPTER}:{self.watchers[0].account.name}:doorbell",)))
+            record = doorbell.record or f"{ADAPTER}:{self.watchers[0].account.name}:doorbell"
+            loops.append(Loop(f"{ADAPTER}:doorbell", lambda: doorbell.run(stop), (record,)))
         options = self.watchers[0].options
         supervise(loops, stop, self.watchers[0].health, restart=options.restart, heartbeat_seconds=options.heartbeat_seconds)
 

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine
 
 from intake.doorbell import MIN_LOOK_INTERVAL, Bell, Doorbell
-from intake.state import RedisCheckpointStore
+from intake.state import AdapterHealth, RedisCheckpointStore
 from tests.cli import HELPDESK, settings_env, start_cli
 from tests.conftest import service_missing
 from tests.dovecot import LUA_SOCKET, Dovecot
@@ -127,8 +127,9 @@ def test_any_number_of_rings_is_one_look_and_ringing_never_blocks() -> None:
         os.close(reused[1])
 
 
-def test_the_doorbell_answers_datagrams_over_udp_until_stopped() -> None:
-    doorbell = Doorbell(("127.0.0.1", 0), "u1")
+def test_the_doorbell_answers_datagrams_over_udp_until_stopped_and_says_so_in_its_health_record() -> None:
+    health = AdapterHealth(None, "bell")  # in memory
+    doorbell = Doorbell(("127.0.0.1", 0), "u1", health, "imap:u1@host:doorbell")
     inbox = doorbell.bell("INBOX")
     stop = threading.Event()
     thread = threading.Thread(target=doorbell.run, args=(stop,), daemon=True)
@@ -138,13 +139,35 @@ def test_the_doorbell_answers_datagrams_over_udp_until_stopped() -> None:
         sender.sendto(b"u2\tINBOX", doorbell.address)
         sender.sendto(b"u1\tINBOX", doorbell.address)
         assert inbox.wait(10)
-        wait_for(lambda: doorbell.ignored == 1, timeout=10)
+        wait_for(lambda: health.memory["imap:u1@host:doorbell"].get("last_detail") == "rang 1 times; ignored 1", timeout=10)
     finally:
         sender.close()
         stop.set()
         thread.join(timeout=5)
         doorbell.close()
     assert not thread.is_alive()
+
+
+def test_a_doorbell_rung_only_for_another_user_records_an_error_naming_that_user() -> None:
+    # Dovecot may name the user otherwise than the login (auth_username_format): every ring is then ignored, which
+    # `helpdesk status` must show rather than a doorbell that quietly never rings
+    health = AdapterHealth(None, "bell")
+    doorbell = Doorbell(("127.0.0.1", 0), "helpdesk@desk.example", health, "imap:desk:doorbell")
+    doorbell.bell("INBOX")
+    stop = threading.Event()
+    thread = threading.Thread(target=doorbell.run, args=(stop,), daemon=True)
+    thread.start()
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.sendto(b"helpdesk\tINBOX", doorbell.address)
+        wait_for(lambda: "last_error" in health.memory["imap:desk:doorbell"], timeout=10)
+    finally:
+        sender.close()
+        stop.set()
+        thread.join(timeout=5)
+        doorbell.close()
+    assert "the last named 'helpdesk'" in health.memory["imap:desk:doorbell"]["last_error"]
+    assert "last_success" not in health.memory["imap:desk:doorbell"]
 
 
 def test_a_flood_of_rings_makes_a_bounded_number_of_looks(dovecot, mailbox, settings, broker) -> None:  # noqa: ANN001
