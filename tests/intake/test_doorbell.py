@@ -18,6 +18,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -127,19 +128,15 @@ def test_any_number_of_rings_is_one_look_and_ringing_never_blocks() -> None:
         os.close(reused[1])
 
 
-def test_the_doorbell_answers_datagrams_over_udp_until_stopped_and_says_so_in_its_health_record() -> None:
-    health = AdapterHealth(None, "bell")  # in memory
-    doorbell = Doorbell(("127.0.0.1", 0), "u1", health, "imap:u1@host:doorbell")
-    inbox = doorbell.bell("INBOX")
+@contextmanager
+def _answering(doorbell: Doorbell) -> Iterator[socket.socket]:
+    """The doorbell answering on a thread of its own; yields a socket to ring it from; stops and closes it all after."""
     stop = threading.Event()
     thread = threading.Thread(target=doorbell.run, args=(stop,), daemon=True)
     thread.start()
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sender.sendto(b"u2\tINBOX", doorbell.address)
-        sender.sendto(b"u1\tINBOX", doorbell.address)
-        assert inbox.wait(10)
-        wait_for(lambda: health.memory["imap:u1@host:doorbell"].get("last_detail") == "rang 1 times; ignored 1", timeout=10)
+        yield sender
     finally:
         sender.close()
         stop.set()
@@ -148,24 +145,26 @@ def test_the_doorbell_answers_datagrams_over_udp_until_stopped_and_says_so_in_it
     assert not thread.is_alive()
 
 
+def test_the_doorbell_answers_datagrams_over_udp_until_stopped_and_says_so_in_its_health_record() -> None:
+    health = AdapterHealth(None, "bell")  # in memory
+    doorbell = Doorbell(("127.0.0.1", 0), "u1", health, "imap:u1@host:doorbell")
+    inbox = doorbell.bell("INBOX")
+    with _answering(doorbell) as sender:
+        sender.sendto(b"u2\tINBOX", doorbell.address)
+        sender.sendto(b"u1\tINBOX", doorbell.address)
+        assert inbox.wait(10)
+        wait_for(lambda: health.memory["imap:u1@host:doorbell"].get("last_detail") == "rang 1 times; ignored 1", timeout=10)
+
+
 def test_a_doorbell_rung_only_for_another_user_records_an_error_naming_that_user() -> None:
     # Dovecot may name the user otherwise than the login (auth_username_format): every ring is then ignored, which
     # `helpdesk status` must show rather than a doorbell that quietly never rings
     health = AdapterHealth(None, "bell")
     doorbell = Doorbell(("127.0.0.1", 0), "helpdesk@desk.example", health, "imap:desk:doorbell")
     doorbell.bell("INBOX")
-    stop = threading.Event()
-    thread = threading.Thread(target=doorbell.run, args=(stop,), daemon=True)
-    thread.start()
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
+    with _answering(doorbell) as sender:
         sender.sendto(b"helpdesk\tINBOX", doorbell.address)
         wait_for(lambda: "last_error" in health.memory["imap:desk:doorbell"], timeout=10)
-    finally:
-        sender.close()
-        stop.set()
-        thread.join(timeout=5)
-        doorbell.close()
     assert "the last named 'helpdesk'" in health.memory["imap:desk:doorbell"]["last_error"]
     assert "last_success" not in health.memory["imap:desk:doorbell"]
 
