@@ -103,7 +103,7 @@ class Doorbell:
     any other form rings nothing.
     """
 
-    def __init__(self, address: tuple[str, int], user: str, health: AdapterHealth | None = None, record: str = "") -> None:
+    def __init__(self, address: tuple[str, int], user: str) -> None:
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_DGRAM)
@@ -120,7 +120,6 @@ class Doorbell:
         self.ignored = 0  # datagrams that rang nothing
         self.last_ignored = ""  # the user the last of them named (what the mail server calls the user, when misconfigured)
         self._warned: set[str] = set()
-        self.health, self.record = health, record  # `helpdesk status` shows when it last rang, or what it ignored
 
     def bell(self, folder: str) -> Bell:
         """The bell of ``folder`` (one per folder, made on first asking)."""
@@ -145,8 +144,9 @@ class Doorbell:
         self.rang += 1
         return True
 
-    def run(self, stop: threading.Event) -> None:
-        """Until ``stop``: read datagrams (at most ``MAX_PER_SECOND``) and ring the bells they name."""
+    def run(self, stop: threading.Event, health: AdapterHealth | None = None, record: str = "") -> None:
+        """Until ``stop``: read datagrams (at most ``MAX_PER_SECOND``) and ring the bells they name; with ``health``, its
+        ``record`` says when it last rang, or what it ignored (``helpdesk status``)."""
         log.info("imap doorbell listening", address=f"{self.address[0]}:{self.address[1]}")
         poller = select.poll()
         poller.register(self.socket.fileno(), select.POLLIN)
@@ -156,7 +156,8 @@ class Doorbell:
         while not stop.is_set():
             if (self.rang, self.ignored) != told and time.monotonic() - told_at >= HEALTH_EVERY:
                 told, told_at = (self.rang, self.ignored), time.monotonic()
-                self._tell(*told)
+                if health is not None:
+                    self._tell(health, record, *told)
             if not poller.poll(500):
                 continue
             while not stop.is_set():
@@ -175,14 +176,12 @@ class Doorbell:
                 read += 1
                 self.answer(datagram)
 
-    def _tell(self, rang: int, ignored: int) -> None:
-        """The health record: a success per ring; an error while only datagrams that ring nothing come."""
-        if self.health is None:
-            return
+    def _tell(self, health: AdapterHealth, record: str, rang: int, ignored: int) -> None:
+        """A success per ring; an error while only datagrams that ring nothing come."""
         if ignored and not rang:
-            self.health.error(self.record, f"{ignored} datagrams rang no folder of {self.user}; the last named {self.last_ignored}")
+            health.error(record, f"{ignored} datagrams rang no folder of {self.user}; the last named {self.last_ignored}")
         else:
-            self.health.success(self.record, f"rang {rang} times; ignored {ignored}")
+            health.success(record, f"rang {rang} times; ignored {ignored}")
 
     def close(self) -> None:
         self.socket.close()

@@ -229,8 +229,7 @@ class FolderWatcher:
         self.connector = connector
         self.bell = bell  # the doorbell's, when the server rings one (intake.doorbell): look at once, not when IDLE speaks
         self.last_rung = 0.0  # when the bell last made this watcher look (time.monotonic)
-        self.syncs = 0  # syncs completed on this watcher, and when the last one ended (time.monotonic)
-        self.last_sync: float | None = None
+        self.syncs = 0  # syncs completed on this watcher
         self.name = f"{account.name}/{folder}"
         self.idle_supported: bool | None = None
         self.waiting_since: float | None = None  # when mail above the checkpoint was first seen, until it is all read
@@ -318,7 +317,6 @@ class FolderWatcher:
         self._record_progress(last, last)
         self.health.success(f"{ADAPTER}:{self.name}", f"uidvalidity={uidvalidity} last_uid={last} read={read}")
         self.syncs += 1
-        self.last_sync = time.monotonic()
         return read
 
     def _record_progress(self, highest: int, checkpoint: int) -> None:
@@ -492,8 +490,8 @@ class ImapAdapter:
             loops.append(Loop(f"{ADAPTER}:processed", self.mover.run, (f"{ADAPTER}:{self.mover.account.name}:processed",)))
         if self.doorbell is not None:
             doorbell = self.doorbell
-            record = doorbell.record or f"{ADAPTER}:{self.watchers[0].account.name}:doorbell"
-            loops.append(Loop(f"{ADAPTER}:doorbell", lambda: doorbell.run(stop), (record,)))
+            record, health = f"{ADAPTER}:{self.watchers[0].account.name}:doorbell", self.watchers[0].health
+            loops.append(Loop(f"{ADAPTER}:doorbell", lambda: doorbell.run(stop, health, record), (record,)))
         options = self.watchers[0].options
         supervise(loops, stop, self.watchers[0].health, restart=options.restart, heartbeat_seconds=options.heartbeat_seconds)
 

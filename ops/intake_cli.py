@@ -126,7 +126,7 @@ def intake_imap() -> None:
         doorbell = None
         if imap.doorbell:
             try:
-                doorbell = Doorbell(host_and_port(imap.doorbell), imap.user or "", health, f"imap:{account.name}:doorbell")
+                doorbell = Doorbell(host_and_port(imap.doorbell), imap.user or "")
             except OSError as exc:
                 raise SettingsError(f"HELPDESK_IMAP_DOORBELL={imap.doorbell}: cannot listen there: {exc}") from exc
         try:

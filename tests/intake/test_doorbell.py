@@ -129,10 +129,11 @@ def test_any_number_of_rings_is_one_look_and_ringing_never_blocks() -> None:
 
 
 @contextmanager
-def _answering(doorbell: Doorbell) -> Iterator[socket.socket]:
-    """The doorbell answering on a thread of its own; yields a socket to ring it from; stops and closes it all after."""
+def _answering(doorbell: Doorbell, health: AdapterHealth, record: str) -> Iterator[socket.socket]:
+    """The doorbell answering on a thread of its own (its health in ``record``); yields a socket to ring it from; stops
+    and closes it all after."""
     stop = threading.Event()
-    thread = threading.Thread(target=doorbell.run, args=(stop,), daemon=True)
+    thread = threading.Thread(target=doorbell.run, args=(stop, health, record), daemon=True)
     thread.start()
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -147,9 +148,9 @@ def _answering(doorbell: Doorbell) -> Iterator[socket.socket]:
 
 def test_the_doorbell_answers_datagrams_over_udp_until_stopped_and_says_so_in_its_health_record() -> None:
     health = AdapterHealth(None, "bell")  # in memory
-    doorbell = Doorbell(("127.0.0.1", 0), "u1", health, "imap:u1@host:doorbell")
+    doorbell = Doorbell(("127.0.0.1", 0), "u1")
     inbox = doorbell.bell("INBOX")
-    with _answering(doorbell) as sender:
+    with _answering(doorbell, health, "imap:u1@host:doorbell") as sender:
         sender.sendto(b"u2\tINBOX", doorbell.address)
         sender.sendto(b"u1\tINBOX", doorbell.address)
         assert inbox.wait(10)
@@ -160,9 +161,9 @@ def test_a_doorbell_rung_only_for_another_user_records_an_error_naming_that_user
     # Dovecot may name the user otherwise than the login (auth_username_format): every ring is then ignored, which
     # `helpdesk status` must show rather than a doorbell that quietly never rings
     health = AdapterHealth(None, "bell")
-    doorbell = Doorbell(("127.0.0.1", 0), "helpdesk@desk.example", health, "imap:desk:doorbell")
+    doorbell = Doorbell(("127.0.0.1", 0), "helpdesk@desk.example")
     doorbell.bell("INBOX")
-    with _answering(doorbell) as sender:
+    with _answering(doorbell, health, "imap:desk:doorbell") as sender:
         sender.sendto(b"helpdesk\tINBOX", doorbell.address)
         wait_for(lambda: "last_error" in health.memory["imap:desk:doorbell"], timeout=10)
     assert "the last named 'helpdesk'" in health.memory["imap:desk:doorbell"]["last_error"]
@@ -284,6 +285,9 @@ def test_helpdesk_intake_imap_listens_on_HELPDESK_IMAP_DOORBELL(rung, settings, 
             wait_for(lambda: checkpoints.get("imap", f"{user}@127.0.0.1", "INBOX") is not None, timeout=60)  # first sync done
             append(server, (user, password), [make_email(message_id="<bell-cli@x.org>")])
             wait_for(lambda: tickets(engine) == 1, timeout=30)  # the next poll is 300 s away
+            health = AdapterHealth(broker.client, settings.redis_namespace)  # what `helpdesk status` shows of the doorbell
+            wait_for(lambda: health.read_all().get(f"imap:{user}@127.0.0.1:doorbell", {}).get("last_detail") == "rang 1 times; ignored 0",
+                     timeout=30)
         finally:
             adapter.send_signal(signal.SIGTERM)
             try:
