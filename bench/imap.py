@@ -499,9 +499,10 @@ def latency(bench: Bench, settings, adapter: subprocess.Popen) -> None:  # noqa:
 def probe_series(bench: Bench, engine, slack: SlackServer, warm: IMAPClient, mode: str) -> None:  # noqa: ANN001
     """APPEND the probes one at a time; the time to each one's ticket and Slack card, and where it went."""
     n = bench.args.latency
-    exists = ExistsWatcher(bench.dovecot.port, "mixed")
-    exists.thread.start()
-    time.sleep(0.5)
+    exists = ExistsWatcher(bench.dovecot.port, "mixed") if mode == "IDLE" else None  # Dovecot's own delay: IDLE's split only
+    if exists is not None:
+        exists.thread.start()
+        time.sleep(0.5)
     load = load_average()
     probes: list[tuple[str, float, float, float | None]] = []  # token, appended (wall), stored after, card after
     for i in range(n):
@@ -515,7 +516,8 @@ def probe_series(bench: Bench, engine, slack: SlackServer, warm: IMAPClient, mod
         card = _card_time(slack, token, timeout=30)
         probes.append((token, appended_wall, to_stored, None if card is None else card - appended_wall))
         time.sleep(random.uniform(0.05, 0.15))  # not in step with Dovecot's timers
-    exists.close()
+    if exists is not None:
+        exists.close()
     tokens = [f"{p[0]}@bench" for p in probes]
     with engine.connect() as c:
         rows = {r.external_id: r for r in c.execute(select(MESSAGE.c.external_id, MESSAGE.c.received_at, MESSAGE.c.stored_at)
@@ -534,12 +536,12 @@ def probe_series(bench: Bench, engine, slack: SlackServer, warm: IMAPClient, mod
         bench.add(f"{mode} latency, APPEND → Slack card posted", "no card was posted", "p95 < 500 ms", False)
     bench.figures[-1].load = load
     received = [rows[f"{p[0]}@bench"].received_at.timestamp() - p[1] for p in probes if f"{p[0]}@bench" in rows]
-    dovecot_share = [t - p[1] for p in probes if (t := exists.after(p[1])) is not None]
-    adapter_share = [rows[f"{p[0]}@bench"].received_at.timestamp() - t for p in probes
-                     if f"{p[0]}@bench" in rows and (t := exists.after(p[1])) is not None]
     pipeline_share = [(r.stored_at - r.received_at).total_seconds() for r in rows.values()]
     splits = [("APPEND → adapter received (the server's notice and the fetch)", received)]
-    if mode == "IDLE":
+    if exists is not None:
+        dovecot_share = [t - p[1] for p in probes if (t := exists.after(p[1])) is not None]
+        adapter_share = [rows[f"{p[0]}@bench"].received_at.timestamp() - t for p in probes
+                         if f"{p[0]}@bench" in rows and (t := exists.after(p[1])) is not None]
         splits += [("APPEND → EXISTS on an independent IDLE connection (Dovecot's notify delay)", dovecot_share),
                    ("EXISTS → adapter received (fetch; the adapter's own delay)", adapter_share)]
     splits.append(("adapter received → stored (queue, worker)", pipeline_share))
