@@ -19,9 +19,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from ops.intake_cli import DOORBELL_SCRIPT  # the script `helpdesk intake imap-doorbell-script` prints
 from tests.servers.base import free_port
 
-DOORBELL_SCRIPT = Path(__file__).resolve().parents[1] / "ops" / "dovecot" / "helpdesk-doorbell.lua"
 LUA_SOCKET = Path("/usr/share/lua/5.4/socket.lua")  # Debian's lua-socket, for the Lua 5.4 Dovecot 2.3 embeds
 
 CONFIG = """

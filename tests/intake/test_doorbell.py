@@ -334,7 +334,7 @@ def _udp_listening(port: int) -> bool:
 
 def test_the_cli_prints_the_script_dovecot_runs() -> None:
     # A desk installed with pip has no checkout to copy it from
-    from tests.dovecot import DOORBELL_SCRIPT  # noqa: PLC0415
+    from ops.intake_cli import DOORBELL_SCRIPT  # noqa: PLC0415
 
     printed = subprocess.run([*HELPDESK, "intake", "imap-doorbell-script"], capture_output=True, text=True, timeout=60, check=True)
     assert printed.stdout == DOORBELL_SCRIPT.read_text(encoding="utf-8")
