@@ -171,7 +171,7 @@ def test_preloading_loads_what_a_first_message_would_and_leaves_no_thread(settin
 
     preload(settings)
 
-    assert set(threading.enumerate()) == before
+    assert set(threading.enumerate()) - before == set()  # none left behind (another test's server thread may end meanwhile)
     assert _build_suffixes.cache_info().currsize == 1
     assert _ticket_class.cache_info().currsize == 1
     hits = _holidays_of.cache_info().hits
