@@ -242,6 +242,11 @@ class Settings(BaseSettings):
         return self.model_dir or self.data_dir / "models"
 
     @property
+    def public_holidays_file(self) -> Path:
+        """Where the public holidays worked out from the ``holidays`` package are kept (``workers/desk/public_holidays.py``)."""
+        return self.data_dir / "cache" / "public-holidays.json"
+
+    @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
 

@@ -22,6 +22,7 @@ from config.queues import QUEUES, enqueue_effect
 from intake.queue import InflightRegistry, QueueSink
 from storage.intake_store import IntakeStore
 from workers.intake.conversation import Threader, TicketKeys
+from workers.desk import public_holidays
 from workers.desk.privacy import Privacy
 from intake.archive import FileArchive
 from config.secrets import desk_secret
@@ -64,6 +65,7 @@ def slack_poster(settings: Settings) -> SlackPoster | None:
 
 
 def build_services(settings: Settings, broker: dramatiq.Broker, engine: Engine) -> Services:
+    public_holidays.keep_in(settings.public_holidays_file)
     desk = load_desk(settings)
     keys = TicketKeys(desk_secret(settings))  # reply addresses and subject tokens carry a key a guessed number lacks
     store = IntakeStore(engine)

@@ -162,10 +162,10 @@ def test_a_child_asked_to_stop_the_moment_it_is_forked_sees_the_request() -> Non
 def test_preloading_loads_what_a_first_message_would_and_leaves_no_thread(settings: Settings) -> None:
     from classifiers.sector import _build_suffixes, _suffixes, registrable_domain  # noqa: PLC0415
     from storage.tickets import _ticket_class  # noqa: PLC0415
-    from workers.desk.business_hours import _holidays_of  # noqa: PLC0415
+    from workers.desk.public_holidays import dates  # noqa: PLC0415
     from workers.ops.preload import preload  # noqa: PLC0415
 
-    for cached in (registrable_domain, _suffixes, _build_suffixes, _ticket_class, _holidays_of):  # as in a new process
+    for cached in (registrable_domain, _suffixes, _build_suffixes, _ticket_class, dates):  # as in a new process
         cached.cache_clear()
     before = set(threading.enumerate())
 
@@ -174,10 +174,11 @@ def test_preloading_loads_what_a_first_message_would_and_leaves_no_thread(settin
     assert set(threading.enumerate()) - before == set()  # none left behind (another test's server thread may end meanwhile)
     assert _build_suffixes.cache_info().currsize == 1
     assert _ticket_class.cache_info().currsize == 1
-    hits = _holidays_of.cache_info().hits
+    hits = dates.cache_info().hits
     for country in ("GB", "FR", "MX"):  # the teams' countries (config/teams.yaml), this year
-        _holidays_of(country, datetime.now(UTC).year)
-    assert _holidays_of.cache_info().hits == hits + 3
+        dates(country, datetime.now(UTC).year)
+    assert dates.cache_info().hits == hits + 3
+    assert f"MX:{datetime.now(UTC).year + 1}" in settings.public_holidays_file.read_text()  # kept for the next start
 
 
 def test_preloading_refuses_to_leave_a_thread_a_fork_would_drop(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,18 +3,18 @@
 Each working day's opening and closing times are wall-clock times in the
 calendar's zone, turned into UTC for that particular date — so a clock that
 runs across a DST change, a weekend or a public holiday counts exactly the
-hours someone could have been working. Pure: no I/O, no "now".
+hours someone could have been working. Pure: no "now", and no I/O but the public holidays' file (``public_holidays``).
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from config.desk import WEEKDAYS, Calendar
+from workers.desk import public_holidays
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
 _REMEMBERED_DAYS = 4096  # days whose working hours a calendar keeps (about eleven years)
@@ -116,11 +116,8 @@ def _parse_time(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-@functools.lru_cache(maxsize=256)
 def _holidays_of(country: str, year: int) -> frozenset[date]:
-    import holidays  # noqa: PLC0415 - the data loads once per country and year
-
-    return frozenset(holidays.country_holidays(country, years=year).keys())
+    return public_holidays.dates(country, year)
 
 
 def _is_public_holiday(country: str | None, day: date) -> bool:

@@ -16,9 +16,13 @@ a connection with its parent.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 from datetime import UTC, datetime
 
 from config.settings import Settings
+
+if TYPE_CHECKING:
+    from config.desk import DeskConfig
 
 # Text long and short enough to take both of the language detector's paths (fastText with lingua, fastText alone).
 SAMPLE_SUBJECT = "Question about publishing our grants data"
@@ -34,18 +38,27 @@ def preload(settings: Settings) -> None:
     from classifiers.pipeline import EnquiryClassifier  # noqa: PLC0415
     from config.desk import load_desk  # noqa: PLC0415
     from storage.tickets import _ticket_class  # noqa: PLC0415
-    from workers.desk.operations import Desk  # noqa: PLC0415
     from workers.intake.training import ModelStore  # noqa: PLC0415
 
     desk = load_desk(settings)
     classifier = EnquiryClassifier(desk, settings.triage_confidence, ModelStore(settings.resolved_model_dir).newest())
     for text in (SAMPLE_TEXT, SHORT_TEXT):
         classifier.classify(subject=SAMPLE_SUBJECT, text=text, sender="someone@example.org")
-    operations = Desk(desk, settings.ticket_prefix)
-    year = datetime.now(UTC).year
-    for team in desk.teams.teams:
-        for each in (year, year + 1):  # next year's too: a due time may fall after New Year
-            operations.calendar(team).public_holidays(each)
+    keep_public_holidays(settings, desk)
     _ticket_class()
     if names := sorted(t.name for t in set(threading.enumerate()) - running):
         raise RuntimeError(f"preloading left threads running, a forked worker would miss them: {', '.join(names)}")
+
+
+def keep_public_holidays(settings: Settings, desk: DeskConfig) -> None:
+    """The public holidays of every team's calendar, this year and next (a due time may fall after New Year): read from
+    the desk's file, or worked out and kept there for the processes after this one."""
+    from workers.desk import public_holidays  # noqa: PLC0415
+    from workers.desk.operations import Desk  # noqa: PLC0415
+
+    public_holidays.keep_in(settings.public_holidays_file)
+    operations = Desk(desk, settings.ticket_prefix)
+    year = datetime.now(UTC).year
+    for team in operations.config.teams.teams:
+        for each in (year, year + 1):
+            operations.calendar(team).public_holidays(each)
