@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import typer
@@ -14,6 +16,9 @@ from rich.console import Console
 
 from ops import cli
 from ops.shared_cli import _json_default, dump
+from tests.cli import cli_env, run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def names_registered_by(module: str) -> set[str]:
@@ -51,3 +56,44 @@ def test_json_written_to_a_pipe_is_what_rich_prints(capsys: pytest.CaptureFixtur
     dump(data)
     # Then the same text, byte for byte
     assert capsys.readouterr().out == expected.getvalue()
+
+
+PLUGIN_DIST = """Metadata-Version: 2.1
+Name: marker-plugin
+Version: 1.0
+"""
+
+
+PLUGIN_MODULE = """import pathlib
+pathlib.Path({mark!r}).write_text("loaded")
+
+
+class Plugin:
+    def new_schema_validator(self, *args, **kwargs):
+        return None, None, None
+
+
+plugin = Plugin()
+"""
+
+
+def test_pydantic_plugins_are_not_looked_for_unless_the_desk_asks(tmp_path: Path) -> None:
+    # Given an installed pydantic plugin that leaves a mark when pydantic loads it
+    site = tmp_path / "site"
+    (site / "marker_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "marker_plugin-1.0.dist-info" / "METADATA").write_text(PLUGIN_DIST)
+    (site / "marker_plugin-1.0.dist-info" / "entry_points.txt").write_text("[pydantic]\nmarker = marker_plugin:plugin\n")
+    mark = tmp_path / "loaded"
+    (site / "marker_plugin.py").write_text(PLUGIN_MODULE.format(mark=str(mark)))
+    env = cli_env(data_dir=tmp_path / "data")
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    env.pop("PYDANTIC_DISABLE_PLUGINS", None)
+
+    # When a command that builds pydantic models runs
+    run_cli(["tickets", "--json"], env, cwd=ROOT)
+    # Then pydantic never looked for it
+    assert not mark.exists()
+
+    # And a desk that wants its plugins sets the variable itself (empty: every plugin)
+    run_cli(["tickets", "--json"], {**env, "PYDANTIC_DISABLE_PLUGINS": ""}, cwd=ROOT)
+    assert mark.exists()
