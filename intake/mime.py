@@ -270,18 +270,16 @@ class _MessageReader:
         return bare[:900] or None
 
     def date(self) -> datetime | None:
+        """The first Date header's moment (UTC when it names no zone), None when there is none or it is not a date.
+
+        Read as ``policy.default``'s DateHeader reads it — ``parsedate_to_datetime`` on the value unfolded — without
+        the header object around it: that also tokenises the value and formats the date back into text, four fifths
+        of the time (107 → 25 µs a mail; the same moment for each of the corpus's 729 mails)."""
+        raw = next((str(value) for key, value in self.msg.raw_items() if key.lower() == "date"), "")
         try:
-            header = self.msg.get("date")
-            value = getattr(header, "datetime", None) if header is not None else None
-        except Exception as exc:  # noqa: BLE001
-            self.notes.append(f"header date: {type(exc).__name__}")
+            value = email.utils.parsedate_to_datetime(_unfolded(raw)) if raw else None
+        except (TypeError, ValueError, IndexError, OverflowError):
             value = None
-        if value is None:
-            raw = _raw_header(self.msg, "date")
-            try:
-                value = email.utils.parsedate_to_datetime(raw) if raw else None
-            except (TypeError, ValueError, IndexError):
-                value = None
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value
@@ -660,6 +658,13 @@ def _raw_header(msg: Message, name: str, *, decode: bool = True) -> str:
                 return _clean(str(value))
             return _decoded_words(str(value))
     return ""
+
+
+_LINE_BREAK = re.compile(r"\n|\r")  # what policy.default takes out of a header's value before parsing it
+
+
+def _unfolded(value: str) -> str:
+    return "".join(_LINE_BREAK.split(value))
 
 
 def _decoded_words(value: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from classifiers.automated import detect_automated
 from intake.errors import RejectedInput
-from intake.mime import parse_email
+from intake.mime import POLICY, Limits, _MessageReader, parse_email
 from intake.quoting import ReplySplitter
 from tests.conftest import CORPUS, service_missing
 
@@ -144,3 +146,21 @@ def test_patterns_built_once_per_languages_read_every_fixture_as_the_library_doe
                    [(r.content, r.signatures, r.disclaimers) for r in theirs.replies]
     # … and each set of languages keeps its three patterns, built on first use
     assert sorted(k[0] for k in _Reading._built if k[1:] == (("en", "de"), "en", True)) == ["disclaimers", "header", "signature"]
+
+
+def test_every_messages_date_is_the_one_the_stdlibs_date_header_gives(corpus: Path) -> None:
+    # Given every mail of the corpus, parsed as the intake parses it
+    files = [p for p in corpus.rglob("*") if p.is_file() and p.suffix != ".md"]
+    dated = 0
+    for path in files:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        header = msg.get("date")
+        expected = getattr(header, "datetime", None) if header is not None else None
+        if expected is not None and expected.tzinfo is None:
+            expected = expected.replace(tzinfo=timezone.utc)
+        # When the intake reads its date (the raw value, without building the header object)
+        found = _MessageReader(email.message_from_bytes(path.read_bytes(), policy=POLICY), Limits()).date()
+        # Then it is policy.default's moment, written the same (it is part of the content hash that finds repeats)
+        assert str(found) == str(expected), path
+        dated += expected is not None
+    assert dated >= 600
