@@ -286,7 +286,10 @@ class _MessageReader:
 
     def signals(self) -> dict[str, str]:
         found = {}
+        present = {name.lower() for name in self.msg.keys()}  # one pass over the headers, not one for each of ours
         for name in SIGNAL_HEADERS:
+            if name not in present:
+                continue
             value = self.header(name)
             if value:
                 found[name] = _clean(value)[:MAX_SIGNAL_CHARS]
