@@ -164,3 +164,20 @@ def test_every_messages_date_is_the_one_the_stdlibs_date_header_gives(corpus: Pa
         assert str(found) == str(expected), path
         dated += expected is not None
     assert dated >= 600
+
+
+@pytest.mark.parametrize(("date", "expected"), [
+    (b"Mon, 1 Jan 2024 10:00:00 +0200", "2024-01-01 10:00:00+02:00"),
+    (b"Mon, 1 Jan 2024\r\n 10:00:00 -0000", "2024-01-01 10:00:00+00:00"),  # folded; -0000: no zone given, read as UTC
+    # not dates to the header object; dates once their encoded words are decoded and NULs taken out, as before
+    (b"=?utf-8?q?Mon=2C_1_Jan_2024_10=3A00=3A00_+0000?=", "2024-01-01 10:00:00+00:00"),
+    (b"1 =?utf-8?b?SmFu?= 2024 10:00:00 +0000", "2024-01-01 10:00:00+00:00"),
+    (b"Mon, =?utf-8?q?=EF=BC=91?= Jan 2024 10:00:00 +0000", "2024-01-01 10:00:00+00:00"),  # a full-width digit
+    (b"Mon, 1 Ja\x00n 2024 10:00:00 +0100", "2024-01-01 10:00:00+01:00"),
+    # no date at all (the year overflowed out of the parse before)
+    (b"Mon, 1 Jan 99999999999 10:00:00 +0000", "None"),
+    (b"garbage", "None"),
+])
+def test_a_hostile_date_header_gives_the_moment_it_always_gave(date: bytes, expected: str) -> None:
+    raw = b"From: a@example.org\r\nDate: " + date + b"\r\nSubject: x\r\n\r\nbody\r\n"
+    assert str(_MessageReader(email.message_from_bytes(raw, policy=POLICY), Limits()).date()) == expected
