@@ -58,6 +58,15 @@ def _reachable(host: str, port: int) -> bool:
 
 
 # -- Redis ---------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _holidays_kept_nowhere() -> Iterator[None]:
+    """Services built by a test keep public holidays in its data folder; the next test starts without that folder."""
+    yield
+    from workers.desk import public_holidays  # noqa: PLC0415
+
+    public_holidays.keep_in(None)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if _reachable("127.0.0.1", 6379):

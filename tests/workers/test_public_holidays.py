@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import importlib.metadata
+
 import holidays
 import pytest
 
@@ -67,7 +69,7 @@ def test_a_file_of_another_package_or_malformed_or_too_large_is_ignored_and_writ
                     " " * (public_holidays.MAX_FILE_BYTES + 1)):
         # Given a file that is not this package's, or not a cache at all
         kept.write_text(content)
-        public_holidays.keep_in(kept)
+        public_holidays.dates.cache_clear()  # as in a new process
 
         # Then the dates are the library's, and the file holds them for the next process
         assert public_holidays.dates("GB", 2026) == library("GB", 2026)
@@ -96,8 +98,27 @@ def test_an_upgraded_package_is_not_answered_from_the_old_packages_dates(kept: P
 
     # When the package is another (a new release: its version file is another size or age)
     monkeypatch.setattr(public_holidays, "_package_identity", lambda: "holidays/version.py:607:1")
-    public_holidays.keep_in(kept)
+    public_holidays.dates.cache_clear()  # as in a new process
 
     # Then the dates are worked out again and the file is rewritten for it
     assert public_holidays.dates("GB", 2026) == library("GB", 2026)
     assert json.loads(kept.read_text())["package"] == "holidays/version.py:607:1"
+
+
+def test_the_packages_identity_names_its_release() -> None:
+    # An upgrade whose files all keep one modification time (reproducible builds) is still another key: the key names
+    # the installed release, not only a file's size and age
+    identity = public_holidays._package_identity()
+    assert identity is not None
+    assert f"holidays-{importlib.metadata.version('holidays')}.dist-info" in identity
+
+
+def test_keeping_in_the_same_file_again_keeps_what_was_loaded(kept: Path) -> None:
+    # Given dates loaded before a worker pool forks its children (each child builds its services: keep_in again)
+    public_holidays.dates("GB", 2026)
+    hits = public_holidays.dates.cache_info().hits
+    # When the same file is named again
+    public_holidays.keep_in(kept)
+    # Then the dates are still in memory, not read again
+    public_holidays.dates("GB", 2026)
+    assert public_holidays.dates.cache_info().hits == hits + 1

@@ -3,9 +3,11 @@
 ``import holidays`` costs a worker 60–190 ms of CPU at every start on the 2-core machine (its ``countries``
 package imports all 250 countries' modules) for the few dozen dates its SLA clocks ask about, and those dates
 change only with the package. So a process the desk starts names a file (``keep_in``, from its data folder),
-and the dates worked out are kept there under the identity of the installed package (its version file's path,
-size and modification time: an upgrade or a reinstall writes it anew). Each country and year is then read from
-the file, and ``holidays`` is imported only for one the file lacks.
+and the dates worked out are kept there under the identity of the installed package (its installer's
+record: its ``holidays-<version>.dist-info`` folder's name and its RECORD file's size and modification time, so that
+a new release is another key even where installs fix every file's time). Each country and year is then read from
+the file, and ``holidays`` is imported only for one the file lacks. Without that record (the package not installed
+by a tool that writes one) nothing is kept.
 
 The file is a cache, never an authority: one that cannot be read, is malformed, too large or from another
 package is ignored (and replaced at the next write); a write that fails leaves the dates worked out in memory.
@@ -20,6 +22,7 @@ import functools
 import importlib.util
 import json
 import os
+import tempfile
 import threading
 from datetime import date
 from pathlib import Path
@@ -30,8 +33,12 @@ _writing = threading.Lock()
 
 
 def keep_in(path: Path | None) -> None:
-    """Keep the dates worked out in ``path`` and read them from it (None: work them out in every process)."""
+    """Keep the dates worked out in ``path`` and read them from it (None: work them out in every process).
+
+    The same path again changes nothing: a worker pool's children keep the dates their parent loaded before forking."""
     global _kept_in  # noqa: PLW0603 - set once at a process's start, like the in-memory cache below
+    if path == _kept_in:
+        return
     _kept_in = path
     dates.cache_clear()
 
@@ -57,16 +64,19 @@ def _work_out(country: str, year: int) -> frozenset[date]:
 
 
 def _package_identity() -> str | None:
-    """The installed ``holidays`` package's version file as path, size and modification time (None: not found)."""
+    """The installed ``holidays`` package's record: its dist-info folder (the version is in its name) and that
+    folder's RECORD file's size and modification time; None when there is not exactly one such folder beside it."""
     spec = importlib.util.find_spec("holidays")
     if spec is None or spec.origin is None:
         return None
-    version = Path(spec.origin).with_name("version.py")
+    found = list(Path(spec.origin).parent.parent.glob("holidays-*.dist-info"))
+    if len(found) != 1:
+        return None
     try:
-        stat = version.stat()
+        stat = (found[0] / "RECORD").stat()
     except OSError:
         return None
-    return f"{version}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{found[0]}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _read(path: Path, package: str) -> dict[str, frozenset[date]]:
@@ -90,11 +100,15 @@ def _write(path: Path, package: str, key: str, found: frozenset[date]) -> None:
     with _writing:
         kept = _read(path, package)
         kept[key] = found
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        text = json.dumps({"package": package, "dates": {k: sorted(d.isoformat() for d in v) for k, v in sorted(kept.items())}})
+        draft: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            draft.write_text(json.dumps({"package": package, "dates": {k: sorted(d.isoformat() for d in v) for k, v in sorted(kept.items())}}))
+            fd, draft = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # a new file: no link is followed
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
             os.replace(draft, path)
         except OSError:
-            with contextlib.suppress(OSError):  # missing, or its folder is not one
-                draft.unlink()
+            if draft is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(draft)
