@@ -125,3 +125,29 @@ def test_subject_token_threads_a_participant_only(pipeline: Pipeline, engine: En
     assert same.ticket_id == first.ticket_id
     assert stranger.kind == "created"
     assert stranger.ticket_id != first.ticket_id
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite's one writer leaves no such window
+def test_a_parent_stored_between_the_replys_lookup_and_its_in_flight_check_is_found(settings: Settings, broker, engine: Engine) -> None:  # noqa: ANN001
+    # Given a parent queued (marked in flight) that another worker stores and clears exactly while this worker,
+    # having looked its parent up and not found it, asks whether it is in flight — the window two workers left
+    parents_worker = build_services(settings, broker, engine).pipeline
+    parent = make_message("p@x.org")
+
+    class ParentLandsMeanwhile(InflightRegistry):
+        def any_inflight(self, channel: str, ids) -> bool:  # noqa: ANN001
+            if not _tickets(engine):
+                parents_worker.process(parent, "d-parent")  # committed, then its mark cleared
+            return super().any_inflight(channel, ids)
+
+    registry = ParentLandsMeanwhile(broker.client, settings.redis_namespace)
+    registry.mark("email", ["p@x.org"])
+    pipeline = build_services(settings, broker, engine).pipeline
+    pipeline.inflight = registry
+
+    # When the reply is processed
+    outcome = pipeline.process(make_message("r@x.org", in_reply_to=("p@x.org",)), "d-reply")
+
+    # Then it continues its parent's ticket: the parent, no longer in flight, was looked for again
+    [ticket] = _tickets(engine)
+    assert (outcome.kind, outcome.ticket_id) == ("threaded", ticket.id)

@@ -238,8 +238,12 @@ class Pipeline:
         if decisions is None:
             decisions = self.decide(message)
         link = self.threader.link(message, tx, automated=decisions.verdict is not None)
-        if link.ticket_id is None and wait and self._parent_in_flight(message):
-            raise ParentInFlight(f"{message.channel}:{message.external_id} replies to a message still in the queue")
+        if link.ticket_id is None and wait and message.thread.referenced_ids():
+            if self._parent_in_flight(message):
+                raise ParentInFlight(f"{message.channel}:{message.external_id} replies to a message still in the queue")
+            # A parent's worker clears its mark only once it has committed: one that committed after the look above
+            # and cleared before this check (another worker, on PostgreSQL) is there now for a new statement to read.
+            link = self.threader.link(message, tx, automated=decisions.verdict is not None)
         if decisions.verdict is not None:
             return self._automated(tx, message, delivery_id, link, decisions.verdict, now)
         assert decisions.labels is not None and decisions.route is not None
