@@ -215,23 +215,37 @@ class Dovecot:
             except OSError:
                 return
 
-    def kill_sessions(self, user: str) -> int:
-        """SIGKILL the imap processes serving ``user`` (a crash, an admin's kick): their clients see the connection end
-        without a BYE. How many there were."""
-        killed = 0
+    def sessions(self, user: str) -> dict[int, str]:
+        """The imap processes serving ``user``: pid → what the session is doing ("" between commands, "IDLE"…),
+        read from their titles (verbose_proctitle: "dovecot/imap [user ip state]")."""
+        found = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
             except OSError:
                 continue
-            if title.startswith("dovecot/imap [") and f"[{user} " in title:  # verbose_proctitle: "dovecot/imap [user ip state]"
-                try:
-                    os.kill(int(entry.name), signal.SIGKILL)
-                    killed += 1
-                except ProcessLookupError:
-                    pass
+            if title.startswith("dovecot/imap [") and title.endswith("]"):
+                who, _, rest = title.removeprefix("dovecot/imap [").removesuffix("]").partition(" ")
+                if who == user:
+                    found[int(entry.name)] = rest.partition(" ")[2]
+        return found
+
+    def in_idle(self, user: str) -> bool:
+        """Whether a session of ``user`` is in IDLE now."""
+        return "IDLE" in self.sessions(user).values()
+
+    def kill_sessions(self, user: str) -> int:
+        """SIGKILL the imap processes serving ``user`` (a crash, an admin's kick): their clients see the connection end
+        without a BYE. How many there were."""
+        killed = 0
+        for pid in self.sessions(user):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
         return killed
 
     def restart(self) -> None:

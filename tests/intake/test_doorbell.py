@@ -174,8 +174,7 @@ def test_a_flood_of_rings_makes_a_bounded_number_of_looks(dovecot, mailbox, sett
     bell = Bell()
     try:
         with watching(account_for(dovecot, mailbox), settings, broker, bell=bell, poll_seconds=300) as watcher:
-            wait_for(lambda: watcher.syncs == 1)
-            time.sleep(0.3)  # in IDLE
+            wait_for(lambda: watcher.syncs == 1 and dovecot.in_idle(mailbox[0]))
             started = time.monotonic()
             while time.monotonic() - started < 1.0:
                 bell.ring()
@@ -263,8 +262,7 @@ def test_in_idle_the_bell_makes_the_watcher_look(rung, listening, settings, brok
     doorbell, mailbox, thread = listening
     thread.start()
     with running_worker(engine), watching(account_for(server, mailbox), settings, broker, bell=doorbell.bell("INBOX"), poll_seconds=300) as watcher:
-        wait_for(lambda: watcher.syncs == 1)
-        time.sleep(0.3)  # in IDLE
+        wait_for(lambda: watcher.syncs == 1 and server.in_idle(mailbox[0]))
         for i in range(3):
             appended = time.monotonic()
             append(server, mailbox, [make_email(message_id=f"<bell-idle-{i}@x.org>")])

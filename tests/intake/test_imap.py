@@ -32,8 +32,7 @@ pytestmark = pytest.mark.slow
 
 def test_append_becomes_a_ticket_through_idle(dovecot, mailbox, settings, broker, engine: Engine, running_worker) -> None:  # noqa: ANN001
     with running_worker(engine), watching(account_for(dovecot, mailbox), settings, broker, poll_seconds=300) as watcher:
-        wait_for(lambda: watcher.idle_supported is not None)
-        time.sleep(0.3)  # let it enter IDLE: with a 300 s poll, only IDLE can deliver in time
+        wait_for(lambda: dovecot.in_idle(mailbox[0]))  # with a 300 s poll, only IDLE can deliver in time
         append(dovecot, mailbox, [make_email(message_id="<idle@x.org>")])
         latency = wait_for(lambda: tickets(engine) == 1, timeout=15)
     assert watcher.idle_supported is True
@@ -103,8 +102,7 @@ def test_a_session_the_server_drops_during_idle_is_reconnected_at_once(dovecot, 
     # The server's process for the session dies while the watcher is in IDLE: the connection ends without a BYE, and
     # imapclient answers every later check with no responses. The watcher must reconnect, not spin until IDLE's 300 s end.
     with watching(account_for(dovecot, mailbox), settings, broker, poll_seconds=300) as watcher:
-        wait_for(lambda: watcher.syncs == 1)
-        time.sleep(0.3)  # in IDLE
+        wait_for(lambda: watcher.syncs == 1 and dovecot.in_idle(mailbox[0]))
         assert dovecot.kill_sessions(mailbox[0]) == 1
         wait_for(lambda: watcher.syncs == 2, timeout=30)
 
