@@ -278,7 +278,7 @@ class _MessageReader:
         date is tried again with its encoded words decoded and its NULs taken out. The moment is part of the content
         hash that finds a repeated mail, so it must stay the one the header object gave (tests/intake/test_real_world.py).
         """
-        raw = next((str(value) for key, value in self.msg.raw_items() if key.lower() == "date"), "")
+        raw = _first_raw(self.msg, "date")
         value = None
         if raw:
             try:
@@ -288,7 +288,7 @@ class _MessageReader:
             except Exception as exc:  # noqa: BLE001 - what made the header object raise
                 self.notes.append(f"header date: {type(exc).__name__}")
             if value is None:
-                decoded = _raw_header(self.msg, "date")
+                decoded = _decoded_words(raw)
                 try:
                     value = email.utils.parsedate_to_datetime(decoded) if decoded else None
                 except (TypeError, ValueError, IndexError, OverflowError):
@@ -668,19 +668,22 @@ def html_to_text(html: str) -> str:
 
 
 def _raw_header(msg: Message, name: str, *, decode: bool = True) -> str:
-    for key, value in msg.raw_items():
-        if key.lower() == name:
-            if not decode:
-                return _clean(str(value))
-            return _decoded_words(str(value))
-    return ""
+    raw = _first_raw(msg, name)
+    if not raw:
+        return ""
+    return _decoded_words(raw) if decode else _clean(raw)
 
 
-_LINE_BREAK = re.compile(r"\n|\r")  # what policy.default takes out of a header's value before parsing it
+def _first_raw(msg: Message, name: str) -> str:
+    """The first ``name`` header's value as it came (folded, encoded words and all); "" when there is none."""
+    return next((str(value) for key, value in msg.raw_items() if key.lower() == name), "")
+
+
+_LINE_BREAK = re.compile(r"[\r\n]")  # what policy.default takes out of a header's value before parsing it
 
 
 def _unfolded(value: str) -> str:
-    return "".join(_LINE_BREAK.split(value))
+    return _LINE_BREAK.sub("", value)
 
 
 def _decoded_words(value: str) -> str:

@@ -37,7 +37,7 @@ class BusinessCalendar:
 
     def public_holidays(self, year: int) -> frozenset[date]:
         """The public holidays of the calendar's country in ``year`` (none without a country); loaded once a process."""
-        return _holidays_of(self.country.upper(), year) if self.country else frozenset()
+        return public_holidays.dates(self.country.upper(), year) if self.country else frozenset()
 
     def is_working_day(self, day: date) -> bool:
         return day.weekday() in self.days and day not in self.fixed_holidays and not _is_public_holiday(self.country, day)
@@ -116,9 +116,5 @@ def _parse_time(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def _holidays_of(country: str, year: int) -> frozenset[date]:
-    return public_holidays.dates(country, year)
-
-
 def _is_public_holiday(country: str | None, day: date) -> bool:
-    return bool(country) and day in _holidays_of(country.upper(), day.year)  # type: ignore[union-attr]
+    return bool(country) and day in public_holidays.dates(country.upper(), day.year)  # type: ignore[union-attr]
