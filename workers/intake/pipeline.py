@@ -238,8 +238,8 @@ class Pipeline:
         if decisions is None:
             decisions = self.decide(message)
         link = self.threader.link(message, tx, automated=decisions.verdict is not None)
-        if link.ticket_id is None and wait and message.thread.referenced_ids():
-            if self._parent_in_flight(message):
+        if link.ticket_id is None and wait and self.inflight is not None and (refs := message.thread.referenced_ids()):
+            if self.inflight.any_inflight(message.channel, refs):
                 raise ParentInFlight(f"{message.channel}:{message.external_id} replies to a message still in the queue")
             # A parent's worker clears its mark only once it has committed: one that committed after the look above
             # and cleared before this check (another worker, on PostgreSQL) is there now for a new statement to read.
@@ -250,10 +250,6 @@ class Pipeline:
         if link.ticket_id is not None:
             return self._threaded(tx, message, delivery_id, link, decisions.labels, now)
         return self._new_ticket(tx, message, delivery_id, link, decisions.labels, decisions.route, now, decisions.docs)
-
-    def _parent_in_flight(self, message: InboundMessage) -> bool:
-        refs = message.thread.referenced_ids()
-        return bool(refs) and self.inflight is not None and self.inflight.any_inflight(message.channel, refs)
 
     def _duplicate(self, tx: IntakeTx, message: InboundMessage, claim: AlreadyStored, delivery_id: str, now: datetime) -> Outcome:
         if claim.delivery_id == delivery_id:
