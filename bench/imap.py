@@ -59,7 +59,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from config.desk import load_desk  # noqa: E402
-from workers.ops.preload import keep_public_holidays  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from intake.imap import FolderWatcher, ImapAccount, WatchOptions  # noqa: E402
 from intake.state import AdapterHealth, RedisCheckpointStore  # noqa: E402
@@ -74,6 +73,7 @@ from tests.servers.base import free_port  # noqa: E402
 from tests.servers.slack import TOKEN, SlackServer  # noqa: E402
 from tests.test_end_to_end import SENDERS, SUBJECTS  # noqa: E402
 from workers.intake.training import ModelStore, load_or_train  # noqa: E402
+from workers.ops.preload import keep_public_holidays  # noqa: E402
 
 PASSWORD = "bench-password"
 PEER = "django-helpdesk==2.6.1"

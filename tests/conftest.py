@@ -57,7 +57,7 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-# -- Redis ---------------------------------------------------------------------
+# -- Process-wide state a test may leave ------------------------------------------
 @pytest.fixture(autouse=True)
 def _holidays_kept_nowhere() -> Iterator[None]:
     """Services built by a test keep public holidays in its data folder; the next test starts without that folder."""
@@ -67,6 +67,7 @@ def _holidays_kept_nowhere() -> Iterator[None]:
     public_holidays.keep_in(None)
 
 
+# -- Redis ---------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if _reachable("127.0.0.1", 6379):

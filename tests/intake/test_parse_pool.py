@@ -135,7 +135,7 @@ def test_every_helper_killed_while_idle_blames_not_the_next_single_mail(pool: Pa
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: all(_dead(pid) for pid in killed), timeout=10)
-    # Then the next mail parses alone on a new helper (it was blamed: "killed by SIGKILL", after two tries)
+    # Then the next mail parses alone on a new helper (it used to be blamed, "killed by SIGKILL", after two tries)
     assert _parse(pool, make_email(message_id="<innocent2@x.org>")).message.external_id == "innocent2@x.org"
 
 

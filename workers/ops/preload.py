@@ -16,8 +16,8 @@ a connection with its parent.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from config.settings import Settings
 
