@@ -98,7 +98,7 @@ def _read(path: Path, package: str) -> dict[str, frozenset[date]]:
 def _write(path: Path, package: str, key: str, found: frozenset[date]) -> None:
     """Add ``key``'s dates to the file (replaced whole); a failure leaves them in memory only."""
     with _writing:
-        kept = _read(path, package)
+        kept = _read(path, package)  # read again, under the lock: another process may have added dates since
         kept[key] = found
         text = json.dumps({"package": package, "dates": {k: sorted(d.isoformat() for d in v) for k, v in sorted(kept.items())}})
         draft: str | None = None
